@@ -1,0 +1,356 @@
+/**
+ * Building, signing and verifying the three signed documents: key sets, model manifests and
+ * desired-state documents. Verification is the whole check a device makes before trusting a
+ * document: schema, signatures against the role's keys and threshold, validity window, and the
+ * document's internal consistency.
+ */
+import { EdgefleetError } from '../errors/index.ts';
+import {
+  type DesiredStatePayload,
+  DesiredStatePayload as DesiredStateSchema,
+  DOCUMENT_TYPES,
+  KEY_ROLES,
+  type KeyRole,
+  type KeySetPayload,
+  KeySetPayload as KeySetSchema,
+  type ManifestPayload,
+  ManifestPayload as ManifestSchema,
+  type PublicKeyEntry,
+  SignedDesiredState,
+  type SignedDocument,
+  SignedKeySet,
+  SignedManifest,
+} from '../schemas/index.ts';
+import { compareSemver } from '../semver/index.ts';
+import { decodePublicKey, publicKeyEntry, type RolePolicy, type SigningKey, signPayload, verifySignatures } from '../signing/index.ts';
+import { checkTensorAgainstSpec, decodeTensor } from '../tensor/index.ts';
+import { validate } from '../validation/index.ts';
+
+/** How far ahead of the verifier's clock a document may have been issued (clock drift between hosts). */
+export const DEFAULT_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+export interface VerifyOptions {
+  /** The verifier's clock in ms since the epoch (inject for tests and for devices with a trusted time source). */
+  readonly now?: number;
+  readonly clockSkewMs?: number;
+}
+
+/** A validated key set, ready to answer "which keys, how many" for each role. */
+export interface Trust {
+  readonly keySet: KeySetPayload;
+  policy(role: KeyRole): RolePolicy;
+}
+
+/** Validates a key set (schema, key ids, role references, thresholds) and returns it as a Trust. */
+export function createTrust(keySet: unknown): Trust {
+  const payload = validate(KeySetSchema, keySet);
+  const keys = new Map<string, Uint8Array>();
+  for (const entry of payload.keys) {
+    if (keys.has(entry.keyId)) throw new EdgefleetError('EF_KEYSET_INVALID', `key ${entry.keyId.slice(0, 16)}… is listed twice`);
+    keys.set(entry.keyId, decodePublicKey(entry));
+  }
+  const policies = new Map<KeyRole, RolePolicy>();
+  for (const role of KEY_ROLES) {
+    const { keyIds, threshold } = payload.roles[role];
+    const missing = keyIds.find((id) => !keys.has(id));
+    if (missing)
+      throw new EdgefleetError('EF_KEYSET_INVALID', `role ${role} names key ${missing.slice(0, 16)}…, which the key set does not list`);
+    if (threshold > keyIds.length) {
+      throw new EdgefleetError('EF_KEYSET_INVALID', `role ${role} requires ${threshold} signatures but names only ${keyIds.length} key(s)`);
+    }
+    policies.set(role, { keys: new Map(keyIds.map((id) => [id, keys.get(id) as Uint8Array])), threshold });
+  }
+  return { keySet: payload, policy: (role) => policies.get(role) as RolePolicy };
+}
+
+export interface KeySetInput {
+  readonly version: number;
+  readonly roles: Readonly<Record<KeyRole, { readonly keys: readonly Pick<SigningKey, 'publicKey'>[]; readonly threshold?: number }>>;
+  readonly now?: number;
+  /** How long the key set is valid; default one year. */
+  readonly ttlMs?: number;
+}
+
+/** Builds a key set payload (unsigned). Sign it with the root keys: `signKeySet`. */
+export function createKeySet(input: KeySetInput): KeySetPayload {
+  const now = input.now ?? Date.now();
+  const entries = new Map<string, PublicKeyEntry>();
+  const roles = {} as Record<KeyRole, { keyIds: string[]; threshold: number }>;
+  for (const role of KEY_ROLES) {
+    const spec = input.roles[role];
+    const keyIds = spec.keys.map((key) => {
+      const entry = publicKeyEntry(key);
+      entries.set(entry.keyId, entry);
+      return entry.keyId;
+    });
+    roles[role] = { keyIds: [...new Set(keyIds)], threshold: spec.threshold ?? 1 };
+  }
+  const payload: KeySetPayload = {
+    type: DOCUMENT_TYPES.keySet,
+    version: input.version,
+    issuedAt: timestamp(now),
+    expiresAt: timestamp(now + (input.ttlMs ?? 365 * 24 * 3600 * 1000)),
+    keys: [...entries.values()],
+    roles,
+  };
+  createTrust(payload);
+  return payload;
+}
+
+export function signKeySet(payload: KeySetPayload, rootKeys: readonly SigningKey[]): SignedDocument<KeySetPayload> {
+  createTrust(payload);
+  return signPayload(payload, rootKeys);
+}
+
+/**
+ * Verifies a key rotation (TUF §5.3.4): the next key set must be newer, unexpired, and signed by a
+ * threshold of the current root keys and by a threshold of its own root keys, so neither a stolen
+ * old root key nor a forged new one can rotate alone.
+ */
+export function verifyKeySetUpdate(current: Trust, next: unknown, options: VerifyOptions = {}): Trust {
+  const document = validate(SignedKeySet, next);
+  const nextTrust = createTrust(document.payload);
+  verifySignatures(document, current.policy('root'), 'root');
+  verifySignatures(document, nextTrust.policy('root'), 'root');
+  if (document.payload.version <= current.keySet.version) {
+    throw new EdgefleetError(
+      'EF_KEYSET_ROLLBACK',
+      `key set version ${document.payload.version} is not above the trusted version ${current.keySet.version}`,
+    );
+  }
+  checkValidityWindow(document.payload, 'key set', options);
+  return nextTrust;
+}
+
+/**
+ * Key ids that signed for `role` under the old key set and no longer may. A device that sees
+ * manifest keys revoked drops version floors set by them: this is how a fleet recovers from a
+ * compromised key that signed an absurd version (TUF fast-forward attack).
+ */
+export function revokedKeyIds(previous: Trust, next: Trust, role: KeyRole): string[] {
+  const kept = next.policy(role).keys;
+  return [...previous.policy(role).keys.keys()].filter((keyId) => !kept.has(keyId));
+}
+
+// --- Model manifests ---------------------------------------------------------------------------
+
+export type ManifestInput = Omit<ManifestPayload, 'type' | 'issuedAt' | 'expiresAt'> & {
+  readonly now?: number;
+  /** How long devices may install from this manifest; default 90 days. */
+  readonly ttlMs?: number;
+};
+
+/** Builds a manifest payload and checks it as a device would (schema and consistency). */
+export function createManifest(input: ManifestInput): ManifestPayload {
+  const { now = Date.now(), ttlMs = 90 * 24 * 3600 * 1000, ...fields } = input;
+  const payload = {
+    type: DOCUMENT_TYPES.manifest,
+    issuedAt: timestamp(now),
+    expiresAt: timestamp(now + ttlMs),
+    ...fields,
+  } as ManifestPayload;
+  checkManifestConsistency(validate(ManifestSchema, payload));
+  return payload;
+}
+
+export function signManifest(payload: ManifestPayload, keys: readonly SigningKey[]): SignedDocument<ManifestPayload> {
+  checkManifestConsistency(validate(ManifestSchema, payload));
+  return signPayload(payload, keys);
+}
+
+/**
+ * Everything a device checks before it downloads a byte: schema, signatures by the manifest role's
+ * keys (threshold), validity window, and consistency (names unique, golden vectors fitting the
+ * declared inputs and outputs).
+ */
+export function verifyManifest(document: unknown, trust: Trust, options: VerifyOptions = {}): ManifestPayload {
+  const signed = validate(SignedManifest, document);
+  verifySignatures(signed, trust.policy('manifest'), 'manifest');
+  checkValidityWindow(signed.payload, `manifest ${signed.payload.name}@${signed.payload.version}`, options);
+  checkManifestConsistency(signed.payload);
+  return signed.payload;
+}
+
+function checkManifestConsistency(manifest: ManifestPayload): void {
+  const what = `manifest ${manifest.name}@${manifest.version}`;
+  unique(
+    manifest.files.map((f) => f.name),
+    `${what} lists file`,
+  );
+  unique(
+    manifest.model.inputs.map((t) => t.name),
+    `${what} declares input`,
+  );
+  unique(
+    manifest.model.outputs.map((t) => t.name),
+    `${what} declares output`,
+  );
+  const acceptance = manifest.acceptance;
+  if (!acceptance) return;
+  if (acceptance.vectorsFile !== undefined) {
+    const file = manifest.files.find((f) => f.name === acceptance.vectorsFile);
+    if (file?.role !== 'golden-vectors') {
+      inconsistent(`${what} names golden vector file "${acceptance.vectorsFile}", which is not one of its files with role golden-vectors`);
+    }
+  } else if (acceptance.vectors.length === 0) {
+    inconsistent(`${what} has an acceptance test without golden vectors or a golden vector file`);
+  }
+  const inputs = new Map(manifest.model.inputs.map((t) => [t.name, t]));
+  const outputs = new Map(manifest.model.outputs.map((t) => [t.name, t]));
+  acceptance.vectors.forEach((vector, index) => {
+    for (const [kind, tensors, specs] of [
+      ['input', vector.inputs, inputs],
+      ['output', vector.outputs, outputs],
+    ] as const) {
+      unique(
+        tensors.map((t) => t.name),
+        `${what} golden vector ${index} repeats ${kind}`,
+      );
+      for (const tensor of tensors) {
+        const spec = specs.get(tensor.name);
+        if (!spec) inconsistent(`${what} golden vector ${index} has ${kind} "${tensor.name}", which the model does not declare`);
+        try {
+          checkTensorAgainstSpec(tensor, spec);
+          decodeTensor(tensor);
+        } catch (error) {
+          inconsistent(`${what} golden vector ${index}: ${(error as Error).message}`);
+        }
+      }
+    }
+    const missing = [...inputs.keys()].find((name) => !vector.inputs.some((t) => t.name === name));
+    if (missing !== undefined) inconsistent(`${what} golden vector ${index} does not give input "${missing}"`);
+  });
+}
+
+// --- Desired state -----------------------------------------------------------------------------
+
+export type DesiredStateInput = Omit<DesiredStatePayload, 'type' | 'issuedAt' | 'expiresAt' | 'remove' | 'rollback'> & {
+  readonly remove?: string[];
+  readonly rollback?: boolean;
+  readonly now?: number;
+  /** How long the document is valid; default 30 days. Devices refuse it after that (freeze attack). */
+  readonly ttlMs?: number;
+};
+
+export function createDesiredState(input: DesiredStateInput): DesiredStatePayload {
+  const { now = Date.now(), ttlMs = 30 * 24 * 3600 * 1000, remove = [], rollback = false, ...fields } = input;
+  const payload: DesiredStatePayload = {
+    type: DOCUMENT_TYPES.desiredState,
+    issuedAt: timestamp(now),
+    expiresAt: timestamp(now + ttlMs),
+    rollback,
+    remove,
+    ...fields,
+  };
+  checkDesiredStateConsistency(validate(DesiredStateSchema, payload));
+  return payload;
+}
+
+export function signDesiredState(payload: DesiredStatePayload, keys: readonly SigningKey[]): SignedDocument<DesiredStatePayload> {
+  checkDesiredStateConsistency(validate(DesiredStateSchema, payload));
+  return signPayload(payload, keys);
+}
+
+export interface VerifyDesiredStateOptions extends VerifyOptions {
+  /** The device doing the verifying: a document for anyone else is refused. */
+  readonly deviceId: string;
+  /** The highest sequence this device has applied; the document must be above it. */
+  readonly lastSequence?: number;
+}
+
+export interface VerifiedDesiredState {
+  readonly payload: DesiredStatePayload;
+  /** The verified manifests, in the document's order. */
+  readonly manifests: readonly ManifestPayload[];
+}
+
+/**
+ * Verifies a desired-state document for one device: signatures by the desired-state role, validity
+ * window, addressee, sequence above the last applied one (replay), and every embedded manifest.
+ */
+export function verifyDesiredState(document: unknown, trust: Trust, options: VerifyDesiredStateOptions): VerifiedDesiredState {
+  const signed = validate(SignedDesiredState, document);
+  const payload = signed.payload;
+  verifySignatures(signed, trust.policy('desired-state'), 'desired-state');
+  if (payload.deviceId !== options.deviceId) {
+    throw new EdgefleetError(
+      'EF_DESIRED_STATE_WRONG_DEVICE',
+      `the document is for device "${payload.deviceId}", this is "${options.deviceId}"`,
+    );
+  }
+  checkValidityWindow(payload, `desired state #${payload.sequence}`, options);
+  if (options.lastSequence !== undefined && payload.sequence <= options.lastSequence) {
+    throw new EdgefleetError(
+      'EF_DESIRED_STATE_REPLAYED',
+      `desired state #${payload.sequence} is not above #${options.lastSequence}, the last one applied`,
+      { details: { sequence: payload.sequence, lastSequence: options.lastSequence } },
+    );
+  }
+  checkDesiredStateConsistency(payload);
+  const manifests = payload.models.map((model) => verifyManifest(model.manifest, trust, options));
+  return { payload, manifests };
+}
+
+function checkDesiredStateConsistency(payload: DesiredStatePayload): void {
+  const names = payload.models.map((m) => m.manifest.payload.name);
+  unique(names, `desired state #${payload.sequence} lists model`);
+  unique(payload.remove, `desired state #${payload.sequence} removes model`);
+  const both = payload.remove.find((name) => names.includes(name));
+  if (both !== undefined) inconsistent(`desired state #${payload.sequence} both installs and removes model "${both}"`);
+}
+
+/**
+ * The rollback rule (TUF/Uptane rollback attack): a version older than the floor installs only when
+ * a verified desired-state document says rollback.
+ */
+export function checkVersionFloor(name: string, candidate: string, floor: string | undefined, rollback: boolean): void {
+  if (floor === undefined || rollback) return;
+  if (compareSemver(candidate, floor) < 0) {
+    throw new EdgefleetError('EF_MODEL_VERSION_ROLLBACK', `${name}@${candidate} is older than ${name}@${floor}, the version floor`, {
+      details: { name, candidate, floor },
+    });
+  }
+}
+
+// --- Shared checks ----------------------------------------------------------------------------
+
+function checkValidityWindow(payload: { issuedAt: string; expiresAt: string }, what: string, options: VerifyOptions): void {
+  const now = options.now ?? Date.now();
+  const skew = options.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
+  const issuedAt = Date.parse(payload.issuedAt);
+  const expiresAt = Date.parse(payload.expiresAt);
+  if (Number.isNaN(issuedAt) || Number.isNaN(expiresAt) || expiresAt <= issuedAt) {
+    inconsistent(`${what} has a validity window from ${payload.issuedAt} to ${payload.expiresAt}, which is empty or not a real date`);
+  }
+  if (issuedAt > now + skew) {
+    throw new EdgefleetError(
+      'EF_DOCUMENT_NOT_YET_VALID',
+      `${what} was issued at ${payload.issuedAt}, after this clock's ${timestamp(now)}`,
+      {
+        details: { issuedAt: payload.issuedAt, now: timestamp(now) },
+      },
+    );
+  }
+  if (expiresAt <= now) {
+    throw new EdgefleetError('EF_DOCUMENT_EXPIRED', `${what} expired at ${payload.expiresAt}`, {
+      details: { expiresAt: payload.expiresAt, now: timestamp(now) },
+    });
+  }
+}
+
+/** RFC 3339 UTC as the schemas require, with milliseconds only when present. */
+export function timestamp(ms: number): string {
+  return new Date(ms).toISOString().replace('.000Z', 'Z');
+}
+
+function unique(values: readonly string[], what: string): void {
+  const seen = new Set<string>();
+  for (const value of values) {
+    if (seen.has(value)) inconsistent(`${what} "${value}" more than once`);
+    seen.add(value);
+  }
+}
+
+function inconsistent(message: string): never {
+  throw new EdgefleetError('EF_DOCUMENT_INCONSISTENT', message);
+}

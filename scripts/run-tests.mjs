@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// Runs every test of the workspace (vitest) and ends with the plain line `N passed, N failed`.
+// A run in which no test executed is a failure: a green run must mean tests ran.
+// Extra arguments go to vitest (`pnpm test -- packages/protocol`).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const results = join('.vitest', 'results.json');
+rmSync(results, { force: true });
+
+const vitest = join(dirname(createRequire(import.meta.url).resolve('vitest/package.json')), 'vitest.mjs');
+const run = spawnSync(process.execPath, [vitest, 'run', ...process.argv.slice(2).filter((a) => a !== '--')], { stdio: 'inherit' });
+
+if (!existsSync(results)) {
+  console.log('0 passed, 0 failed');
+  console.error(`vitest wrote no results (exit ${run.status ?? run.signal}): no test ran`);
+  process.exit(1);
+}
+const report = JSON.parse(readFileSync(results, 'utf8'));
+const passed = report.numPassedTests ?? 0;
+const failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+if (passed === 0) {
+  console.error('no test passed: a run that tests nothing is a failure');
+  process.exit(1);
+}
+process.exit(failed > 0 || run.status !== 0 ? 1 : 0);
