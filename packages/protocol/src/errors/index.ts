@@ -41,7 +41,7 @@ export const ERRORS = defineErrors({
   EF_TOPIC_INVALID: {
     status: 400,
     title: 'The MQTT topic is not an edgefleet topic',
-    fix: 'Build topics with the protocol package (buildTopic) instead of by hand; see the topic scheme in docs/protocol.md.',
+    fix: 'Build topics with the protocol package (createTopicScheme().build) instead of by hand; see the topic scheme in docs/protocol.md.',
   },
   EF_DEVICE_ID_INVALID: {
     status: 400,

@@ -1,0 +1,161 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createTrust, verifyDesiredState, verifyKeySetUpdate, verifyManifest } from '../documents/index.ts';
+import { EdgefleetError } from '../errors/index.ts';
+import { ManifestPayload, MESSAGE_SCHEMAS, SignedManifest } from '../schemas/index.ts';
+import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '../testing/index.ts';
+import { parseJson, validate } from './index.ts';
+
+const keys = createTestKeys();
+
+/** Runs `run` and asserts it either returns or throws an EdgefleetError with one of `codes`. */
+function expectOnlyCoded(run: () => unknown, codes: readonly string[]): void {
+  try {
+    run();
+  } catch (error) {
+    if (!(error instanceof EdgefleetError)) throw new Error(`threw a non-coded error: ${String(error)}`);
+    expect(codes).toContain(error.code);
+  }
+}
+
+/** Every JSON pointer path inside a value (object members and array items). */
+function paths(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
+  if (value === null || typeof value !== 'object') return [prefix];
+  const entries = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : Object.entries(value);
+  return [prefix, ...entries.flatMap(([k, v]) => paths(v, [...prefix, k]))];
+}
+
+/** A deep copy of `value` with the member at `path` replaced (or deleted when replacement is undefined). */
+function mutate(value: unknown, path: (string | number)[], replacement: unknown): unknown {
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  if (path.length === 0) return replacement;
+  let node = copy;
+  for (const key of path.slice(0, -1)) node = node[key] as Record<string | number, unknown>;
+  const last = path[path.length - 1] as string | number;
+  if (replacement !== undefined) node[last] = replacement;
+  else if (Array.isArray(node))
+    node.splice(last as number, 1); // as JSON would have it: no holes
+  else delete node[last];
+  return copy;
+}
+
+const VERIFY_CODES = [
+  'EF_SCHEMA_INVALID',
+  'EF_SIGNATURE_MISSING',
+  'EF_SIGNATURE_INVALID',
+  'EF_SIGNATURE_UNKNOWN_KEY',
+  'EF_SIGNATURE_THRESHOLD',
+  'EF_DOCUMENT_EXPIRED',
+  'EF_DOCUMENT_NOT_YET_VALID',
+  'EF_DOCUMENT_INCONSISTENT',
+  'EF_DESIRED_STATE_WRONG_DEVICE',
+  'EF_DESIRED_STATE_REPLAYED',
+  'EF_TENSOR_INVALID',
+  'EF_KEY_INVALID',
+  'EF_KEYSET_INVALID',
+  'EF_KEYSET_ROLLBACK',
+];
+
+describe('validate', () => {
+  it('names the field and what it expected', () => {
+    const manifest = { ...sampleManifest(), version: 'v1.2' };
+    expect(() => validate(ManifestPayload, manifest)).toThrow(
+      /EF_SCHEMA_INVALID: model manifest is invalid at \/version: expected a semantic version such as 1\.4\.0/,
+    );
+  });
+
+  it('names a missing field', () => {
+    const { name: _name, ...manifest } = sampleManifest();
+    expect(() => validate(ManifestPayload, manifest)).toThrow(/at \/name: is missing; expected a model name/);
+  });
+
+  it('refuses unknown fields, including an own __proto__ member from JSON', () => {
+    const manifest = JSON.parse(JSON.stringify(sampleManifest()).replace('{', '{"__proto__":{"admin":true},'));
+    try {
+      validate(ManifestPayload, manifest);
+      expect.unreachable('validate accepted __proto__');
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'EF_SCHEMA_INVALID' });
+      expect((error as EdgefleetError).message).toContain('/__proto__: is not a known field');
+    }
+    expect(({} as { admin?: boolean }).admin).toBeUndefined();
+  });
+
+  it('describes an enum by its allowed values', () => {
+    const manifest = sampleManifest();
+    const bad = { ...manifest, runtime: { executionProviders: ['gpu'] } };
+    expect(() => validate(ManifestPayload, bad)).toThrow(/\/runtime\/executionProviders\/0: expected one of webgpu, wasm, cpu/);
+  });
+
+  it('never throws anything but EF_SCHEMA_INVALID on arbitrary JSON, for every message kind', () => {
+    for (const schema of [...Object.values(MESSAGE_SCHEMAS), SignedManifest]) {
+      fc.assert(
+        fc.property(fc.jsonValue(), (value) => {
+          expectOnlyCoded(() => validate(schema, value), ['EF_SCHEMA_INVALID']);
+        }),
+        { numRuns: 50 },
+      );
+    }
+  });
+
+  it('never throws anything but EF_SCHEMA_INVALID on arbitrary JavaScript values', () => {
+    fc.assert(
+      fc.property(
+        fc.anything({ withBigInt: true, withMap: true, withSet: true, withTypedArray: true, withDate: true, withNullPrototype: true }),
+        (value) => {
+          expectOnlyCoded(() => validate(SignedManifest, value), ['EF_SCHEMA_INVALID']);
+        },
+      ),
+    );
+  });
+});
+
+describe('document verification on hostile input', () => {
+  const manifest = sampleSignedManifest(keys);
+  const desired = sampleSignedDesiredState(keys);
+  const now = TEST_NOW + 1000;
+
+  it('answers any JSON value with a coded error', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        expectOnlyCoded(() => verifyManifest(value, keys.trust, { now }), VERIFY_CODES);
+        expectOnlyCoded(() => verifyDesiredState(value, keys.trust, { now, deviceId: 'cam-042' }), VERIFY_CODES);
+        expectOnlyCoded(() => verifyKeySetUpdate(keys.trust, value, { now }), VERIFY_CODES);
+        expectOnlyCoded(() => createTrust(value), VERIFY_CODES);
+      }),
+    );
+  });
+
+  it('answers a valid document with any one member replaced or removed with a coded error, never a crash', () => {
+    for (const [document, verify] of [
+      [manifest, (v: unknown) => verifyManifest(v, keys.trust, { now })],
+      [desired, (v: unknown) => verifyDesiredState(v, keys.trust, { now, deviceId: 'cam-042' })],
+    ] as const) {
+      const all = paths(document);
+      fc.assert(
+        fc.property(fc.constantFrom(...all), fc.option(fc.jsonValue(), { nil: undefined }), (path, replacement) => {
+          expectOnlyCoded(() => verify(mutate(document, path, replacement)), VERIFY_CODES);
+        }),
+        { numRuns: 300 },
+      );
+    }
+  });
+});
+
+describe('parseJson', () => {
+  it('refuses oversized payloads before parsing', () => {
+    expect(() => parseJson(new Uint8Array(2048), { maxBytes: 1024 })).toThrow(expect.objectContaining({ code: 'EF_MESSAGE_TOO_LARGE' }));
+  });
+
+  it('refuses invalid UTF-8 and non-JSON with EF_JSON_INVALID', () => {
+    expect(() => parseJson(Uint8Array.from([0x7b, 0xff, 0x7d]), { maxBytes: 100 })).toThrow(
+      expect.objectContaining({ code: 'EF_JSON_INVALID' }),
+    );
+    expect(() => parseJson('{"a":', { maxBytes: 100 })).toThrow(expect.objectContaining({ code: 'EF_JSON_INVALID' }));
+  });
+
+  it('parses deeply nested JSON without overflowing the stack', () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    expectOnlyCoded(() => validate(SignedManifest, parseJson(deep, { maxBytes: 1 << 20 })), ['EF_SCHEMA_INVALID', 'EF_JSON_INVALID']);
+  });
+});
