@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 // Runs every test of the workspace (vitest) and ends with the plain line `N passed, N failed`.
 // A run in which no test executed is a failure: a green run must mean tests ran.
-// Extra arguments go to vitest (`pnpm test -- packages/protocol`).
+// Extra arguments go to vitest (`pnpm test -- packages/protocol`). First it makes sure the Debian
+// packages the tests drive (Chromium...) are installed: scripts/ensure-system-deps.sh.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+
+if (process.env.EDGEFLEET_SKIP_SYSTEM_DEPS !== '1') {
+  const deps = spawnSync('bash', [join('scripts', 'ensure-system-deps.sh')], { stdio: 'inherit' });
+  if (deps.status !== 0) process.exit(deps.status ?? 1);
+}
 
 const results = join('.vitest', 'results.json');
 rmSync(results, { force: true });
