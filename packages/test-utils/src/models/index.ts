@@ -1,0 +1,123 @@
+/**
+ * Small real models the tests build themselves, each with a reference implementation in plain
+ * TypeScript so a test can check what onnxruntime computes.
+ */
+import { buildOnnxModel } from '../onnx/index.ts';
+
+export interface FixtureModel {
+  readonly bytes: Uint8Array;
+  /** What the model computes, written out in TypeScript. */
+  readonly reference: (input: Float32Array) => Float32Array;
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly inputShape: readonly number[];
+}
+
+/** A deterministic pseudo-random sequence (xorshift32) so fixture weights never change. */
+export function seededValues(count: number, seed = 1, scale = 1): Float32Array {
+  let state = seed >>> 0 || 1;
+  return Float32Array.from({ length: count }, () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return ((state / 0xffffffff) * 2 - 1) * scale;
+  });
+}
+
+/** y = x, float32 [1, 4]. */
+export function identityModel(): FixtureModel {
+  return {
+    bytes: buildOnnxModel({
+      inputs: [{ name: 'x', dtype: 'float32', shape: [1, 4] }],
+      outputs: [{ name: 'y', dtype: 'float32', shape: [1, 4] }],
+      nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+    }),
+    reference: (x) => Float32Array.from(x),
+    inputName: 'x',
+    outputName: 'y',
+    inputShape: [1, 4],
+  };
+}
+
+/** y = relu(x · W + b): float32 [batch, 4] → [batch, 3], with a dynamic batch dimension. */
+export function mlpModel(): FixtureModel {
+  const weights = seededValues(12, 7, 0.5);
+  const bias = seededValues(3, 11, 0.1);
+  return {
+    bytes: buildOnnxModel({
+      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
+      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      initializers: [
+        { name: 'W', dtype: 'float32', dims: [4, 3], data: weights },
+        { name: 'b', dtype: 'float32', dims: [3], data: bias },
+      ],
+      nodes: [
+        { op: 'MatMul', inputs: ['features', 'W'], outputs: ['xw'] },
+        { op: 'Add', inputs: ['xw', 'b'], outputs: ['pre'] },
+        { op: 'Relu', inputs: ['pre'], outputs: ['scores'] },
+      ],
+    }),
+    reference: (x) => {
+      const rows = x.length / 4;
+      const out = new Float32Array(rows * 3);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < 3; c++) {
+          let sum = bias[c] ?? 0;
+          for (let k = 0; k < 4; k++) sum += (x[r * 4 + k] ?? 0) * (weights[k * 3 + c] ?? 0);
+          out[r * 3 + c] = Math.max(0, sum);
+        }
+      }
+      return out;
+    },
+    inputName: 'features',
+    outputName: 'scores',
+    inputShape: [2, 4],
+  };
+}
+
+/**
+ * An int8 dynamically quantized linear layer, as onnxruntime's quantize_dynamic writes it:
+ * DynamicQuantizeLinear(x) → MatMulInteger(x_q, W_q) → Cast → Mul(scale_x · scale_w).
+ * float32 [batch, 8] → [batch, 4].
+ */
+export function int8LinearModel(): FixtureModel {
+  const floatWeights = seededValues(32, 3, 1);
+  const weightScale = Math.max(...floatWeights.map(Math.abs)) / 127;
+  const quantized = Int8Array.from(floatWeights, (w) => Math.round(w / weightScale));
+  return {
+    bytes: buildOnnxModel({
+      inputs: [{ name: 'x', dtype: 'float32', shape: ['batch', 8] }],
+      outputs: [{ name: 'y', dtype: 'float32', shape: ['batch', 4] }],
+      initializers: [
+        { name: 'W_q', dtype: 'int8', dims: [8, 4], data: quantized },
+        { name: 'W_zero', dtype: 'int8', dims: [], data: Int8Array.from([0]) },
+        { name: 'W_scale', dtype: 'float32', dims: [], data: Float32Array.from([weightScale]) },
+      ],
+      nodes: [
+        { op: 'DynamicQuantizeLinear', inputs: ['x'], outputs: ['x_q', 'x_scale', 'x_zero'] },
+        { op: 'MatMulInteger', inputs: ['x_q', 'W_q', 'x_zero', 'W_zero'], outputs: ['acc'] },
+        { op: 'Cast', inputs: ['acc'], outputs: ['acc_f'], attributes: { to: 1 } },
+        { op: 'Mul', inputs: ['x_scale', 'W_scale'], outputs: ['scale'] },
+        { op: 'Mul', inputs: ['acc_f', 'scale'], outputs: ['y'] },
+      ],
+    }),
+    // The float computation the quantized graph approximates (within quantization error).
+    reference: (x) => {
+      const rows = x.length / 8;
+      const out = new Float32Array(rows * 4);
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < 4; c++) {
+          let sum = 0;
+          for (let k = 0; k < 8; k++) sum += (x[r * 8 + k] ?? 0) * (floatWeights[k * 4 + c] ?? 0);
+          out[r * 4 + c] = sum;
+        }
+      }
+      return out;
+    },
+    inputName: 'x',
+    outputName: 'y',
+    inputShape: [2, 8],
+  };
+}
