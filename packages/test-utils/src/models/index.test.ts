@@ -28,7 +28,7 @@ describe('fixture models in onnxruntime-web (WASM)', () => {
     const output = await runFixture(model, input);
     expect(output.dims).toEqual([2, 3]);
     const expected = model.reference(input);
-    (output.data as Float32Array).forEach((value, i) => expect(value).toBeCloseTo(expected[i] ?? Number.NaN, 6));
+    for (const [i, value] of (output.data as Float32Array).entries()) expect(value).toBeCloseTo(expected[i] ?? Number.NaN, 6);
   });
 
   it('runs the int8 quantized layer (DynamicQuantizeLinear + MatMulInteger) close to its float reference', async () => {
