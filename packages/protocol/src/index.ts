@@ -3,6 +3,7 @@
  * Pure TypeScript, no I/O: runs in browsers and Node alike.
  */
 export { canonicalBytes, canonicalize } from './canonical-json/index.ts';
+export { PROTOCOL_DEFAULTS } from './defaults.ts';
 export {
   checkVersionFloor,
   createDesiredState,

@@ -4,17 +4,15 @@
  * document: schema, signatures against the role's keys and threshold, validity window, and the
  * document's internal consistency.
  */
+import { PROTOCOL_DEFAULTS } from '../defaults.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import {
-  type DesiredStatePayload,
-  DesiredStatePayload as DesiredStateSchema,
+  DesiredStatePayload,
   DOCUMENT_TYPES,
   KEY_ROLES,
   type KeyRole,
-  type KeySetPayload,
-  KeySetPayload as KeySetSchema,
-  type ManifestPayload,
-  ManifestPayload as ManifestSchema,
+  KeySetPayload,
+  ManifestPayload,
   type PublicKeyEntry,
   SignedDesiredState,
   type SignedDocument,
@@ -27,7 +25,7 @@ import { checkTensorAgainstSpec, decodeTensor } from '../tensor/index.ts';
 import { validate } from '../validation/index.ts';
 
 /** How far ahead of the verifier's clock a document may have been issued (clock drift between hosts). */
-export const DEFAULT_CLOCK_SKEW_MS = 5 * 60 * 1000;
+export const DEFAULT_CLOCK_SKEW_MS = PROTOCOL_DEFAULTS.clockSkewMs;
 
 export interface VerifyOptions {
   /** The verifier's clock in ms since the epoch (inject for tests and for devices with a trusted time source). */
@@ -43,7 +41,7 @@ export interface Trust {
 
 /** Validates a key set (schema, key ids, role references, thresholds) and returns it as a Trust. */
 export function createTrust(keySet: unknown): Trust {
-  const payload = validate(KeySetSchema, keySet);
+  const payload = validate(KeySetPayload, keySet);
   const keys = new Map<string, Uint8Array>();
   for (const entry of payload.keys) {
     if (keys.has(entry.keyId)) throw new EdgefleetError('EF_KEYSET_INVALID', `key ${entry.keyId.slice(0, 16)}… is listed twice`);
@@ -89,7 +87,7 @@ export function createKeySet(input: KeySetInput): KeySetPayload {
     type: DOCUMENT_TYPES.keySet,
     version: input.version,
     issuedAt: timestamp(now),
-    expiresAt: timestamp(now + (input.ttlMs ?? 365 * 24 * 3600 * 1000)),
+    expiresAt: timestamp(now + (input.ttlMs ?? PROTOCOL_DEFAULTS.keySetTtlMs)),
     keys: [...entries.values()],
     roles,
   };
@@ -142,19 +140,19 @@ export type ManifestInput = Omit<ManifestPayload, 'type' | 'issuedAt' | 'expires
 
 /** Builds a manifest payload and checks it as a device would (schema and consistency). */
 export function createManifest(input: ManifestInput): ManifestPayload {
-  const { now = Date.now(), ttlMs = 90 * 24 * 3600 * 1000, ...fields } = input;
+  const { now = Date.now(), ttlMs = PROTOCOL_DEFAULTS.manifestTtlMs, ...fields } = input;
   const payload = {
     type: DOCUMENT_TYPES.manifest,
     issuedAt: timestamp(now),
     expiresAt: timestamp(now + ttlMs),
     ...fields,
   } as ManifestPayload;
-  checkManifestConsistency(validate(ManifestSchema, payload));
+  checkManifestConsistency(validate(ManifestPayload, payload));
   return payload;
 }
 
 export function signManifest(payload: ManifestPayload, keys: readonly SigningKey[]): SignedDocument<ManifestPayload> {
-  checkManifestConsistency(validate(ManifestSchema, payload));
+  checkManifestConsistency(validate(ManifestPayload, payload));
   return signPayload(payload, keys);
 }
 
@@ -233,7 +231,7 @@ export type DesiredStateInput = Omit<DesiredStatePayload, 'type' | 'issuedAt' | 
 };
 
 export function createDesiredState(input: DesiredStateInput): DesiredStatePayload {
-  const { now = Date.now(), ttlMs = 30 * 24 * 3600 * 1000, remove = [], rollback = false, ...fields } = input;
+  const { now = Date.now(), ttlMs = PROTOCOL_DEFAULTS.desiredStateTtlMs, remove = [], rollback = false, ...fields } = input;
   const payload: DesiredStatePayload = {
     type: DOCUMENT_TYPES.desiredState,
     issuedAt: timestamp(now),
@@ -242,12 +240,12 @@ export function createDesiredState(input: DesiredStateInput): DesiredStatePayloa
     remove,
     ...fields,
   };
-  checkDesiredStateConsistency(validate(DesiredStateSchema, payload));
+  checkDesiredStateConsistency(validate(DesiredStatePayload, payload));
   return payload;
 }
 
 export function signDesiredState(payload: DesiredStatePayload, keys: readonly SigningKey[]): SignedDocument<DesiredStatePayload> {
-  checkDesiredStateConsistency(validate(DesiredStateSchema, payload));
+  checkDesiredStateConsistency(validate(DesiredStatePayload, payload));
   return signPayload(payload, keys);
 }
 

@@ -8,6 +8,7 @@
  * external broker's ACLs express the same rules with `%c`/`%u` patterns. The protocol version is a
  * topic level so that a v2 fleet can run beside v1 devices during an upgrade.
  */
+import { PROTOCOL_DEFAULTS } from '../defaults.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import { assertDeviceId, isDeviceId } from '../ids/index.ts';
 
@@ -89,7 +90,7 @@ export interface DeviceTopic {
 }
 
 export const PROTOCOL_VERSION = 'v1';
-export const DEFAULT_TOPIC_ROOT = 'edgefleet';
+export const DEFAULT_TOPIC_ROOT = PROTOCOL_DEFAULTS.topicRoot;
 const ROOT_LEVEL = /^[A-Za-z0-9_-]{1,32}$/;
 const MAX_ROOT_LEVELS = 4;
 
