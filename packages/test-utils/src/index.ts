@@ -1,3 +1,15 @@
+export {
+  goldenVector,
+  type ManifestForOptions,
+  manifestFor,
+  PADDLE_OCR_DET_PATH,
+  readModel,
+  SILERO_INPUTS,
+  SILERO_OUTPUTS,
+  SILERO_VAD_V5_PATH,
+  sha256Hex,
+  sileroFrame,
+} from './fixtures/index.ts';
 export { type FixtureModel, identityModel, int8LinearModel, mlpModel, seededValues } from './models/index.ts';
 export {
   buildOnnxModel,

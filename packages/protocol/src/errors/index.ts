@@ -137,6 +137,102 @@ export const ERRORS = defineErrors({
     title: 'The model version is older than the version floor',
     fix: 'Only a signed desired-state document with rollback set may install an older version; start a rollback from the server instead.',
   },
+  EF_MODEL_TARGET_MISMATCH: {
+    status: 422,
+    title: 'The model is not built for this device',
+    fix: 'Target the rollout at devices of a class the manifest lists, or publish a version for this device class or runtime version.',
+  },
+
+  // --- Downloads and artifacts ----------------------------------------------------------------
+  EF_DOWNLOAD_FAILED: {
+    status: 502,
+    title: 'The download failed after every retry',
+    fix: 'Check that the device can reach the artifact URL and that the server answers it; the previous model keeps serving and the install can be retried.',
+  },
+  EF_DOWNLOAD_TIMEOUT: {
+    status: 504,
+    title: 'The download did not finish within its deadline',
+    fix: 'The link is too slow or the server is stalling (slow-retrieval attack); retry on a better link or raise the download deadline.',
+  },
+  EF_DOWNLOAD_TOO_LARGE: {
+    status: 502,
+    title: 'The server sent more bytes than the signed size',
+    fix: 'The artifact served is not the one signed (endless-data attack or a wrong file on the server); fix the server’s copy. Nothing was kept.',
+  },
+  EF_DOWNLOAD_INCOMPLETE: {
+    status: 502,
+    title: 'The download ended before the signed size',
+    fix: 'The server’s copy is truncated or the connection kept dropping; check the artifact on the server and retry.',
+  },
+  EF_ARTIFACT_HASH_MISMATCH: {
+    status: 502,
+    title: 'The downloaded bytes do not match the signed sha256',
+    fix: 'The artifact was altered or corrupted in transit or on the server; nothing was stored. Re-upload the model or check the mirror serving it.',
+  },
+  EF_ARTIFACT_SOURCE_MISSING: {
+    status: 400,
+    title: 'No source was given for a file the manifest lists',
+    fix: 'Pass every file of the manifest to install (options.files by name), or a base URL the files can be fetched from.',
+  },
+
+  // --- Storage ----------------------------------------------------------------------------------
+  EF_STORE_FULL: {
+    status: 507,
+    title: 'The device storage is full',
+    fix: 'Free space on the device (or ask the browser for persistent storage); the active model keeps serving and the install can be retried.',
+  },
+  EF_STORE_UNAVAILABLE: {
+    status: 503,
+    title: 'The model store cannot be read or written',
+    fix: 'Check the store location (file permissions, disk health, private browsing mode blocking IndexedDB); the error names the operation that failed.',
+  },
+  EF_STORE_CORRUPT: {
+    status: 500,
+    title: 'A stored model does not match its recorded hash',
+    fix: 'The stored copy was damaged on disk; the runtime fell back to the previous version where it had one. Reinstall the model.',
+  },
+
+  // --- Engines and inference --------------------------------------------------------------------
+  EF_MODEL_INVALID: {
+    status: 422,
+    title: 'The model cannot be loaded by the inference engine',
+    fix: 'Check that the file is a valid ONNX model without external data files and that its operators are supported by onnxruntime-web; the engine’s message is attached.',
+  },
+  EF_ENGINE_UNAVAILABLE: {
+    status: 422,
+    title: 'No execution provider the model allows is available on this device',
+    fix: 'Allow another execution provider in the manifest (e.g. wasm besides webgpu), or install onnxruntime-node on Node devices for cpu.',
+  },
+  EF_ACCEPTANCE_FAILED: {
+    status: 422,
+    title: 'The model failed its acceptance test on every execution provider tried',
+    fix: 'The outputs differ from the golden vectors beyond the tolerance; check the model and the golden vectors, or widen the tolerance if the difference is expected. The previous model keeps serving.',
+  },
+  EF_MODEL_NOT_INSTALLED: {
+    status: 404,
+    title: 'No active version of this model is installed',
+    fix: 'Install the model first (runtime.install) and wait for it to activate; runtime.models() lists what is installed.',
+  },
+  EF_INPUT_INVALID: {
+    status: 400,
+    title: 'The inputs do not match what the model declares',
+    fix: 'Pass every declared input once, with the declared dtype and a shape that fits the declared one; the error names the input.',
+  },
+  EF_INFERENCE_FAILED: {
+    status: 500,
+    title: 'The inference engine failed while running the model',
+    fix: 'The engine’s message is attached; if it persists on valid inputs, roll back to the previous version.',
+  },
+  EF_ROLLBACK_UNAVAILABLE: {
+    status: 409,
+    title: 'There is no previous version to roll back to',
+    fix: 'A rollback needs a version that was active before the current one; install the older version with a signed rollback instead.',
+  },
+  EF_RUNTIME_CLOSED: {
+    status: 503,
+    title: 'The runtime was closed',
+    fix: 'Create a new runtime (createRuntime) to install or run models.',
+  },
 });
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,0 +1,112 @@
+/**
+ * The contract every Engine passes (onnxruntime-web WASM, onnxruntime-node...), on real models:
+ * Silero VAD v5 and the PaddleOCR v4 detector shipped by npm packages, plus models the tests build
+ * (an MLP with a dynamic batch and an int8-quantized layer).
+ */
+import type { ExecutionProvider } from '@edgefleet/protocol';
+import {
+  int8LinearModel,
+  mlpModel,
+  PADDLE_OCR_DET_PATH,
+  readModel,
+  SILERO_VAD_V5_PATH,
+  seededValues,
+  sileroFrame,
+} from '@edgefleet/test-utils';
+import { describe, expect, it } from 'vitest';
+import type { Engine, Outputs } from './types.ts';
+
+export interface EngineHarness {
+  readonly engine: Engine;
+  readonly executionProvider: ExecutionProvider;
+}
+
+/** Silero VAD speech probability of the fixture frame, as computed by onnxruntime-web WASM in Node. */
+export const SILERO_REFERENCE = { tolerance: 1e-4 };
+
+export function describeEngineContract(name: string, harness: () => Promise<EngineHarness>): void {
+  describe(`Engine contract: ${name}`, () => {
+    it('offers its execution provider on this device', async () => {
+      const { engine, executionProvider } = await harness();
+      expect((await engine.probe()).find((p) => p.executionProvider === executionProvider)).toMatchObject({ available: true });
+    });
+
+    it('runs Silero VAD v5 and carries its recurrent state', async () => {
+      const { engine, executionProvider } = await harness();
+      const session = await engine.createSession(readModel(SILERO_VAD_V5_PATH), executionProvider);
+      expect([...session.inputNames].sort()).toEqual(['input', 'sr', 'state']);
+      const frame = sileroFrame();
+      const first: Outputs = await session.run({
+        input: { dtype: 'float32', shape: [1, 512], data: frame.input },
+        state: { dtype: 'float32', shape: [2, 1, 128], data: frame.state },
+        sr: { dtype: 'int64', shape: [], data: frame.sr },
+      });
+      const probability = (first.output?.data as Float32Array)[0] ?? Number.NaN;
+      expect(probability).toBeGreaterThanOrEqual(0);
+      expect(probability).toBeLessThanOrEqual(1);
+      expect(first.stateN?.shape).toEqual([2, 1, 128]);
+      const second = await session.run({
+        input: { dtype: 'float32', shape: [1, 512], data: frame.input },
+        state: { dtype: 'float32', shape: [2, 1, 128], data: first.stateN?.data as Float32Array },
+        sr: { dtype: 'int64', shape: [], data: frame.sr },
+      });
+      // The state matters: the same audio with the carried state gives another probability.
+      expect((second.output?.data as Float32Array)[0]).not.toBe(probability);
+      await session.release();
+    });
+
+    it('runs the PaddleOCR v4 detector on a 64x64 image and returns a probability map of the same size', async () => {
+      const { engine, executionProvider } = await harness();
+      const session = await engine.createSession(readModel(PADDLE_OCR_DET_PATH), executionProvider);
+      const image = seededValues(3 * 64 * 64, 9);
+      const { [session.outputNames[0] as string]: map } = await session.run({
+        x: { dtype: 'float32', shape: [1, 3, 64, 64], data: image },
+      });
+      expect(map?.shape).toEqual([1, 1, 64, 64]);
+      expect(Array.from(map?.data as Float32Array).every((v) => v >= 0 && v <= 1)).toBe(true);
+      await session.release();
+    });
+
+    it('runs a built MLP with a dynamic batch, matching its reference within 1e-5', async () => {
+      const { engine, executionProvider } = await harness();
+      const model = mlpModel();
+      const session = await engine.createSession(model.bytes, executionProvider);
+      const input = seededValues(12, 4);
+      const { scores } = await session.run({ features: { dtype: 'float32', shape: [3, 4], data: input } });
+      expect(scores?.shape).toEqual([3, 3]);
+      const expected = model.reference(input);
+      for (const [i, value] of (scores?.data as Float32Array).entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(1e-5);
+      await session.release();
+    });
+
+    it('runs an int8 dynamically quantized model (DynamicQuantizeLinear + MatMulInteger)', async () => {
+      const { engine, executionProvider } = await harness();
+      const model = int8LinearModel();
+      const session = await engine.createSession(model.bytes, executionProvider);
+      const input = seededValues(16, 5);
+      const { y } = await session.run({ x: { dtype: 'float32', shape: [2, 8], data: input } });
+      const expected = model.reference(input);
+      for (const [i, value] of (y?.data as Float32Array).entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(0.05);
+      await session.release();
+    });
+
+    it('refuses bytes that are not an ONNX model with EF_MODEL_INVALID', async () => {
+      const { engine, executionProvider } = await harness();
+      await expect(engine.createSession(Uint8Array.from([1, 2, 3, 4, 5]), executionProvider)).rejects.toMatchObject({
+        code: 'EF_MODEL_INVALID',
+      });
+      const truncated = readModel(SILERO_VAD_V5_PATH).subarray(0, 10_000);
+      await expect(engine.createSession(truncated, executionProvider)).rejects.toMatchObject({ code: 'EF_MODEL_INVALID' });
+    });
+
+    it('reports an engine failure while running as EF_INFERENCE_FAILED', async () => {
+      const { engine, executionProvider } = await harness();
+      const session = await engine.createSession(mlpModel().bytes, executionProvider);
+      // A wrong inner dimension passes no declared-shape check here: the engine itself must fail cleanly.
+      await expect(session.run({ features: { dtype: 'float32', shape: [1, 5], data: new Float32Array(5) } })).rejects.toMatchObject({
+        code: 'EF_INFERENCE_FAILED',
+      });
+      await session.release();
+    });
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * One engine over onnxruntime's JavaScript API, which onnxruntime-web (wasm, webgpu) and
+ * onnxruntime-node (cpu) share (onnxruntime-common). The entry points pass in the module, so this
+ * file imports neither: a browser bundle never pulls the native runtime, and Node never loads the
+ * browser build.
+ */
+import { EdgefleetError, type ExecutionProvider } from '@edgefleet/protocol';
+import type { InferenceSession, Tensor } from 'onnxruntime-web';
+import type { Engine, EngineSession, Feeds, Outputs, ProviderAvailability, RuntimeTensor } from './types.ts';
+
+/** The part of an onnxruntime module the engine uses (both onnxruntime-web and -node fit it). */
+export interface OrtModule {
+  readonly InferenceSession: { create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
+  readonly Tensor: new (type: Tensor.Type, data: Tensor.DataType, dims?: readonly number[]) => Tensor;
+}
+
+/** Probes whether one execution provider can run here; resolves to a reason when it cannot. */
+export type ProviderProbe = () => Promise<string | undefined>;
+
+export interface OrtEngineOptions {
+  /** "onnxruntime-web" or "onnxruntime-node": shown in models() and events. */
+  readonly name: string;
+  readonly ort: OrtModule;
+  /** Execution providers in the order this device prefers them, each with its probe. */
+  readonly providers: readonly { readonly executionProvider: ExecutionProvider; readonly probe?: ProviderProbe }[];
+  /** Passed to every session (threads, optimization level...). */
+  readonly sessionOptions?: InferenceSession.SessionOptions;
+  /**
+   * Copy model bytes before handing them over: onnxruntime-web's proxy worker transfers (detaches)
+   * the buffer it is given.
+   */
+  readonly copyModelBytes?: boolean;
+}
+
+/** Our provider names are onnxruntime's, except onnxruntime-node's default CPU provider. */
+const ORT_PROVIDER: Record<ExecutionProvider, string> = { webgpu: 'webgpu', wasm: 'wasm', cpu: 'cpu' };
+
+export function createOrtEngine(options: OrtEngineOptions): Engine {
+  const { ort } = options;
+  return {
+    name: options.name,
+
+    async probe(): Promise<ProviderAvailability[]> {
+      return Promise.all(
+        options.providers.map(async ({ executionProvider, probe }) => {
+          const reason = probe ? await probe().catch((error: unknown) => `probe failed: ${(error as Error).message}`) : undefined;
+          return reason === undefined ? { executionProvider, available: true } : { executionProvider, available: false, reason };
+        }),
+      );
+    },
+
+    async createSession(model, executionProvider): Promise<EngineSession> {
+      let session: InferenceSession;
+      try {
+        session = await ort.InferenceSession.create(options.copyModelBytes ? model.slice() : model, {
+          ...options.sessionOptions,
+          executionProviders: [ORT_PROVIDER[executionProvider]],
+        });
+      } catch (cause) {
+        throw new EdgefleetError(
+          'EF_MODEL_INVALID',
+          `${options.name} could not load the model on ${executionProvider}: ${messageOf(cause)}`,
+          {
+            cause,
+            details: { engine: options.name, executionProvider },
+          },
+        );
+      }
+      return {
+        executionProvider,
+        inputNames: session.inputNames,
+        outputNames: session.outputNames,
+        async run(feeds: Feeds): Promise<Outputs> {
+          const ortFeeds: Record<string, Tensor> = {};
+          for (const [name, tensor] of Object.entries(feeds)) {
+            ortFeeds[name] = new ort.Tensor(tensor.dtype as Tensor.Type, tensor.data as Tensor.DataType, tensor.shape);
+          }
+          let results: InferenceSession.ReturnType;
+          try {
+            results = await session.run(ortFeeds);
+          } catch (cause) {
+            throw new EdgefleetError('EF_INFERENCE_FAILED', `${options.name} (${executionProvider}) failed: ${messageOf(cause)}`, {
+              cause,
+              details: { engine: options.name, executionProvider },
+            });
+          }
+          const outputs: Outputs = {};
+          for (const [name, tensor] of Object.entries(results)) {
+            outputs[name] = {
+              dtype: tensor.type as RuntimeTensor['dtype'],
+              shape: [...tensor.dims],
+              data: tensor.data as RuntimeTensor['data'],
+            };
+          }
+          return outputs;
+        },
+        release: () => session.release(),
+      };
+    },
+  };
+}
+
+function messageOf(cause: unknown): string {
+  return (cause instanceof Error ? cause.message : String(cause)).slice(0, 500);
+}

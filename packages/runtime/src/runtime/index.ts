@@ -1,0 +1,546 @@
+/**
+ * The runtime: installs signed models, runs them offline, rolls them back.
+ *
+ * Invariants, whatever fails and wherever the process dies:
+ * - nothing runs that was not verified (signature, expiry, size, sha256, version floor, target);
+ * - the store's record of a model flips in one atomic write, after the new version is stored and
+ *   has passed its acceptance test, so a model is always exactly the old or exactly the new one;
+ * - a failed install leaves the previous version active and serving.
+ */
+import {
+  checkVersionFloor,
+  compareSemver,
+  createTrust,
+  EdgefleetError,
+  type ExecutionProvider,
+  type KeySetPayload,
+  type ManifestPayload,
+  type ModelRef,
+  type SignedDocument,
+  type Trust,
+  timestamp,
+  verifyDesiredState,
+  verifyManifest,
+} from '@edgefleet/protocol';
+import { runAcceptance } from '../acceptance/index.ts';
+import { RUNTIME_DEFAULTS, RUNTIME_VERSION } from '../defaults.ts';
+import { type ArtifactSource, type DownloadPolicy, type DownloadProgress, downloadArtifact } from '../download/index.ts';
+import type { Engine, EngineSession, Feeds, Outputs, ProviderAvailability } from '../engine/types.ts';
+import { createEmitter } from '../events/index.ts';
+import { checkFeeds, normalizeFeeds } from '../feeds/index.ts';
+import { createNobleHasher, type HasherFactory } from '../hash/index.ts';
+import type { InstalledVersion, ModelRecord, ModelStore } from '../store/types.ts';
+import { LiveSession } from './live-session.ts';
+
+/** Steps of an install, in order; `hooks.onStep` sees each (tests kill the process there). */
+export type InstallStep = 'verified' | 'downloaded' | 'stored' | 'accepted' | 'activated' | 'confirmed';
+
+export interface RuntimeOptions {
+  readonly store: ModelStore;
+  /** Engines in the order this device prefers them (e.g. onnxruntime-node before onnxruntime-web). */
+  readonly engines: readonly Engine[];
+  /** The key set this device trusts (payload or Trust). */
+  readonly trust: Trust | KeySetPayload;
+  /** Required to honour signed rollback documents, which are addressed to one device. */
+  readonly deviceId?: string;
+  /** Compared with a manifest's runtime.deviceClasses. */
+  readonly deviceClass?: string;
+  readonly createHasher?: HasherFactory;
+  readonly fetch?: typeof globalThis.fetch;
+  readonly download?: Partial<DownloadPolicy>;
+  /** The clock, in ms since the epoch. */
+  readonly now?: () => number;
+  /** Test seam: called at each install step; a crash test kills the process here. */
+  readonly hooks?: { readonly onStep?: (step: InstallStep, model: ModelRef) => void | Promise<void> };
+}
+
+export interface InstallOptions {
+  readonly onProgress?: (progress: DownloadProgress & { readonly file: string }) => void;
+  /** Sources for the manifest's other files, by file name. */
+  readonly files?: Readonly<Record<string, ArtifactSource>>;
+  /** A signed desired-state document with rollback set that lists this manifest: allows an older version. */
+  readonly rollback?: unknown;
+  readonly signal?: AbortSignal;
+}
+
+export interface ModelInfo {
+  readonly name: string;
+  readonly state: 'active' | 'installing' | 'failed';
+  readonly active?: {
+    readonly version: string;
+    readonly sha256: string;
+    readonly executionProvider: ExecutionProvider;
+    readonly engine: string;
+    readonly activatedAt: string;
+  };
+  readonly previous?: { readonly version: string; readonly sha256: string };
+  readonly floor?: string;
+  readonly lastError?: { readonly code: string; readonly message: string };
+}
+
+export interface RuntimeEvents {
+  'download-progress': { model: ModelRef; file: string; bytes: number; total: number };
+  verified: { model: ModelRef };
+  'acceptance-passed': { model: ModelRef; executionProvider: ExecutionProvider; maxAbsoluteError: number };
+  'acceptance-failed': { model: ModelRef; executionProvider: ExecutionProvider; reason: string };
+  'execution-provider-fallback': { model: ModelRef; from: ExecutionProvider; to: ExecutionProvider; reason: string };
+  activated: { model: ModelRef; executionProvider: ExecutionProvider; previous?: string };
+  'install-failed': { model: ModelRef; error: { code: string; message: string } };
+  'rolled-back': { model: ModelRef; from: string; reason: string };
+  removed: { name: string };
+  restored: { model: ModelRef; executionProvider: ExecutionProvider };
+  'restore-failed': { name: string; version: string; error: { code: string; message: string } };
+  /** Something went wrong outside any call (a listener threw, a cleanup failed). */
+  error: { error: unknown };
+}
+
+export interface Runtime {
+  /** Verify → store → build a session → acceptance test → activate. Resolves when active. */
+  install(manifest: unknown, source: ArtifactSource, options?: InstallOptions): Promise<ModelInfo>;
+  /** Runs the active version; never touches the network. */
+  run(model: string, feeds: Feeds | Record<string, unknown>): Promise<Outputs>;
+  /** What is installed, what is active and on which execution provider. */
+  models(): ModelInfo[];
+  /** Makes the previous version active again. */
+  rollback(model: string): Promise<ModelInfo>;
+  /** Uninstalls a model and frees its storage. */
+  remove(model: string): Promise<void>;
+  on<K extends keyof RuntimeEvents>(event: K, listener: (payload: RuntimeEvents[K]) => void): () => void;
+  /** Releases every session and the store. */
+  close(): Promise<void>;
+}
+
+interface ModelState {
+  record: ModelRecord;
+  live?: LiveSession;
+  installing: boolean;
+  lastError?: { code: string; message: string };
+}
+
+interface Provider {
+  readonly engine: Engine;
+  readonly availability: ProviderAvailability;
+}
+
+/**
+ * Creates a runtime and restores the active version of every stored model: after a reload or a
+ * restart, models serve with no network at all.
+ *
+ * @example
+ * const runtime = await createRuntime({ store, engines: [engine], trust: keySet });
+ * await runtime.install(signedManifest, 'https://fleet.example/v1/artifacts/<sha256>');
+ * const { output } = await runtime.run('silero-vad', { input, state, sr });
+ */
+export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const store = options.store;
+  const now = options.now ?? Date.now;
+  const trust = 'policy' in options.trust ? options.trust : createTrust(options.trust);
+  const createHasher = options.createHasher ?? createNobleHasher;
+  const policy: DownloadPolicy = { ...RUNTIME_DEFAULTS.download, ...options.download };
+  const emitter = createEmitter<RuntimeEvents>((error) => emitter.emit('error', { error }));
+  const states = new Map<string, ModelState>();
+  const queues = new Map<string, Promise<unknown>>();
+  let closed = false;
+
+  const providers: Provider[] = (
+    await Promise.all(options.engines.map(async (engine) => (await engine.probe()).map((availability) => ({ engine, availability }))))
+  ).flat();
+
+  /** Runs model operations one at a time per model; different models proceed in parallel. */
+  function serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = queues.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(task);
+    queues.set(name, next);
+    return next;
+  }
+
+  function ensureOpen(): void {
+    if (closed) throw new EdgefleetError('EF_RUNTIME_CLOSED', 'the runtime was closed');
+  }
+
+  function info(name: string): ModelInfo {
+    const state = states.get(name);
+    const record = state?.record;
+    const active = record?.active;
+    return {
+      name,
+      state: state?.installing ? 'installing' : state?.live ? 'active' : 'failed',
+      ...(active && state?.live
+        ? {
+            active: {
+              version: active.version,
+              sha256: active.sha256,
+              executionProvider: active.executionProvider,
+              engine: state.live.engine,
+              activatedAt: active.activatedAt,
+            },
+          }
+        : {}),
+      ...(record?.previous ? { previous: { version: record.previous.version, sha256: record.previous.sha256 } } : {}),
+      ...(record?.floor ? { floor: record.floor.version } : {}),
+      ...(state?.lastError ? { lastError: state.lastError } : {}),
+    };
+  }
+
+  async function step(name: InstallStep, model: ModelRef): Promise<void> {
+    await options.hooks?.onStep?.(name, model);
+  }
+
+  /** Deletes stored artifacts that no record points at (failed installs, crashes, old versions). */
+  async function collectGarbage(): Promise<void> {
+    const referenced = new Set<string>();
+    for (const record of await store.readRecords()) {
+      for (const version of [record.active, record.previous]) {
+        if (!version) continue;
+        referenced.add(version.sha256);
+        for (const sha of Object.values(version.files)) referenced.add(sha);
+      }
+    }
+    for (const sha of await store.listArtifacts()) {
+      if (!referenced.has(sha)) await store.deleteArtifact(sha);
+    }
+  }
+
+  /** Reads an artifact back and checks it still has its hash (disk corruption, tampering at rest). */
+  async function readVerified(sha256: string): Promise<Uint8Array> {
+    const bytes = await store.readArtifact(sha256);
+    const hasher = createHasher();
+    hasher.update(bytes);
+    const digest = hasher.digest();
+    if (digest !== sha256) {
+      throw new EdgefleetError('EF_STORE_CORRUPT', `stored artifact ${sha256.slice(0, 12)}… now hashes to ${digest.slice(0, 12)}…`, {
+        details: { expected: sha256, actual: digest },
+      });
+    }
+    return bytes;
+  }
+
+  /**
+   * Builds a session on the best execution provider the manifest allows that passes the acceptance
+   * test, falling back down the device's preference order and reporting why.
+   */
+  async function buildSession(
+    manifest: ManifestPayload,
+    bytes: Uint8Array,
+    preferred?: ExecutionProvider,
+  ): Promise<{ live: LiveSession; executionProvider: ExecutionProvider }> {
+    const model = { name: manifest.name, version: manifest.version };
+    const allowed = manifest.runtime.executionProviders;
+    const candidates = providers
+      .filter((p) => allowed.includes(p.availability.executionProvider))
+      .sort((a, b) => Number(b.availability.executionProvider === preferred) - Number(a.availability.executionProvider === preferred));
+    const reasons: string[] = [];
+    let firstTried: ExecutionProvider | undefined;
+    let acceptanceFailures = 0;
+    let loadError: EdgefleetError | undefined;
+    for (const { engine, availability } of candidates) {
+      const ep = availability.executionProvider;
+      firstTried ??= ep;
+      if (!availability.available) {
+        reasons.push(`${ep}: ${availability.reason ?? 'unavailable'}`);
+        continue;
+      }
+      let session: EngineSession;
+      try {
+        session = await engine.createSession(bytes, ep);
+      } catch (error) {
+        loadError ??= error instanceof EdgefleetError ? error : new EdgefleetError('EF_MODEL_INVALID', String(error), { cause: error });
+        reasons.push(`${ep}: ${(error as Error).message}`);
+        continue;
+      }
+      const missing = manifest.model.inputs.map((t) => t.name).filter((n) => !session.inputNames.includes(n));
+      if (missing.length > 0) {
+        await session.release();
+        throw new EdgefleetError(
+          'EF_MODEL_INVALID',
+          `${model.name}@${model.version}: the model has no input(s) ${missing.join(', ')} that the manifest declares`,
+        );
+      }
+      const vectors = manifest.acceptance?.vectors ?? [];
+      if (manifest.acceptance && vectors.length > 0) {
+        const result = await runAcceptance(session, vectors, manifest.acceptance.tolerance);
+        if (!result.passed) {
+          acceptanceFailures++;
+          const reason = result.reason ?? 'outputs differ';
+          emitter.emit('acceptance-failed', { model, executionProvider: ep, reason });
+          reasons.push(`${ep}: acceptance test failed: ${reason}`);
+          await session.release();
+          continue;
+        }
+        emitter.emit('acceptance-passed', { model, executionProvider: ep, maxAbsoluteError: result.maxAbsoluteError });
+      }
+      if (firstTried !== ep) {
+        emitter.emit('execution-provider-fallback', { model, from: firstTried, to: ep, reason: reasons.join('; ') });
+      }
+      return { live: new LiveSession(session, engine.name), executionProvider: ep };
+    }
+    const detail = `${model.name}@${model.version}: ${reasons.join('; ') || `none of ${allowed.join(', ')} is offered by this device's engines`}`;
+    if (acceptanceFailures > 0) throw new EdgefleetError('EF_ACCEPTANCE_FAILED', detail, { details: { reasons } });
+    if (loadError) throw new EdgefleetError('EF_MODEL_INVALID', detail, { cause: loadError, details: { reasons } });
+    throw new EdgefleetError('EF_ENGINE_UNAVAILABLE', detail, { details: { reasons, allowed } });
+  }
+
+  function checkTarget(manifest: ManifestPayload): void {
+    const classes = manifest.runtime.deviceClasses;
+    if (classes && (options.deviceClass === undefined || !classes.includes(options.deviceClass))) {
+      throw new EdgefleetError(
+        'EF_MODEL_TARGET_MISMATCH',
+        `${manifest.name}@${manifest.version} is built for device classes ${classes.join(', ')}; this device is ${options.deviceClass ?? 'unclassified'}`,
+      );
+    }
+    const minimum = manifest.runtime.minRuntimeVersion;
+    if (minimum && compareSemver(RUNTIME_VERSION, minimum) < 0) {
+      throw new EdgefleetError(
+        'EF_MODEL_TARGET_MISMATCH',
+        `${manifest.name}@${manifest.version} needs runtime ${minimum}; this is ${RUNTIME_VERSION}`,
+      );
+    }
+  }
+
+  /** A rollback install must come with a verified desired-state document that says rollback and lists this exact manifest. */
+  function rollbackAllowed(manifest: ManifestPayload, document: unknown): boolean {
+    if (document === undefined) return false;
+    if (options.deviceId === undefined) {
+      throw new EdgefleetError('EF_DESIRED_STATE_WRONG_DEVICE', 'this runtime has no deviceId, so it cannot accept a signed rollback');
+    }
+    const verified = verifyDesiredState(document, trust, { deviceId: options.deviceId, now: now() });
+    const listed = verified.manifests.some(
+      (m) => m.name === manifest.name && m.version === manifest.version && m.artifact.sha256 === manifest.artifact.sha256,
+    );
+    return verified.payload.rollback && listed;
+  }
+
+  async function storeFile(
+    sha256: string,
+    size: number,
+    source: ArtifactSource,
+    file: string,
+    model: ModelRef,
+    install: InstallOptions,
+  ): Promise<void> {
+    if (await store.hasArtifact(sha256)) return;
+    const writer = await downloadArtifact(source, {
+      sha256,
+      size,
+      label: `${model.name}@${model.version} ${file}`,
+      openWriter: () => store.createArtifactWriter(sha256),
+      createHasher,
+      policy,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(install.signal ? { signal: install.signal } : {}),
+      onProgress: (progress) => {
+        emitter.emit('download-progress', { model, file, ...progress });
+        install.onProgress?.({ ...progress, file });
+      },
+    });
+    try {
+      await writer.commit();
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
+  }
+
+  async function install(document: unknown, source: ArtifactSource, installOptions: InstallOptions = {}): Promise<ModelInfo> {
+    ensureOpen();
+    const manifest = verifyManifest(document, trust, { now: now() });
+    const signed = document as SignedDocument<ManifestPayload>;
+    const model = { name: manifest.name, version: manifest.version };
+    return serialize(manifest.name, async () => {
+      ensureOpen();
+      const state = states.get(manifest.name) ?? { record: { name: manifest.name }, installing: false };
+      const current = state.record.active;
+      if (current && state.live && current.sha256 === manifest.artifact.sha256 && current.version === manifest.version) {
+        return info(manifest.name); // already running exactly this: idempotent
+      }
+      states.set(manifest.name, state);
+      state.installing = true;
+      try {
+        checkTarget(manifest);
+        const rollback = rollbackAllowed(manifest, installOptions.rollback);
+        checkVersionFloor(manifest.name, manifest.version, state.record.floor?.version, rollback);
+        await step('verified', model);
+        emitter.emit('verified', { model });
+
+        for (const file of manifest.files) {
+          const fileSource = installOptions.files?.[file.name];
+          if (fileSource === undefined) {
+            throw new EdgefleetError(
+              'EF_ARTIFACT_SOURCE_MISSING',
+              `${model.name}@${model.version} lists file "${file.name}" but install got no source for it`,
+            );
+          }
+          await storeFile(file.sha256, file.size, fileSource, file.name, model, installOptions);
+        }
+        await storeFile(manifest.artifact.sha256, manifest.artifact.size, source, 'model', model, installOptions);
+        await step('downloaded', model);
+        const bytes = await store.readArtifact(manifest.artifact.sha256);
+        await step('stored', model);
+
+        const { live, executionProvider } = await buildSession(manifest, bytes);
+        await step('accepted', model);
+
+        const installed: InstalledVersion = {
+          version: manifest.version,
+          sha256: manifest.artifact.sha256,
+          manifest: signed,
+          files: Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256])),
+          executionProvider,
+          activatedAt: timestamp(now()),
+        };
+        const previous = current && current.sha256 !== installed.sha256 ? current : state.record.previous;
+        const floorVersion = state.record.floor?.version;
+        const raise = rollback || floorVersion === undefined || compareSemver(manifest.version, floorVersion) > 0;
+        const record: ModelRecord = {
+          name: manifest.name,
+          active: installed,
+          ...(previous ? { previous } : {}),
+          ...(raise
+            ? { floor: { version: manifest.version, keyIds: signed.signatures.map((s) => s.keyId) } }
+            : state.record.floor
+              ? { floor: state.record.floor }
+              : {}),
+        };
+        try {
+          await store.writeRecord(record); // the atomic flip
+        } catch (error) {
+          await live.retire();
+          throw error;
+        }
+        await step('activated', model);
+        const old = state.live;
+        state.record = record;
+        state.live = live;
+        delete state.lastError;
+        await old?.retire();
+        await step('confirmed', model);
+        emitter.emit('activated', { model, executionProvider, ...(current ? { previous: current.version } : {}) });
+        await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+        return info(manifest.name);
+      } catch (error) {
+        const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INFERENCE_FAILED', String(error), { cause: error });
+        state.lastError = { code: coded.code, message: coded.message };
+        emitter.emit('install-failed', { model, error: state.lastError });
+        await collectGarbage().catch(() => undefined);
+        throw coded;
+      } finally {
+        state.installing = false;
+        if (!state.record.active && !state.live) states.delete(manifest.name);
+      }
+    });
+  }
+
+  async function restore(record: ModelRecord): Promise<void> {
+    const state: ModelState = { record, installing: false };
+    states.set(record.name, state);
+    for (const [candidate, isPrevious] of [
+      [record.active, false],
+      [record.previous, true],
+    ] as const) {
+      if (!candidate) continue;
+      try {
+        const bytes = await readVerified(candidate.sha256);
+        const manifest = candidate.manifest.payload;
+        const { live, executionProvider } = await buildSession(manifest, bytes, candidate.executionProvider);
+        if (isPrevious) {
+          // The active version is unusable: make the previous one active, durably.
+          const { previous: _dropped, ...rest } = record;
+          state.record = { ...rest, active: { ...candidate, executionProvider } };
+          await store.writeRecord(state.record);
+          emitter.emit('rolled-back', {
+            model: { name: record.name, version: candidate.version },
+            from: record.active?.version ?? 'none',
+            reason: state.lastError?.message ?? 'the active version could not be restored',
+          });
+        }
+        state.live = live;
+        emitter.emit('restored', { model: { name: record.name, version: candidate.version }, executionProvider });
+        return;
+      } catch (error) {
+        const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_STORE_UNAVAILABLE', String(error), { cause: error });
+        state.lastError = { code: coded.code, message: coded.message };
+        emitter.emit('restore-failed', { name: record.name, version: candidate.version, error: state.lastError });
+      }
+    }
+  }
+
+  for (const record of await store.readRecords()) await restore(record);
+  await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+
+  return {
+    install,
+
+    async run(name, feeds) {
+      ensureOpen();
+      const state = states.get(name);
+      const live = state?.live;
+      const manifest = state?.record.active?.manifest.payload;
+      if (!live || !manifest) {
+        throw new EdgefleetError(
+          'EF_MODEL_NOT_INSTALLED',
+          `no active version of "${name}"; installed: ${[...states.keys()].join(', ') || 'none'}`,
+        );
+      }
+      const normalized = normalizeFeeds(feeds);
+      checkFeeds(normalized, manifest.model.inputs, `${manifest.name}@${manifest.version}`);
+      return live.run(normalized);
+    },
+
+    models: () => [...states.keys()].sort().map(info),
+
+    rollback(name) {
+      ensureOpen();
+      return serialize(name, async () => {
+        const state = states.get(name);
+        const target = state?.record.previous;
+        const current = state?.record.active;
+        if (!state || !target || !current) {
+          throw new EdgefleetError('EF_ROLLBACK_UNAVAILABLE', `"${name}" has no previous version to roll back to`);
+        }
+        const bytes = await readVerified(target.sha256);
+        const { live, executionProvider } = await buildSession(target.manifest.payload, bytes, target.executionProvider);
+        const record: ModelRecord = {
+          ...state.record,
+          active: { ...target, executionProvider, activatedAt: timestamp(now()) },
+          previous: current,
+        };
+        try {
+          await store.writeRecord(record);
+        } catch (error) {
+          await live.retire();
+          throw error;
+        }
+        const old = state.live;
+        state.record = record;
+        state.live = live;
+        await old?.retire();
+        emitter.emit('rolled-back', { model: { name, version: target.version }, from: current.version, reason: 'requested' });
+        return info(name);
+      });
+    },
+
+    remove(name) {
+      ensureOpen();
+      return serialize(name, async () => {
+        const state = states.get(name);
+        if (!state) return;
+        await store.deleteRecord(name);
+        states.delete(name);
+        await state.live?.retire();
+        emitter.emit('removed', { name });
+        await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+      });
+    },
+
+    on: (event, listener) => emitter.on(event, listener),
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.allSettled(queues.values());
+      await Promise.all([...states.values()].map((state) => state.live?.retire()));
+      states.clear();
+      await store.close();
+    },
+  };
+}

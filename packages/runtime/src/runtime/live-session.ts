@@ -1,0 +1,36 @@
+import type { EngineSession, Feeds, Outputs } from '../engine/types.ts';
+
+/**
+ * A session shared by concurrent runs. Retiring it (a new version activated) releases it only when
+ * the runs already in flight have finished, so an activation never fails a run mid-way.
+ */
+export class LiveSession {
+  private inFlight = 0;
+  private retired = false;
+  private released: Promise<void> | undefined;
+
+  constructor(
+    readonly session: EngineSession,
+    readonly engine: string,
+  ) {}
+
+  async run(feeds: Feeds): Promise<Outputs> {
+    this.inFlight++;
+    try {
+      return await this.session.run(feeds);
+    } finally {
+      this.inFlight--;
+      if (this.retired && this.inFlight === 0) void this.release();
+    }
+  }
+
+  retire(): Promise<void> {
+    this.retired = true;
+    return this.inFlight === 0 ? this.release() : Promise.resolve();
+  }
+
+  private release(): Promise<void> {
+    this.released ??= this.session.release().catch(() => undefined);
+    return this.released;
+  }
+}

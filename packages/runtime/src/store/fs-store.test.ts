@@ -1,0 +1,25 @@
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { describeModelStoreContract } from './contract.ts';
+import { createFileModelStore } from './fs-store.ts';
+
+const dir = await mkdtemp(join(tmpdir(), 'edgefleet-fs-store-'));
+describeModelStoreContract('file system', { open: () => createFileModelStore({ dir }) });
+
+describe('file system store', () => {
+  it('clears leftovers of a killed process from tmp/ on open', async () => {
+    const own = await mkdtemp(join(tmpdir(), 'edgefleet-fs-store-'));
+    await (await createFileModelStore({ dir: own })).close();
+    await writeFile(join(own, 'tmp', `${'a'.repeat(64)}.1234.part`), 'half a model');
+    await createFileModelStore({ dir: own });
+    expect(await readdir(join(own, 'tmp'))).toEqual([]);
+  });
+
+  it('reports an unusable folder with EF_STORE_UNAVAILABLE', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'edgefleet-fs-store-')), 'not-a-dir');
+    await writeFile(file, 'x');
+    await expect(createFileModelStore({ dir: file })).rejects.toMatchObject({ code: 'EF_STORE_UNAVAILABLE' });
+  });
+});

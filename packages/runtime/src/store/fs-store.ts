@@ -1,0 +1,137 @@
+/**
+ * The Node model store: a folder on the device's file system.
+ *
+ *   <dir>/artifacts/<sha256>   model files, content-addressed, never modified after commit
+ *   <dir>/models/<name>.json   one record per model: active/previous pointers and version floor
+ *   <dir>/tmp/                 downloads and records being written; emptied on open
+ *
+ * Every durable change is write-to-temp + fsync + rename + fsync of the directory, so a process
+ * killed (or a power cut) at any point leaves the old file or the new one, never a torn one.
+ */
+import { randomUUID } from 'node:crypto';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { assertModelName } from '@edgefleet/protocol';
+import { guardStore } from './errors.ts';
+import type { ArtifactWriter, ModelRecord, ModelStore } from './types.ts';
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+export interface FileModelStoreOptions {
+  /** The folder that holds everything; created when missing. */
+  readonly dir: string;
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function checkHash(sha256: string): string {
+  if (!SHA256.test(sha256)) throw new TypeError(`not a sha256 hex digest: ${sha256}`);
+  return sha256;
+}
+
+export async function createFileModelStore(options: FileModelStoreOptions): Promise<ModelStore> {
+  const artifacts = join(options.dir, 'artifacts');
+  const models = join(options.dir, 'models');
+  const tmp = join(options.dir, 'tmp');
+  await guardStore('open the model store', async () => {
+    await mkdir(artifacts, { recursive: true });
+    await mkdir(models, { recursive: true });
+    // Leftovers of a process killed mid-download or mid-write: never referenced, safe to drop.
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+  });
+
+  async function writeDurably(target: string, bytes: Uint8Array | string): Promise<void> {
+    const temp = join(tmp, `${randomUUID()}.tmp`);
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+    await fsyncDir(join(target, '..'));
+  }
+
+  return {
+    description: `fs:${options.dir}`,
+
+    hasArtifact: (sha256) =>
+      guardStore('check an artifact', async () => {
+        try {
+          const handle = await open(join(artifacts, checkHash(sha256)), 'r');
+          await handle.close();
+          return true;
+        } catch (error) {
+          if ((error as { code?: string }).code === 'ENOENT') return false;
+          throw error;
+        }
+      }),
+
+    createArtifactWriter: (sha256) =>
+      guardStore('start writing an artifact', async (): Promise<ArtifactWriter> => {
+        const target = join(artifacts, checkHash(sha256));
+        const temp = join(tmp, `${sha256}.${randomUUID()}.part`);
+        let handle: FileHandle | undefined = await open(temp, 'wx', 0o600);
+        const release = async () => {
+          const open = handle;
+          handle = undefined;
+          await open?.close();
+        };
+        return {
+          write: (chunk) =>
+            guardStore('write an artifact', async () => {
+              if (!handle) throw new Error('artifact writer is closed');
+              await handle.write(chunk);
+            }),
+          commit: () =>
+            guardStore('commit an artifact', async () => {
+              if (!handle) throw new Error('artifact writer is closed');
+              await handle.sync();
+              await release();
+              await rename(temp, target);
+              await fsyncDir(artifacts);
+            }),
+          abort: async () => {
+            await release().catch(() => undefined);
+            await unlink(temp).catch(() => undefined);
+          },
+        };
+      }),
+
+    readArtifact: (sha256) =>
+      guardStore('read an artifact', async () => {
+        const bytes = await readFile(join(artifacts, checkHash(sha256)));
+        return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      }),
+
+    deleteArtifact: (sha256) => guardStore('delete an artifact', () => rm(join(artifacts, checkHash(sha256)), { force: true })),
+
+    listArtifacts: () => guardStore('list artifacts', async () => (await readdir(artifacts)).filter((name) => SHA256.test(name))),
+
+    readRecords: () =>
+      guardStore('read model records', async () => {
+        const names = (await readdir(models)).filter((name) => name.endsWith('.json'));
+        return Promise.all(names.map(async (name) => JSON.parse(await readFile(join(models, name), 'utf8')) as ModelRecord));
+      }),
+
+    writeRecord: (record) =>
+      guardStore('write a model record', () => writeDurably(join(models, `${assertModelName(record.name)}.json`), JSON.stringify(record))),
+
+    deleteRecord: (name) =>
+      guardStore('delete a model record', async () => {
+        await rm(join(models, `${assertModelName(name)}.json`), { force: true });
+        await fsyncDir(models);
+      }),
+
+    close: async () => undefined,
+  };
+}
