@@ -24,6 +24,13 @@ export interface EngineHarness {
 /** Silero VAD speech probability of the fixture frame, as computed by onnxruntime-web WASM in Node. */
 export const SILERO_REFERENCE = { tolerance: 1e-4 };
 
+/** The float data of an output, failing the test when the output is missing. */
+function floats(outputs: Outputs, name: string): Float32Array {
+  const output = outputs[name];
+  if (!output) throw new Error(`no output "${name}"; got ${Object.keys(outputs).join(', ')}`);
+  return output.data as Float32Array;
+}
+
 export function describeEngineContract(name: string, harness: () => Promise<EngineHarness>): void {
   describe(`Engine contract: ${name}`, () => {
     it('offers its execution provider on this device', async () => {
@@ -41,7 +48,7 @@ export function describeEngineContract(name: string, harness: () => Promise<Engi
         state: { dtype: 'float32', shape: [2, 1, 128], data: frame.state },
         sr: { dtype: 'int64', shape: [], data: frame.sr },
       });
-      const probability = (first.output?.data as Float32Array)[0] ?? Number.NaN;
+      const probability = floats(first, 'output')[0] ?? Number.NaN;
       expect(probability).toBeGreaterThanOrEqual(0);
       expect(probability).toBeLessThanOrEqual(1);
       expect(first.stateN?.shape).toEqual([2, 1, 128]);
@@ -51,7 +58,7 @@ export function describeEngineContract(name: string, harness: () => Promise<Engi
         sr: { dtype: 'int64', shape: [], data: frame.sr },
       });
       // The state matters: the same audio with the carried state gives another probability.
-      expect((second.output?.data as Float32Array)[0]).not.toBe(probability);
+      expect(floats(second, 'output')[0]).not.toBe(probability);
       await session.release();
     });
 
@@ -72,10 +79,10 @@ export function describeEngineContract(name: string, harness: () => Promise<Engi
       const model = mlpModel();
       const session = await engine.createSession(model.bytes, executionProvider);
       const input = seededValues(12, 4);
-      const { scores } = await session.run({ features: { dtype: 'float32', shape: [3, 4], data: input } });
-      expect(scores?.shape).toEqual([3, 3]);
+      const outputs = await session.run({ features: { dtype: 'float32', shape: [3, 4], data: input } });
+      expect(outputs.scores?.shape).toEqual([3, 3]);
       const expected = model.reference(input);
-      for (const [i, value] of (scores?.data as Float32Array).entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(1e-5);
+      for (const [i, value] of floats(outputs, 'scores').entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(1e-5);
       await session.release();
     });
 
@@ -84,9 +91,9 @@ export function describeEngineContract(name: string, harness: () => Promise<Engi
       const model = int8LinearModel();
       const session = await engine.createSession(model.bytes, executionProvider);
       const input = seededValues(16, 5);
-      const { y } = await session.run({ x: { dtype: 'float32', shape: [2, 8], data: input } });
+      const outputs = await session.run({ x: { dtype: 'float32', shape: [2, 8], data: input } });
       const expected = model.reference(input);
-      for (const [i, value] of (y?.data as Float32Array).entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(0.05);
+      for (const [i, value] of floats(outputs, 'y').entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(0.05);
       await session.release();
     });
 
