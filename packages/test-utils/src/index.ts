@@ -10,6 +10,7 @@ export {
   sha256Hex,
   sileroFrame,
 } from './fixtures/index.ts';
+export { type ArtifactFaults, type ArtifactServer, createArtifactServer } from './http/index.ts';
 export { type FixtureModel, identityModel, int8LinearModel, mlpModel, seededValues } from './models/index.ts';
 export {
   buildOnnxModel,

@@ -58,7 +58,7 @@ interface Sink {
 
 /** Downloads and verifies; resolves with a writer holding exactly the signed bytes, not yet committed. */
 export async function downloadArtifact(source: ArtifactSource, options: DownloadOptions): Promise<ArtifactWriter> {
-  const deadlineMs = options.policy.deadlineBaseMs + (options.size / options.policy.minBytesPerSecond) * 1000;
+  const deadlineMs = Math.ceil(options.policy.deadlineBaseMs + (options.size / options.policy.minBytesPerSecond) * 1000);
   const deadline = AbortSignal.timeout(deadlineMs);
   const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
   const sink: Sink = { writer: await options.openWriter(), hasher: options.createHasher(), received: 0 };

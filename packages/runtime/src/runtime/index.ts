@@ -29,6 +29,7 @@ import type { Engine, EngineSession, Feeds, Outputs, ProviderAvailability } from
 import { createEmitter } from '../events/index.ts';
 import { checkFeeds, normalizeFeeds } from '../feeds/index.ts';
 import { createNobleHasher, type HasherFactory } from '../hash/index.ts';
+import { storeError } from '../store/errors.ts';
 import type { InstalledVersion, ModelRecord, ModelStore } from '../store/types.ts';
 import { LiveSession } from './live-session.ts';
 
@@ -50,6 +51,11 @@ export interface RuntimeOptions {
   readonly download?: Partial<DownloadPolicy>;
   /** The clock, in ms since the epoch. */
   readonly now?: () => number;
+  /**
+   * Listeners attached before the stored models are restored, so that `restored`,
+   * `restore-failed` and `rolled-back` during start-up are seen too.
+   */
+  readonly listeners?: { readonly [K in keyof RuntimeEvents]?: (payload: RuntimeEvents[K]) => void };
   /** Test seam: called at each install step; a crash test kills the process here. */
   readonly hooks?: { readonly onStep?: (step: InstallStep, model: ModelRef) => void | Promise<void> };
 }
@@ -117,6 +123,41 @@ interface ModelState {
   lastError?: { code: string; message: string };
 }
 
+/**
+ * Every store call's failure becomes EF_STORE_FULL / EF_STORE_UNAVAILABLE, whatever store was
+ * plugged in: the runtime's callers see storage codes, never a raw errno.
+ */
+function guardedStore(store: ModelStore): ModelStore {
+  const wrap =
+    <A extends unknown[], R>(operation: string, call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await call(...args);
+      } catch (error) {
+        throw storeError(operation, error);
+      }
+    };
+  return {
+    description: store.description,
+    hasArtifact: wrap('check an artifact', (sha) => store.hasArtifact(sha)),
+    createArtifactWriter: wrap('write an artifact', async (sha) => {
+      const writer = await store.createArtifactWriter(sha);
+      return {
+        write: wrap('write an artifact', (chunk) => writer.write(chunk)),
+        commit: wrap('commit an artifact', () => writer.commit()),
+        abort: () => writer.abort(),
+      };
+    }),
+    readArtifact: wrap('read an artifact', (sha) => store.readArtifact(sha)),
+    deleteArtifact: wrap('delete an artifact', (sha) => store.deleteArtifact(sha)),
+    listArtifacts: wrap('list artifacts', () => store.listArtifacts()),
+    readRecords: wrap('read model records', () => store.readRecords()),
+    writeRecord: wrap('activate (write the model record)', (record) => store.writeRecord(record)),
+    deleteRecord: wrap('delete a model record', (name) => store.deleteRecord(name)),
+    close: () => store.close(),
+  };
+}
+
 interface Provider {
   readonly engine: Engine;
   readonly availability: ProviderAvailability;
@@ -132,12 +173,15 @@ interface Provider {
  * const { output } = await runtime.run('silero-vad', { input, state, sr });
  */
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
-  const store = options.store;
+  const store = guardedStore(options.store);
   const now = options.now ?? Date.now;
   const trust = 'policy' in options.trust ? options.trust : createTrust(options.trust);
   const createHasher = options.createHasher ?? createNobleHasher;
   const policy: DownloadPolicy = { ...RUNTIME_DEFAULTS.download, ...options.download };
   const emitter = createEmitter<RuntimeEvents>((error) => emitter.emit('error', { error }));
+  for (const [event, listener] of Object.entries(options.listeners ?? {})) {
+    emitter.on(event as keyof RuntimeEvents, listener as (payload: unknown) => void);
+  }
   const states = new Map<string, ModelState>();
   const queues = new Map<string, Promise<unknown>>();
   let closed = false;
@@ -411,6 +455,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         const old = state.live;
         state.record = record;
         state.live = live;
+        state.installing = false;
         delete state.lastError;
         await old?.retire();
         await step('confirmed', model);

@@ -41,10 +41,13 @@ export function identityModel(): FixtureModel {
   };
 }
 
-/** y = relu(x · W + b): float32 [batch, 4] → [batch, 3], with a dynamic batch dimension. */
-export function mlpModel(): FixtureModel {
-  const weights = seededValues(12, 7, 0.5);
-  const bias = seededValues(3, 11, 0.1);
+/**
+ * y = relu(x · W + b): float32 [batch, 4] → [batch, 3], with a dynamic batch dimension. Another
+ * seed gives other weights: another "version" of the model.
+ */
+export function mlpModel(seed = 7): FixtureModel {
+  const weights = seededValues(12, seed, 0.5);
+  const bias = seededValues(3, seed + 4, 0.1);
   return {
     bytes: buildOnnxModel({
       inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
