@@ -91,7 +91,9 @@ async function start(overrides: Partial<RuntimeOptions> = {}, dir?: string): Pro
   const record =
     <K extends keyof RuntimeEvents>(name: K) =>
     (payload: RuntimeEvents[K]) => {
-      ((events[name] ??= []) as unknown[]).push(payload);
+      const seen = (events[name] ?? []) as RuntimeEvents[K][];
+      seen.push(payload);
+      events[name] = seen as Harness['events'][K];
     };
   const runtime = await createRuntime({
     store: await createFileModelStore({ dir: folder }),
