@@ -39,5 +39,5 @@ await runtime.install(plan.manifest, chunks, {
     if (plan.crashAt === 'download' && received >= total / 2) die();
   },
 });
-console.log('installed');
+process.stdout.write('installed\n');
 await runtime.close();
