@@ -3,7 +3,7 @@
  * try WebGPU (SwiftShader) and fall back to WASM when the golden vectors disagree, stop the model
  * server, reload the page and relaunch the browser, and run offline with the same outputs as Node.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,16 +55,26 @@ function inPage<A, R>(target: Page, fn: (arg: A) => R | Promise<R>, arg: A): Pro
   ] as const) as Promise<R>;
 }
 
-async function openPage(options: { webgpu: boolean; offMainThread?: boolean; database?: string }): Promise<Page> {
-  const next = await context.newPage();
+interface PageOptions {
+  readonly webgpu: boolean;
+  readonly offMainThread?: boolean;
+  readonly database?: string;
+  /** Stall the install at this step (the test then kills the browser). */
+  readonly pauseAt?: string;
+  readonly in?: BrowserContext;
+}
+
+async function openPage(options: PageOptions): Promise<Page> {
+  const next = await (options.in ?? context).newPage();
   await next.goto(`${app.url}/`);
   await next.evaluate(`import('${app.url}/runtime.js').then((module) => { window.edgefleetRuntime = module; })`);
   await inPage(
     next,
-    async ({ keySet, webgpu, offMainThread, database }) => {
+    async ({ keySet, webgpu, offMainThread, database, pauseAt }) => {
       const w = window as unknown as {
         edgefleetRuntime: { createRuntime(o: unknown): Promise<unknown> };
         ef: { runtime: unknown; events: unknown[] };
+        pausedAt?: string;
       };
       const events: unknown[] = [];
       const listen = (name: string) => (payload: unknown) => events.push({ name, ...(payload as object) });
@@ -84,6 +94,13 @@ async function openPage(options: { webgpu: boolean; offMainThread?: boolean; dat
         webgpu,
         offMainThread,
         listeners: Object.fromEntries(names.map((n) => [n, listen(n)])),
+        hooks: {
+          onStep: (step: string) => {
+            if (step !== pauseAt) return undefined;
+            w.pausedAt = step;
+            return new Promise(() => undefined); // never resumes: the browser is killed here
+          },
+        },
       });
       w.ef = { runtime, events };
     },
@@ -92,6 +109,7 @@ async function openPage(options: { webgpu: boolean; offMainThread?: boolean; dat
       webgpu: options.webgpu,
       offMainThread: options.offMainThread ?? false,
       database: options.database ?? 'e2e',
+      pauseAt: options.pauseAt ?? '',
     },
   );
   return next;
@@ -326,4 +344,73 @@ describe('runtime in headless Chromium', () => {
       await worker.close();
     }
   }, 120_000);
+});
+
+/** SIGKILLs every Chromium process of one profile, as a crash or power cut would. */
+async function killBrowser(profileDir: string): Promise<number> {
+  let killed = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(profileDir) && cmdline.includes('chrom')) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+        killed++;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return killed;
+}
+
+describe('runtime in Chromium killed mid-install (IndexedDB, strict durability)', () => {
+  const v2 = mlpModel(8);
+  const manifestV2 = () =>
+    manifestFor({
+      name: 'mlp',
+      version: '2.0.0',
+      bytes: v2.bytes,
+      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
+      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      key: keys.manifest,
+      executionProviders: ['wasm'],
+    });
+
+  it.each([
+    ['accepted', '1.0.0'],
+    ['activated', '2.0.0'],
+  ])(
+    'at step "%s" leaves exactly version %s active after the browser restarts',
+    async (step, survivor) => {
+      const dir = await mkdtemp(join(tmpdir(), 'edgefleet-chromium-crash-'));
+      const server = await serveFiles({
+        '/v1.onnx': { type: 'application/octet-stream', body: mlp.bytes },
+        '/v2.onnx': { type: 'application/octet-stream', body: v2.bytes },
+      });
+      let crashing = await launchPersistentChromium(dir);
+      try {
+        const first = await openPage({ webgpu: false, database: 'crash', in: crashing });
+        await install(first, mlpManifest, `${server.url}/v1.onnx`);
+        await first.close();
+        const doomed = await openPage({ webgpu: false, database: 'crash', pauseAt: step, in: crashing });
+        void install(doomed, manifestV2(), `${server.url}/v2.onnx`).catch(() => undefined);
+        await doomed.waitForFunction((s) => (window as unknown as { pausedAt?: string }).pausedAt === s, step, { timeout: 60_000 });
+        expect(await killBrowser(dir)).toBeGreaterThan(0);
+        await crashing.close().catch(() => undefined);
+
+        crashing = await launchPersistentChromium(dir);
+        const after = await openPage({ webgpu: false, database: 'crash', in: crashing });
+        expect(await pageModels(after)).toMatchObject([{ name: 'mlp', active: { version: survivor } }]);
+        const reference = (survivor === '1.0.0' ? mlp : v2).reference(mlpInput);
+        const outputs = await runMlp(after);
+        expect(outputs).toHaveLength(6);
+        for (const [i, value] of outputs.entries()) expect(Math.abs(value - (reference[i] ?? 0))).toBeLessThan(1e-5);
+      } finally {
+        await crashing.close().catch(() => undefined);
+        await server.close();
+      }
+    },
+    120_000,
+  );
 });

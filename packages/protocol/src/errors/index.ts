@@ -228,6 +228,11 @@ export const ERRORS = defineErrors({
     title: 'There is no previous version to roll back to',
     fix: 'A rollback needs a version that was active before the current one; install the older version with a signed rollback instead.',
   },
+  EF_INTERNAL_ERROR: {
+    status: 500,
+    title: 'An unexpected error happened',
+    fix: 'This is a bug or an unforeseen environment problem: report it with the message and details attached. Nothing was activated.',
+  },
   EF_RUNTIME_CLOSED: {
     status: 503,
     title: 'The runtime was closed',

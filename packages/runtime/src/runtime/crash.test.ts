@@ -56,6 +56,7 @@ describe('kill -9 during an install', () => {
     expect(after.models()).toMatchObject([{ name: 'mlp', state: 'active', active: { version: expected.version } }]);
     const outputs = await after.run('mlp', { features: { dtype: 'float32', shape: [2, 4], data: input } });
     const reference = expected.model.reference(input);
+    expect(outputs.scores?.data).toHaveLength(6);
     for (const [i, value] of ((outputs.scores?.data as Float32Array | undefined) ?? new Float32Array()).entries())
       expect(Math.abs(value - (reference[i] ?? 0))).toBeLessThan(1e-5);
     // Nothing half-written survives: no temp files, and only artifacts the record points at.

@@ -463,7 +463,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
         return info(manifest.name);
       } catch (error) {
-        const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INFERENCE_FAILED', String(error), { cause: error });
+        const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INTERNAL_ERROR', String(error), { cause: error });
         state.lastError = { code: coded.code, message: coded.message };
         emitter.emit('install-failed', { model, error: state.lastError });
         await collectGarbage().catch(() => undefined);
