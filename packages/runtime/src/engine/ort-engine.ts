@@ -70,29 +70,32 @@ export function createOrtEngine(options: OrtEngineOptions): Engine {
         executionProvider,
         inputNames: session.inputNames,
         outputNames: session.outputNames,
-        async run(feeds: Feeds): Promise<Outputs> {
+        run(feeds: Feeds): Promise<Outputs> {
           const ortFeeds: Record<string, Tensor> = {};
-          for (const [name, tensor] of Object.entries(feeds)) {
+          for (const name in feeds) {
+            const tensor = feeds[name] as Feeds[string];
             ortFeeds[name] = new ort.Tensor(tensor.dtype as Tensor.Type, tensor.data as Tensor.DataType, tensor.shape);
           }
-          let results: InferenceSession.ReturnType;
-          try {
-            results = await session.run(ortFeeds);
-          } catch (cause) {
-            throw new EdgefleetError('EF_INFERENCE_FAILED', `${options.name} (${executionProvider}) failed: ${messageOf(cause)}`, {
-              cause,
-              details: { engine: options.name, executionProvider },
-            });
-          }
-          const outputs: Outputs = {};
-          for (const [name, tensor] of Object.entries(results)) {
-            outputs[name] = {
-              dtype: tensor.type as RuntimeTensor['dtype'],
-              shape: [...tensor.dims],
-              data: tensor.data as RuntimeTensor['data'],
-            };
-          }
-          return outputs;
+          return session.run(ortFeeds).then(
+            (results) => {
+              const outputs: Outputs = {};
+              for (const name in results) {
+                const tensor = results[name] as Tensor;
+                outputs[name] = {
+                  dtype: tensor.type as RuntimeTensor['dtype'],
+                  shape: tensor.dims,
+                  data: tensor.data as RuntimeTensor['data'],
+                };
+              }
+              return outputs;
+            },
+            (cause: unknown) => {
+              throw new EdgefleetError('EF_INFERENCE_FAILED', `${options.name} (${executionProvider}) failed: ${messageOf(cause)}`, {
+                cause,
+                details: { engine: options.name, executionProvider },
+              });
+            },
+          );
         },
         release: () => session.release(),
       };

@@ -41,10 +41,17 @@ export function normalizeFeeds(feeds: unknown): Feeds {
   return out;
 }
 
+// Declared inputs by name, built once per manifest (run is a hot path).
+const declaredInputs = new WeakMap<readonly TensorSpec[], Map<string, TensorSpec>>();
+
 /** Throws EF_INPUT_INVALID unless `feeds` gives each declared input once with a fitting dtype, shape and data. */
 export function checkFeeds(feeds: Feeds, inputs: readonly TensorSpec[], model: string): void {
-  const declared = new Map(inputs.map((spec) => [spec.name, spec]));
-  for (const name of Object.keys(feeds)) {
+  let declared = declaredInputs.get(inputs);
+  if (!declared) {
+    declared = new Map(inputs.map((spec) => [spec.name, spec]));
+    declaredInputs.set(inputs, declared);
+  }
+  for (const name in feeds) {
     if (!declared.has(name)) {
       throw invalid(`${model} has no input "${name}"; its inputs are ${[...declared.keys()].join(', ')}`, name);
     }

@@ -230,9 +230,25 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     await options.hooks?.onStep?.(name, model);
   }
 
-  /** Deletes stored artifacts that no record points at (failed installs, crashes, old versions). */
+  /** Artifacts of installs in progress: stored but not yet referenced by a record. */
+  const pinned = new Map<string, number>();
+  const pin = (shas: readonly string[]) => {
+    for (const sha of shas) pinned.set(sha, (pinned.get(sha) ?? 0) + 1);
+  };
+  const unpin = (shas: readonly string[]) => {
+    for (const sha of shas) {
+      const count = (pinned.get(sha) ?? 1) - 1;
+      if (count > 0) pinned.set(sha, count);
+      else pinned.delete(sha);
+    }
+  };
+
+  /**
+   * Deletes stored artifacts that no record points at (failed installs, crashes, old versions),
+   * sparing those an install in progress has stored but not yet activated.
+   */
   async function collectGarbage(): Promise<void> {
-    const referenced = new Set<string>();
+    const referenced = new Set<string>(pinned.keys());
     for (const record of await store.readRecords()) {
       for (const version of [record.active, record.previous]) {
         if (!version) continue;
@@ -241,13 +257,28 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       }
     }
     for (const sha of await store.listArtifacts()) {
-      if (!referenced.has(sha)) await store.deleteArtifact(sha);
+      if (!referenced.has(sha) && !pinned.has(sha)) await store.deleteArtifact(sha);
     }
   }
 
-  /** Reads an artifact back and checks it still has its hash (disk corruption, tampering at rest). */
-  async function readVerified(sha256: string): Promise<Uint8Array> {
-    const bytes = await store.readArtifact(sha256);
+  let garbage: Promise<void> = Promise.resolve();
+  /** Queues a collection (one at a time); failures are reported as `error` events, never thrown. */
+  function collectGarbageLater(): Promise<void> {
+    garbage = garbage.then(collectGarbage).catch((error: unknown) => emitter.emit('error', { error }));
+    return garbage;
+  }
+
+  // Session creation one at a time across models: onnxruntime-web initializes its backends lazily
+  // and a second creation racing the first can fail.
+  let creating: Promise<unknown> = Promise.resolve();
+  function createSessionExclusively(engine: Engine, bytes: Uint8Array, ep: ExecutionProvider): Promise<EngineSession> {
+    const next = creating.catch(() => undefined).then(() => engine.createSession(bytes, ep));
+    creating = next;
+    return next;
+  }
+
+  /** Checks stored bytes still have their hash (disk corruption, tampering at rest). */
+  function checkStoredHash(sha256: string, bytes: Uint8Array): void {
     const hasher = createHasher();
     hasher.update(bytes);
     const digest = hasher.digest();
@@ -256,7 +287,23 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         details: { expected: sha256, actual: digest },
       });
     }
-    return bytes;
+  }
+
+  /**
+   * Builds a session for a stored version, checking the stored bytes' hash meanwhile: a native
+   * engine parses the model on its own thread while this one hashes, so the check adds no latency
+   * to a cold start. The session is released, unused, if the hash is wrong.
+   */
+  async function sessionForStored(version: InstalledVersion): Promise<{ live: LiveSession; executionProvider: ExecutionProvider }> {
+    const bytes = await store.readArtifact(version.sha256);
+    const building = buildSession(version.manifest.payload, bytes, version.executionProvider);
+    try {
+      checkStoredHash(version.sha256, bytes);
+    } catch (error) {
+      await building.then(({ live }) => live.retire()).catch(() => undefined);
+      throw error;
+    }
+    return building;
   }
 
   /**
@@ -266,13 +313,18 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   async function buildSession(
     manifest: ManifestPayload,
     bytes: Uint8Array,
-    preferred?: ExecutionProvider,
+    /**
+     * The provider this version already passed its acceptance test on (restore, rollback): tried
+     * first, and not tested again, so a cold start costs no extra inference. Any other provider is
+     * tested as at install.
+     */
+    accepted?: ExecutionProvider,
   ): Promise<{ live: LiveSession; executionProvider: ExecutionProvider }> {
     const model = { name: manifest.name, version: manifest.version };
     const allowed = manifest.runtime.executionProviders;
     const candidates = providers
       .filter((p) => allowed.includes(p.availability.executionProvider))
-      .sort((a, b) => Number(b.availability.executionProvider === preferred) - Number(a.availability.executionProvider === preferred));
+      .sort((a, b) => Number(b.availability.executionProvider === accepted) - Number(a.availability.executionProvider === accepted));
     const reasons: string[] = [];
     let firstTried: ExecutionProvider | undefined;
     let acceptanceFailures = 0;
@@ -286,7 +338,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       }
       let session: EngineSession;
       try {
-        session = await engine.createSession(bytes, ep);
+        session = await createSessionExclusively(engine, bytes, ep);
       } catch (error) {
         loadError ??= error instanceof EdgefleetError ? error : new EdgefleetError('EF_MODEL_INVALID', String(error), { cause: error });
         reasons.push(`${ep}: ${(error as Error).message}`);
@@ -301,7 +353,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         );
       }
       const vectors = manifest.acceptance?.vectors ?? [];
-      if (manifest.acceptance && vectors.length > 0) {
+      if (manifest.acceptance && vectors.length > 0 && ep !== accepted) {
         const result = await runAcceptance(session, vectors, manifest.acceptance.tolerance);
         if (!result.passed) {
           acceptanceFailures++;
@@ -399,6 +451,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       }
       states.set(manifest.name, state);
       state.installing = true;
+      const artifacts = [manifest.artifact.sha256, ...manifest.files.map((f) => f.sha256)];
+      pin(artifacts); // a concurrent install's garbage collection must not take them
+      let pinnedHere = true;
+      const release = () => {
+        if (pinnedHere) unpin(artifacts);
+        pinnedHere = false;
+      };
       try {
         checkTarget(manifest);
         const rollback = rollbackAllowed(manifest, installOptions.rollback);
@@ -460,15 +519,18 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await old?.retire();
         await step('confirmed', model);
         emitter.emit('activated', { model, executionProvider, ...(current ? { previous: current.version } : {}) });
-        await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+        release();
+        await collectGarbageLater();
         return info(manifest.name);
       } catch (error) {
         const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INTERNAL_ERROR', String(error), { cause: error });
         state.lastError = { code: coded.code, message: coded.message };
         emitter.emit('install-failed', { model, error: state.lastError });
-        await collectGarbage().catch(() => undefined);
+        release();
+        await collectGarbageLater();
         throw coded;
       } finally {
+        release();
         state.installing = false;
         if (!state.record.active && !state.live) states.delete(manifest.name);
       }
@@ -484,9 +546,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     ] as const) {
       if (!candidate) continue;
       try {
-        const bytes = await readVerified(candidate.sha256);
-        const manifest = candidate.manifest.payload;
-        const { live, executionProvider } = await buildSession(manifest, bytes, candidate.executionProvider);
+        const { live, executionProvider } = await sessionForStored(candidate);
         if (isPrevious) {
           // The active version is unusable: make the previous one active, durably.
           const { previous: _dropped, ...rest } = record;
@@ -509,26 +569,31 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
   }
 
-  for (const record of await store.readRecords()) await restore(record);
-  await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+  await Promise.all((await store.readRecords()).map(restore));
+  void collectGarbageLater(); // off the cold-start path
 
   return {
     install,
 
-    async run(name, feeds) {
-      ensureOpen();
-      const state = states.get(name);
-      const live = state?.live;
-      const manifest = state?.record.active?.manifest.payload;
-      if (!live || !manifest) {
-        throw new EdgefleetError(
-          'EF_MODEL_NOT_INSTALLED',
-          `no active version of "${name}"; installed: ${[...states.keys()].join(', ') || 'none'}`,
-        );
+    run(name, feeds) {
+      // Synchronous checks, then the engine's promise as is: no extra async layer on the hot path.
+      try {
+        ensureOpen();
+        const state = states.get(name);
+        const live = state?.live;
+        const manifest = state?.record.active?.manifest.payload;
+        if (!live || !manifest) {
+          throw new EdgefleetError(
+            'EF_MODEL_NOT_INSTALLED',
+            `no active version of "${name}"; installed: ${[...states.keys()].join(', ') || 'none'}`,
+          );
+        }
+        const normalized = normalizeFeeds(feeds);
+        checkFeeds(normalized, manifest.model.inputs, `${manifest.name}@${manifest.version}`);
+        return live.run(normalized);
+      } catch (error) {
+        return Promise.reject(error);
       }
-      const normalized = normalizeFeeds(feeds);
-      checkFeeds(normalized, manifest.model.inputs, `${manifest.name}@${manifest.version}`);
-      return live.run(normalized);
     },
 
     models: () => [...states.keys()].sort().map(info),
@@ -542,8 +607,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         if (!state || !target || !current) {
           throw new EdgefleetError('EF_ROLLBACK_UNAVAILABLE', `"${name}" has no previous version to roll back to`);
         }
-        const bytes = await readVerified(target.sha256);
-        const { live, executionProvider } = await buildSession(target.manifest.payload, bytes, target.executionProvider);
+        const { live, executionProvider } = await sessionForStored(target);
         const record: ModelRecord = {
           ...state.record,
           active: { ...target, executionProvider, activatedAt: timestamp(now()) },
@@ -573,7 +637,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         states.delete(name);
         await state.live?.retire();
         emitter.emit('removed', { name });
-        await collectGarbage().catch((error: unknown) => emitter.emit('error', { error }));
+        await collectGarbageLater();
       });
     },
 
@@ -583,6 +647,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (closed) return;
       closed = true;
       await Promise.allSettled(queues.values());
+      await garbage;
       await Promise.all([...states.values()].map((state) => state.live?.retire()));
       states.clear();
       await store.close();

@@ -43,9 +43,9 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
   await guardStore('open the model store', async () => {
     await mkdir(artifacts, { recursive: true });
     await mkdir(models, { recursive: true });
-    // Leftovers of a process killed mid-download or mid-write: never referenced, safe to drop.
-    await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
+    // Leftovers of a process killed mid-download or mid-write: never referenced, safe to drop.
+    for (const leftover of await readdir(tmp)) await rm(join(tmp, leftover), { recursive: true, force: true });
   });
 
   async function writeDurably(target: string, bytes: Uint8Array | string): Promise<void> {
@@ -109,8 +109,21 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
 
     readArtifact: (sha256) =>
       guardStore('read an artifact', async () => {
-        const bytes = await readFile(join(artifacts, checkHash(sha256)));
-        return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        // One read of the known size: fs.readFile's chunked reads cost several ms on a model.
+        const handle = await open(join(artifacts, checkHash(sha256)), 'r');
+        try {
+          const { size } = await handle.stat();
+          const bytes = new Uint8Array(size);
+          let offset = 0;
+          while (offset < size) {
+            const { bytesRead } = await handle.read(bytes, offset, size - offset, offset);
+            if (bytesRead === 0) break;
+            offset += bytesRead;
+          }
+          return offset === size ? bytes : bytes.subarray(0, offset);
+        } finally {
+          await handle.close();
+        }
       }),
 
     deleteArtifact: (sha256) => guardStore('delete an artifact', () => rm(join(artifacts, checkHash(sha256)), { force: true })),
