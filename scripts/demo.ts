@@ -1,25 +1,24 @@
 /**
  * `pnpm demo`: what the workspace can show today, end to end on one machine with no network.
  *
- * A fleet's keys are made, a real ONNX model is built and run in onnxruntime-web to record its
- * golden outputs, a signed manifest and a signed desired-state document are issued for a device,
- * and the "device" side verifies them, checks the bytes, re-runs the acceptance test and refuses
- * each attack of the threat model with its own error code. The fleet server, broker and runtime
- * issues turn this into the full fleet demo.
+ * A fleet's keys are made; a real model (Silero VAD v5, shipped by an npm package) gets a signed
+ * manifest whose golden vectors are computed with onnxruntime-web; a device runtime downloads it
+ * over HTTP from a local artifact server, verifies it, runs the acceptance test on the execution
+ * provider it will really use, activates it and runs it; then the server goes away, the device
+ * restarts and keeps serving offline; and every attack of the threat model is refused with its
+ * own error code while the active model keeps serving. The fleet server, broker and agent issues
+ * turn this into the full fleet demo.
  */
-import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  checkVersionFloor,
-  compareWithTolerance,
   createDesiredState,
   createKeySet,
-  createManifest,
   createTopicScheme,
   createTrust,
-  decodeTensor,
   EdgefleetError,
   encodeMessage,
-  encodeTensor,
   generateSigningKey,
   revokedKeyIds,
   type SigningKey,
@@ -30,7 +29,17 @@ import {
   verifyKeySetUpdate,
   verifyManifest,
 } from '@edgefleet/protocol';
-import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { createRuntime, type Runtime } from '@edgefleet/runtime';
+import {
+  createArtifactServer,
+  goldenVector,
+  manifestFor,
+  readModel,
+  SILERO_INPUTS,
+  SILERO_OUTPUTS,
+  SILERO_VAD_V5_PATH,
+  sileroFrame,
+} from '@edgefleet/test-utils';
 import * as ort from 'onnxruntime-web';
 
 const DEVICE = 'demo-cam-001';
@@ -38,9 +47,9 @@ const step = (text: string) => console.log(`\n▶ ${text}`);
 const line = (text: string) => console.log(`  ${text}`);
 const short = (hex: string) => `${hex.slice(0, 12)}…`;
 
-function refused(what: string, attempt: () => unknown): void {
+async function refused(what: string, attempt: () => unknown): Promise<void> {
   try {
-    attempt();
+    await attempt();
   } catch (error) {
     if (error instanceof EdgefleetError) {
       line(`✗ ${what}: refused with ${error.code}`);
@@ -51,18 +60,24 @@ function refused(what: string, attempt: () => unknown): void {
   throw new Error(`demo failure: "${what}" was accepted`);
 }
 
-async function runModel(bytes: Uint8Array, input: Float32Array): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(bytes);
-  try {
-    const { scores } = await session.run({ features: new ort.Tensor('float32', input, [2, 4]) });
-    return scores?.data as Float32Array;
-  } finally {
-    await session.release();
+/** Speech probability of three frames: a voiced chirp, silence, another chirp. */
+async function listen(runtime: Runtime): Promise<string> {
+  const probabilities: string[] = [];
+  let state: Float32Array = new Float32Array(256);
+  for (const frame of [sileroFrame(1).input, new Float32Array(512), sileroFrame(4).input]) {
+    const outputs = await runtime.run('silero-vad', {
+      input: { dtype: 'float32', shape: [1, 512], data: frame },
+      state: { dtype: 'float32', shape: [2, 1, 128], data: state },
+      sr: { dtype: 'int64', shape: [], data: BigInt64Array.from([16000n]) },
+    });
+    state = outputs.stateN?.data as Float32Array;
+    probabilities.push(((outputs.output?.data as Float32Array)[0] ?? Number.NaN).toFixed(4));
   }
+  return probabilities.join(', ');
 }
 
 async function main(): Promise<void> {
-  console.log('edgefleet demo: signed model delivery, verified the way a device verifies it');
+  console.log('edgefleet demo: a signed model delivered to a device, verified, run offline, and defended');
 
   step('Fleet keys (one per role) and the key set devices are provisioned with');
   const root = generateSigningKey();
@@ -73,101 +88,142 @@ async function main(): Promise<void> {
     manifest: { keys: [manifest] },
     'desired-state': { keys: [desiredKey] },
   });
-  const trust = createTrust(createKeySet({ version: 1, roles: roles(manifestKey) }));
+  const keySet = createKeySet({ version: 1, roles: roles(manifestKey) });
+  const trust = createTrust(keySet);
   line(`root ${short(root.keyId)}  manifest ${short(manifestKey.keyId)}  desired-state ${short(desiredKey.keyId)}`);
 
-  step('A real ONNX model: MatMul → Add → Relu, float32 [batch,4] → [batch,3]');
-  const model = mlpModel();
-  const sha256 = createHash('sha256').update(model.bytes).digest('hex');
-  const goldenInput = seededValues(8, 2026);
-  const goldenOutput = await runModel(model.bytes, goldenInput);
-  line(`${model.bytes.length} bytes, sha256 ${short(sha256)}`);
-  line(
-    `onnxruntime-web ${ort.env.versions.web} (WASM) scores for the golden input: [${Array.from(goldenOutput, (v) => v.toFixed(4)).join(', ')}]`,
-  );
-
-  step('Signed manifest with the golden vector as the on-device acceptance test');
-  const manifest = signManifest(
-    createManifest({
-      name: 'demo-mlp',
-      version: '1.0.0',
-      artifact: { sha256, size: model.bytes.length, mediaType: 'application/x-onnx' },
-      files: [],
-      model: {
-        format: 'onnx',
-        irVersion: 8,
-        opsets: [{ domain: '', version: 17 }],
-        inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-        outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
-        operators: ['Add', 'MatMul', 'Relu'],
-        quantization: { quantized: false, formats: [] },
-      },
-      runtime: { executionProviders: ['wasm'] },
-      acceptance: {
-        tolerance: { absolute: 1e-5, relative: 1e-4 },
-        vectors: [
+  step('Silero VAD v5 (from @ricky0123/vad-web) gets a signed manifest with golden vectors');
+  const bytes = readModel(SILERO_VAD_V5_PATH);
+  const frame = sileroFrame(1);
+  const reference = await ort.InferenceSession.create(bytes);
+  const golden = await reference.run({
+    input: new ort.Tensor('float32', frame.input, [1, 512]),
+    state: new ort.Tensor('float32', frame.state, [2, 1, 128]),
+    sr: new ort.Tensor('int64', frame.sr, []),
+  });
+  await reference.release();
+  const manifestOf = (version: string) =>
+    manifestFor({
+      name: 'silero-vad',
+      version,
+      bytes,
+      inputs: SILERO_INPUTS,
+      outputs: SILERO_OUTPUTS,
+      key: manifestKey,
+      tolerance: { absolute: 1e-4, relative: 1e-3 },
+      vectors: [
+        goldenVector(
           {
-            inputs: [encodeTensor('features', 'float32', [2, 4], goldenInput)],
-            outputs: [encodeTensor('scores', 'float32', [2, 3], goldenOutput)],
+            input: { dtype: 'float32', shape: [1, 512], data: frame.input },
+            state: { dtype: 'float32', shape: [2, 1, 128], data: frame.state },
+            sr: { dtype: 'int64', shape: [], data: frame.sr },
           },
-        ],
-      },
-    }),
-    [manifestKey],
+          { output: { dtype: 'float32', shape: [1, 1], data: Float32Array.from(golden.output?.data as Float32Array) } },
+        ),
+      ],
+    });
+  const manifest = manifestOf('5.0.0');
+  line(
+    `${bytes.length} bytes, sha256 ${short(manifest.payload.artifact.sha256)}, golden output ${(golden.output?.data as Float32Array)[0]?.toFixed(4)} (onnxruntime-web ${ort.env.versions.web})`,
   );
-  line(`demo-mlp@1.0.0 signed by ${short(manifestKey.keyId)}, expires ${manifest.payload.expiresAt}`);
 
-  step(`Desired state for ${DEVICE}, as the server would publish it (retained)`);
+  step(`Desired state for ${DEVICE}, as the server will publish it (retained, signed)`);
   const topics = createTopicScheme();
   const desired = signDesiredState(createDesiredState({ deviceId: DEVICE, sequence: 1, models: [{ manifest }] }), [desiredKey]);
-  const payload = encodeMessage('desired', desired);
-  line(`topic ${topics.build('desired', DEVICE)}  (${payload.length} bytes, sequence 1)`);
-
-  step(`${DEVICE} verifies the document, the bytes and the acceptance test`);
-  const verified = verifyDesiredState(JSON.parse(new TextDecoder().decode(payload)), trust, { deviceId: DEVICE, lastSequence: 0 });
-  const [wanted] = verified.manifests;
-  if (!wanted) throw new Error('demo failure: no manifest in the desired state');
-  line(`✓ signatures, validity window, addressee and sequence: install ${wanted.name}@${wanted.version}`);
-  const received = createHash('sha256').update(model.bytes).digest('hex');
-  line(`✓ downloaded ${model.bytes.length} bytes, sha256 ${received === wanted.artifact.sha256 ? 'matches' : 'DIFFERS'}`);
-  const vector = wanted.acceptance?.vectors[0];
-  const input = vector?.inputs[0];
-  const expected = vector?.outputs[0];
-  if (!input || !expected || !wanted.acceptance) throw new Error('demo failure: no golden vector');
-  const actual = await runModel(model.bytes, decodeTensor(input).data as Float32Array);
-  const report = compareWithTolerance(decodeTensor(expected).data, actual, wanted.acceptance.tolerance);
+  line(`topic ${topics.build('desired', DEVICE)}  (${encodeMessage('desired', desired).length} bytes, sequence 1)`);
+  const verified = verifyDesiredState(desired, trust, { deviceId: DEVICE, lastSequence: 0 });
   line(
-    `${report.ok ? '✓' : '✗'} acceptance test on WASM: max |error| ${report.maxAbsoluteError.toExponential(2)} (tolerance ${wanted.acceptance.tolerance.absolute} + ${wanted.acceptance.tolerance.relative}·|expected|)`,
+    `✓ device verified signatures, validity, addressee and sequence: install ${verified.manifests.map((m) => `${m.name}@${m.version}`).join(', ')}`,
   );
-  if (!report.ok) throw new Error('demo failure: acceptance test failed');
 
-  step('Attacks from the threat model, each refused with its own code');
-  const tampered = structuredClone(desired);
-  const tamperedModel = tampered.payload.models[0];
-  if (tamperedModel) tamperedModel.manifest.payload.artifact.sha256 = 'f'.repeat(64);
-  refused('manifest altered to point at other bytes', () => verifyDesiredState(tampered, trust, { deviceId: DEVICE }));
-  refused('manifest signed by an unknown key (arbitrary model)', () =>
-    verifyManifest(signManifest(manifest.payload, [generateSigningKey()]), trust),
-  );
-  refused('document for another device', () => verifyDesiredState(desired, trust, { deviceId: 'demo-cam-002' }));
-  refused('the same document replayed (sequence 1 again)', () => verifyDesiredState(desired, trust, { deviceId: DEVICE, lastSequence: 1 }));
-  refused('the document replayed a year later (freeze)', () =>
-    verifyDesiredState(desired, trust, { deviceId: DEVICE, now: Date.now() + 365 * 24 * 3600 * 1000 }),
-  );
-  refused('version 0.9.0 without a signed rollback', () => checkVersionFloor('demo-mlp', '0.9.0', '1.0.0', false));
-  const substituted = createHash('sha256')
-    .update(Buffer.concat([model.bytes, Buffer.from([0])]))
-    .digest('hex');
-  line(`✗ bytes with one extra byte: sha256 ${short(substituted)} ≠ ${short(wanted.artifact.sha256)}, nothing stored`);
+  const server = await createArtifactServer();
+  const url = `${server.url}/v1/artifacts/${manifest.payload.artifact.sha256}`;
+  server.set(new URL(url).pathname, bytes);
+  const dir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-'));
+  try {
+    step(`${DEVICE} installs it from ${server.url}: download → sha256 → store → acceptance test → activate`);
+    const runtime = await createRuntime({ dir, trust: keySet, deviceId: DEVICE });
+    runtime.on('acceptance-passed', ({ executionProvider, maxAbsoluteError }) =>
+      line(`✓ acceptance test on ${executionProvider}: max |error| ${maxAbsoluteError.toExponential(2)} against the golden output`),
+    );
+    let lastReported = 0;
+    const info = await runtime.install(manifest, url, {
+      onProgress: ({ bytes: received, total }) => {
+        if (received === total || received - lastReported > total / 3) {
+          lastReported = received;
+          line(`… ${received} / ${total} bytes`);
+        }
+      },
+    });
+    line(`✓ active: ${info.name}@${info.active?.version} on ${info.active?.executionProvider} (${info.active?.engine}), store ${dir}`);
+    const before = await listen(runtime);
+    line(`speech probabilities of three frames: ${before}`);
+    await runtime.close();
 
-  step('Key rotation: the manifest key is replaced, signed by the root key');
-  const newManifestKey = generateSigningKey();
-  const rotated = verifyKeySetUpdate(trust, signKeySet(createKeySet({ version: 2, roles: roles(newManifestKey) }), [root]));
-  line(`✓ key set v2 accepted; revoked manifest key(s): ${revokedKeyIds(trust, rotated, 'manifest').map(short).join(', ')}`);
-  refused('a manifest signed by the revoked key', () => verifyManifest(manifest, rotated));
-  line(`✓ re-signed by the new key: ${verifyManifest(signManifest(manifest.payload, [newManifestKey]), rotated).name} verifies`);
+    step('The server goes away and the device restarts: it serves from its store, offline');
+    await server.close();
+    const offline = await createRuntime({
+      dir,
+      trust: keySet,
+      deviceId: DEVICE,
+      fetch: () => Promise.reject(new TypeError('network is down')),
+    });
+    const after = await listen(offline);
+    line(`${after === before ? '✓' : '✗'} restored ${offline.models()[0]?.active?.version} and got the same outputs: ${after}`);
+    if (after !== before) throw new Error('demo failure: outputs changed across the restart');
 
-  console.log('\nDone. Every message above is checked by the same code on the server, in Node devices and in browsers.');
+    step('Attacks from the threat model, each refused with its own code; the active model keeps serving');
+    await offline.close();
+    const device = await createRuntime({ dir, trust: keySet, deviceId: DEVICE });
+    // The next release: Silero VAD v6 (also shipped by @ricky0123/vad-web), signed as 6.0.0.
+    const v6 = readModel(SILERO_VAD_V5_PATH.replace('silero_vad_v5.onnx', 'silero_vad_v6.onnx'));
+    const next = manifestFor({
+      name: 'silero-vad',
+      version: '6.0.0',
+      bytes: v6,
+      inputs: SILERO_INPUTS,
+      outputs: SILERO_OUTPUTS,
+      key: manifestKey,
+    });
+    const evil = await createArtifactServer();
+    evil.set(
+      '/tampered',
+      v6.map((b, i) => (i === 5000 ? b ^ 1 : b)),
+    );
+    evil.set('/endless', v6, { endless: true });
+    await refused('bytes that are not the signed ones (substituted model)', () => device.install(next, `${evil.url}/tampered`));
+    await refused('a server that never stops sending (endless data)', () => device.install(next, `${evil.url}/endless`));
+    await refused('a manifest signed by an unknown key (arbitrary model)', () =>
+      device.install(signManifest(next.payload, [generateSigningKey()]), `${evil.url}/tampered`),
+    );
+    const tampered = structuredClone(next);
+    tampered.payload.runtime.executionProviders = ['cpu'];
+    await refused('a manifest edited after signing', () => device.install(tampered, `${evil.url}/tampered`));
+    await refused('version 4.0.0 without a signed rollback (rollback attack)', () =>
+      device.install(manifestOf('4.0.0'), `${evil.url}/tampered`),
+    );
+    await refused('the desired state replayed (sequence 1 again)', () =>
+      verifyDesiredState(desired, trust, { deviceId: DEVICE, lastSequence: 1 }),
+    );
+    await refused('the desired state replayed a year later (freeze)', () =>
+      verifyDesiredState(desired, trust, { deviceId: DEVICE, now: Date.now() + 365 * 24 * 3600 * 1000 }),
+    );
+    await refused('a desired state for another device', () => verifyDesiredState(desired, trust, { deviceId: 'demo-cam-002' }));
+    await evil.close();
+    line(`✓ still serving ${device.models()[0]?.active?.version}: ${await listen(device)}`);
+    await device.close();
+
+    step('Key rotation: the manifest key is replaced, signed by the root key');
+    const newManifestKey = generateSigningKey();
+    const rotated = verifyKeySetUpdate(trust, signKeySet(createKeySet({ version: 2, roles: roles(newManifestKey) }), [root]));
+    line(`✓ key set v2 accepted; revoked manifest key(s): ${revokedKeyIds(trust, rotated, 'manifest').map(short).join(', ')}`);
+    await refused('a manifest signed by the revoked key', () => verifyManifest(manifest, rotated));
+    line(`✓ re-signed by the new key: ${verifyManifest(signManifest(manifest.payload, [newManifestKey]), rotated).name} verifies`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  console.log('\nDone. The same checks run on the server, in Node devices and in browsers (see docs/protocol.md and docs/runtime.md).');
 }
 
 main().catch((error: unknown) => {

@@ -138,7 +138,7 @@ export const ManifestPayload = Strict(
           minItems: 1,
           maxItems: 3,
           uniqueItems: true,
-          description: 'the execution providers the model may run on, most preferred first',
+          description: 'the execution providers the model may run on (the device tries them in its own order of preference)',
         }),
         deviceClasses: Type.Optional(
           Type.Array(Identifier, { minItems: 1, maxItems: 64, description: 'the device classes the model is built for' }),
