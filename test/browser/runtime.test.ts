@@ -364,6 +364,24 @@ async function killBrowser(profileDir: string): Promise<number> {
   return killed;
 }
 
+describe('runtime in Chromium without a WebGPU adapter', () => {
+  it('falls back to WASM and says that WebGPU is missing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgefleet-chromium-nogpu-'));
+    const server = await serveFiles({ '/mlp.onnx': { type: 'application/octet-stream', body: mlp.bytes } });
+    const plain = await launchPersistentChromium(dir); // no --enable-unsafe-webgpu: no adapter
+    try {
+      const target = await openPage({ webgpu: true, database: 'no-gpu', in: plain });
+      await install(target, mlpManifest, `${server.url}/mlp.onnx`);
+      expect((await pageModels(target))[0]?.active?.executionProvider).toBe('wasm');
+      const fallback = (await pageEvents(target)).find((e) => e.name === 'execution-provider-fallback');
+      expect(fallback).toMatchObject({ from: 'webgpu', to: 'wasm', reason: expect.stringMatching(/WebGPU/) });
+    } finally {
+      await plain.close();
+      await server.close();
+    }
+  }, 120_000);
+});
+
 describe('runtime in Chromium killed mid-install (IndexedDB, strict durability)', () => {
   const v2 = mlpModel(8);
   const manifestV2 = () =>
