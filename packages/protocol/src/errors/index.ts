@@ -228,6 +228,67 @@ export const ERRORS = defineErrors({
     title: 'There is no previous version to roll back to',
     fix: 'A rollback needs a version that was active before the current one; install the older version with a signed rollback instead.',
   },
+  // --- Fleet server ---------------------------------------------------------------------------
+  EF_UNAUTHORIZED: {
+    status: 401,
+    title: 'The request carries no valid credentials',
+    fix: 'Send an admin token as "Authorization: Bearer <token>" (printed once on first start, or EDGEFLEET_ADMIN_TOKEN); devices use their own credential.',
+  },
+  EF_FORBIDDEN: {
+    status: 403,
+    title: 'The credentials do not allow this',
+    fix: 'Use a token with the admin scope for changes; read-only tokens can only read.',
+  },
+  EF_NOT_FOUND: {
+    status: 404,
+    title: 'There is nothing at this address',
+    fix: 'Check the path and the name, version or id in it; GET /docs lists every route.',
+  },
+  EF_RATE_LIMITED: {
+    status: 429,
+    title: 'Too many requests',
+    fix: 'Slow down and retry after the number of seconds in the Retry-After header.',
+  },
+  EF_ONNX_INVALID: {
+    status: 422,
+    title: 'The upload is not a valid ONNX model',
+    fix: 'Upload the .onnx file itself (a serialized ModelProto with a graph); the error says where parsing failed.',
+  },
+  EF_ONNX_EXTERNAL_DATA: {
+    status: 422,
+    title: 'The model keeps tensors in external data files',
+    fix: 'Save the model with all tensors inside the .onnx file (onnx.save_model(..., save_as_external_data=False)); external files are never read.',
+  },
+  EF_MODEL_VERSION_EXISTS: {
+    status: 409,
+    title: 'This model version already exists; versions are immutable',
+    fix: 'Publish the change under a new semantic version.',
+  },
+  EF_MODEL_VERSION_IN_USE: {
+    status: 409,
+    title: 'The model version is in use',
+    fix: 'Move the aliases and finish the rollouts that use this version before deleting it.',
+  },
+  EF_DEVICE_UNKNOWN: {
+    status: 404,
+    title: 'No device has this id',
+    fix: 'Enroll the device first (POST /v1/devices or an enrollment token); GET /v1/devices lists them.',
+  },
+  EF_DEVICE_EXISTS: {
+    status: 409,
+    title: 'A device with this id already exists',
+    fix: 'Pick another id, or delete the old device first.',
+  },
+  EF_DEVICE_REVOKED: {
+    status: 403,
+    title: 'The device was revoked',
+    fix: 'A revoked device cannot connect or download; enroll it again under a new credential if it should come back.',
+  },
+  EF_ENROLLMENT_TOKEN_INVALID: {
+    status: 401,
+    title: 'The enrollment token is unknown, expired or used up',
+    fix: 'Ask an admin for a new enrollment token (POST /v1/enrollment-tokens).',
+  },
   EF_INTERNAL_ERROR: {
     status: 500,
     title: 'An unexpected error happened',

@@ -1,0 +1,152 @@
+/**
+ * Server configuration: every default in one typed place, each overridable by an EDGEFLEET_*
+ * environment variable. `--help` prints this table.
+ */
+import { join } from 'node:path';
+
+export interface ServerConfig {
+  /** Interface the HTTP API, the dashboard and MQTT over WebSocket listen on. */
+  readonly host: string;
+  readonly port: number;
+  /** MQTT over TCP; 0 picks a free port (tests). */
+  readonly mqttPort: number;
+  readonly dataDir: string;
+  /** For automation: an admin token to accept; otherwise one is generated on first start and printed once. */
+  readonly adminToken: string | undefined;
+  /** Largest model upload in bytes. */
+  readonly maxModelBytes: number;
+  /** Largest JSON request body in bytes. */
+  readonly bodyLimit: number;
+  readonly requestTimeoutMs: number;
+  /** Admin API requests per minute per client. */
+  readonly rateLimitPerMinute: number;
+  /** Largest MQTT payload in bytes (the biggest protocol message is a desired-state document). */
+  readonly mqttMaxPayload: number;
+  /** How long a manifest signed at upload lets devices install (days). */
+  readonly manifestTtlDays: number;
+  readonly logLevel: string;
+  /** Public base URL devices use for artifacts, when the server sits behind a proxy. */
+  readonly publicUrl: string | undefined;
+}
+
+interface Setting {
+  readonly env: string;
+  readonly key: keyof ServerConfig;
+  readonly description: string;
+  readonly parse: (value: string) => ServerConfig[keyof ServerConfig];
+  readonly fallback: (env: NodeJS.ProcessEnv) => ServerConfig[keyof ServerConfig];
+}
+
+const integer = (name: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
+  return n;
+};
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    env: 'EDGEFLEET_HOST',
+    key: 'host',
+    description: 'interface for the HTTP API, dashboard and MQTT over WebSocket (/mqtt)',
+    parse: (v) => v,
+    fallback: () => '127.0.0.1',
+  },
+  { env: 'EDGEFLEET_PORT', key: 'port', description: 'HTTP port', parse: integer('EDGEFLEET_PORT', 0, 65535), fallback: () => 8080 },
+  {
+    env: 'EDGEFLEET_MQTT_PORT',
+    key: 'mqttPort',
+    description: 'MQTT over TCP port',
+    parse: integer('EDGEFLEET_MQTT_PORT', 0, 65535),
+    fallback: () => 1883,
+  },
+  {
+    env: 'EDGEFLEET_DATA_DIR',
+    key: 'dataDir',
+    description: 'SQLite database, artifacts and the signing key',
+    parse: (v) => v,
+    fallback: () => join(process.cwd(), '.edgefleet', 'server'),
+  },
+  {
+    env: 'EDGEFLEET_ADMIN_TOKEN',
+    key: 'adminToken',
+    description: 'an admin token to accept (otherwise one is generated and printed once)',
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_MAX_MODEL_BYTES',
+    key: 'maxModelBytes',
+    description: 'largest model upload in bytes',
+    parse: integer('EDGEFLEET_MAX_MODEL_BYTES', 1, 2 ** 40),
+    fallback: () => 512 * 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_BODY_LIMIT',
+    key: 'bodyLimit',
+    description: 'largest JSON request body in bytes',
+    parse: integer('EDGEFLEET_BODY_LIMIT', 1024, 2 ** 30),
+    fallback: () => 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_REQUEST_TIMEOUT_MS',
+    key: 'requestTimeoutMs',
+    description: 'time allowed for a whole request (uploads included)',
+    parse: integer('EDGEFLEET_REQUEST_TIMEOUT_MS', 1000, 24 * 3600 * 1000),
+    fallback: () => 10 * 60 * 1000,
+  },
+  {
+    env: 'EDGEFLEET_RATE_LIMIT',
+    key: 'rateLimitPerMinute',
+    description: 'admin API requests per minute per client',
+    parse: integer('EDGEFLEET_RATE_LIMIT', 1, 1e9),
+    fallback: () => 600,
+  },
+  {
+    env: 'EDGEFLEET_MQTT_MAX_PAYLOAD',
+    key: 'mqttMaxPayload',
+    description: 'largest MQTT payload in bytes',
+    parse: integer('EDGEFLEET_MQTT_MAX_PAYLOAD', 1024, 256 * 1024 * 1024),
+    fallback: () => 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_MANIFEST_TTL_DAYS',
+    key: 'manifestTtlDays',
+    description: 'days a signed manifest lets devices install',
+    parse: integer('EDGEFLEET_MANIFEST_TTL_DAYS', 1, 3650),
+    fallback: () => 90,
+  },
+  { env: 'EDGEFLEET_LOG_LEVEL', key: 'logLevel', description: 'pino log level', parse: (v) => v, fallback: () => 'info' },
+  {
+    env: 'EDGEFLEET_PUBLIC_URL',
+    key: 'publicUrl',
+    description: 'base URL devices use to reach this server (behind a proxy)',
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+];
+
+/** Reads the configuration from the environment, with overrides (tests, embedding). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ServerConfig> = {}): ServerConfig {
+  const config: Record<string, unknown> = {};
+  for (const setting of SETTINGS) {
+    const raw = env[setting.env];
+    config[setting.key] = raw === undefined || raw === '' ? setting.fallback(env) : setting.parse(raw);
+  }
+  return { ...(config as unknown as ServerConfig), ...overrides };
+}
+
+export function helpText(): string {
+  const rows = SETTINGS.map((s) => {
+    const fallback = s.fallback({});
+    return `  ${s.env.padEnd(30)} ${s.description}\n  ${''.padEnd(30)} default: ${fallback === undefined ? '(none)' : String(fallback)}`;
+  });
+  return [
+    'edgefleet-server: model registry, device enrollment and an embedded MQTT broker.',
+    '',
+    'Usage: edgefleet-server [--help]',
+    '',
+    'Configuration (environment variables):',
+    ...rows,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,68 @@
+/**
+ * The fleet's signing key: generated on first start, kept in the data folder with mode 0600 (its
+ * folder 0700), and the key set devices are provisioned with. One key holds every role for now;
+ * the key set format already allows splitting roles and thresholds.
+ */
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  createKeySet,
+  generateSigningKey,
+  type KeySetPayload,
+  type SignedDocument,
+  type SigningKey,
+  signingKeyFromSecret,
+  signKeySet,
+  toBase64Url,
+} from '@edgefleet/protocol';
+
+export interface FleetKeys {
+  readonly signing: SigningKey;
+  readonly keySet: SignedDocument<KeySetPayload>;
+}
+
+interface StoredKey {
+  readonly keyId: string;
+  readonly secretKey: string;
+  readonly createdAt: string;
+}
+
+export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
+  const dir = join(dataDir, 'keys');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const keyPath = join(dir, 'signing-key.json');
+  const keySetPath = join(dir, 'keyset.json');
+  let signing: SigningKey;
+  try {
+    const stored = JSON.parse(await readFile(keyPath, 'utf8')) as StoredKey;
+    signing = signingKeyFromSecret(stored.secretKey);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    signing = generateSigningKey();
+    const stored: StoredKey = { keyId: signing.keyId, secretKey: toBase64Url(signing.secretKey), createdAt: new Date().toISOString() };
+    await writeFileDurably(keyPath, JSON.stringify(stored, null, 2), 0o600);
+  }
+  let keySet: SignedDocument<KeySetPayload>;
+  try {
+    keySet = JSON.parse(await readFile(keySetPath, 'utf8')) as SignedDocument<KeySetPayload>;
+    if (!keySet.payload.keys.some((k) => k.keyId === signing.keyId)) throw Object.assign(new Error('stale key set'), { code: 'ENOENT' });
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    const roles = { root: { keys: [signing] }, manifest: { keys: [signing] }, 'desired-state': { keys: [signing] } };
+    keySet = signKeySet(createKeySet({ version: 1, roles, ttlMs: 10 * 365 * 24 * 3600 * 1000 }), [signing]);
+    await writeFileDurably(keySetPath, JSON.stringify(keySet, null, 2), 0o644);
+  }
+  return { signing, keySet };
+}
+
+async function writeFileDurably(path: string, text: string, mode: number): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  const handle = await open(temp, 'w', mode);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}

@@ -1,0 +1,45 @@
+/**
+ * One query layer for SQLite (better-sqlite3, the default) and PostgreSQL (when
+ * EDGEFLEET_DATABASE_URL is set), with migrations applied on open.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import pg from 'pg';
+import { type DialectKind, migrationProvider } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+export interface OpenedDatabase {
+  readonly db: Kysely<Database>;
+  readonly kind: DialectKind;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(options: { dataDir: string; databaseUrl?: string | undefined }): Promise<OpenedDatabase> {
+  let db: Kysely<Database>;
+  let kind: DialectKind;
+  if (options.databaseUrl) {
+    kind = 'postgres';
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: options.databaseUrl, max: 10 }) }) });
+  } else {
+    kind = 'sqlite';
+    mkdirSync(options.dataDir, { recursive: true });
+    const sqlite = new SQLite(join(options.dataDir, 'edgefleet.db'));
+    // WAL for concurrent readers; synchronous=FULL so a committed write survives a power cut;
+    // foreign keys on (SQLite defaults them off).
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  }
+  const { error, results } = await new Migrator({ db, provider: migrationProvider(kind) }).migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    await db.destroy();
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`);
+  }
+  return { db, kind, close: () => db.destroy() };
+}

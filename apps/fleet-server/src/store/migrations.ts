@@ -1,0 +1,90 @@
+/**
+ * Versioned migrations, in code, applied in order by Kysely's Migrator. Never edit one that has
+ * shipped: add the next.
+ */
+import type { Kysely } from 'kysely';
+import type { Migration, MigrationProvider } from 'kysely/migration';
+
+export type DialectKind = 'sqlite' | 'postgres';
+
+function migrations(kind: DialectKind): Record<string, Migration> {
+  return {
+    '0001-registry-devices-audit': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('models')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('model_versions')
+          .addColumn('name', 'text', (c) => c.notNull().references('models.name'))
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('size', 'bigint', (c) => c.notNull())
+          .addColumn('manifest', 'text', (c) => c.notNull())
+          .addColumn('metadata', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('model_versions_pk', ['name', 'version'])
+          .execute();
+        await db.schema.createIndex('model_versions_sha256').on('model_versions').column('sha256').execute();
+        await db.schema
+          .createTable('aliases')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('alias', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('aliases_pk', ['name', 'alias'])
+          .addForeignKeyConstraint('aliases_version_fk', ['name', 'version'], 'model_versions', ['name', 'version'])
+          .execute();
+        await db.schema
+          .createTable('devices')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('secret_hash', 'text', (c) => c.notNull())
+          .addColumn('tags', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('last_seen_at', 'text')
+          .addColumn('online', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('reported', 'text')
+          .execute();
+        await db.schema
+          .createTable('enrollment_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('tags', 'text', (c) => c.notNull())
+          .addColumn('uses_left', 'integer')
+          .addColumn('expires_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('admin_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('scope', 'text', (c) => c.notNull())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('revoked_at', 'text')
+          .execute();
+        await db.schema
+          .createTable('audit_log')
+          .addColumn('id', kind === 'postgres' ? 'serial' : 'integer', (c) =>
+            kind === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('action', 'text', (c) => c.notNull())
+          .addColumn('target', 'text', (c) => c.notNull())
+          .addColumn('before', 'text')
+          .addColumn('after', 'text')
+          .execute();
+        await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'at']).execute();
+      },
+    },
+  };
+}
+
+export function migrationProvider(kind: DialectKind): MigrationProvider {
+  return { getMigrations: async () => migrations(kind) };
+}

@@ -1,0 +1,77 @@
+/** The database as Kysely sees it: one interface per table, the same for SQLite and PostgreSQL. */
+import type { Generated } from 'kysely';
+
+export interface ModelsTable {
+  name: string;
+  created_at: string;
+}
+
+export interface ModelVersionsTable {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  /** The signed manifest, JSON. */
+  manifest: string;
+  metadata: string;
+  created_at: string;
+  created_by: string;
+}
+
+export interface AliasesTable {
+  name: string;
+  alias: string;
+  version: string;
+  updated_at: string;
+}
+
+export interface DevicesTable {
+  id: string;
+  /** scrypt hash of the device secret: salt$hash, both base64url. */
+  secret_hash: string;
+  tags: string;
+  status: 'active' | 'revoked';
+  created_at: string;
+  last_seen_at: string | null;
+  online: number;
+  /** Last retained reported state, JSON. */
+  reported: string | null;
+}
+
+export interface EnrollmentTokensTable {
+  id: string;
+  token_hash: string;
+  tags: string;
+  uses_left: number | null;
+  expires_at: string | null;
+  created_at: string;
+}
+
+export interface AdminTokensTable {
+  id: string;
+  token_hash: string;
+  scope: 'admin' | 'read';
+  name: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  before: string | null;
+  after: string | null;
+}
+
+export interface Database {
+  models: ModelsTable;
+  model_versions: ModelVersionsTable;
+  aliases: AliasesTable;
+  devices: DevicesTable;
+  enrollment_tokens: EnrollmentTokensTable;
+  admin_tokens: AdminTokensTable;
+  audit_log: AuditLogTable;
+}
