@@ -27,6 +27,8 @@ export interface ServerConfig {
   readonly logLevel: string;
   /** Public base URL devices use for artifacts, when the server sits behind a proxy. */
   readonly publicUrl: string | undefined;
+  /** PostgreSQL connection string; SQLite in the data folder when unset. */
+  readonly databaseUrl: string | undefined;
 }
 
 interface Setting {

@@ -1,0 +1,115 @@
+/**
+ * Artifacts on the server's disk, content-addressed by sha256. Uploads stream into tmp/ and are
+ * renamed into place after fsync, so a crash never leaves a half file under a hash; tmp/ is
+ * emptied on start.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { EdgefleetError } from '@edgefleet/protocol';
+
+export interface StagedUpload {
+  readonly path: string;
+  readonly sha256: string;
+  readonly size: number;
+}
+
+export interface ArtifactStore {
+  readonly dir: string;
+  pathOf(sha256: string): string;
+  exists(sha256: string): Promise<boolean>;
+  /** Streams into a temp file, hashing on the way; refuses more than maxBytes. */
+  stage(stream: Readable, maxBytes: number): Promise<StagedUpload>;
+  /** Moves a staged file under its hash (or drops it when that content is already stored). */
+  commit(staged: StagedUpload): Promise<void>;
+  discard(staged: StagedUpload): Promise<void>;
+  list(): Promise<string[]>;
+  remove(sha256: string): Promise<void>;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+async function fsyncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function createArtifactStore(dir: string): Promise<ArtifactStore> {
+  const tmp = join(dir, 'tmp');
+  await mkdir(tmp, { recursive: true });
+  for (const leftover of await readdir(tmp)) await rm(join(tmp, leftover), { force: true, recursive: true });
+  const pathOf = (sha256: string) => {
+    if (!SHA256.test(sha256)) throw new EdgefleetError('EF_NOT_FOUND', `"${sha256.slice(0, 80)}" is not a sha256 digest`);
+    return join(dir, sha256);
+  };
+
+  return {
+    dir,
+    pathOf,
+    exists: async (sha256) =>
+      stat(pathOf(sha256)).then(
+        () => true,
+        () => false,
+      ),
+
+    async stage(stream, maxBytes) {
+      const path = join(tmp, `${randomUUID()}.part`);
+      const hash = createHash('sha256');
+      let size = 0;
+      let handle: FileHandle | undefined = await open(path, 'wx', 0o600);
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size > maxBytes) {
+            throw new EdgefleetError(
+              'EF_MESSAGE_TOO_LARGE',
+              `the model is larger than the limit of ${maxBytes} bytes (EDGEFLEET_MAX_MODEL_BYTES)`,
+            );
+          }
+          hash.update(chunk);
+          await handle.write(chunk);
+        }
+        if ((stream as { truncated?: boolean }).truncated) {
+          throw new EdgefleetError(
+            'EF_MESSAGE_TOO_LARGE',
+            `the model is larger than the limit of ${maxBytes} bytes (EDGEFLEET_MAX_MODEL_BYTES)`,
+          );
+        }
+        await handle.sync();
+        await handle.close();
+        handle = undefined;
+        return { path, sha256: hash.digest('hex'), size };
+      } catch (error) {
+        await handle?.close().catch(() => undefined);
+        await rm(path, { force: true });
+        throw error;
+      }
+    },
+
+    async commit(staged) {
+      const target = pathOf(staged.sha256);
+      if (
+        await stat(target).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        await rm(staged.path, { force: true });
+        return;
+      }
+      await rename(staged.path, target);
+      await fsyncDir(dir);
+    },
+
+    discard: (staged) => rm(staged.path, { force: true }),
+
+    list: async () => (await readdir(dir)).filter((name) => SHA256.test(name)),
+
+    remove: (sha256) => rm(pathOf(sha256), { force: true }),
+  };
+}

@@ -1,0 +1,202 @@
+/**
+ * The embedded broker: aedes (MQTT 3.1.1) over TCP and over WebSocket (/mqtt on the HTTP server).
+ *
+ * Security model: every connection authenticates as a device (client id = username = device id,
+ * password = the device secret); each device may publish only to its own device→server topics and
+ * subscribe only to its own server→device topics (+ its own retained reported state), as the
+ * protocol's topic table says. Wills are authorized like publishes (aedes runs authorizePublish on
+ * them). The server publishes through the broker object itself, never as a client.
+ */
+import { type AddressInfo, createServer as createNetServer, type Server } from 'node:net';
+import { decodeMessage, EdgefleetError, type Presence, type ReportedState, type TopicScheme } from '@edgefleet/protocol';
+import { Aedes, type Client } from 'aedes';
+import type { Kysely } from 'kysely';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { ServerConfig } from '../config/index.ts';
+import type { DeviceAuthenticator } from '../devices/credentials.ts';
+import type { ServerMetrics } from '../metrics/index.ts';
+import type { Database } from '../store/schema.ts';
+import type { FleetBroker } from './index.ts';
+
+export interface EmbeddedBrokerOptions {
+  readonly config: ServerConfig;
+  readonly db: Kysely<Database>;
+  readonly topics: TopicScheme;
+  readonly devices: DeviceAuthenticator;
+  readonly metrics: ServerMetrics;
+  /** The HTTP server whose /mqtt path carries MQTT over WebSocket. */
+  readonly http: import('node:http').Server;
+  readonly log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+}
+
+const BROKER_DEFAULTS = {
+  // A client that sends no CONNECT within 10 s is dropped: half-open sockets cost memory.
+  connectTimeout: 10_000,
+  // One stuck subscriber must not stall delivery to the others (aedes waits for drain otherwise).
+  drainTimeout: 10_000,
+  // Our topics have 5 levels plus a root of up to 4; 16 leaves room and refuses 150-level junk.
+  maxTopicLevels: 16,
+  // Device ids are up to 64 characters and are the client id.
+  maxClientsIdLength: 64,
+  // Keepalive up to 20 minutes: battery devices on cellular links ping rarely.
+  keepaliveLimit: 1200,
+} as const;
+
+function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 | 5 } {
+  return Object.assign(new Error(message), { returnCode });
+}
+
+export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
+  const { topics, devices, metrics, db, config, log } = options;
+  const clients = new Map<string, Client>();
+
+  const aedes = await Aedes.createBroker({
+    ...BROKER_DEFAULTS,
+    authenticate(client, username, password, done) {
+      // [MQTT-3.1.3-8] the client id identifies the session: it must be the device's own id.
+      if (!username || !password || client.id !== username) {
+        metrics.mqttRefused('bad-credentials');
+        done(authError('client id and username must be the device id, with its secret as password', 4), false);
+        return;
+      }
+      devices.verify(username, password.toString('utf8')).then(
+        () => done(null, true),
+        (error: unknown) => {
+          metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'error');
+          done(
+            authError(
+              error instanceof Error ? error.message : 'refused',
+              error instanceof EdgefleetError && error.code === 'EF_DEVICE_REVOKED' ? 5 : 4,
+            ),
+            false,
+          );
+        },
+      );
+    },
+    authorizePublish(client, packet, done) {
+      if (!client) return done(null); // the server's own publishes
+      if (packet.payload.length > config.mqttMaxPayload) {
+        metrics.mqttRefused('payload-too-large');
+        return done(new Error(`payload of ${packet.payload.length} bytes is above the limit of ${config.mqttMaxPayload}`));
+      }
+      if (!topics.deviceMayPublish(client.id, packet.topic)) {
+        metrics.mqttRefused('publish-denied');
+        return done(new Error(`device ${client.id} may not publish to ${packet.topic}`));
+      }
+      done(null);
+    },
+    authorizeSubscribe(client, subscription, done) {
+      if (!topics.deviceMaySubscribe(client.id, subscription.topic)) {
+        metrics.mqttRefused('subscribe-denied');
+        // A null subscription answers SUBACK 0x80 (failure) and keeps the connection.
+        return done(null, null);
+      }
+      done(null, subscription);
+    },
+  });
+
+  aedes.on('client', (client) => {
+    clients.set(client.id, client);
+    metrics.setMqttClients(aedes.connectedClients);
+    void db
+      .updateTable('devices')
+      .set({ online: 1, last_seen_at: new Date().toISOString() })
+      .where('id', '=', client.id)
+      .execute()
+      .catch((error: unknown) => log.warn({ err: error }, 'could not record a connection'));
+  });
+  aedes.on('clientDisconnect', (client) => {
+    if (clients.get(client.id) === client) clients.delete(client.id);
+    metrics.setMqttClients(aedes.connectedClients);
+    void db
+      .updateTable('devices')
+      .set({ online: 0, last_seen_at: new Date().toISOString() })
+      .where('id', '=', client.id)
+      .execute()
+      .catch((error: unknown) => log.warn({ err: error }, 'could not record a disconnection'));
+  });
+  aedes.on('publish', (packet, client) => {
+    if (packet.topic.startsWith('$SYS')) return;
+    let address: ReturnType<TopicScheme['parse']>;
+    try {
+      address = topics.parse(packet.topic);
+    } catch {
+      return;
+    }
+    metrics.mqttMessage(client ? 'in' : 'out', address.kind);
+    if (!client) return;
+    try {
+      if (address.kind === 'reported') {
+        const reported = decodeMessage({ ...address, kind: 'reported' }, packet.payload) as ReportedState;
+        void db
+          .updateTable('devices')
+          .set({ reported: JSON.stringify(reported), last_seen_at: new Date().toISOString() })
+          .where('id', '=', address.deviceId)
+          .execute();
+      } else if (address.kind === 'presence') {
+        const presence = decodeMessage({ ...address, kind: 'presence' }, packet.payload) as Presence;
+        void db
+          .updateTable('devices')
+          .set({ online: presence.state === 'online' ? 1 : 0, last_seen_at: new Date().toISOString() })
+          .where('id', '=', address.deviceId)
+          .execute();
+      }
+    } catch (error) {
+      metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
+      log.warn({ deviceId: address.deviceId, kind: address.kind, err: error }, 'refused a malformed device message');
+    }
+  });
+  aedes.on('clientError', (client, error) => log.info({ deviceId: client.id, err: error.message }, 'mqtt client error'));
+  aedes.on('connectionError', (_client, error) => log.info({ err: error.message }, 'mqtt connection error'));
+
+  const tcp: Server = createNetServer(aedes.handle);
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(config.mqttPort, config.host, () => resolve());
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.mqttMaxPayload + 1024 });
+  const onUpgrade = (request: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
+    if (new URL(request.url ?? '/', 'http://localhost').pathname !== '/mqtt') return;
+    wss.handleUpgrade(request, socket, head, (ws) => aedes.handle(createWebSocketStream(ws), request));
+  };
+  options.http.on('upgrade', onUpgrade);
+  const tcpPort = (tcp.address() as AddressInfo).port;
+
+  return {
+    async publish(topic, payload, publishOptions = {}) {
+      await new Promise<void>((resolve, reject) =>
+        aedes.publish(
+          {
+            cmd: 'publish',
+            topic,
+            payload:
+              typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+            qos: publishOptions.qos ?? 1,
+            retain: publishOptions.retain ?? false,
+            dup: false,
+          },
+          (error) => (error ? reject(error) : resolve()),
+        ),
+      );
+    },
+    async disconnect(deviceId) {
+      const client = clients.get(deviceId);
+      if (client) await new Promise<void>((resolve) => client.close(() => resolve()));
+    },
+    isConnected: (deviceId) => clients.has(deviceId),
+    get connectedCount() {
+      return aedes.connectedClients;
+    },
+    get urls() {
+      const httpAddress = options.http.address() as AddressInfo | null;
+      return { tcp: `mqtt://${config.host}:${tcpPort}`, ws: `ws://${config.host}:${httpAddress?.port ?? config.port}/mqtt` };
+    },
+    async close() {
+      options.http.off('upgrade', onUpgrade);
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    },
+  };
+}

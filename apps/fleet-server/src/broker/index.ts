@@ -1,0 +1,20 @@
+/**
+ * The MQTT broker behind an interface: embedded aedes by default; the scale-out issue adds a client
+ * of an external broker with the same shape.
+ */
+export interface BrokerMessage {
+  readonly topic: string;
+  readonly payload: Uint8Array;
+}
+
+export interface FleetBroker {
+  /** Publishes as the server (privileged). */
+  publish(topic: string, payload: Uint8Array | string, options?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
+  /** Drops a device's connection at once (revocation). */
+  disconnect(deviceId: string): Promise<void>;
+  isConnected(deviceId: string): boolean;
+  readonly connectedCount: number;
+  /** Where devices connect: mqtt://host:port and ws://host:port/mqtt. */
+  readonly urls: { readonly tcp: string; readonly ws: string };
+  close(): Promise<void>;
+}

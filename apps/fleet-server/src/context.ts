@@ -1,0 +1,38 @@
+import type { TopicScheme } from '@edgefleet/protocol';
+import type {} from '@fastify/multipart';
+import type {} from '@fastify/swagger';
+import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { ArtifactStore } from './artifacts/store.ts';
+import type { Principal } from './auth/index.ts';
+import type { FleetBroker } from './broker/index.ts';
+import type { ServerConfig } from './config/index.ts';
+import type { DeviceAuthenticator } from './devices/credentials.ts';
+import type { FleetKeys } from './keys/index.ts';
+import type { ServerMetrics } from './metrics/index.ts';
+import type { Database } from './store/schema.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who made the request, set by the auth pre-handlers. */
+    principal?: Principal;
+  }
+}
+
+/** What route modules share: the seams, passed in, never globals. */
+export interface ServerContext {
+  readonly config: ServerConfig;
+  readonly db: Kysely<Database>;
+  readonly artifacts: ArtifactStore;
+  readonly keys: FleetKeys;
+  readonly topics: TopicScheme;
+  readonly devices: DeviceAuthenticator;
+  readonly metrics: ServerMetrics;
+  readonly broker: () => FleetBroker;
+  readonly requireAdmin: preHandlerAsyncHookHandler;
+  readonly requireRead: preHandlerAsyncHookHandler;
+  /** Admin/read tokens, or a device's own credential (HTTP Basic deviceId:secret). */
+  readonly requireReadOrDevice: preHandlerAsyncHookHandler;
+  /** Deletes artifacts no model version refers to. */
+  collectArtifacts(): Promise<void>;
+}

@@ -1,0 +1,206 @@
+/**
+ * Devices and enrollment. A device's secret is shown once, at creation or enrollment, and kept
+ * only as a scrypt hash. Revocation disconnects the device at once and refuses it from then on.
+ */
+import { randomUUID } from 'node:crypto';
+import { assertDeviceId, EdgefleetError } from '@edgefleet/protocol';
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { audit } from '../audit/index.ts';
+import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
+import type { ServerContext } from '../context.ts';
+import type { DevicesTable } from '../store/schema.ts';
+
+const Tag = Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$', description: 'a tag such as region=eu or line-3' });
+const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
+const DeviceIdSchema = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' });
+
+const CreateDevice = Type.Object({ id: Type.Optional(DeviceIdSchema), tags: Type.Optional(Tags) }, { additionalProperties: false });
+const ListDevices = Type.Object(
+  {
+    tag: Type.Optional(Tag),
+    status: Type.Optional(Type.Enum(['active', 'revoked'])),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
+  },
+  { additionalProperties: false },
+);
+const IdParams = Type.Object({ id: DeviceIdSchema }, { additionalProperties: false });
+const CreateToken = Type.Object(
+  {
+    tags: Type.Optional(Tags),
+    uses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    expiresInSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 365 * 24 * 3600 })),
+  },
+  { additionalProperties: false },
+);
+const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceIdSchema) }, { additionalProperties: false });
+
+function view(row: DevicesTable) {
+  return {
+    id: row.id,
+    tags: JSON.parse(row.tags) as string[],
+    status: row.status,
+    online: row.online === 1,
+    createdAt: row.created_at,
+    lastSeenAt: row.last_seen_at,
+    reported: row.reported ? (JSON.parse(row.reported) as unknown) : null,
+  };
+}
+
+export async function registerDeviceRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
+  const { db } = context;
+
+  async function createDevice(id: string, tags: string[], actor: string) {
+    assertDeviceId(id);
+    const secret = newSecret();
+    const row: DevicesTable = {
+      id,
+      secret_hash: await hashDeviceSecret(secret),
+      tags: JSON.stringify(tags),
+      status: 'active',
+      created_at: new Date().toISOString(),
+      last_seen_at: null,
+      online: 0,
+      reported: null,
+    };
+    await db.transaction().execute(async (trx) => {
+      if (await trx.selectFrom('devices').select('id').where('id', '=', id).executeTakeFirst()) {
+        throw new EdgefleetError('EF_DEVICE_EXISTS', `device "${id}" already exists`);
+      }
+      await trx.insertInto('devices').values(row).execute();
+      await audit(trx, { actor, action: 'device.create', target: `device:${id}`, after: { tags } });
+    });
+    const urls = context.broker().urls;
+    return { id, secret, tags, mqtt: urls, keySet: context.keys.keySet };
+  }
+
+  app.post(
+    '/v1/devices',
+    { preHandler: context.requireAdmin, schema: { summary: 'Create a device; its secret is returned once', body: CreateDevice } },
+    async (request, reply) => {
+      const body = request.body as { id?: string; tags?: string[] };
+      const created = await createDevice(body.id ?? `dev-${randomUUID().slice(0, 8)}`, body.tags ?? [], request.principal?.id ?? 'unknown');
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.get(
+    '/v1/devices',
+    { preHandler: context.requireRead, schema: { summary: 'List devices, by tag and status', querystring: ListDevices } },
+    async (request) => {
+      const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string };
+      let select = db.selectFrom('devices').selectAll().orderBy('id');
+      if (query.status) select = select.where('status', '=', query.status);
+      // Tags are a JSON array of quoted strings; match the quoted tag exactly.
+      if (query.tag) select = select.where('tags', 'like', `%${JSON.stringify(query.tag).replaceAll('%', '\\%').replaceAll('_', '\\_')}%`);
+      const rows = await select.limit(Number(query.limit ?? 1000)).execute();
+      return { devices: rows.map(view).filter((d) => !query.tag || d.tags.includes(query.tag)) };
+    },
+  );
+
+  app.get('/v1/devices/:id', { preHandler: context.requireRead, schema: { summary: 'One device', params: IdParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+    return view(row);
+  });
+
+  app.post(
+    '/v1/devices/:id/revoke',
+    { preHandler: context.requireAdmin, schema: { summary: 'Revoke a device and disconnect it now', params: IdParams } },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      await db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+        await trx.updateTable('devices').set({ status: 'revoked' }).where('id', '=', id).execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'device.revoke',
+          target: `device:${id}`,
+          before: { status: row.status },
+          after: { status: 'revoked' },
+        });
+      });
+      context.devices.forget(id);
+      await context.broker().disconnect(id);
+      const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      return view(row);
+    },
+  );
+
+  app.delete(
+    '/v1/devices/:id',
+    { preHandler: context.requireAdmin, schema: { summary: 'Delete a device', params: IdParams } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      await db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+        await trx.deleteFrom('devices').where('id', '=', id).execute();
+        await audit(trx, { actor: request.principal?.id ?? 'unknown', action: 'device.delete', target: `device:${id}`, before: view(row) });
+      });
+      context.devices.forget(id);
+      await context.broker().disconnect(id);
+      return reply.status(204).send();
+    },
+  );
+
+  app.post(
+    '/v1/enrollment-tokens',
+    { preHandler: context.requireAdmin, schema: { summary: 'Create a reusable enrollment token; returned once', body: CreateToken } },
+    async (request, reply) => {
+      const body = request.body as { tags?: string[]; uses?: number; expiresInSeconds?: number };
+      const id = randomUUID().replaceAll('-', '').slice(0, 16);
+      const secret = newSecret();
+      const token = `efe_${id}_${secret}`;
+      const expiresAt = body.expiresInSeconds ? new Date(Date.now() + body.expiresInSeconds * 1000).toISOString() : null;
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('enrollment_tokens')
+          .values({
+            id,
+            token_hash: sha256(token),
+            tags: JSON.stringify(body.tags ?? []),
+            uses_left: body.uses ?? null,
+            expires_at: expiresAt,
+            created_at: new Date().toISOString(),
+          })
+          .execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'enrollment-token.create',
+          target: `enrollment-token:${id}`,
+          after: { tags: body.tags ?? [], uses: body.uses ?? null, expiresAt },
+        });
+      });
+      return reply.status(201).send({ id, token, tags: body.tags ?? [], uses: body.uses ?? null, expiresAt });
+    },
+  );
+
+  app.post(
+    '/v1/enroll',
+    { schema: { summary: 'A device enrolls itself with an enrollment token', body: Enroll } },
+    async (request, reply) => {
+      const body = request.body as { token: string; id?: string };
+      const id = body.id ?? `dev-${randomUUID().slice(0, 8)}`;
+      const tags = await db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom('enrollment_tokens').selectAll().where('token_hash', '=', sha256(body.token)).executeTakeFirst();
+        const expired = row?.expires_at ? Date.parse(row.expires_at) <= Date.now() : false;
+        if (!row || expired || row.uses_left === 0)
+          throw new EdgefleetError('EF_ENROLLMENT_TOKEN_INVALID', 'the enrollment token is unknown, expired or used up');
+        if (row.uses_left !== null)
+          await trx
+            .updateTable('enrollment_tokens')
+            .set({ uses_left: row.uses_left - 1 })
+            .where('id', '=', row.id)
+            .execute();
+        return JSON.parse(row.tags) as string[];
+      });
+      const created = await createDevice(id, tags, `enrollment-token`);
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.get('/v1/keyset', { schema: { summary: 'The signed key set devices pin (public)' } }, async () => context.keys.keySet);
+}

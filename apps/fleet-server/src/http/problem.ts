@@ -1,0 +1,82 @@
+/**
+ * RFC 9457 problem+json for every error the admin API returns, with the EF_ code, so HTTP clients
+ * and devices match on the same codes. Nothing internal leaks: unexpected errors become
+ * EF_INTERNAL_ERROR with the request id to find the log line.
+ */
+import { EdgefleetError, ERRORS, type ErrorCode } from '@edgefleet/protocol';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance: string;
+  errors?: unknown;
+}
+
+function send(reply: FastifyReply, request: FastifyRequest, code: ErrorCode, detail: string, extra: Partial<Problem> = {}): FastifyReply {
+  const definition = ERRORS[code];
+  const problem: Problem = {
+    type: `urn:edgefleet:error:${code}`,
+    title: definition.title,
+    status: definition.status,
+    detail,
+    code,
+    instance: `${request.url} (request ${request.id})`,
+    ...extra,
+  };
+  return reply.status(definition.status).type('application/problem+json').send(problem);
+}
+
+/** Maps fastify's own error codes (validation, body limits, content types...) to ours. */
+function fromFastify(error: FastifyError): { code: ErrorCode; detail: string; errors?: unknown } | undefined {
+  if (error.validation) {
+    const first = error.validation[0];
+    const path = first?.instancePath || (first?.params as { missingProperty?: string } | undefined)?.missingProperty || '';
+    return {
+      code: 'EF_SCHEMA_INVALID',
+      detail: `${error.validationContext ?? 'request'}${path ? ` ${path}` : ''}: ${first?.message ?? 'is invalid'}`,
+      errors: error.validation,
+    };
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_REQ_FILE_TOO_LARGE':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FILES_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return { code: 'EF_MESSAGE_TOO_LARGE', detail: error.message };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { code: 'EF_SCHEMA_INVALID', detail: error.message };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { code: 'EF_JSON_INVALID', detail: error.message };
+    default:
+      if (error.statusCode === 429) return { code: 'EF_RATE_LIMITED', detail: error.message };
+      if (error.statusCode === 413) return { code: 'EF_MESSAGE_TOO_LARGE', detail: error.message };
+      if (error instanceof SyntaxError) return { code: 'EF_JSON_INVALID', detail: error.message };
+      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500)
+        return { code: 'EF_SCHEMA_INVALID', detail: error.message };
+      return undefined;
+  }
+}
+
+export function registerProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof EdgefleetError) {
+      if (error.status >= 500) request.log.error({ err: error }, error.message);
+      return send(reply, request, error.code, error.message);
+    }
+    const mapped = fromFastify(error);
+    if (mapped) return send(reply, request, mapped.code, mapped.detail, mapped.errors ? { errors: mapped.errors } : {});
+    request.log.error({ err: error }, 'unexpected error');
+    return send(reply, request, 'EF_INTERNAL_ERROR', `unexpected error; the server log has the details under request ${request.id}`);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, request, 'EF_NOT_FOUND', `${request.method} ${request.url} is not a route of this server`),
+  );
+}

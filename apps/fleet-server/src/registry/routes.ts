@@ -1,0 +1,331 @@
+/**
+ * The model registry API. Versions are semver and immutable; aliases (production, canary...) move
+ * between versions; every change is audited.
+ */
+import { open, readFile } from 'node:fs/promises';
+import {
+  assertModelName,
+  createManifest,
+  EdgefleetError,
+  EXECUTION_PROVIDERS,
+  GoldenVector,
+  isSemver,
+  type ManifestPayload,
+  parseJson,
+  type SignedDocument,
+  signManifest,
+  TensorData,
+  Tolerance,
+  validate,
+} from '@edgefleet/protocol';
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import Type from 'typebox';
+import type { StagedUpload } from '../artifacts/store.ts';
+import { audit } from '../audit/index.ts';
+import type { ServerContext } from '../context.ts';
+import type { Database } from '../store/schema.ts';
+import { computeGoldenVectors } from './golden.ts';
+import { readOnnxSummary } from './onnx.ts';
+
+const JSON_FIELD_LIMIT = 8 * 1024 * 1024;
+
+const UploadFields = Type.Object(
+  {
+    version: Type.String({ maxLength: 64, description: 'a semantic version such as 1.4.0' }),
+    metadata: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,63}$' }), Type.String({ maxLength: 1024 }), { maxProperties: 64 }),
+    ),
+    goldenVectors: Type.Optional(Type.Array(GoldenVector, { maxItems: 16 })),
+    sampleInputs: Type.Optional(Type.Array(Type.Array(TensorData, { minItems: 1, maxItems: 64 }), { maxItems: 16 })),
+    tolerance: Type.Optional(Tolerance),
+    executionProviders: Type.Optional(Type.Array(Type.Enum(EXECUTION_PROVIDERS), { minItems: 1, maxItems: 3, uniqueItems: true })),
+    deviceClasses: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' }), { minItems: 1, maxItems: 64 }),
+    ),
+  },
+  { additionalProperties: false, title: 'upload fields' },
+);
+
+const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses']);
+
+const NameParams = Type.Object({ name: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
+const VersionParams = Type.Object(
+  { name: Type.String({ maxLength: 64 }), version: Type.String({ maxLength: 64 }) },
+  { additionalProperties: false },
+);
+const AliasParams = Type.Object(
+  { name: Type.String({ maxLength: 64 }), alias: Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$' }) },
+  { additionalProperties: false },
+);
+const AliasBody = Type.Object({ version: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
+
+function versionOf(text: string): string {
+  if (!isSemver(text)) throw new EdgefleetError('EF_VERSION_INVALID', `"${text.slice(0, 64)}" is not a semantic version`);
+  return text;
+}
+
+async function findVersion(db: Kysely<Database>, name: string, version: string) {
+  const row = await db.selectFrom('model_versions').selectAll().where('name', '=', name).where('version', '=', version).executeTakeFirst();
+  if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+  return row;
+}
+
+function summarizeRow(row: {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  created_at: string;
+  created_by: string;
+  metadata: string;
+}) {
+  return {
+    name: row.name,
+    version: row.version,
+    sha256: row.sha256,
+    size: Number(row.size),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+  };
+}
+
+export async function registerRegistryRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
+  const { db, artifacts, keys, config } = context;
+
+  app.post(
+    '/v1/models/:name/versions',
+    {
+      preHandler: context.requireAdmin,
+      schema: {
+        summary: 'Upload a model version (multipart: fields first, then the ONNX file as "model")',
+        params: NameParams,
+        consumes: ['multipart/form-data'],
+      },
+    },
+    async (request, reply) => {
+      const name = assertModelName((request.params as { name: string }).name);
+      const raw: Record<string, unknown> = {};
+      let staged: StagedUpload | undefined;
+      try {
+        for await (const part of request.parts()) {
+          if (part.type === 'file') {
+            if (part.fieldname !== 'model' || staged) {
+              part.file.resume();
+              throw new EdgefleetError('EF_SCHEMA_INVALID', `the upload takes one file, named "model" (got "${part.fieldname}")`);
+            }
+            if (typeof raw.version !== 'string') {
+              part.file.resume();
+              throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
+            }
+            const version = versionOf(raw.version);
+            const existing = await db
+              .selectFrom('model_versions')
+              .select('version')
+              .where('name', '=', name)
+              .where('version', '=', version)
+              .executeTakeFirst();
+            if (existing) {
+              part.file.resume();
+              throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+            }
+            staged = await artifacts.stage(part.file, config.maxModelBytes);
+          } else {
+            if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
+              throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
+            }
+            const value = String(part.value);
+            raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
+          }
+        }
+        if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
+        const fields = validate(UploadFields, raw);
+        const version = versionOf(fields.version);
+
+        const handle = await open(staged.path, 'r');
+        const summary = await readOnnxSummary(handle).finally(() => handle.close());
+        let vectors = fields.goldenVectors ?? [];
+        if (fields.sampleInputs?.length) {
+          vectors = [...vectors, ...(await computeGoldenVectors(await readFile(staged.path), fields.sampleInputs, summary.outputs))];
+        }
+        const now = Date.now();
+        const payload = createManifest({
+          name,
+          version,
+          now,
+          ttlMs: config.manifestTtlDays * 24 * 3600 * 1000,
+          artifact: { sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' },
+          files: [],
+          model: {
+            format: 'onnx',
+            irVersion: summary.irVersion,
+            opsets: summary.opsets.slice(0, 32),
+            inputs: summary.inputs,
+            outputs: summary.outputs,
+            operators: summary.operators.filter((op) => op.length <= 128).slice(0, 1024),
+            quantization: summary.quantization,
+          },
+          runtime: {
+            executionProviders: fields.executionProviders ?? ['webgpu', 'wasm', 'cpu'],
+            ...(fields.deviceClasses ? { deviceClasses: fields.deviceClasses } : {}),
+          },
+          ...(vectors.length > 0 ? { acceptance: { tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 }, vectors } } : {}),
+          ...(fields.metadata ? { metadata: fields.metadata } : {}),
+        });
+        const manifest = signManifest(payload, [keys.signing]);
+
+        // The bytes go under their hash first, the row last: a crash in between leaves an
+        // unreferenced file (collected on start), never a version without its bytes.
+        await artifacts.commit(staged);
+        staged = undefined;
+        const actor = request.principal?.id ?? 'unknown';
+        await db.transaction().execute(async (trx) => {
+          await trx
+            .insertInto('models')
+            .values({ name, created_at: new Date(now).toISOString() })
+            .onConflict((oc) => oc.column('name').doNothing())
+            .execute();
+          const clash = await trx
+            .selectFrom('model_versions')
+            .select('version')
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (clash) throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+          await trx
+            .insertInto('model_versions')
+            .values({
+              name,
+              version,
+              sha256: payload.artifact.sha256,
+              size: payload.artifact.size,
+              manifest: JSON.stringify(manifest),
+              metadata: JSON.stringify(fields.metadata ?? {}),
+              created_at: new Date(now).toISOString(),
+              created_by: actor,
+            })
+            .execute();
+          await audit(trx, {
+            actor,
+            action: 'model.version.create',
+            target: `model:${name}@${version}`,
+            after: { sha256: payload.artifact.sha256, size: payload.artifact.size },
+          });
+        });
+        return reply.status(201).send({ name, version, sha256: payload.artifact.sha256, size: payload.artifact.size, manifest });
+      } finally {
+        if (staged) await artifacts.discard(staged);
+      }
+    },
+  );
+
+  app.get('/v1/models', { preHandler: context.requireRead, schema: { summary: 'List models' } }, async () => {
+    const rows = await db
+      .selectFrom('models')
+      .leftJoin('model_versions', 'model_versions.name', 'models.name')
+      .select(['models.name', 'models.created_at', db.fn.count<number>('model_versions.version').as('versions')])
+      .groupBy(['models.name', 'models.created_at'])
+      .orderBy('models.name')
+      .execute();
+    return { models: rows.map((r) => ({ name: r.name, createdAt: r.created_at, versions: Number(r.versions) })) };
+  });
+
+  app.get(
+    '/v1/models/:name/versions',
+    { preHandler: context.requireRead, schema: { summary: 'List the versions of a model', params: NameParams } },
+    async (request) => {
+      const name = assertModelName((request.params as { name: string }).name);
+      const rows = await db.selectFrom('model_versions').selectAll().where('name', '=', name).orderBy('created_at').execute();
+      if (rows.length === 0 && !(await db.selectFrom('models').select('name').where('name', '=', name).executeTakeFirst())) {
+        throw new EdgefleetError('EF_NOT_FOUND', `there is no model "${name}"`);
+      }
+      return { versions: rows.map(summarizeRow) };
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/versions/:version',
+    { preHandler: context.requireRead, schema: { summary: 'A model version with its signed manifest', params: VersionParams } },
+    async (request) => {
+      const params = request.params as { name: string; version: string };
+      const row = await findVersion(db, assertModelName(params.name), versionOf(params.version));
+      return { ...summarizeRow(row), manifest: JSON.parse(row.manifest) as SignedDocument<ManifestPayload> };
+    },
+  );
+
+  app.delete(
+    '/v1/models/:name/versions/:version',
+    { preHandler: context.requireAdmin, schema: { summary: 'Delete a version no alias or rollout uses', params: VersionParams } },
+    async (request, reply) => {
+      const params = request.params as { name: string; version: string };
+      const name = assertModelName(params.name);
+      const version = versionOf(params.version);
+      await db.transaction().execute(async (trx) => {
+        const row = await trx
+          .selectFrom('model_versions')
+          .selectAll()
+          .where('name', '=', name)
+          .where('version', '=', version)
+          .executeTakeFirst();
+        if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+        const aliases = await trx.selectFrom('aliases').select('alias').where('name', '=', name).where('version', '=', version).execute();
+        if (aliases.length > 0) {
+          throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is aliased as ${aliases.map((a) => a.alias).join(', ')}`);
+        }
+        await trx.deleteFrom('model_versions').where('name', '=', name).where('version', '=', version).execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'model.version.delete',
+          target: `model:${name}@${version}`,
+          before: summarizeRow(row),
+        });
+      });
+      await context.collectArtifacts();
+      return reply.status(204).send();
+    },
+  );
+
+  app.put(
+    '/v1/models/:name/aliases/:alias',
+    { preHandler: context.requireAdmin, schema: { summary: 'Point an alias at a version', params: AliasParams, body: AliasBody } },
+    async (request) => {
+      const params = request.params as { name: string; alias: string };
+      const name = assertModelName(params.name);
+      const version = versionOf((request.body as { version: string }).version);
+      await findVersion(db, name, version);
+      const updatedAt = new Date().toISOString();
+      await db.transaction().execute(async (trx) => {
+        const before = await trx
+          .selectFrom('aliases')
+          .select('version')
+          .where('name', '=', name)
+          .where('alias', '=', params.alias)
+          .executeTakeFirst();
+        await trx
+          .insertInto('aliases')
+          .values({ name, alias: params.alias, version, updated_at: updatedAt })
+          .onConflict((oc) => oc.columns(['name', 'alias']).doUpdateSet({ version, updated_at: updatedAt }))
+          .execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'model.alias.set',
+          target: `model:${name}#${params.alias}`,
+          ...(before ? { before: { version: before.version } } : {}),
+          after: { version },
+        });
+      });
+      return { name, alias: params.alias, version, updatedAt };
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/aliases',
+    { preHandler: context.requireRead, schema: { summary: 'The aliases of a model', params: NameParams } },
+    async (request) => {
+      const name = assertModelName((request.params as { name: string }).name);
+      const rows = await db.selectFrom('aliases').selectAll().where('name', '=', name).orderBy('alias').execute();
+      return { aliases: rows.map((r) => ({ alias: r.alias, version: r.version, updatedAt: r.updated_at })) };
+    },
+  );
+}

@@ -1,0 +1,243 @@
+/**
+ * Assembles the fleet server: database, artifacts, signing key, admin API (fastify) and the
+ * embedded MQTT broker. With no configuration it starts and is useful on one machine.
+ */
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { createTopicScheme, EdgefleetError } from '@edgefleet/protocol';
+import helmet from '@fastify/helmet';
+import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Type from 'typebox';
+import { registerArtifactRoutes } from './artifacts/routes.ts';
+import { createArtifactStore } from './artifacts/store.ts';
+import { audit } from './audit/index.ts';
+import { createAuthenticator, formatAdminToken, newSecret, type Principal, requireScope, sha256 } from './auth/index.ts';
+import { createEmbeddedBroker } from './broker/embedded.ts';
+import type { FleetBroker } from './broker/index.ts';
+import { loadConfig, type ServerConfig } from './config/index.ts';
+import type { ServerContext } from './context.ts';
+import { createDeviceAuthenticator } from './devices/credentials.ts';
+import { registerDeviceRoutes } from './devices/routes.ts';
+import { registerProblemHandlers } from './http/problem.ts';
+import { loadOrCreateKeys } from './keys/index.ts';
+import { createMetrics } from './metrics/index.ts';
+import { registerRegistryRoutes } from './registry/routes.ts';
+import { openDatabase } from './store/db.ts';
+
+export interface FleetServer {
+  readonly app: FastifyInstance;
+  readonly broker: FleetBroker;
+  readonly config: ServerConfig;
+  /** http://host:port of the admin API. */
+  readonly url: string;
+  /** Set only on the start that created the first admin token: show it once. */
+  readonly createdAdminToken: string | undefined;
+  close(): Promise<void>;
+}
+
+export interface CreateServerOptions {
+  readonly config?: Partial<ServerConfig>;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Log to stdout (pino); off in tests unless asked. */
+  readonly logger?: boolean;
+}
+
+/** Creates the first admin token when there is none and no EDGEFLEET_ADMIN_TOKEN is set. */
+async function ensureAdminToken(context: Pick<ServerContext, 'db' | 'config'>): Promise<string | undefined> {
+  if (context.config.adminToken) return undefined;
+  const existing = await context.db.selectFrom('admin_tokens').select('id').where('revoked_at', 'is', null).executeTakeFirst();
+  if (existing) return undefined;
+  const id = randomUUID().replaceAll('-', '').slice(0, 12);
+  const secret = newSecret();
+  await context.db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('admin_tokens')
+      .values({
+        id,
+        token_hash: sha256(secret),
+        scope: 'admin',
+        name: 'first admin',
+        created_at: new Date().toISOString(),
+        revoked_at: null,
+      })
+      .execute();
+    await audit(trx, {
+      actor: 'server',
+      action: 'admin-token.create',
+      target: `admin-token:${id}`,
+      after: { scope: 'admin', name: 'first admin' },
+    });
+  });
+  return formatAdminToken(id, secret);
+}
+
+export async function createFleetServer(options: CreateServerOptions = {}): Promise<FleetServer> {
+  const config = loadConfig(options.env ?? process.env, options.config ?? {});
+  const database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const { db } = database;
+  const artifacts = await createArtifactStore(join(config.dataDir, 'artifacts'));
+  const keys = await loadOrCreateKeys(config.dataDir);
+  const metrics = createMetrics(db);
+  const devices = createDeviceAuthenticator(db);
+  const topics = createTopicScheme();
+  const authenticate = createAuthenticator(db, config.adminToken);
+
+  const app = Fastify({
+    logger: options.logger ? { level: config.logLevel } : false,
+    bodyLimit: config.bodyLimit,
+    requestTimeout: config.requestTimeoutMs,
+    genReqId: () => randomUUID(),
+    // Unknown fields are errors (removeAdditional off), types are not coerced: a wrong body is a 400.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  });
+  registerProblemHandlers(app);
+
+  const principal = async (request: FastifyRequest): Promise<Principal> => {
+    request.principal ??= await authenticate(request.headers.authorization);
+    return request.principal;
+  };
+  let broker: FleetBroker | undefined;
+  const context: ServerContext = {
+    config,
+    db,
+    artifacts,
+    keys,
+    topics,
+    devices,
+    metrics,
+    broker: () => {
+      if (!broker) throw new EdgefleetError('EF_INTERNAL_ERROR', 'the broker is not started yet');
+      return broker;
+    },
+    requireAdmin: async (request) => requireScope(await principal(request), 'admin'),
+    requireRead: async (request) => requireScope(await principal(request), 'read'),
+    requireReadOrDevice: async (request) => {
+      const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(request.headers.authorization ?? '')?.[1];
+      if (basic) {
+        const decoded = Buffer.from(basic, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        const row = await devices.verify(decoded.slice(0, colon), decoded.slice(colon + 1));
+        request.principal = { kind: 'device', id: row.id, scope: 'read' };
+        return;
+      }
+      requireScope(await principal(request), 'read');
+    },
+    async collectArtifacts() {
+      const referenced = new Set((await db.selectFrom('model_versions').select('sha256').execute()).map((r) => r.sha256));
+      for (const sha of await artifacts.list()) if (!referenced.has(sha)) await artifacts.remove(sha);
+    },
+  };
+  // A crash between storing an upload's bytes and writing its row leaves an unreferenced file.
+  await context.collectArtifacts();
+  const createdAdminToken = await ensureAdminToken(context);
+
+  await app.register(helmet, { contentSecurityPolicy: false });
+  await app.register(rateLimit, {
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    // Devices download artifacts and enroll at fleet scale; the limit guards the admin API.
+    allowList: (request) => request.url.startsWith('/v1/artifacts/') || request.url === '/healthz' || request.url === '/readyz',
+  });
+  await app.register(multipart, {
+    limits: { fileSize: config.maxModelBytes, files: 1, fields: 16, fieldSize: 8 * 1024 * 1024, parts: 17 },
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'edgefleet fleet server',
+        version: '0.1.0',
+        description: 'Model registry, devices and rollouts. Errors are RFC 9457 problem+json with EF_ codes.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, device: { type: 'http', scheme: 'basic' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  app.get('/healthz', { schema: { summary: 'The process is up' } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { summary: 'The database and the broker answer' } }, async (_request, reply) => {
+    try {
+      await db.selectFrom('models').select('name').limit(1).execute();
+      if (!broker) throw new Error('broker not started');
+      return { status: 'ready', broker: { clients: broker.connectedCount } };
+    } catch (error) {
+      return reply
+        .status(503)
+        .type('application/problem+json')
+        .send({
+          type: 'urn:edgefleet:error:EF_STORE_UNAVAILABLE',
+          title: 'not ready',
+          status: 503,
+          detail: String(error),
+          code: 'EF_STORE_UNAVAILABLE',
+        });
+    }
+  });
+  app.get('/metrics', { preHandler: context.requireRead, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  app.get(
+    '/v1/audit',
+    {
+      preHandler: context.requireRead,
+      schema: {
+        summary: 'The audit log: who changed what, when, before and after',
+        querystring: Type.Object(
+          {
+            target: Type.Optional(Type.String({ maxLength: 200 })),
+            action: Type.Optional(Type.String({ maxLength: 100 })),
+            limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request) => {
+      const query = request.query as { target?: string; action?: string; limit?: string };
+      let select = db.selectFrom('audit_log').selectAll().orderBy('id', 'desc');
+      if (query.target) select = select.where('target', '=', query.target);
+      if (query.action) select = select.where('action', '=', query.action);
+      const rows = await select.limit(Number(query.limit ?? 100)).execute();
+      return {
+        entries: rows.map((r) => ({
+          at: r.at,
+          actor: r.actor,
+          action: r.action,
+          target: r.target,
+          before: r.before === null ? null : (JSON.parse(r.before) as unknown),
+          after: r.after === null ? null : (JSON.parse(r.after) as unknown),
+        })),
+      };
+    },
+  );
+  await registerRegistryRoutes(app, context);
+  await registerDeviceRoutes(app, context);
+  await registerArtifactRoutes(app, context);
+
+  await app.listen({ host: config.host, port: config.port });
+  broker = await createEmbeddedBroker({ config, db, topics, devices, metrics, http: app.server, log: app.log });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host}:${port}`;
+
+  return {
+    app,
+    broker,
+    config,
+    url,
+    createdAdminToken,
+    async close() {
+      await broker?.close();
+      await app.close();
+      await database.close();
+    },
+  };
+}
