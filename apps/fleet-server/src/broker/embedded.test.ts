@@ -1,0 +1,202 @@
+/**
+ * The embedded broker keeps devices apart, tested with real mqtt.js clients on loopback ports.
+ */
+import { connect as connectTcp } from 'node:net';
+import { createTopicScheme, encodeMessage, type ReportedState } from '@edgefleet/protocol';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../testing.ts';
+
+const topics = createTopicScheme();
+let server: TestServer;
+const secrets = new Map<string, string>();
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  server = await startTestServer();
+  for (const id of ['dev-a', 'dev-b', 'dev-c', 'dev-revoked']) {
+    const response = await server.app.inject({
+      method: 'POST',
+      url: '/v1/devices',
+      headers: server.auth,
+      payload: { id, tags: ['line-1'] },
+    });
+    secrets.set(id, response.json().secret);
+  }
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+  await server.close();
+});
+
+async function device(
+  id: string,
+  options: { secret?: string; clientId?: string; will?: mqtt.IClientOptions['will']; ws?: boolean } = {},
+): Promise<MqttClient> {
+  const url = options.ws ? server.broker.urls.ws : server.broker.urls.tcp;
+  const client = await mqtt.connectAsync(url, {
+    clientId: options.clientId ?? id,
+    username: id,
+    password: options.secret ?? secrets.get(id) ?? '',
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    ...(options.will ? { will: options.will } : {}),
+  });
+  clients.push(client);
+  return client;
+}
+
+function closed(client: MqttClient): Promise<void> {
+  return new Promise((resolve) => {
+    if (!client.connected) resolve();
+    client.once('close', () => resolve());
+  });
+}
+
+function nextMessage(client: MqttClient, timeoutMs = 2_000): Promise<{ topic: string; payload: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), timeoutMs);
+    client.once('message', (topic, payload) => {
+      clearTimeout(timer);
+      resolve({ topic, payload });
+    });
+  });
+}
+
+const reported = (deviceId: string): ReportedState => ({
+  type: 'edgefleet.reported-state/v1',
+  deviceId,
+  bootId: '00000000-boot-0001',
+  reportedAt: '2026-06-01T00:00:00Z',
+  appliedSequence: 0,
+  agent: { version: '0.1.0', platform: 'node' },
+  capabilities: { executionProviders: ['wasm'] },
+  models: [],
+});
+
+describe('embedded broker isolation', () => {
+  it('lets a device in with its own credential, over TCP and WebSocket', async () => {
+    const tcp = await device('dev-a');
+    expect(tcp.connected).toBe(true);
+    const ws = await device('dev-c', { ws: true });
+    expect(ws.connected).toBe(true);
+    await ws.endAsync();
+  });
+
+  it('refuses a wrong secret, and another device id with someone else’s secret', async () => {
+    await expect(device('dev-a', { secret: 'wrong' })).rejects.toMatchObject({ code: 4 });
+    await expect(device('dev-b', { secret: secrets.get('dev-a') ?? '' })).rejects.toMatchObject({ code: 4 });
+    await expect(device('dev-a', { clientId: 'dev-b' })).rejects.toMatchObject({ code: 4 });
+    await expect(device('no-such-device', { secret: 'x' })).rejects.toMatchObject({ code: 4 });
+  });
+
+  it.each(['constructor', '__proto__'])('refuses the client id %j and stays up', async (id) => {
+    await expect(device(id, { secret: 'x' })).rejects.toBeDefined();
+    expect((await device('dev-c')).connected).toBe(true);
+  });
+
+  it('delivers a device its own retained desired state and refuses it another device’s', async () => {
+    await server.broker.publish(topics.build('desired', 'dev-b'), '{"for":"b"}', { retain: true });
+    await server.broker.publish(topics.build('desired', 'dev-a'), '{"for":"a"}', { retain: true });
+    const a = await device('dev-a');
+    const own = nextMessage(a);
+    const granted = await a.subscribeAsync(topics.build('desired', 'dev-a'), { qos: 1 });
+    expect(granted[0]?.qos).toBe(1);
+    expect((await own)?.payload.toString()).toBe('{"for":"a"}');
+    for (const filter of [topics.build('desired', 'dev-b'), 'edgefleet/v1/devices/+/desired', '#']) {
+      // SUBACK 0x80: mqtt.js rejects, the connection stays.
+      await expect(a.subscribeAsync(filter, { qos: 1 })).rejects.toThrow(/Subscribe error/);
+    }
+    expect(a.connected).toBe(true);
+    expect(await nextMessage(a, 300)).toBeUndefined();
+  });
+
+  it('closes a device that publishes as another device or to a server topic', async () => {
+    const a = await device('dev-a');
+    const b = await device('dev-b');
+    await b.subscribeAsync(topics.build('reported', 'dev-b'));
+    const spoof = closed(a);
+    a.publish(topics.build('reported', 'dev-b'), JSON.stringify(reported('dev-b')), { qos: 1 });
+    await spoof;
+    expect(await nextMessage(b, 300)).toBeUndefined();
+    const c = await device('dev-c');
+    const command = closed(c);
+    c.publish(topics.build('desired', 'dev-c'), '{"forged":true}', { qos: 1 });
+    await command;
+  });
+
+  it('does not deliver a last will aimed at another device’s topic', async () => {
+    const b = await device('dev-b');
+    await b.subscribeAsync(topics.build('reported', 'dev-b'));
+    const a = await device('dev-a', {
+      will: { topic: topics.build('reported', 'dev-b'), payload: Buffer.from('forged will'), qos: 1, retain: true },
+    });
+    (a as unknown as { stream: { destroy(): void } }).stream.destroy(); // an ungraceful drop sends the will
+    expect(await nextMessage(b, 800)).toBeUndefined();
+  });
+
+  it('records presence and reported state from a device’s own topics', async () => {
+    const a = await device('dev-a');
+    await a.publishAsync(topics.build('reported', 'dev-a'), Buffer.from(encodeMessage('reported', reported('dev-a'))), {
+      qos: 1,
+      retain: true,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const view = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-a', headers: server.auth })).json();
+    expect(view).toMatchObject({ id: 'dev-a', online: true, reported: { appliedSequence: 0, agent: { platform: 'node' } } });
+    expect(view.lastSeenAt).toEqual(expect.any(String));
+  });
+
+  it('disconnects a device the moment it is revoked and refuses it afterwards', async () => {
+    const doomed = await device('dev-revoked');
+    const gone = closed(doomed);
+    const response = await server.app.inject({ method: 'POST', url: '/v1/devices/dev-revoked/revoke', headers: server.auth });
+    expect(response.json()).toMatchObject({ status: 'revoked' });
+    await gone;
+    await expect(device('dev-revoked')).rejects.toMatchObject({ code: 5 });
+  });
+
+  it('stays up after garbage bytes, a PUBLISH before CONNECT and a 150-level topic', async () => {
+    for (const bytes of [
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+      Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x62, 0x63]),
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0x7f]),
+    ]) {
+      const url = new URL(server.broker.urls.tcp);
+      await new Promise<void>((resolve) => {
+        const socket = connectTcp(Number(url.port), url.hostname, () => socket.end(bytes));
+        socket.on('close', () => resolve());
+        socket.on('error', () => resolve());
+      });
+    }
+    const a = await device('dev-a');
+    const deep = Array.from({ length: 150 }, (_, i) => `l${i}`).join('/');
+    const granted = await a.subscribeAsync(deep).catch(() => [{ qos: 128 }]);
+    expect(granted[0]?.qos).toBe(128);
+    expect((await device('dev-c')).connected).toBe(true);
+    const health = await server.app.inject({ method: 'GET', url: '/readyz' });
+    expect(health.statusCode).toBe(200);
+  });
+
+  it('refuses a payload above the limit by closing the connection', async () => {
+    const small = await startTestServer({ mqttMaxPayload: 2048 });
+    try {
+      const created = (
+        await small.app.inject({ method: 'POST', url: '/v1/devices', headers: small.auth, payload: { id: 'chatty' } })
+      ).json();
+      const client = await mqtt.connectAsync(small.broker.urls.tcp, {
+        clientId: 'chatty',
+        username: 'chatty',
+        password: created.secret,
+        reconnectPeriod: 0,
+      });
+      const gone = closed(client);
+      client.publish(topics.build('events', 'chatty'), Buffer.alloc(4096, 1), { qos: 1 });
+      await gone;
+      await client.endAsync(true);
+    } finally {
+      await small.close();
+    }
+  });
+});
