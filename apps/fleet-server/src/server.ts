@@ -218,6 +218,44 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       };
     },
   );
+  app.post(
+    '/v1/admin-tokens',
+    {
+      preHandler: context.requireAdmin,
+      schema: {
+        summary: 'Create an admin or read-only token; returned once',
+        body: Type.Object(
+          { name: Type.String({ minLength: 1, maxLength: 100 }), scope: Type.Enum(['admin', 'read']) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as { name: string; scope: 'admin' | 'read' };
+      const id = randomUUID().replaceAll('-', '').slice(0, 12);
+      const secret = newSecret();
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto('admin_tokens')
+          .values({
+            id,
+            token_hash: sha256(secret),
+            scope: body.scope,
+            name: body.name,
+            created_at: new Date().toISOString(),
+            revoked_at: null,
+          })
+          .execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'admin-token.create',
+          target: `admin-token:${id}`,
+          after: { scope: body.scope, name: body.name },
+        });
+      });
+      return reply.status(201).send({ id, token: formatAdminToken(id, secret), scope: body.scope, name: body.name });
+    },
+  );
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerArtifactRoutes(app, context);
