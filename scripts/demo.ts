@@ -1,38 +1,34 @@
 /**
- * `pnpm demo`: what the workspace can show today, end to end on one machine with no network.
+ * `pnpm demo`: the main job as far as the workspace goes today, on one machine with no network.
  *
- * A fleet's keys are made; a real model (Silero VAD v5, shipped by an npm package) gets a signed
- * manifest whose golden vectors are computed with onnxruntime-web; a device runtime downloads it
- * over HTTP from a local artifact server, verifies it, runs the acceptance test on the execution
- * provider it will really use, activates it and runs it; then the server goes away, the device
- * restarts and keeps serving offline; and every attack of the threat model is refused with its
- * own error code while the active model keeps serving. The fleet server, broker and agent issues
- * turn this into the full fleet demo.
+ * 1. The fleet server starts with embedded defaults (SQLite, local artifacts, MQTT broker over TCP
+ *    and WebSocket, a signing key and an admin token generated on first start).
+ * 2. A real model, Silero VAD v5 from @ricky0123/vad-web, is registered through the admin API with
+ *    sample inputs: the server parses it, signs its manifest and computes its golden outputs.
+ * 3. A device is enrolled; its runtime pins the server's key set, downloads the model from the
+ *    server with its own credential, verifies it, runs the acceptance test on the execution
+ *    provider it will really use, activates it and runs it.
+ * 4. The server goes away; the device restarts and keeps serving offline.
+ * 5. Every attack of the threat model a device can meet is refused with its own code while the
+ *    active model keeps serving. The audit log says who did what.
+ *
+ * Rollouts over MQTT (issue 5) and drift (issue 6) extend this story.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createFleetServer } from '@edgefleet/fleet-server';
 import {
-  createDesiredState,
-  createKeySet,
-  createTopicScheme,
-  createTrust,
   EdgefleetError,
-  encodeMessage,
+  encodeTensor,
   generateSigningKey,
-  revokedKeyIds,
-  type SigningKey,
-  signDesiredState,
-  signKeySet,
-  signManifest,
-  verifyDesiredState,
-  verifyKeySetUpdate,
-  verifyManifest,
+  type KeySetPayload,
+  type ManifestPayload,
+  type SignedDocument,
 } from '@edgefleet/protocol';
 import { createRuntime, type Runtime } from '@edgefleet/runtime';
 import {
   createArtifactServer,
-  goldenVector,
   manifestFor,
   readModel,
   SILERO_INPUTS,
@@ -40,7 +36,6 @@ import {
   SILERO_VAD_V5_PATH,
   sileroFrame,
 } from '@edgefleet/test-utils';
-import * as ort from 'onnxruntime-web';
 
 const DEVICE = 'demo-cam-001';
 const step = (text: string) => console.log(`\n▶ ${text}`);
@@ -60,7 +55,7 @@ async function refused(what: string, attempt: () => unknown): Promise<void> {
   throw new Error(`demo failure: "${what}" was accepted`);
 }
 
-/** Speech probability of three frames: a voiced chirp, silence, another chirp. */
+/** Speech probabilities of three consecutive frames, carrying the model's recurrent state. */
 async function listen(runtime: Runtime): Promise<string> {
   const probabilities: string[] = [];
   let state: Float32Array = new Float32Array(256);
@@ -76,94 +71,138 @@ async function listen(runtime: Runtime): Promise<string> {
   return probabilities.join(', ');
 }
 
+async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body instanceof FormData || body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: body instanceof FormData ? body : JSON.stringify(body) }),
+  });
+  const json = (await response.json()) as T & { code?: string; detail?: string };
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${json.code} ${json.detail}`);
+  return json;
+}
+
 async function main(): Promise<void> {
-  console.log('edgefleet demo: a signed model delivered to a device, verified, run offline, and defended');
-
-  step('Fleet keys (one per role) and the key set devices are provisioned with');
-  const root = generateSigningKey();
-  const manifestKey = generateSigningKey();
-  const desiredKey = generateSigningKey();
-  const roles = (manifest: SigningKey) => ({
-    root: { keys: [root] },
-    manifest: { keys: [manifest] },
-    'desired-state': { keys: [desiredKey] },
-  });
-  const keySet = createKeySet({ version: 1, roles: roles(manifestKey) });
-  const trust = createTrust(keySet);
-  line(`root ${short(root.keyId)}  manifest ${short(manifestKey.keyId)}  desired-state ${short(desiredKey.keyId)}`);
-
-  step('Silero VAD v5 (from @ricky0123/vad-web) gets a signed manifest with golden vectors');
-  const bytes = readModel(SILERO_VAD_V5_PATH);
-  const frame = sileroFrame(1);
-  const reference = await ort.InferenceSession.create(bytes);
-  const golden = await reference.run({
-    input: new ort.Tensor('float32', frame.input, [1, 512]),
-    state: new ort.Tensor('float32', frame.state, [2, 1, 128]),
-    sr: new ort.Tensor('int64', frame.sr, []),
-  });
-  await reference.release();
-  const manifestOf = (version: string) =>
-    manifestFor({
-      name: 'silero-vad',
-      version,
-      bytes,
-      inputs: SILERO_INPUTS,
-      outputs: SILERO_OUTPUTS,
-      key: manifestKey,
-      tolerance: { absolute: 1e-4, relative: 1e-3 },
-      vectors: [
-        goldenVector(
-          {
-            input: { dtype: 'float32', shape: [1, 512], data: frame.input },
-            state: { dtype: 'float32', shape: [2, 1, 128], data: frame.state },
-            sr: { dtype: 'int64', shape: [], data: frame.sr },
-          },
-          { output: { dtype: 'float32', shape: [1, 1], data: Float32Array.from(golden.output?.data as Float32Array) } },
-        ),
-      ],
-    });
-  const manifest = manifestOf('5.0.0');
-  line(
-    `${bytes.length} bytes, sha256 ${short(manifest.payload.artifact.sha256)}, golden output ${(golden.output?.data as Float32Array | undefined)?.[0]?.toFixed(4)} (onnxruntime-web ${ort.env.versions.web})`,
-  );
-
-  step(`Desired state for ${DEVICE}, as the server will publish it (retained, signed)`);
-  const topics = createTopicScheme();
-  const desired = signDesiredState(createDesiredState({ deviceId: DEVICE, sequence: 1, models: [{ manifest }] }), [desiredKey]);
-  line(`topic ${topics.build('desired', DEVICE)}  (${encodeMessage('desired', desired).length} bytes, sequence 1)`);
-  const verified = verifyDesiredState(desired, trust, { deviceId: DEVICE, lastSequence: 0 });
-  line(
-    `✓ device verified signatures, validity, addressee and sequence: install ${verified.manifests.map((m) => `${m.name}@${m.version}`).join(', ')}`,
-  );
-
-  const server = await createArtifactServer();
-  const url = `${server.url}/v1/artifacts/${manifest.payload.artifact.sha256}`;
-  server.set(new URL(url).pathname, bytes);
-  const dir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-'));
+  console.log('edgefleet demo: a real model registered on the fleet server, delivered to a device, run offline, and defended');
+  const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-server-'));
+  const deviceDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-device-'));
   try {
-    step(`${DEVICE} installs it from ${server.url}: download → sha256 → store → acceptance test → activate`);
-    const runtime = await createRuntime({ dir, trust: keySet, deviceId: DEVICE });
+    step('The fleet server starts with embedded defaults');
+    const server = await createFleetServer({ config: { dataDir, port: 0, mqttPort: 0 } });
+    const token = server.createdAdminToken ?? '';
+    line(`admin API     ${server.url}   (OpenAPI: ${server.url}/docs)`);
+    line(`MQTT          ${server.broker.urls.tcp}   ${server.broker.urls.ws}`);
+    line(`data folder   ${dataDir} (SQLite, artifacts, signing key with mode 0600)`);
+    line(`admin token   ${token}   (printed once)`);
+
+    step('Silero VAD v5 (from @ricky0123/vad-web) is registered with a sample input');
+    const bytes = readModel(SILERO_VAD_V5_PATH);
+    const frame = sileroFrame(1);
+    const form = new FormData();
+    form.append('version', '5.0.0');
+    form.append('metadata', JSON.stringify({ 'source.package': '@ricky0123/vad-web' }));
+    form.append(
+      'sampleInputs',
+      JSON.stringify([
+        [
+          encodeTensor('input', 'float32', [1, 512], frame.input),
+          encodeTensor('state', 'float32', [2, 1, 128], frame.state),
+          encodeTensor('sr', 'int64', [], frame.sr),
+        ],
+      ]),
+    );
+    form.append('model', new Blob([bytes.slice()]), 'silero_vad_v5.onnx');
+    const registered = await api<{ sha256: string; size: number; manifest: SignedDocument<ManifestPayload> }>(
+      server.url,
+      token,
+      'POST',
+      '/v1/models/silero-vad/versions',
+      form,
+    );
+    const manifest = registered.manifest;
+    const model = manifest.payload.model;
+    line(
+      `silero-vad@5.0.0: ${registered.size} bytes, sha256 ${short(registered.sha256)}, opset ${model.opsets.map((o) => o.version).join('/')}, ${model.operators.length} operator types`,
+    );
+    line(`inputs ${model.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(',')}]`).join(', ')}`);
+    line(`manifest signed by the server, golden outputs computed by onnxruntime-web on the server`);
+
+    step(`${DEVICE} is enrolled and pins the server's key set`);
+    const device = await api<{ id: string; secret: string; keySet: SignedDocument<KeySetPayload> }>(
+      server.url,
+      token,
+      'POST',
+      '/v1/devices',
+      { id: DEVICE, tags: ['site=demo'] },
+    );
+    const keySet = device.keySet.payload;
+    line(`credential issued once (stored as scrypt); trusted key ${short(keySet.keys[0]?.keyId ?? '')}`);
+    const basic = `Basic ${Buffer.from(`${DEVICE}:${device.secret}`).toString('base64')}`;
+    const artifactUrl = `${server.url}/v1/artifacts/${registered.sha256}`;
+
+    step(`${DEVICE} installs it: download → sha256 → store → acceptance test → activate`);
+    const runtime = await createRuntime({ dir: deviceDir, trust: keySet, deviceId: DEVICE });
     runtime.on('acceptance-passed', ({ executionProvider, maxAbsoluteError }) =>
-      line(`✓ acceptance test on ${executionProvider}: max |error| ${maxAbsoluteError.toExponential(2)} against the golden output`),
+      line(
+        `✓ acceptance test on ${executionProvider}: max |error| ${maxAbsoluteError.toExponential(2)} against the server's golden output`,
+      ),
     );
     let lastReported = 0;
-    const info = await runtime.install(manifest, url, {
-      onProgress: ({ bytes: received, total }) => {
-        if (received === total || received - lastReported > total / 3) {
-          lastReported = received;
-          line(`… ${received} / ${total} bytes`);
-        }
+    const info = await runtime.install(
+      manifest,
+      { url: artifactUrl, headers: { authorization: basic } },
+      {
+        onProgress: ({ bytes: received, total }) => {
+          if (received === total || received - lastReported > total / 3) {
+            lastReported = received;
+            line(`… ${received} / ${total} bytes`);
+          }
+        },
       },
-    });
-    line(`✓ active: ${info.name}@${info.active?.version} on ${info.active?.executionProvider} (${info.active?.engine}), store ${dir}`);
+    );
+    line(`✓ active: ${info.name}@${info.active?.version} on ${info.active?.executionProvider} (${info.active?.engine})`);
     const before = await listen(runtime);
     line(`speech probabilities of three frames: ${before}`);
     await runtime.close();
 
+    step('The device is revoked for a moment: the server refuses it at once');
+    const refusedDownload = await fetch(artifactUrl, { headers: { authorization: basic } });
+    line(`artifact download with its credential: HTTP ${refusedDownload.status}`);
+    await api(server.url, token, 'POST', `/v1/devices/${DEVICE}/revoke`);
+    const afterRevoke = await fetch(artifactUrl, { headers: { authorization: basic } });
+    line(`after revocation: HTTP ${afterRevoke.status} ${((await afterRevoke.json()) as { code: string }).code}`);
+
+    const audit = await api<{ entries: { at: string; actor: string; action: string; target: string }[] }>(
+      server.url,
+      token,
+      'GET',
+      '/v1/audit?limit=10',
+    );
+    step('The audit log says who did what');
+    for (const entry of audit.entries.reverse()) line(`${entry.at}  ${entry.actor.padEnd(14)} ${entry.action.padEnd(24)} ${entry.target}`);
+
+    step('Two more versions are registered: Silero VAD v6 as 6.0.0, and an old build as 4.0.0');
+    const v6 = readModel(SILERO_VAD_V5_PATH.replace('silero_vad_v5.onnx', 'silero_vad_v6.onnx'));
+    const register = async (version: string, model: Uint8Array) => {
+      const upload = new FormData();
+      upload.append('version', version);
+      upload.append('model', new Blob([model.slice()]), 'model.onnx');
+      return (await api<{ manifest: SignedDocument<ManifestPayload> }>(server.url, token, 'POST', '/v1/models/silero-vad/versions', upload))
+        .manifest;
+    };
+    const next = await register('6.0.0', v6);
+    const older = await register('4.0.0', bytes);
+    line(
+      `signed by the server: ${next.payload.name}@${next.payload.version} (${short(next.payload.artifact.sha256)}), ${older.payload.name}@${older.payload.version}`,
+    );
+
     step('The server goes away and the device restarts: it serves from its store, offline');
     await server.close();
     const offline = await createRuntime({
-      dir,
+      dir: deviceDir,
       trust: keySet,
       deviceId: DEVICE,
       fetch: () => Promise.reject(new TypeError('network is down')),
@@ -171,59 +210,45 @@ async function main(): Promise<void> {
     const after = await listen(offline);
     line(`${after === before ? '✓' : '✗'} restored ${offline.models()[0]?.active?.version} and got the same outputs: ${after}`);
     if (after !== before) throw new Error('demo failure: outputs changed across the restart');
+    await offline.close();
 
     step('Attacks from the threat model, each refused with its own code; the active model keeps serving');
-    await offline.close();
-    const device = await createRuntime({ dir, trust: keySet, deviceId: DEVICE });
-    // The next release: Silero VAD v6 (also shipped by @ricky0123/vad-web), signed as 6.0.0.
-    const v6 = readModel(SILERO_VAD_V5_PATH.replace('silero_vad_v5.onnx', 'silero_vad_v6.onnx'));
-    const next = manifestFor({
-      name: 'silero-vad',
-      version: '6.0.0',
-      bytes: v6,
-      inputs: SILERO_INPUTS,
-      outputs: SILERO_OUTPUTS,
-      key: manifestKey,
-    });
+    const victim = await createRuntime({ dir: deviceDir, trust: keySet, deviceId: DEVICE });
+    const attacker = generateSigningKey();
     const evil = await createArtifactServer();
     evil.set(
       '/tampered',
       v6.map((b, i) => (i === 5000 ? b ^ 1 : b)),
     );
     evil.set('/endless', v6, { endless: true });
-    await refused('bytes that are not the signed ones (substituted model)', () => device.install(next, `${evil.url}/tampered`));
-    await refused('a server that never stops sending (endless data)', () => device.install(next, `${evil.url}/endless`));
-    await refused('a manifest signed by an unknown key (arbitrary model)', () =>
-      device.install(signManifest(next.payload, [generateSigningKey()]), `${evil.url}/tampered`),
+    evil.set('/model', v6);
+    const rogue = manifestFor({
+      name: 'silero-vad',
+      version: '6.0.0',
+      bytes: v6,
+      inputs: SILERO_INPUTS,
+      outputs: SILERO_OUTPUTS,
+      key: attacker,
+    });
+    await refused('a model signed by a key the device does not trust (arbitrary model)', () => victim.install(rogue, `${evil.url}/model`));
+    const edited = structuredClone(next);
+    edited.payload.runtime.executionProviders = ['wasm'];
+    await refused('a signed manifest edited in transit', () => victim.install(edited, `${evil.url}/model`));
+    await refused('a mirror serving other bytes than the signed ones (substituted model)', () =>
+      victim.install(next, `${evil.url}/tampered`),
     );
-    const tampered = structuredClone(next);
-    tampered.payload.runtime.executionProviders = ['cpu'];
-    await refused('a manifest edited after signing', () => device.install(tampered, `${evil.url}/tampered`));
-    await refused('version 4.0.0 without a signed rollback (rollback attack)', () =>
-      device.install(manifestOf('4.0.0'), `${evil.url}/tampered`),
+    await refused('a mirror that never stops sending (endless data)', () => victim.install(next, `${evil.url}/endless`));
+    await refused('a validly signed older version without a signed rollback (rollback attack)', () =>
+      victim.install(older, `${evil.url}/model`),
     );
-    await refused('the desired state replayed (sequence 1 again)', () =>
-      verifyDesiredState(desired, trust, { deviceId: DEVICE, lastSequence: 1 }),
-    );
-    await refused('the desired state replayed a year later (freeze)', () =>
-      verifyDesiredState(desired, trust, { deviceId: DEVICE, now: Date.now() + 365 * 24 * 3600 * 1000 }),
-    );
-    await refused('a desired state for another device', () => verifyDesiredState(desired, trust, { deviceId: 'demo-cam-002' }));
     await evil.close();
-    line(`✓ still serving ${device.models()[0]?.active?.version}: ${await listen(device)}`);
-    await device.close();
-
-    step('Key rotation: the manifest key is replaced, signed by the root key');
-    const newManifestKey = generateSigningKey();
-    const rotated = verifyKeySetUpdate(trust, signKeySet(createKeySet({ version: 2, roles: roles(newManifestKey) }), [root]));
-    line(`✓ key set v2 accepted; revoked manifest key(s): ${revokedKeyIds(trust, rotated, 'manifest').map(short).join(', ')}`);
-    await refused('a manifest signed by the revoked key', () => verifyManifest(manifest, rotated));
-    line(`✓ re-signed by the new key: ${verifyManifest(signManifest(manifest.payload, [newManifestKey]), rotated).name} verifies`);
+    line(`✓ still serving ${victim.models()[0]?.active?.version}: ${await listen(victim)}`);
+    await victim.close();
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(deviceDir, { recursive: true, force: true });
   }
-
-  console.log('\nDone. The same checks run on the server, in Node devices and in browsers (see docs/protocol.md and docs/runtime.md).');
+  console.log('\nDone. See docs/protocol.md, docs/runtime.md and docs/fleet-server.md for what each part guarantees.');
 }
 
 main().catch((error: unknown) => {
