@@ -22,3 +22,4 @@ export {
   type OnnxNode,
   type OnnxValueInfo,
 } from './onnx/index.ts';
+export { invalidFor, validFor } from './schema/index.ts';

@@ -148,6 +148,21 @@ describe('embedded broker isolation', () => {
     expect(view.lastSeenAt).toEqual(expect.any(String));
   });
 
+  it('marks a device offline when its connection drops', async () => {
+    const c = await device('dev-c');
+    const online = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-c', headers: server.auth })).json();
+    expect(online.online).toBe(true);
+    (c as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await closed(c);
+    let view = online;
+    for (let i = 0; i < 20 && view.online; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      view = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-c', headers: server.auth })).json();
+    }
+    expect(view.online).toBe(false);
+    expect(Date.parse(view.lastSeenAt)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
   it('disconnects a device the moment it is revoked and refuses it afterwards', async () => {
     const doomed = await device('dev-revoked');
     const gone = closed(doomed);

@@ -106,8 +106,11 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       .catch((error: unknown) => log.warn({ err: error }, 'could not record a connection'));
   });
   aedes.on('clientDisconnect', (client) => {
-    if (clients.get(client.id) === client) clients.delete(client.id);
     metrics.setMqttClients(aedes.connectedClients);
+    // A reconnect with the same id takes the session over: the old connection closing must not
+    // mark the device offline.
+    if (clients.get(client.id) !== client) return;
+    clients.delete(client.id);
     void db
       .updateTable('devices')
       .set({ online: 0, last_seen_at: new Date().toISOString() })
