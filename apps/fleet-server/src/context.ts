@@ -7,6 +7,7 @@ import type { ArtifactStore } from './artifacts/store.ts';
 import type { Principal } from './auth/index.ts';
 import type { FleetBroker } from './broker/index.ts';
 import type { ServerConfig } from './config/index.ts';
+import type { DesiredStateService } from './desired/index.ts';
 import type { DeviceAuthenticator } from './devices/credentials.ts';
 import type { FleetKeys } from './keys/index.ts';
 import type { ServerMetrics } from './metrics/index.ts';
@@ -29,6 +30,7 @@ export interface ServerContext {
   readonly devices: DeviceAuthenticator;
   readonly metrics: ServerMetrics;
   readonly broker: () => FleetBroker;
+  readonly desired: DesiredStateService;
   readonly requireAdmin: preHandlerAsyncHookHandler;
   readonly requireRead: preHandlerAsyncHookHandler;
   /** Admin/read tokens, or a device's own credential (HTTP Basic deviceId:secret). */

@@ -20,6 +20,7 @@ import { createEmbeddedBroker } from './broker/embedded.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
 import type { ServerContext } from './context.ts';
+import { createDesiredStateService } from './desired/index.ts';
 import { createDeviceAuthenticator } from './devices/credentials.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
 import { registerProblemHandlers } from './http/problem.ts';
@@ -101,6 +102,17 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     return request.principal;
   };
   let broker: FleetBroker | undefined;
+  const brokerOf = (): FleetBroker => {
+    if (!broker) throw new EdgefleetError('EF_INTERNAL_ERROR', 'the broker is not started yet');
+    return broker;
+  };
+  const desired = createDesiredStateService({
+    db,
+    keys,
+    broker: brokerOf,
+    topic: (deviceId) => topics.build('desired', deviceId),
+    manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
+  });
   const context: ServerContext = {
     config,
     db,
@@ -109,10 +121,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     topics,
     devices,
     metrics,
-    broker: () => {
-      if (!broker) throw new EdgefleetError('EF_INTERNAL_ERROR', 'the broker is not started yet');
-      return broker;
-    },
+    broker: brokerOf,
+    desired,
     requireAdmin: async (request) => requireScope(await principal(request), 'admin'),
     requireRead: async (request) => requireScope(await principal(request), 'read'),
     requireReadOrDevice: async (request) => {
@@ -262,6 +272,9 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, db, topics, devices, metrics, http: app.server, log: app.log });
+  // The embedded broker keeps retained messages in memory: give it every device's current document.
+  const republished = await desired.republishAll();
+  if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;

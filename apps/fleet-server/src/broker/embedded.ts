@@ -49,6 +49,7 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
   const { topics, devices, metrics, db, config, log } = options;
   const clients = new Map<string, Client>();
+  const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array) => void>();
 
   const aedes = await Aedes.createBroker({
     ...BROKER_DEFAULTS,
@@ -128,6 +129,13 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     }
     metrics.mqttMessage(client ? 'in' : 'out', address.kind);
     if (!client) return;
+    for (const listener of listeners) {
+      try {
+        listener(address, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
+      } catch (error) {
+        log.warn({ err: error }, 'a device message listener failed');
+      }
+    }
     try {
       if (address.kind === 'reported') {
         const reported = decodeMessage({ ...address, kind: 'reported' }, packet.payload) as ReportedState;
@@ -187,6 +195,10 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       if (client) await new Promise<void>((resolve) => client.close(() => resolve()));
     },
     isConnected: (deviceId) => clients.has(deviceId),
+    onDeviceMessage(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     get connectedCount() {
       return aedes.connectedClients;
     },

@@ -2,6 +2,8 @@
  * The MQTT broker behind an interface: embedded aedes by default; the scale-out issue adds a client
  * of an external broker with the same shape.
  */
+import type { DeviceTopic } from '@edgefleet/protocol';
+
 export interface BrokerMessage {
   readonly topic: string;
   readonly payload: Uint8Array;
@@ -13,6 +15,11 @@ export interface FleetBroker {
   /** Drops a device's connection at once (revocation). */
   disconnect(deviceId: string): Promise<void>;
   isConnected(deviceId: string): boolean;
+  /**
+   * Every message a device published on one of its own topics (after authorization), for the
+   * server's consumers: events, telemetry, reported state. Returns the function that unsubscribes.
+   */
+  onDeviceMessage(listener: (address: DeviceTopic, payload: Uint8Array) => void): () => void;
   readonly connectedCount: number;
   /** Where devices connect: mqtt://host:port and ws://host:port/mqtt. */
   readonly urls: { readonly tcp: string; readonly ws: string };

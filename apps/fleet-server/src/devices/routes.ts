@@ -33,6 +33,14 @@ const CreateToken = Type.Object(
   },
   { additionalProperties: false },
 );
+const DesiredParams = Type.Object(
+  { id: DeviceIdSchema, model: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }) },
+  { additionalProperties: false },
+);
+const DesiredBody = Type.Object(
+  { version: Type.String({ maxLength: 64, description: 'a semantic version in the registry' }), rollback: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
 const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceIdSchema) }, { additionalProperties: false });
 
 function view(row: DevicesTable) {
@@ -138,11 +146,49 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
         if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
         await trx.deleteFrom('devices').where('id', '=', id).execute();
+        await trx.deleteFrom('device_desired').where('device_id', '=', id).execute();
         await audit(trx, { actor: request.principal?.id ?? 'unknown', action: 'device.delete', target: `device:${id}`, before: view(row) });
       });
       context.devices.forget(id);
       await context.broker().disconnect(id);
       return reply.status(204).send();
+    },
+  );
+
+  app.get(
+    '/v1/devices/:id/desired',
+    { preHandler: context.requireRead, schema: { summary: 'The signed desired state of a device', params: IdParams } },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const document = await context.desired.current(id);
+      if (!document) throw new EdgefleetError('EF_NOT_FOUND', `device "${id}" has no desired state yet`);
+      return document;
+    },
+  );
+
+  app.put(
+    '/v1/devices/:id/desired/:model',
+    {
+      preHandler: context.requireAdmin,
+      schema: { summary: 'Assign a model version to one device (rollouts do this in stages)', params: DesiredParams, body: DesiredBody },
+    },
+    async (request) => {
+      const { id, model } = request.params as { id: string; model: string };
+      const body = request.body as { version: string; rollback?: boolean };
+      return context.desired.assign(
+        id,
+        { set: [{ name: model, version: body.version }], rollback: body.rollback ?? false },
+        request.principal?.id ?? 'unknown',
+      );
+    },
+  );
+
+  app.delete(
+    '/v1/devices/:id/desired/:model',
+    { preHandler: context.requireAdmin, schema: { summary: 'Uninstall a model from one device', params: DesiredParams } },
+    async (request) => {
+      const { id, model } = request.params as { id: string; model: string };
+      return context.desired.assign(id, { remove: [model] }, request.principal?.id ?? 'unknown');
     },
   );
 

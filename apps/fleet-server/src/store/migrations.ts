@@ -82,6 +82,17 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('audit_log_target').on('audit_log').columns(['target', 'at']).execute();
       },
     },
+    '0002-desired-state': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('device_desired')
+          .addColumn('device_id', 'text', (c) => c.primaryKey())
+          .addColumn('sequence', 'bigint', (c) => c.notNull())
+          .addColumn('document', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

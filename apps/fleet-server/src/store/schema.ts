@@ -66,6 +66,14 @@ export interface AuditLogTable {
   after: string | null;
 }
 
+/** The last signed desired-state document of each device: re-published (retained) on start. */
+export interface DeviceDesiredTable {
+  device_id: string;
+  sequence: number;
+  document: string;
+  updated_at: string;
+}
+
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
@@ -74,4 +82,5 @@ export interface Database {
   enrollment_tokens: EnrollmentTokensTable;
   admin_tokens: AdminTokensTable;
   audit_log: AuditLogTable;
+  device_desired: DeviceDesiredTable;
 }

@@ -1,0 +1,148 @@
+/**
+ * Desired state per device: which model versions it should run. Each change writes a new signed
+ * document with a higher sequence (in one transaction with its audit entry), then publishes it
+ * retained on the device's desired topic. On start every stored document is published again, so a
+ * broker without persistence still gives each (re)connecting device its current state.
+ */
+import {
+  createDesiredState,
+  type DesiredStatePayload,
+  EdgefleetError,
+  encodeMessage,
+  type ManifestPayload,
+  type SignedDocument,
+  signDesiredState,
+  signManifest,
+} from '@edgefleet/protocol';
+import type { Kysely } from 'kysely';
+import { audit } from '../audit/index.ts';
+import type { FleetBroker } from '../broker/index.ts';
+import type { FleetKeys } from '../keys/index.ts';
+import type { Database } from '../store/schema.ts';
+
+export interface DesiredChange {
+  /** Models to run at these versions. */
+  readonly set?: readonly { readonly name: string; readonly version: string; readonly rolloutId?: string }[];
+  readonly remove?: readonly string[];
+  /** The new versions may be older than what runs (a signed rollback). */
+  readonly rollback?: boolean;
+}
+
+export interface DesiredStateService {
+  assign(deviceId: string, change: DesiredChange, actor: string): Promise<SignedDocument<DesiredStatePayload>>;
+  current(deviceId: string): Promise<SignedDocument<DesiredStatePayload> | undefined>;
+  /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
+  republishAll(): Promise<number>;
+}
+
+/** Re-sign a manifest whose validity ends within this margin, so devices can still install it. */
+const RESIGN_MARGIN_MS = 30 * 24 * 3600 * 1000;
+
+export function createDesiredStateService(options: {
+  db: Kysely<Database>;
+  keys: FleetKeys;
+  broker: () => FleetBroker;
+  topic: (deviceId: string) => string;
+  manifestTtlMs: number;
+  desiredTtlMs?: number;
+}): DesiredStateService {
+  const { db, keys } = options;
+
+  async function manifestFor(name: string, version: string): Promise<SignedDocument<ManifestPayload>> {
+    const row = await db
+      .selectFrom('model_versions')
+      .select('manifest')
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+    const manifest = JSON.parse(row.manifest) as SignedDocument<ManifestPayload>;
+    if (Date.parse(manifest.payload.expiresAt) - Date.now() > RESIGN_MARGIN_MS) return manifest;
+    const now = Date.now();
+    const fresh = signManifest(
+      {
+        ...manifest.payload,
+        issuedAt: new Date(now).toISOString().replace('.000Z', 'Z'),
+        expiresAt: new Date(now + options.manifestTtlMs).toISOString().replace('.000Z', 'Z'),
+      },
+      [keys.signing],
+    );
+    await db
+      .updateTable('model_versions')
+      .set({ manifest: JSON.stringify(fresh) })
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .execute();
+    return fresh;
+  }
+
+  async function publish(deviceId: string, document: SignedDocument<DesiredStatePayload>): Promise<void> {
+    await options.broker().publish(options.topic(deviceId), encodeMessage('desired', document), { retain: true, qos: 1 });
+  }
+
+  return {
+    async assign(deviceId, change, actor) {
+      const manifests = await Promise.all(
+        (change.set ?? []).map(async (m) => ({ manifest: await manifestFor(m.name, m.version), rolloutId: m.rolloutId })),
+      );
+      const document = await db.transaction().execute(async (trx) => {
+        const device = await trx.selectFrom('devices').select(['id', 'status']).where('id', '=', deviceId).executeTakeFirst();
+        if (!device) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${deviceId}"`);
+        const row = await trx.selectFrom('device_desired').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+        const previous = row ? (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload : undefined;
+        const changed = new Set([...manifests.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
+        // Models the change does not touch keep their current entry.
+        const kept = (previous?.models ?? []).filter((m) => !changed.has(m.manifest.payload.name));
+        const models = [...kept, ...manifests.map((m) => ({ manifest: m.manifest, ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}) }))];
+        const sequence = Number(row?.sequence ?? 0) + 1;
+        const payload = createDesiredState({
+          deviceId,
+          sequence,
+          models,
+          remove: [...(change.remove ?? [])],
+          rollback: change.rollback ?? false,
+          ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
+        });
+        const signed = signDesiredState(payload, [keys.signing]);
+        const values = { device_id: deviceId, sequence, document: JSON.stringify(signed), updated_at: new Date().toISOString() };
+        if (row) await trx.updateTable('device_desired').set(values).where('device_id', '=', deviceId).execute();
+        else await trx.insertInto('device_desired').values(values).execute();
+        await audit(trx, {
+          actor,
+          action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+          target: `device:${deviceId}`,
+          before: previous
+            ? {
+                sequence: previous.sequence,
+                models: previous.models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
+              }
+            : undefined,
+          after: {
+            sequence,
+            models: models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
+            remove: change.remove ?? [],
+          },
+        });
+        return signed;
+      });
+      await publish(deviceId, document);
+      return document;
+    },
+
+    async current(deviceId) {
+      const row = await db.selectFrom('device_desired').select('document').where('device_id', '=', deviceId).executeTakeFirst();
+      return row ? (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>) : undefined;
+    },
+
+    async republishAll() {
+      const rows = await db
+        .selectFrom('device_desired')
+        .innerJoin('devices', 'devices.id', 'device_desired.device_id')
+        .select(['device_id', 'document'])
+        .where('devices.status', '=', 'active')
+        .execute();
+      for (const row of rows) await publish(row.device_id, JSON.parse(row.document) as SignedDocument<DesiredStatePayload>);
+      return rows.length;
+    },
+  };
+}

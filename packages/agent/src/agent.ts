@@ -1,0 +1,331 @@
+/**
+ * The agent: a runtime's membership in a fleet. It connects to the broker with the device's
+ * credential, receives its signed desired state, and reconciles the runtime towards it: verify the
+ * document, download and install what differs (the runtime verifies, tests and activates), remove
+ * what is to be removed, then report the state (retained) and every step as an event.
+ *
+ * Idempotent and restart-safe: the last applied sequence is persisted, a document at or below it is
+ * not applied again, and a model that already runs the desired version is not reinstalled. The
+ * network is never on the inference path: `runtime.run` does not wait on the agent.
+ */
+import {
+  createTopicScheme,
+  type DeviceEvent,
+  EdgefleetError,
+  type EventKind,
+  encodeMessage,
+  isEdgefleetError,
+  type ModelRef,
+  type Presence,
+  type ReportedState,
+  type Trust,
+  timestamp,
+  verifyDesiredState,
+} from '@edgefleet/protocol';
+import type { ModelInfo, Runtime } from '@edgefleet/runtime/core';
+import mqtt, { type MqttClient } from 'mqtt';
+
+/** Where the agent keeps the one thing it must remember: the last desired sequence applied. */
+export interface AgentStateStore {
+  read(): Promise<{ lastSequence: number }>;
+  write(state: { lastSequence: number }): Promise<void>;
+}
+
+export interface AgentOptions {
+  readonly deviceId: string;
+  readonly secret: string;
+  /** mqtt://host:port (Node) or ws://host:port/mqtt (browsers). */
+  readonly mqttUrl: string;
+  /** Base URL of the fleet server's HTTP API, for artifact downloads. */
+  readonly serverUrl: string;
+  readonly runtime: Runtime;
+  readonly trust: Trust;
+  readonly state: AgentStateStore;
+  readonly agentVersion?: string;
+  readonly platform: 'node' | 'browser';
+  readonly deviceClass?: string;
+  /** Reconnect delay after a dropped connection; default 2 s. */
+  readonly reconnectPeriodMs?: number;
+  readonly now?: () => number;
+  readonly log?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface Agent {
+  /** Resolves once connected and subscribed; reconciliation then runs in the background. */
+  start(): Promise<void>;
+  /** The reconciliations so far have settled (tests, graceful shutdown). */
+  idle(): Promise<void>;
+  readonly connected: boolean;
+  stop(): Promise<void>;
+}
+
+function newBootId(): string {
+  return globalThis.crypto.randomUUID();
+}
+
+export function createAgent(options: AgentOptions): Agent {
+  const topics = createTopicScheme();
+  const bootId = newBootId();
+  const now = options.now ?? Date.now;
+  const log = options.log ?? (() => undefined);
+  const deviceId = options.deviceId;
+  const basic = `Basic ${btoa(`${deviceId}:${options.secret}`)}`;
+  let client: MqttClient | undefined;
+  let eventSeq = 0;
+  let appliedSequence = 0;
+  let queue: Promise<void> = Promise.resolve();
+  let pendingDocument: unknown;
+  let stopped = false;
+
+  const presence = (state: Presence['state']): Presence => ({
+    type: 'edgefleet.presence/v1',
+    deviceId,
+    bootId,
+    state,
+    since: timestamp(now()),
+  });
+
+  function publish(kind: 'events' | 'reported' | 'presence', payload: Uint8Array, retain: boolean): void {
+    // QoS 1: mqtt.js queues while offline and delivers on reconnect.
+    client?.publish(topics.build(kind, deviceId), Buffer.from(payload), { qos: 1, retain }, (error) => {
+      if (error) log('warn', 'publish failed', { kind, error: error.message });
+    });
+  }
+
+  function event(kind: EventKind, fields: Partial<Omit<DeviceEvent, 'type' | 'deviceId' | 'bootId' | 'seq' | 'at' | 'kind'>> = {}): void {
+    const message: DeviceEvent = { type: 'edgefleet.event/v1', deviceId, bootId, seq: eventSeq++, at: timestamp(now()), kind, ...fields };
+    publish('events', encodeMessage('events', message), false);
+  }
+
+  function errorInfo(error: unknown): { code: string; message: string } {
+    return isEdgefleetError(error)
+      ? { code: error.code, message: error.message.slice(0, 2000) }
+      : { code: 'EF_INTERNAL_ERROR', message: String(error).slice(0, 2000) };
+  }
+
+  function report(): void {
+    const models = options.runtime.models().map((m: ModelInfo): ReportedState['models'][number] => ({
+      name: m.name,
+      state: m.state === 'active' ? 'active' : m.state === 'installing' ? 'installing' : 'failed',
+      ...(m.active
+        ? {
+            active: {
+              version: m.active.version,
+              sha256: m.active.sha256,
+              executionProvider: m.active.executionProvider,
+              activatedAt: m.active.activatedAt,
+            },
+          }
+        : {}),
+      ...(m.previous ? { previous: m.previous } : {}),
+      ...(m.floor ? { floor: m.floor } : {}),
+      ...(m.lastError ? { lastError: { code: m.lastError.code, message: m.lastError.message.slice(0, 2000) } } : {}),
+    }));
+    const reported: ReportedState = {
+      type: 'edgefleet.reported-state/v1',
+      deviceId,
+      bootId,
+      reportedAt: timestamp(now()),
+      appliedSequence,
+      agent: {
+        version: options.agentVersion ?? '0.1.0',
+        platform: options.platform,
+        ...(options.deviceClass ? { deviceClass: options.deviceClass } : {}),
+      },
+      capabilities: {
+        executionProviders: [...new Set(options.runtime.models().flatMap((m) => (m.active ? [m.active.executionProvider] : [])))],
+      },
+      models,
+    };
+    publish('reported', encodeMessage('reported', reported), true);
+  }
+
+  // Runtime events become fleet events, with the rollout they belong to when known.
+  let currentRollout: Map<string, string> = new Map();
+  const withRollout = (model: ModelRef) => (currentRollout.has(model.name) ? { rolloutId: currentRollout.get(model.name) as string } : {});
+  const unsubscribe = [
+    options.runtime.on('download-progress', ({ model, bytes, total }) => {
+      // Progress at the start, at every quarter and at the end: enough to watch, not a flood.
+      if (bytes === total || Math.floor((bytes / total) * 4) !== Math.floor(((bytes - 1) / total) * 4)) {
+        event('download-progress', { model, progress: { bytes, total }, ...withRollout(model) });
+      }
+    }),
+    options.runtime.on('verified', ({ model }) => event('verified', { model, ...withRollout(model) })),
+    options.runtime.on('acceptance-passed', ({ model, executionProvider }) =>
+      event('acceptance-passed', { model, executionProvider, ...withRollout(model) }),
+    ),
+    options.runtime.on('acceptance-failed', ({ model, executionProvider, reason }) =>
+      event('acceptance-failed', {
+        model,
+        executionProvider,
+        error: { code: 'EF_ACCEPTANCE_FAILED', message: reason.slice(0, 2000) },
+        ...withRollout(model),
+      }),
+    ),
+    options.runtime.on('execution-provider-fallback', ({ model, from, to, reason }) =>
+      event('execution-provider-fallback', { model, fallback: { from, to, reason: reason.slice(0, 2000) }, ...withRollout(model) }),
+    ),
+    options.runtime.on('activated', ({ model, executionProvider }) =>
+      event('activated', { model, executionProvider, ...withRollout(model) }),
+    ),
+    options.runtime.on('install-failed', ({ model, error }) =>
+      event('install-failed', { model, error: { code: error.code, message: error.message.slice(0, 2000) }, ...withRollout(model) }),
+    ),
+    options.runtime.on('rolled-back', ({ model }) => event('rolled-back', { model, ...withRollout(model) })),
+  ];
+
+  async function reconcile(document: unknown): Promise<void> {
+    let verified: ReturnType<typeof verifyDesiredState>;
+    try {
+      verified = verifyDesiredState(document, options.trust, { deviceId, now: now() });
+    } catch (error) {
+      event('desired-state-rejected', { error: errorInfo(error) });
+      log('warn', 'refused a desired-state document', errorInfo(error));
+      return;
+    }
+    const { payload, manifests } = verified;
+    if (payload.sequence <= appliedSequence) {
+      // Already applied (a retained copy after a reconnect, or a replay): nothing to do but say where we are.
+      report();
+      return;
+    }
+    event('desired-state-received', { desiredSequence: payload.sequence });
+    currentRollout = new Map(payload.models.flatMap((m) => (m.rolloutId ? [[m.manifest.payload.name, m.rolloutId] as const] : [])));
+    const installed = new Map(options.runtime.models().map((m) => [m.name, m]));
+    let failures = 0;
+    for (const manifest of manifests) {
+      const current = installed.get(manifest.name)?.active;
+      if (current && current.version === manifest.version && current.sha256 === manifest.artifact.sha256) continue;
+      const signed = payload.models.find((m) => m.manifest.payload.name === manifest.name)?.manifest;
+      try {
+        await options.runtime.install(
+          signed,
+          { url: `${options.serverUrl}/v1/artifacts/${manifest.artifact.sha256}`, headers: { authorization: basic } },
+          payload.rollback ? { rollback: document } : {},
+        );
+      } catch (error) {
+        failures++;
+        log('warn', 'install failed', { model: `${manifest.name}@${manifest.version}`, ...errorInfo(error) });
+      }
+      report();
+    }
+    for (const name of payload.remove) {
+      const version = installed.get(name)?.active?.version;
+      if (!installed.has(name)) continue;
+      try {
+        await options.runtime.remove(name);
+        if (version) event('removed', { model: { name, version } });
+      } catch (error) {
+        log('warn', 'remove failed', { name, ...errorInfo(error) });
+      }
+    }
+    // The sequence is "applied" once every install has been tried: a failed install is reported,
+    // and the server answers with a new document (rollback or retry), not by resending this one.
+    appliedSequence = payload.sequence;
+    await options.state.write({ lastSequence: appliedSequence });
+    report();
+    log('info', 'desired state applied', { sequence: payload.sequence, failures });
+  }
+
+  function enqueue(document: unknown): void {
+    // Only the newest document matters: one arriving while another is applied replaces the waiting one.
+    const first = pendingDocument === undefined;
+    pendingDocument = document;
+    if (!first) return;
+    queue = queue.then(async () => {
+      const next = pendingDocument;
+      pendingDocument = undefined;
+      await reconcile(next).catch((error: unknown) => log('error', 'reconciliation failed', errorInfo(error)));
+    });
+  }
+
+  return {
+    get connected() {
+      return client?.connected ?? false;
+    },
+
+    async start() {
+      appliedSequence = (await options.state.read()).lastSequence;
+      client = mqtt.connect(options.mqttUrl, {
+        clientId: deviceId,
+        username: deviceId,
+        password: options.secret,
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 30,
+        reconnectPeriod: options.reconnectPeriodMs ?? 2000,
+        connectTimeout: 10_000,
+        will: {
+          topic: topics.build('presence', deviceId),
+          payload: Buffer.from(encodeMessage('presence', presence('offline'))),
+          qos: 1,
+          retain: true,
+        },
+      });
+      client.on('message', (topic, payload) => {
+        if (topic !== topics.build('desired', deviceId)) return;
+        let document: unknown;
+        try {
+          document = JSON.parse(payload.toString('utf8'));
+        } catch (error) {
+          event('desired-state-rejected', { error: { code: 'EF_JSON_INVALID', message: String(error).slice(0, 500) } });
+          return;
+        }
+        enqueue(document);
+      });
+      client.on('connect', () => {
+        publish('presence', encodeMessage('presence', presence('online')), true);
+        report();
+        // Subscribing on every (re)connect: the retained desired state arrives each time.
+        client?.subscribe(topics.build('desired', deviceId), { qos: 1 }, (error) => {
+          if (error) log('error', 'could not subscribe to the desired state', { error: error.message });
+        });
+      });
+      client.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
+      await new Promise<void>((resolve, reject) => {
+        const onConnect = () => {
+          client?.off('error', onError);
+          resolve();
+        };
+        const onError = (error: Error) => {
+          if ((error as { code?: number }).code === 4 || (error as { code?: number }).code === 5) {
+            client?.off('connect', onConnect);
+            client?.end(true); // a refused credential will not become valid by retrying
+            reject(
+              new EdgefleetError(
+                error.message.includes('revoked') ? 'EF_DEVICE_REVOKED' : 'EF_UNAUTHORIZED',
+                `the broker refused device ${deviceId}: ${error.message}`,
+              ),
+            );
+          }
+        };
+        client?.once('connect', onConnect);
+        client?.on('error', onError);
+      });
+    },
+
+    async idle() {
+      for (let previous: Promise<void> | undefined; previous !== queue; ) {
+        previous = queue;
+        await queue;
+      }
+    },
+
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const off of unsubscribe) off();
+      await queue.catch(() => undefined);
+      if (client) {
+        // A graceful stop says offline itself (the will is only for ungraceful drops).
+        await client
+          .publishAsync(topics.build('presence', deviceId), Buffer.from(encodeMessage('presence', presence('offline'))), {
+            qos: 1,
+            retain: true,
+          })
+          .catch(() => undefined);
+        await client.endAsync();
+      }
+    },
+  };
+}

@@ -1,0 +1,1 @@
+export { type Agent, type AgentOptions, type AgentStateStore, createAgent } from './agent.ts';
