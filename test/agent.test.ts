@@ -175,7 +175,6 @@ describe('agent and server over real MQTT', () => {
     const device = await startDevice('agent-5');
     await api('PUT', '/v1/devices/agent-5/desired/mlp', { version: '1.0.0' });
     await until(() => activeVersion(device) === '1.0.0', 'mlp 1.0.0');
-    const current = await api('GET', '/v1/devices/agent-5/desired');
     const forger = generateSigningKey();
     const forged = signDesiredState(createDesiredState({ deviceId: 'agent-5', sequence: 999, models: [], remove: ['mlp'] }), [forger]);
     const events: { kind: string; error?: { code: string } }[] = [];
