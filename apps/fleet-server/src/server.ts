@@ -27,11 +27,14 @@ import { registerProblemHandlers } from './http/problem.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import { registerRegistryRoutes } from './registry/routes.ts';
+import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
+import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
 
 export interface FleetServer {
   readonly app: FastifyInstance;
   readonly broker: FleetBroker;
+  readonly rollouts: RolloutEngine;
   readonly config: ServerConfig;
   /** http://host:port of the admin API. */
   readonly url: string;
@@ -266,8 +269,10 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       return reply.status(201).send({ id, token: formatAdminToken(id, secret), scope: body.scope, name: body.name });
     },
   );
+  const rollouts = createRolloutEngine({ db, desired, log: app.log });
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
+  await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
 
   await app.listen({ host: config.host, port: config.port });
@@ -275,6 +280,9 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // The embedded broker keeps retained messages in memory: give it every device's current document.
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
+  broker.onDeviceMessage((address, payload) => rollouts.observe(address, payload));
+  // Rollouts that were running when the server stopped continue from their stored state.
+  rollouts.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
@@ -282,11 +290,13 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   return {
     app,
     broker,
+    rollouts,
     config,
     url,
     createdAdminToken,
     async close() {
       await broker?.close();
+      await rollouts.stop();
       await app.close();
       await database.close();
     },

@@ -49,6 +49,13 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
   const { topics, devices, metrics, db, config, log } = options;
   const clients = new Map<string, Client>();
+  // Database writes started by broker events; close() waits for them before the database goes.
+  const pending = new Set<Promise<unknown>>();
+  const track = (write: Promise<unknown>) => {
+    const settled = write.catch((error: unknown) => log.warn({ err: error }, 'could not record a device update'));
+    pending.add(settled);
+    void settled.finally(() => pending.delete(settled));
+  };
   const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array) => void>();
 
   const aedes = await Aedes.createBroker({
@@ -99,12 +106,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   aedes.on('client', (client) => {
     clients.set(client.id, client);
     metrics.setMqttClients(aedes.connectedClients);
-    void db
-      .updateTable('devices')
-      .set({ online: 1, last_seen_at: new Date().toISOString() })
-      .where('id', '=', client.id)
-      .execute()
-      .catch((error: unknown) => log.warn({ err: error }, 'could not record a connection'));
+    track(db.updateTable('devices').set({ online: 1, last_seen_at: new Date().toISOString() }).where('id', '=', client.id).execute());
   });
   aedes.on('clientDisconnect', (client) => {
     metrics.setMqttClients(aedes.connectedClients);
@@ -112,12 +114,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     // mark the device offline.
     if (clients.get(client.id) !== client) return;
     clients.delete(client.id);
-    void db
-      .updateTable('devices')
-      .set({ online: 0, last_seen_at: new Date().toISOString() })
-      .where('id', '=', client.id)
-      .execute()
-      .catch((error: unknown) => log.warn({ err: error }, 'could not record a disconnection'));
+    track(db.updateTable('devices').set({ online: 0, last_seen_at: new Date().toISOString() }).where('id', '=', client.id).execute());
   });
   aedes.on('publish', (packet, client) => {
     if (packet.topic.startsWith('$SYS')) return;
@@ -139,18 +136,22 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     try {
       if (address.kind === 'reported') {
         const reported = decodeMessage({ ...address, kind: 'reported' }, packet.payload) as ReportedState;
-        void db
-          .updateTable('devices')
-          .set({ reported: JSON.stringify(reported), last_seen_at: new Date().toISOString() })
-          .where('id', '=', address.deviceId)
-          .execute();
+        track(
+          db
+            .updateTable('devices')
+            .set({ reported: JSON.stringify(reported), last_seen_at: new Date().toISOString() })
+            .where('id', '=', address.deviceId)
+            .execute(),
+        );
       } else if (address.kind === 'presence') {
         const presence = decodeMessage({ ...address, kind: 'presence' }, packet.payload) as Presence;
-        void db
-          .updateTable('devices')
-          .set({ online: presence.state === 'online' ? 1 : 0, last_seen_at: new Date().toISOString() })
-          .where('id', '=', address.deviceId)
-          .execute();
+        track(
+          db
+            .updateTable('devices')
+            .set({ online: presence.state === 'online' ? 1 : 0, last_seen_at: new Date().toISOString() })
+            .where('id', '=', address.deviceId)
+            .execute(),
+        );
       }
     } catch (error) {
       metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
@@ -212,6 +213,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => tcp.close(() => resolve()));
+      await Promise.all(pending);
     },
   };
 }

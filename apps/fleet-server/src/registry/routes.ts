@@ -273,6 +273,14 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
         if (aliases.length > 0) {
           throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is aliased as ${aliases.map((a) => a.alias).join(', ')}`);
         }
+        const rollout = await trx
+          .selectFrom('rollouts')
+          .select('id')
+          .where('model', '=', name)
+          .where('version', '=', version)
+          .where('state', 'in', ['running', 'paused'])
+          .executeTakeFirst();
+        if (rollout) throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is being rolled out by ${rollout.id}`);
         await trx.deleteFrom('model_versions').where('name', '=', name).where('version', '=', version).execute();
         await audit(trx, {
           actor: request.principal?.id ?? 'unknown',

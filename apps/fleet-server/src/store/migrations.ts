@@ -93,6 +93,37 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    '0003-rollouts': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('rollouts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('spec', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('current_stage', 'integer', (c) => c.notNull())
+          .addColumn('stage_started_at', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('rollout_devices')
+          .addColumn('rollout_id', 'text', (c) => c.notNull().references('rollouts.id'))
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('cohort', 'real', (c) => c.notNull())
+          .addColumn('stage', 'integer', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('previous_version', 'text')
+          .addColumn('error_code', 'text')
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('rollout_devices_pk', ['rollout_id', 'device_id'])
+          .execute();
+        await db.schema.createIndex('rollout_devices_device').on('rollout_devices').column('device_id').execute();
+      },
+    },
   };
 }
 

@@ -74,6 +74,39 @@ export interface DeviceDesiredTable {
   updated_at: string;
 }
 
+export type RolloutState = 'running' | 'paused' | 'rolling_back' | 'completed' | 'rolled_back' | 'aborted';
+export type RolloutDeviceStatus = 'pending' | 'assigned' | 'active' | 'failed' | 'rolled_back';
+
+export interface RolloutsTable {
+  id: string;
+  model: string;
+  version: string;
+  /** The rollout as created (selector, stages, gates, policy), JSON. */
+  spec: string;
+  state: RolloutState;
+  current_stage: number;
+  stage_started_at: string;
+  /** Why it paused or rolled back: the gate and the numbers, JSON. */
+  reason: string | null;
+  created_at: string;
+  created_by: string;
+  updated_at: string;
+}
+
+export interface RolloutDevicesTable {
+  rollout_id: string;
+  device_id: string;
+  /** Deterministic position in [0, 1): hash of rollout id and device id. */
+  cohort: number;
+  /** The first stage that includes this device. */
+  stage: number;
+  status: RolloutDeviceStatus;
+  /** The version the device ran before (what a rollback returns it to). */
+  previous_version: string | null;
+  error_code: string | null;
+  updated_at: string;
+}
+
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
@@ -83,4 +116,6 @@ export interface Database {
   admin_tokens: AdminTokensTable;
   audit_log: AuditLogTable;
   device_desired: DeviceDesiredTable;
+  rollouts: RolloutsTable;
+  rollout_devices: RolloutDevicesTable;
 }

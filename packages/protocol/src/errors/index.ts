@@ -289,6 +289,21 @@ export const ERRORS = defineErrors({
     title: 'The enrollment token is unknown, expired or used up',
     fix: 'Ask an admin for a new enrollment token (POST /v1/enrollment-tokens).',
   },
+  EF_ROLLOUT_CONFLICT: {
+    status: 409,
+    title: 'A targeted device is already in an active rollout of this model',
+    fix: 'Finish, abort or narrow the other rollout first (GET /v1/rollouts lists them), or target other devices.',
+  },
+  EF_ROLLOUT_NO_DEVICES: {
+    status: 422,
+    title: 'The rollout targets no device',
+    fix: 'Check the selector: every tag listed must be on a device, and the devices must be active (GET /v1/devices?tag=...).',
+  },
+  EF_ROLLOUT_STATE: {
+    status: 409,
+    title: 'The rollout is not in a state that allows this',
+    fix: 'Pause and resume apply to running and paused rollouts; a completed, aborted or rolled-back rollout is final.',
+  },
   EF_INTERNAL_ERROR: {
     status: 500,
     title: 'An unexpected error happened',

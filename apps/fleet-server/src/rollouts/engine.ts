@@ -1,0 +1,596 @@
+/**
+ * The rollout engine: a state machine persisted in the database, so a server killed mid-rollout
+ * continues where it was when it starts again.
+ *
+ *   running ──(stage healthy, soaked)──▶ next stage … ──▶ completed
+ *      │  ▲
+ *      ▼  │ resume                     gate tripped, policy rollback
+ *    paused ◀──(gate tripped, policy pause)       │
+ *      │                                          ▼
+ *      └──── abort ───────────────────────▶ aborted / rolled_back (devices get a signed rollback)
+ *
+ * Cohorts are deterministic: a device's place is the hash of the rollout id and its id, so the
+ * first 1% stays the first 1% across restarts. Devices that have not been seen for `offlineAfter`
+ * neither block a stage nor count as failures; they converge when they return (their desired
+ * state is already published, retained).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { type DeviceEvent, type DeviceTopic, decodeMessage, EdgefleetError, type ReportedState } from '@edgefleet/protocol';
+import type { Kysely } from 'kysely';
+import { audit } from '../audit/index.ts';
+import type { DesiredStateService } from '../desired/index.ts';
+import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
+
+export interface StageSpec {
+  /** Cumulative share of the targeted devices in this stage (0-100), or a cumulative count. */
+  readonly percent?: number;
+  readonly count?: number;
+  /** How long a healthy stage is watched before the next one starts. */
+  readonly soakSeconds?: number;
+}
+
+export interface GateSpec {
+  /** Largest share of failed devices (download, verification, acceptance, runtime) in a stage, 0-1. */
+  readonly maxFailureRate?: number;
+  /** Devices that must have reported (active or failed) before a stage can pass. */
+  readonly minDevicesReporting?: number;
+}
+
+export interface RolloutSpec {
+  readonly model: string;
+  readonly version: string;
+  /** Devices carrying every one of these tags; or explicit ids. */
+  readonly selector: { readonly tags?: readonly string[]; readonly devices?: readonly string[] };
+  readonly stages: readonly StageSpec[];
+  readonly gates?: GateSpec;
+  readonly onGateFailure?: 'pause' | 'rollback';
+  /** Seconds without a sign of life after which a device no longer blocks a stage. */
+  readonly offlineAfterSeconds?: number;
+}
+
+const DEFAULTS = {
+  maxFailureRate: 0,
+  minDevicesReporting: 1,
+  onGateFailure: 'rollback' as const,
+  offlineAfterSeconds: 300,
+  soakSeconds: 0,
+};
+
+export interface StageProgress {
+  readonly stage: number;
+  readonly size: number;
+  readonly active: number;
+  readonly failed: number;
+  readonly pending: number;
+  readonly offline: number;
+}
+
+export interface RolloutView {
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  readonly state: RolloutsTable['state'];
+  readonly currentStage: number;
+  readonly stageStartedAt: string;
+  readonly spec: RolloutSpec;
+  readonly reason: unknown;
+  readonly stages: StageProgress[];
+  readonly devices: {
+    id: string;
+    stage: number;
+    status: RolloutDevicesTable['status'];
+    previousVersion: string | null;
+    errorCode: string | null;
+  }[];
+  readonly createdAt: string;
+  readonly createdBy: string;
+}
+
+/** A device's deterministic position in [0, 1) for a rollout. */
+export function cohortOf(rolloutId: string, deviceId: string): number {
+  return createHash('sha256').update(`${rolloutId}\n${deviceId}`).digest().readUInt32BE(0) / 2 ** 32;
+}
+
+/** Cumulative stage sizes for n devices: stage k covers the first sizes[k] devices by cohort. */
+export function stageSizes(stages: readonly StageSpec[], n: number): number[] {
+  let previous = 0;
+  return stages.map((stage, index) => {
+    const wanted = stage.count !== undefined ? stage.count : Math.ceil(((stage.percent ?? 100) / 100) * n);
+    // Every stage adds at least one device while devices remain, and the last covers them all.
+    const size = index === stages.length - 1 ? n : Math.min(n, Math.max(previous + (previous < n ? 1 : 0), wanted));
+    previous = size;
+    return size;
+  });
+}
+
+export interface RolloutEngine {
+  create(spec: RolloutSpec, actor: string): Promise<RolloutView>;
+  get(id: string): Promise<RolloutView>;
+  list(): Promise<RolloutView[]>;
+  pause(id: string, actor: string): Promise<RolloutView>;
+  resume(id: string, actor: string): Promise<RolloutView>;
+  /** Ends the rollout and returns its devices to their previous version. */
+  abort(id: string, actor: string): Promise<RolloutView>;
+  /** Skips the rest of the current stage's soak. */
+  promote(id: string, actor: string): Promise<RolloutView>;
+  /** Feeds a device message (events, reported state) to the engine. */
+  observe(address: DeviceTopic, payload: Uint8Array): void;
+  /** Advances every running rollout once (called on a timer and after observations). */
+  tick(): Promise<void>;
+  start(intervalMs?: number): void;
+  stop(): Promise<void>;
+}
+
+export function createRolloutEngine(options: {
+  db: Kysely<Database>;
+  desired: DesiredStateService;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  now?: () => number;
+}): RolloutEngine {
+  const { db, desired, log } = options;
+  const now = options.now ?? Date.now;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let ticking: Promise<void> = Promise.resolve();
+  let tickQueued = false;
+  let stopped = false;
+  const observing = new Set<Promise<void>>();
+
+  async function view(row: RolloutsTable): Promise<RolloutView> {
+    const spec = JSON.parse(row.spec) as RolloutSpec;
+    const devices = await db.selectFrom('rollout_devices').selectAll().where('rollout_id', '=', row.id).orderBy('cohort').execute();
+    const offline = await offlineDevices(
+      spec,
+      devices.map((d) => d.device_id),
+    );
+    const stages = spec.stages.map((_, stage) => {
+      const members = devices.filter((d) => d.stage <= stage);
+      return {
+        stage,
+        size: members.length,
+        active: members.filter((d) => d.status === 'active').length,
+        failed: members.filter((d) => d.status === 'failed').length,
+        pending: members.filter((d) => d.status === 'pending' || d.status === 'assigned').length,
+        offline: members.filter((d) => (d.status === 'pending' || d.status === 'assigned') && offline.has(d.device_id)).length,
+      };
+    });
+    return {
+      id: row.id,
+      model: row.model,
+      version: row.version,
+      state: row.state,
+      currentStage: row.current_stage,
+      stageStartedAt: row.stage_started_at,
+      spec,
+      reason: row.reason ? (JSON.parse(row.reason) as unknown) : null,
+      stages,
+      devices: devices.map((d) => ({
+        id: d.device_id,
+        stage: d.stage,
+        status: d.status,
+        previousVersion: d.previous_version,
+        errorCode: d.error_code,
+      })),
+      createdAt: row.created_at,
+      createdBy: row.created_by,
+    };
+  }
+
+  async function offlineDevices(spec: RolloutSpec, ids: string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const cutoff = now() - (spec.offlineAfterSeconds ?? DEFAULTS.offlineAfterSeconds) * 1000;
+    const rows = await db.selectFrom('devices').select(['id', 'online', 'last_seen_at']).where('id', 'in', ids).execute();
+    return new Set(rows.filter((r) => r.online !== 1 && (r.last_seen_at === null || Date.parse(r.last_seen_at) < cutoff)).map((r) => r.id));
+  }
+
+  async function load(id: string): Promise<RolloutsTable> {
+    const row = await db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new EdgefleetError('EF_NOT_FOUND', `no rollout "${id}"`);
+    return row;
+  }
+
+  async function setDeviceStatus(
+    rolloutId: string,
+    deviceId: string,
+    status: RolloutDevicesTable['status'],
+    errorCode: string | null = null,
+  ): Promise<void> {
+    await db
+      .updateTable('rollout_devices')
+      .set({ status, error_code: errorCode, updated_at: new Date(now()).toISOString() })
+      .where('rollout_id', '=', rolloutId)
+      .where('device_id', '=', deviceId)
+      .execute();
+  }
+
+  /**
+   * Starts returning a rollout's devices to their previous version. The intent is stored first
+   * (state rolling_back, with the final state in the reason), so a server that dies half-way
+   * finishes the job after its restart; only then is the final state written.
+   */
+  async function rollBack(
+    row: RolloutsTable,
+    final: 'rolled_back' | 'aborted',
+    reason: Record<string, unknown>,
+    actor: string,
+  ): Promise<void> {
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('rollouts')
+        .set({ state: 'rolling_back', reason: JSON.stringify({ ...reason, final }), updated_at: new Date(now()).toISOString() })
+        .where('id', '=', row.id)
+        .execute();
+      await audit(trx, {
+        actor,
+        action: `rollout.${final === 'aborted' ? 'abort' : 'rollback'}`,
+        target: `rollout:${row.id}`,
+        before: { state: row.state },
+        after: { state: final, reason },
+      });
+    });
+    await finishRollBack(await load(row.id));
+  }
+
+  /** Sends each touched device a signed rollback (once), then writes the final state. */
+  async function finishRollBack(row: RolloutsTable): Promise<void> {
+    const reason = JSON.parse(row.reason ?? '{}') as { final?: 'rolled_back' | 'aborted' };
+    const touched = await db
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('rollout_id', '=', row.id)
+      .where('status', 'in', ['assigned', 'active', 'failed'])
+      .execute();
+    for (const device of touched) {
+      if (device.previous_version) {
+        await desired.assign(
+          device.device_id,
+          { set: [{ name: row.model, version: device.previous_version, rolloutId: row.id }], rollback: true },
+          `rollout:${row.id}`,
+        );
+      } else {
+        await desired.assign(device.device_id, { remove: [row.model] }, `rollout:${row.id}`);
+      }
+      await setDeviceStatus(row.id, device.device_id, 'rolled_back', device.error_code);
+    }
+    const final = reason.final ?? 'rolled_back';
+    await db
+      .updateTable('rollouts')
+      .set({ state: final, updated_at: new Date(now()).toISOString() })
+      .where('id', '=', row.id)
+      .execute();
+    log.warn({ rolloutId: row.id, state: final, reason, devices: touched.length }, 'rollout rolled back');
+  }
+
+  async function advance(row: RolloutsTable): Promise<void> {
+    const spec = JSON.parse(row.spec) as RolloutSpec;
+    const gates = { ...DEFAULTS, ...spec.gates };
+    // 1. Everyone in the current stage gets the new version (once).
+    const due = await db
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('rollout_id', '=', row.id)
+      .where('stage', '<=', row.current_stage)
+      .where('status', '=', 'pending')
+      .execute();
+    for (const device of due) {
+      await desired.assign(device.device_id, { set: [{ name: row.model, version: row.version, rolloutId: row.id }] }, `rollout:${row.id}`);
+      await setDeviceStatus(row.id, device.device_id, 'assigned');
+    }
+    // 2. Gates on what the stage's devices have reported.
+    const members = await db
+      .selectFrom('rollout_devices')
+      .selectAll()
+      .where('rollout_id', '=', row.id)
+      .where('stage', '<=', row.current_stage)
+      .execute();
+    const offline = await offlineDevices(
+      spec,
+      members.map((m) => m.device_id),
+    );
+    const counted = members.filter((m) => !offline.has(m.device_id) || m.status === 'active' || m.status === 'failed');
+    const active = counted.filter((m) => m.status === 'active').length;
+    const failed = counted.filter((m) => m.status === 'failed').length;
+    const waiting = counted.length - active - failed;
+    const reporting = active + failed;
+    const failureRate = reporting === 0 ? 0 : failed / reporting;
+    if (failed > 0 && failureRate > gates.maxFailureRate) {
+      const reason = {
+        gate: 'maxFailureRate',
+        stage: row.current_stage,
+        failed,
+        reporting,
+        failureRate,
+        limit: gates.maxFailureRate,
+        errors: [...new Set(members.flatMap((m) => (m.error_code ? [m.error_code] : [])))],
+      };
+      if ((spec.onGateFailure ?? DEFAULTS.onGateFailure) === 'pause') {
+        await db.transaction().execute(async (trx) => {
+          await trx
+            .updateTable('rollouts')
+            .set({ state: 'paused', reason: JSON.stringify(reason), updated_at: new Date(now()).toISOString() })
+            .where('id', '=', row.id)
+            .execute();
+          await audit(trx, {
+            actor: 'rollout-engine',
+            action: 'rollout.pause',
+            target: `rollout:${row.id}`,
+            before: { state: 'running' },
+            after: { state: 'paused', reason },
+          });
+        });
+        log.warn({ rolloutId: row.id, reason }, 'rollout paused by a gate');
+      } else {
+        await rollBack(row, 'rolled_back', reason, 'rollout-engine');
+      }
+      return;
+    }
+    // 3. A healthy, soaked stage opens the next one.
+    const soak = (spec.stages[row.current_stage]?.soakSeconds ?? DEFAULTS.soakSeconds) * 1000;
+    const soaked = now() - Date.parse(row.stage_started_at) >= soak;
+    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted.length) || !soaked) return;
+    const last = row.current_stage >= spec.stages.length - 1;
+    const next = last
+      ? { state: 'completed' as const }
+      : { current_stage: row.current_stage + 1, stage_started_at: new Date(now()).toISOString() };
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('rollouts')
+        .set({ ...next, updated_at: new Date(now()).toISOString() })
+        .where('id', '=', row.id)
+        .execute();
+      await audit(trx, {
+        actor: 'rollout-engine',
+        action: last ? 'rollout.complete' : 'rollout.stage',
+        target: `rollout:${row.id}`,
+        after: { ...next, active, failed },
+      });
+    });
+    log.info({ rolloutId: row.id, ...next, active, failed }, last ? 'rollout completed' : 'rollout stage opened');
+    if (!last) await advance(await load(row.id));
+  }
+
+  async function tickOnce(): Promise<void> {
+    const active = await db.selectFrom('rollouts').selectAll().where('state', 'in', ['running', 'rolling_back']).execute();
+    for (const row of active) {
+      try {
+        if (row.state === 'rolling_back') await finishRollBack(row);
+        else await advance(row);
+      } catch (error) {
+        log.warn({ rolloutId: row.id, err: error }, 'rollout step failed; retried on the next tick');
+      }
+    }
+  }
+
+  const engine: RolloutEngine = {
+    async create(spec, actor) {
+      const version = await db
+        .selectFrom('model_versions')
+        .select('version')
+        .where('name', '=', spec.model)
+        .where('version', '=', spec.version)
+        .executeTakeFirst();
+      if (!version) throw new EdgefleetError('EF_NOT_FOUND', `${spec.model}@${spec.version} is not in the registry`);
+      const id = `ro-${randomUUID().slice(0, 8)}`;
+      const all = await db.selectFrom('devices').select(['id', 'tags']).where('status', '=', 'active').orderBy('id').execute();
+      const targeted = all.filter((d) => {
+        const tags = JSON.parse(d.tags) as string[];
+        return (spec.selector.devices?.includes(d.id) ?? true) && (spec.selector.tags ?? []).every((t) => tags.includes(t));
+      });
+      if (targeted.length === 0)
+        throw new EdgefleetError('EF_ROLLOUT_NO_DEVICES', `no active device matches ${JSON.stringify(spec.selector)}`);
+      const sorted = targeted.map((d) => ({ id: d.id, cohort: cohortOf(id, d.id) })).sort((a, b) => a.cohort - b.cohort);
+      const sizes = stageSizes(spec.stages, sorted.length);
+      const at = new Date(now()).toISOString();
+      // What each device runs now (its current desired version): what a rollback returns it to.
+      const previous = new Map<string, string | null>();
+      for (const device of sorted) {
+        const current = await desired.current(device.id);
+        previous.set(
+          device.id,
+          current?.payload.models.find((m) => m.manifest.payload.name === spec.model)?.manifest.payload.version ?? null,
+        );
+      }
+      await db.transaction().execute(async (trx) => {
+        const busy = await trx
+          .selectFrom('rollout_devices')
+          .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+          .select(['rollout_devices.device_id', 'rollouts.id'])
+          .where('rollouts.model', '=', spec.model)
+          .where('rollouts.state', 'in', ['running', 'paused', 'rolling_back'])
+          .where(
+            'rollout_devices.device_id',
+            'in',
+            sorted.map((d) => d.id),
+          )
+          .execute();
+        if (busy.length > 0) {
+          throw new EdgefleetError(
+            'EF_ROLLOUT_CONFLICT',
+            `device ${busy[0]?.device_id} is already in rollout ${busy[0]?.id} of ${spec.model}${busy.length > 1 ? ` (and ${busy.length - 1} more)` : ''}`,
+          );
+        }
+        await trx
+          .insertInto('rollouts')
+          .values({
+            id,
+            model: spec.model,
+            version: spec.version,
+            spec: JSON.stringify(spec),
+            state: 'running',
+            current_stage: 0,
+            stage_started_at: at,
+            reason: null,
+            created_at: at,
+            created_by: actor,
+            updated_at: at,
+          })
+          .execute();
+        for (const [index, device] of sorted.entries()) {
+          const was = previous.get(device.id) ?? null;
+          await trx
+            .insertInto('rollout_devices')
+            .values({
+              rollout_id: id,
+              device_id: device.id,
+              cohort: device.cohort,
+              stage: sizes.findIndex((size) => index < size),
+              status: was === spec.version ? 'active' : 'pending',
+              previous_version: was,
+              error_code: null,
+              updated_at: at,
+            })
+            .execute();
+        }
+        await audit(trx, {
+          actor,
+          action: 'rollout.create',
+          target: `rollout:${id}`,
+          after: { ...spec, devices: sorted.length, stageSizes: sizes },
+        });
+      });
+      await engine.tick();
+      return engine.get(id);
+    },
+
+    get: async (id) => view(await load(id)),
+
+    async list() {
+      const rows = await db.selectFrom('rollouts').selectAll().orderBy('created_at', 'desc').execute();
+      return Promise.all(rows.map(view));
+    },
+
+    async pause(id, actor) {
+      const row = await load(id);
+      if (row.state !== 'running') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .updateTable('rollouts')
+          .set({ state: 'paused', updated_at: new Date(now()).toISOString() })
+          .where('id', '=', id)
+          .execute();
+        await audit(trx, {
+          actor,
+          action: 'rollout.pause',
+          target: `rollout:${id}`,
+          before: { state: 'running' },
+          after: { state: 'paused' },
+        });
+      });
+      return engine.get(id);
+    },
+
+    async resume(id, actor) {
+      const row = await load(id);
+      if (row.state !== 'paused') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      await db.transaction().execute(async (trx) => {
+        // Failed devices get another chance: back to pending, they are assigned again.
+        await trx
+          .updateTable('rollout_devices')
+          .set({ status: 'pending', error_code: null })
+          .where('rollout_id', '=', id)
+          .where('status', '=', 'failed')
+          .execute();
+        await trx
+          .updateTable('rollouts')
+          .set({ state: 'running', reason: null, updated_at: new Date(now()).toISOString() })
+          .where('id', '=', id)
+          .execute();
+        await audit(trx, {
+          actor,
+          action: 'rollout.resume',
+          target: `rollout:${id}`,
+          before: { state: 'paused' },
+          after: { state: 'running' },
+        });
+      });
+      await engine.tick();
+      return engine.get(id);
+    },
+
+    async abort(id, actor) {
+      const row = await load(id);
+      if (row.state !== 'running' && row.state !== 'paused') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      await rollBack(row, 'aborted', { requestedBy: actor }, actor);
+      return engine.get(id);
+    },
+
+    async promote(id, actor) {
+      const row = await load(id);
+      if (row.state !== 'running') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      // Moving the stage start into the past ends its soak now.
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .updateTable('rollouts')
+          .set({ stage_started_at: new Date(0).toISOString(), updated_at: new Date(now()).toISOString() })
+          .where('id', '=', id)
+          .execute();
+        await audit(trx, { actor, action: 'rollout.promote', target: `rollout:${id}`, after: { stage: row.current_stage } });
+      });
+      await engine.tick();
+      return engine.get(id);
+    },
+
+    observe(address, payload) {
+      if (stopped || (address.kind !== 'events' && address.kind !== 'reported')) return;
+      const work = (async () => {
+        const rows = await db
+          .selectFrom('rollout_devices')
+          .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+          .select(['rollouts.id', 'rollouts.model', 'rollouts.version', 'rollout_devices.status'])
+          .where('rollout_devices.device_id', '=', address.deviceId)
+          .where('rollouts.state', 'in', ['running', 'paused'])
+          .execute();
+        if (rows.length === 0) return;
+        if (address.kind === 'events') {
+          const event = decodeMessage({ ...address, kind: 'events' }, payload) as DeviceEvent;
+          for (const row of rows) {
+            if (event.model?.name !== row.model || event.model.version !== row.version) continue;
+            if (event.kind === 'activated') await setDeviceStatus(row.id, address.deviceId, 'active');
+            if (event.kind === 'install-failed')
+              await setDeviceStatus(row.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
+          }
+        } else {
+          // Reported state catches what events missed (a device that activated while we were down).
+          const reported = decodeMessage({ ...address, kind: 'reported' }, payload) as ReportedState;
+          for (const row of rows) {
+            const model = reported.models.find((m) => m.name === row.model);
+            if (model?.active?.version === row.version && row.status !== 'active')
+              await setDeviceStatus(row.id, address.deviceId, 'active');
+          }
+        }
+        queueTick();
+      })().catch((error: unknown) => log.warn({ deviceId: address.deviceId, err: error }, 'could not record a rollout observation'));
+      observing.add(work);
+      void work.finally(() => observing.delete(work));
+    },
+
+    tick() {
+      if (stopped) return ticking;
+      ticking = ticking.then(tickOnce, tickOnce);
+      return ticking;
+    },
+
+    start(intervalMs = 1000) {
+      timer ??= setInterval(() => void engine.tick(), intervalMs);
+      void engine.tick();
+    },
+
+    async stop() {
+      stopped = true;
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await Promise.all(observing);
+      await ticking.catch(() => undefined);
+    },
+  };
+
+  function queueTick(): void {
+    if (tickQueued) return;
+    tickQueued = true;
+    setTimeout(() => {
+      tickQueued = false;
+      if (!stopped) void engine.tick();
+    }, 20);
+  }
+
+  return engine;
+}

@@ -1,0 +1,129 @@
+/**
+ * A real fleet for end-to-end tests: the fleet server on loopback ports with a fresh data folder,
+ * and devices running the real runtime + agent over real MQTT.
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Agent, createAgent, createFileAgentState } from '@edgefleet/agent';
+import { createFleetServer, type FleetServer } from '@edgefleet/fleet-server';
+import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
+import { createRuntime, createWasmEngine, type Runtime } from '@edgefleet/runtime';
+
+export interface Fleet {
+  readonly server: FleetServer;
+  readonly keySet: KeySetPayload;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies ad hoc
+  api<T = any>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown): Promise<T>;
+  register(name: string, version: string, bytes: Uint8Array, fields?: Record<string, unknown>): Promise<unknown>;
+  startDevice(id: string, options?: { existing?: { secret: string; dir: string }; tags?: string[] }): Promise<FleetDevice>;
+  /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
+  restartServer(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface FleetDevice {
+  readonly id: string;
+  readonly secret: string;
+  readonly dir: string;
+  readonly runtime: Runtime;
+  readonly agent: Agent;
+  /** How many artifact downloads made progress on this device since it started. */
+  downloads(): number;
+  activeVersion(model: string): string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function startFleet(): Promise<Fleet> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-fleet-'));
+  let server = await createFleetServer({ env: {}, config: { dataDir, port: 0, mqttPort: 0, adminToken: 'e2e-admin-token' } });
+  const ports = { http: new URL(server.url).port, mqtt: new URL(server.broker.urls.tcp).port };
+  const auth = { authorization: 'Bearer e2e-admin-token' };
+  const keySet = ((await server.app.inject({ method: 'GET', url: '/v1/keyset' })).json() as SignedDocument<KeySetPayload>).payload;
+  const devices: FleetDevice[] = [];
+
+  const fleet: Fleet = {
+    get server() {
+      return server;
+    },
+    keySet,
+    async api(method, url, payload) {
+      const response = await server.app.inject({
+        method,
+        url,
+        headers: auth,
+        ...(payload === undefined ? {} : { payload: payload as object }),
+      });
+      if (response.statusCode >= 300) throw new Error(`${method} ${url}: ${response.statusCode} ${response.body}`);
+      return (response.statusCode === 204 ? undefined : response.json()) as never;
+    },
+    async register(name, version, bytes, fields = {}) {
+      const form = new FormData();
+      form.append('version', version);
+      for (const [key, value] of Object.entries(fields)) form.append(key, JSON.stringify(value));
+      form.append('model', new Blob([bytes.slice()]), 'model.onnx');
+      const response = await server.app.inject({ method: 'POST', url: `/v1/models/${name}/versions`, headers: auth, payload: form });
+      if (response.statusCode !== 201) throw new Error(response.body);
+      return response.json();
+    },
+    async startDevice(id, options = {}) {
+      const credentials: { secret: string; dir: string } = options.existing ?? {
+        secret: (await fleet.api<{ secret: string }>('POST', '/v1/devices', { id, tags: options.tags ?? ['fleet=test'] })).secret,
+        dir: await mkdtemp(join(tmpdir(), `edgefleet-agent-${id}-`)),
+      };
+      let downloads = 0;
+      const runtime = await createRuntime({ dir: credentials.dir, engines: [createWasmEngine(1)], trust: keySet, deviceId: id });
+      runtime.on('download-progress', ({ bytes }) => {
+        if (bytes > 0) downloads++;
+      });
+      const agent = createAgent({
+        deviceId: id,
+        secret: credentials.secret,
+        mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
+        serverUrl: `http://127.0.0.1:${ports.http}`,
+        runtime,
+        trust: createTrust(keySet),
+        state: createFileAgentState(credentials.dir),
+        platform: 'node',
+        reconnectPeriodMs: 200,
+      });
+      await agent.start();
+      const device: FleetDevice = {
+        id,
+        secret: credentials.secret,
+        dir: credentials.dir,
+        runtime,
+        agent,
+        downloads: () => downloads,
+        activeVersion: (model) => runtime.models().find((m) => m.name === model)?.active?.version,
+        async stop() {
+          await agent.stop();
+          await runtime.close();
+          devices.splice(devices.indexOf(device), 1);
+        },
+      };
+      devices.push(device);
+      return device;
+    },
+    async restartServer() {
+      await server.close();
+      server = await createFleetServer({
+        env: {},
+        config: { dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: 'e2e-admin-token' },
+      });
+    },
+    async close() {
+      for (const device of [...devices]) await device.stop();
+      await server.close();
+    },
+  };
+  return fleet;
+}
