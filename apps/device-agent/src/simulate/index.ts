@@ -1,0 +1,271 @@
+/**
+ * N lightweight simulated devices in one process. Each speaks real MQTT with its own credential,
+ * verifies its signed desired state with the fleet's key set, downloads and hash-verifies the real
+ * artifacts over HTTP (with Range resume), and reports state and events like a real agent; it only
+ * skips inference. Faults can be injected: failed acceptance tests, added latency, devices offline,
+ * downloads dropped half-way.
+ */
+import { createHash } from 'node:crypto';
+import {
+  createTopicScheme,
+  createTrust,
+  type DeviceEvent,
+  encodeMessage,
+  type KeySetPayload,
+  type ReportedState,
+  type SignedDocument,
+  timestamp,
+  verifyDesiredState,
+} from '@edgefleet/protocol';
+import mqtt, { type MqttClient } from 'mqtt';
+
+export interface SimulationFaults {
+  /** Share of devices (0-1, chosen by id hash) whose acceptance test fails. */
+  readonly failAcceptance?: number;
+  /** Extra delay before each install, in ms. */
+  readonly latencyMs?: number;
+  /** Share of devices that stay offline (never connect). */
+  readonly offline?: number;
+  /** Share of devices whose first download attempt is cut half-way (then resumed with Range). */
+  readonly dropDownload?: number;
+}
+
+export interface SimulationOptions {
+  readonly serverUrl: string;
+  readonly mqttUrl: string;
+  readonly keySet: KeySetPayload;
+  readonly devices: readonly { readonly id: string; readonly secret: string }[];
+  readonly faults?: SimulationFaults;
+  /** Connections opened at once: a real fleet does not reconnect in lockstep. */
+  readonly connectConcurrency?: number;
+  readonly log?: (line: Record<string, unknown>) => void;
+}
+
+export interface SimulatedDevice {
+  readonly id: string;
+  readonly online: boolean;
+  /** name → active version. */
+  readonly active: ReadonlyMap<string, string>;
+  readonly installs: number;
+}
+
+export interface Simulation {
+  readonly devices: readonly SimulatedDevice[];
+  /** How many online devices run `model` at `version`. */
+  countActive(model: string, version: string): number;
+  stop(): Promise<void>;
+}
+
+/** A stable share in [0, 1) per device and purpose: faults hit the same devices on every run. */
+function share(id: string, purpose: string): number {
+  return createHash('sha256').update(`${purpose}\n${id}`).digest().readUInt32BE(0) / 2 ** 32;
+}
+
+export async function startSimulation(options: SimulationOptions): Promise<Simulation> {
+  const topics = createTopicScheme();
+  const trust = createTrust(options.keySet);
+  const faults = options.faults ?? {};
+  const log = options.log ?? (() => undefined);
+  // Manifests are the same for every device: verify each signed manifest once.
+  const devices: (SimulatedDevice & { client?: MqttClient | undefined; active: Map<string, string>; installs: number; online: boolean })[] =
+    [];
+
+  async function runDevice(id: string, secret: string) {
+    const state = { id, online: false, active: new Map<string, string>(), installs: 0, client: undefined as MqttClient | undefined };
+    devices.push(state);
+    if (share(id, 'offline') < (faults.offline ?? 0)) return;
+    const bootId = globalThis.crypto.randomUUID();
+    let seq = 0;
+    let applied = 0;
+    let busy: Promise<void> = Promise.resolve();
+    const basic = `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+    const client = await mqtt.connectAsync(options.mqttUrl, {
+      clientId: id,
+      username: id,
+      password: secret,
+      protocolVersion: 4,
+      reconnectPeriod: 1000,
+      keepalive: 60,
+      will: {
+        topic: topics.build('presence', id),
+        payload: Buffer.from(
+          encodeMessage('presence', {
+            type: 'edgefleet.presence/v1',
+            deviceId: id,
+            bootId,
+            state: 'offline',
+            since: timestamp(Date.now()),
+          }),
+        ),
+        qos: 1,
+        retain: true,
+      },
+    });
+    state.client = client;
+    state.online = true;
+    const event = (kind: DeviceEvent['kind'], fields: Partial<DeviceEvent>) => {
+      const message: DeviceEvent = {
+        type: 'edgefleet.event/v1',
+        deviceId: id,
+        bootId,
+        seq: seq++,
+        at: timestamp(Date.now()),
+        kind,
+        ...fields,
+      };
+      client.publish(topics.build('events', id), Buffer.from(encodeMessage('events', message)), { qos: 1 });
+    };
+    const report = () => {
+      const reported: ReportedState = {
+        type: 'edgefleet.reported-state/v1',
+        deviceId: id,
+        bootId,
+        reportedAt: timestamp(Date.now()),
+        appliedSequence: applied,
+        agent: { version: '0.1.0', platform: 'node', deviceClass: 'simulated' },
+        capabilities: { executionProviders: ['wasm'] },
+        models: [...state.active].map(([name, version]) => ({
+          name,
+          state: 'active' as const,
+          active: { version, sha256: '0'.repeat(64), executionProvider: 'wasm' as const, activatedAt: timestamp(Date.now()) },
+        })),
+      };
+      client.publish(topics.build('reported', id), Buffer.from(encodeMessage('reported', reported)), { qos: 1, retain: true });
+    };
+
+    async function download(sha256: string, size: number, dropFirst: boolean): Promise<void> {
+      const hash = createHash('sha256');
+      let received = 0;
+      for (let attempt = 0; attempt < 5 && received < size; attempt++) {
+        const response = await fetch(`${options.serverUrl}/v1/artifacts/${sha256}`, {
+          headers: { authorization: basic, ...(received > 0 ? { range: `bytes=${received}-` } : {}) },
+        });
+        if (response.status !== 200 && response.status !== 206)
+          throw Object.assign(new Error(`HTTP ${response.status}`), { code: 'EF_DOWNLOAD_FAILED' });
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          received += value.length;
+          if (received > size) throw Object.assign(new Error('more than the signed size'), { code: 'EF_DOWNLOAD_TOO_LARGE' });
+          hash.update(value);
+          if (dropFirst && attempt === 0 && received >= size / 2) {
+            await reader.cancel(); // the link drops half-way: resume with Range on the next attempt
+            break;
+          }
+        }
+      }
+      if (received !== size) throw Object.assign(new Error(`got ${received} of ${size} bytes`), { code: 'EF_DOWNLOAD_INCOMPLETE' });
+      if (hash.digest('hex') !== sha256) throw Object.assign(new Error('sha256 mismatch'), { code: 'EF_ARTIFACT_HASH_MISMATCH' });
+    }
+
+    async function reconcile(document: unknown): Promise<void> {
+      let verified: ReturnType<typeof verifyDesiredState>;
+      try {
+        verified = verifyDesiredState(document, trust, { deviceId: id });
+      } catch (error) {
+        event('desired-state-rejected', {
+          error: { code: (error as { code?: string }).code ?? 'EF_INTERNAL_ERROR', message: String(error).slice(0, 500) },
+        });
+        return;
+      }
+      if (verified.payload.sequence <= applied) return report();
+      for (const [index, manifest] of verified.manifests.entries()) {
+        const rolloutId = verified.payload.models[index]?.rolloutId;
+        const model = { name: manifest.name, version: manifest.version };
+        if (state.active.get(manifest.name) === manifest.version) continue;
+        try {
+          if (faults.latencyMs) await new Promise((resolve) => setTimeout(resolve, faults.latencyMs));
+          await download(manifest.artifact.sha256, manifest.artifact.size, share(id, 'drop') < (faults.dropDownload ?? 0));
+          event('verified', { model, ...(rolloutId ? { rolloutId } : {}) });
+          if (share(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
+            throw Object.assign(new Error('simulated acceptance failure'), { code: 'EF_ACCEPTANCE_FAILED' });
+          }
+          state.active.set(manifest.name, manifest.version);
+          state.installs++;
+          event('activated', { model, executionProvider: 'wasm', ...(rolloutId ? { rolloutId } : {}) });
+        } catch (error) {
+          event('install-failed', {
+            model,
+            error: { code: (error as { code?: string }).code ?? 'EF_INTERNAL_ERROR', message: String(error).slice(0, 500) },
+            ...(rolloutId ? { rolloutId } : {}),
+          });
+        }
+      }
+      for (const name of verified.payload.remove) state.active.delete(name);
+      applied = verified.payload.sequence;
+      report();
+    }
+
+    client.on('message', (_topic, payload) => {
+      let document: unknown;
+      try {
+        document = JSON.parse(payload.toString('utf8')) as SignedDocument<unknown>;
+      } catch {
+        return;
+      }
+      busy = busy.then(() => reconcile(document)).catch((error: unknown) => log({ level: 'warn', deviceId: id, msg: String(error) }));
+    });
+    client.on('connect', () => {
+      state.online = true;
+      report();
+    });
+    client.on('close', () => {
+      state.online = false;
+    });
+    await client.subscribeAsync(topics.build('desired', id), { qos: 1 });
+    report();
+  }
+
+  const queue = [...options.devices];
+  const workers = Array.from({ length: Math.min(options.connectConcurrency ?? 100, queue.length) }, async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await runDevice(next.id, next.secret);
+  });
+  await Promise.all(workers);
+  log({ level: 'info', msg: 'simulation started', devices: options.devices.length, online: devices.filter((d) => d.online).length });
+
+  return {
+    devices,
+    countActive: (model, version) => devices.filter((d) => d.active.get(model) === version).length,
+    async stop() {
+      await Promise.all(devices.map((d) => d.client?.endAsync(true).catch(() => undefined)));
+    },
+  };
+}
+
+export interface EnrolledDevices {
+  readonly devices: { id: string; secret: string }[];
+  /** The broker URLs the server announced at enrollment. */
+  readonly mqtt: { tcp: string; ws: string };
+}
+
+/** Enrolls N devices with an enrollment token (the server hashes each secret with scrypt). */
+export async function enrollDevices(
+  serverUrl: string,
+  token: string,
+  count: number,
+  prefix: string,
+  concurrency = 8,
+): Promise<EnrolledDevices> {
+  const ids = Array.from({ length: count }, (_, i) => `${prefix}-${String(i).padStart(5, '0')}`);
+  const enrolled: { id: string; secret: string }[] = [];
+  let mqttUrls: { tcp: string; ws: string } | undefined;
+  const queue = [...ids];
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, ids.length) }, async () => {
+      for (let id = queue.shift(); id; id = queue.shift()) {
+        const response = await fetch(`${serverUrl}/v1/enroll`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token, id }),
+        });
+        const body = (await response.json()) as { secret?: string; mqtt?: { tcp: string; ws: string }; code?: string; detail?: string };
+        if (!response.ok || !body.secret || !body.mqtt) throw new Error(`enrolling ${id}: ${response.status} ${body.code} ${body.detail}`);
+        enrolled.push({ id, secret: body.secret });
+        mqttUrls ??= body.mqtt;
+      }
+    }),
+  );
+  if (!mqttUrls) throw new Error('no device was enrolled');
+  return { devices: enrolled.sort((a, b) => a.id.localeCompare(b.id)), mqtt: mqttUrls };
+}
