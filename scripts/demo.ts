@@ -5,20 +5,24 @@
  *    and WebSocket, a signing key and an admin token generated on first start).
  * 2. A real model, Silero VAD v5 from @ricky0123/vad-web, is registered through the admin API with
  *    sample inputs: the server parses it, signs its manifest and computes its golden outputs.
- * 3. A device is enrolled; its runtime pins the server's key set, downloads the model from the
- *    server with its own credential, verifies it, runs the acceptance test on the execution
- *    provider it will really use, activates it and runs it.
+ * 3. A real device (runtime + agent) and 9 simulated ones enroll and connect over MQTT; the model is
+ *    rolled out in stages (10% → 50% → 100%): each device verifies the signed desired state,
+ *    downloads the model with its own credential, checks its hash, runs the acceptance test on
+ *    the execution provider it will really use and activates it.
  * 4. The server goes away; the device restarts and keeps serving offline.
  * 5. Every attack of the threat model a device can meet is refused with its own code while the
  *    active model keeps serving. The audit log says who did what.
  *
- * Rollouts over MQTT (issue 5) and drift (issue 6) extend this story.
+ * Drift (issue 6) extends this story.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createAgent, createFileAgentState } from '@edgefleet/agent';
+import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
 import { createFleetServer } from '@edgefleet/fleet-server';
 import {
+  createTrust,
   EdgefleetError,
   encodeTensor,
   generateSigningKey,
@@ -130,42 +134,75 @@ async function main(): Promise<void> {
     line(`inputs ${model.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(',')}]`).join(', ')}`);
     line(`manifest signed by the server, golden outputs computed by onnxruntime-web on the server`);
 
-    step(`${DEVICE} is enrolled and pins the server's key set`);
-    const device = await api<{ id: string; secret: string; keySet: SignedDocument<KeySetPayload> }>(
+    step(`${DEVICE} (a real runtime + agent) and 9 simulated devices enroll; each pins the server's key set`);
+    const device = await api<{ id: string; secret: string; keySet: SignedDocument<KeySetPayload>; mqtt: { tcp: string } }>(
       server.url,
       token,
       'POST',
       '/v1/devices',
-      { id: DEVICE, tags: ['site=demo'] },
+      {
+        id: DEVICE,
+        tags: ['site=demo'],
+      },
     );
     const keySet = device.keySet.payload;
-    line(`credential issued once (stored as scrypt); trusted key ${short(keySet.keys[0]?.keyId ?? '')}`);
+    line(`credentials issued once (stored as scrypt); trusted key ${short(keySet.keys[0]?.keyId ?? '')}`);
     const basic = `Basic ${Buffer.from(`${DEVICE}:${device.secret}`).toString('base64')}`;
     const artifactUrl = `${server.url}/v1/artifacts/${registered.sha256}`;
-
-    step(`${DEVICE} installs it: download → sha256 → store → acceptance test → activate`);
     const runtime = await createRuntime({ dir: deviceDir, trust: keySet, deviceId: DEVICE });
     runtime.on('acceptance-passed', ({ executionProvider, maxAbsoluteError }) =>
       line(
-        `✓ acceptance test on ${executionProvider}: max |error| ${maxAbsoluteError.toExponential(2)} against the server's golden output`,
+        `${DEVICE}: ✓ acceptance test on ${executionProvider}, max |error| ${maxAbsoluteError.toExponential(2)} against the server's golden output`,
       ),
     );
-    let lastReported = 0;
-    const info = await runtime.install(
-      manifest,
-      { url: artifactUrl, headers: { authorization: basic } },
-      {
-        onProgress: ({ bytes: received, total }) => {
-          if (received === total || received - lastReported > total / 3) {
-            lastReported = received;
-            line(`… ${received} / ${total} bytes`);
-          }
-        },
-      },
+    runtime.on('activated', ({ model, executionProvider }) =>
+      line(`${DEVICE}: ✓ ${model.name}@${model.version} active on ${executionProvider}`),
     );
-    line(`✓ active: ${info.name}@${info.active?.version} on ${info.active?.executionProvider} (${info.active?.engine})`);
+    const agent = createAgent({
+      deviceId: DEVICE,
+      secret: device.secret,
+      mqttUrl: device.mqtt.tcp,
+      serverUrl: server.url,
+      runtime,
+      trust: createTrust(keySet),
+      state: createFileAgentState(deviceDir),
+      platform: 'node',
+    });
+    await agent.start();
+    const enrollment = await api<{ token: string }>(server.url, token, 'POST', '/v1/enrollment-tokens', { tags: ['site=demo'], uses: 9 });
+    const { devices: simulatedDevices, mqtt } = await enrollDevices(server.url, enrollment.token, 9, 'demo-sim');
+    const simulation = await startSimulation({ serverUrl: server.url, mqttUrl: mqtt.tcp, keySet, devices: simulatedDevices });
+    line(`10 devices connected over MQTT (${mqtt.tcp})`);
+
+    step('A staged rollout: 10% → 50% → 100%, any failure rolls it back');
+    const rollout = await api<{ id: string }>(server.url, token, 'POST', '/v1/rollouts', {
+      model: 'silero-vad',
+      version: '5.0.0',
+      selector: { tags: ['site=demo'] },
+      stages: [{ percent: 10, soakSeconds: 1 }, { percent: 50, soakSeconds: 1 }, { percent: 100 }],
+      gates: { maxFailureRate: 0 },
+    });
+    let lastLine = '';
+    for (;;) {
+      const view = await api<{ state: string; currentStage: number; stages: { size: number; active: number; failed: number }[] }>(
+        server.url,
+        token,
+        'GET',
+        `/v1/rollouts/${rollout.id}`,
+      );
+      const stage = view.stages[view.currentStage];
+      const text = `${rollout.id} ${view.state.padEnd(9)} stage ${view.currentStage + 1}/${view.stages.length}: ${stage?.active}/${stage?.size} active, ${stage?.failed} failed`;
+      if (text !== lastLine) line(text);
+      lastLine = text;
+      if (view.state !== 'running') break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    line(`simulated devices on 5.0.0: ${simulation.countActive('silero-vad', '5.0.0')}/9`);
+    await agent.idle();
     const before = await listen(runtime);
-    line(`speech probabilities of three frames: ${before}`);
+    line(`${DEVICE} speech probabilities of three frames: ${before}`);
+    await agent.stop();
+    await simulation.stop();
     await runtime.close();
 
     step('The device is revoked for a moment: the server refuses it at once');
@@ -179,10 +216,14 @@ async function main(): Promise<void> {
       server.url,
       token,
       'GET',
-      '/v1/audit?limit=10',
+      '/v1/audit?limit=500',
     );
-    step('The audit log says who did what');
-    for (const entry of audit.entries.reverse()) line(`${entry.at}  ${entry.actor.padEnd(14)} ${entry.action.padEnd(24)} ${entry.target}`);
+    step('The audit log says who did what (per-device desired-state entries left out here)');
+    for (const entry of audit.entries
+      .reverse()
+      .filter((e) => e.action !== 'device.desired.set' && !e.target.startsWith('device:demo-sim'))) {
+      line(`${entry.at}  ${entry.actor.padEnd(20)} ${entry.action.padEnd(24)} ${entry.target}`);
+    }
 
     step('Two more versions are registered: Silero VAD v6 as 6.0.0, and an old build as 4.0.0');
     const v6 = readModel(SILERO_VAD_V5_PATH.replace('silero_vad_v5.onnx', 'silero_vad_v6.onnx'));

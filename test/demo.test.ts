@@ -7,16 +7,20 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('pnpm demo', () => {
-  it('starts the fleet server, registers Silero VAD, delivers it to a device that runs it offline, and refuses every attack', async () => {
+  it('starts the fleet server, registers Silero VAD, rolls it out in stages to a real and 9 simulated devices, runs it offline, and refuses every attack', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], { cwd: root, timeout: 120_000 });
     expect(stdout).toMatch(/admin API {5}http:\/\/127\.0\.0\.1:\d+ {3}\(OpenAPI: http:\/\/127\.0\.0\.1:\d+\/docs\)/);
     expect(stdout).toMatch(/MQTT {10}mqtt:\/\/127\.0\.0\.1:\d+ {3}ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
     expect(stdout).toMatch(/admin token {3}efa_\w+_[\w-]{43}/);
     expect(stdout).toContain('silero-vad@5.0.0: 2327524 bytes');
     expect(stdout).toMatch(/inputs input float32\[.*\], state float32\[2,.*,128\], sr int64\[\]/);
-    expect(stdout).toMatch(/… 2327524 \/ 2327524 bytes/);
-    expect(stdout).toMatch(/✓ acceptance test on (cpu|wasm): max \|error\| .* against the server's golden output/);
-    expect(stdout).toMatch(/✓ active: silero-vad@5\.0\.0 on (cpu|wasm)/);
+    expect(stdout).toContain('10 devices connected over MQTT');
+    expect(stdout).toMatch(/demo-cam-001: ✓ acceptance test on (cpu|wasm), max \|error\| .* against the server's golden output/);
+    expect(stdout).toMatch(/demo-cam-001: ✓ silero-vad@5\.0\.0 active on (cpu|wasm)/);
+    expect(stdout).toMatch(/ro-[0-9a-f]{8} running +stage 1\/3: /);
+    expect(stdout).toMatch(/ro-[0-9a-f]{8} completed stage 3\/3: 10\/10 active, 0 failed/);
+    expect(stdout).toContain('simulated devices on 5.0.0: 9/9');
+    expect(stdout).toMatch(/rollout-engine +rollout\.complete/);
     expect(stdout).toContain('after revocation: HTTP 403 EF_DEVICE_REVOKED');
     expect(stdout).toMatch(/model\.version\.create +model:silero-vad@5\.0\.0/);
     expect(stdout).toMatch(/✓ restored 5\.0\.0 and got the same outputs/);
