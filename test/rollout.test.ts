@@ -65,12 +65,15 @@ describe('staged rollouts over MQTT', () => {
     const done = await fleet.api('GET', `/v1/rollouts/${created.id}`);
     expect(done.devices.every((d: { status: string }) => d.status === 'active')).toBe(true);
     const audit = await fleet.api('GET', `/v1/audit?target=rollout:${created.id}`);
-    expect(audit.entries.map((e: { action: string }) => e.action).reverse()).toEqual([
+    const actions = audit.entries.map((e: { action: string }) => e.action).reverse();
+    expect(actions.filter((a: string) => a.startsWith('rollout.'))).toEqual([
       'rollout.create',
       'rollout.stage',
       'rollout.stage',
       'rollout.complete',
     ]);
+    // One signed desired-state batch per stage, audited once each.
+    expect(actions.filter((a: string) => a === 'device.desired.set')).toHaveLength(3);
     for (const d of all) await d.stop();
   }, 90_000);
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { type Agent, createAgent, createFileAgentState } from '@edgefleet/agent';
 import { createFleetServer, type FleetServer } from '@edgefleet/fleet-server';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
+import { nodeVerify } from '@edgefleet/protocol/node';
 import { createRuntime, createWasmEngine, type Runtime } from '@edgefleet/runtime';
 
 export interface Fleet {
@@ -90,7 +91,7 @@ export async function startFleet(): Promise<Fleet> {
         mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
         serverUrl: `http://127.0.0.1:${ports.http}`,
         runtime,
-        trust: createTrust(keySet),
+        trust: createTrust(keySet, { verify: nodeVerify }),
         state: createFileAgentState(credentials.dir),
         platform: 'node',
         reconnectPeriodMs: 200,

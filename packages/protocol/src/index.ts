@@ -19,6 +19,7 @@ export {
   signKeySet,
   signManifest,
   type Trust,
+  type TrustOptions,
   timestamp,
   type VerifiedDesiredState,
   type VerifyDesiredStateOptions,

@@ -5,6 +5,8 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { createTrust } from '@edgefleet/protocol';
+import { nodeVerify } from '@edgefleet/protocol/node';
 import * as ortWeb from 'onnxruntime-web';
 import { createOrtEngine, type OrtModule } from './engine/ort-engine.ts';
 import type { Engine } from './engine/types.ts';
@@ -75,10 +77,12 @@ function defaultThreads(): number {
  * const runtime = await createRuntime({ trust: keySet, dir: '/var/lib/my-app/models' });
  */
 export async function createRuntime(options: NodeRuntimeOptions): Promise<Runtime> {
-  const { dir, store, engines, threads, ...rest } = options;
+  const { dir, store, engines, threads, trust, ...rest } = options;
   return createCoreRuntime({
     createHasher: createNodeHasher,
     ...rest,
+    // Native ed25519 for a key set given as a payload; a ready Trust is used as it is.
+    trust: 'policy' in trust ? trust : createTrust(trust, { verify: nodeVerify }),
     store: store ?? (await createFileModelStore({ dir: dir ?? join(process.env.EDGEFLEET_DATA_DIR ?? '.edgefleet', 'models') })),
     engines: engines ?? (await defaultNodeEngines(threads)),
   });

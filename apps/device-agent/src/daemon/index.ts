@@ -6,6 +6,7 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent, createFileAgentState } from '@edgefleet/agent';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
+import { nodeVerify } from '@edgefleet/protocol/node';
 import { createRuntime } from '@edgefleet/runtime';
 
 export interface Credential {
@@ -82,7 +83,7 @@ export async function runDaemon(options: DaemonOptions): Promise<{ stop(): Promi
     mqttUrl: options.mqttUrl ?? credential.mqtt.tcp,
     serverUrl: options.serverUrl,
     runtime,
-    trust: createTrust(credential.keySet.payload),
+    trust: createTrust(credential.keySet.payload, { verify: nodeVerify }),
     state: createFileAgentState(options.dataDir),
     platform: 'node',
     log: (level, msg, fields) => log({ level, msg, deviceId: credential.id, ...fields }),

@@ -17,6 +17,7 @@ import {
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
+import { nodeVerify } from '@edgefleet/protocol/node';
 import mqtt, { type MqttClient } from 'mqtt';
 
 export interface SimulationFaults {
@@ -63,7 +64,7 @@ function share(id: string, purpose: string): number {
 
 export async function startSimulation(options: SimulationOptions): Promise<Simulation> {
   const topics = createTopicScheme();
-  const trust = createTrust(options.keySet);
+  const trust = createTrust(options.keySet, { verify: nodeVerify });
   const faults = options.faults ?? {};
   const log = options.log ?? (() => undefined);
   // Manifests are the same for every device: verify each signed manifest once.

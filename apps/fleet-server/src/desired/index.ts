@@ -14,7 +14,7 @@ import {
   signDesiredState,
   signManifest,
 } from '@edgefleet/protocol';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { audit } from '../audit/index.ts';
 import type { FleetBroker } from '../broker/index.ts';
 import type { FleetKeys } from '../keys/index.ts';
@@ -30,6 +30,11 @@ export interface DesiredChange {
 
 export interface DesiredStateService {
   assign(deviceId: string, change: DesiredChange, actor: string): Promise<SignedDocument<DesiredStatePayload>>;
+  /**
+   * The same change for many devices in one transaction with one audit entry (a rollout stage):
+   * thousands of devices cost one commit, not thousands.
+   */
+  assignMany(deviceIds: readonly string[], change: DesiredChange, actor: string, target: string): Promise<void>;
   current(deviceId: string): Promise<SignedDocument<DesiredStatePayload> | undefined>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
@@ -76,57 +81,100 @@ export function createDesiredStateService(options: {
     return fresh;
   }
 
+  async function manifestsFor(change: DesiredChange) {
+    return Promise.all((change.set ?? []).map(async (m) => ({ manifest: await manifestFor(m.name, m.version), rolloutId: m.rolloutId })));
+  }
+
+  function describe(payload: DesiredStatePayload): string[] {
+    return payload.models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`);
+  }
+
+  /** Writes the next document of each device (inside the caller's transaction) and returns them. */
+  async function writeDocuments(
+    trx: Transaction<Database>,
+    deviceIds: readonly string[],
+    change: DesiredChange,
+    manifests: { manifest: SignedDocument<ManifestPayload>; rolloutId: string | undefined }[],
+  ): Promise<{ deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[]> {
+    const known = new Set<string>();
+    const rows = new Map<string, { sequence: number; document: string }>();
+    for (let i = 0; i < deviceIds.length; i += 500) {
+      const chunk = deviceIds.slice(i, i + 500);
+      for (const d of await trx.selectFrom('devices').select('id').where('id', 'in', chunk).execute()) known.add(d.id);
+      for (const r of await trx
+        .selectFrom('device_desired')
+        .select(['device_id', 'sequence', 'document'])
+        .where('device_id', 'in', chunk)
+        .execute()) {
+        rows.set(r.device_id, { sequence: Number(r.sequence), document: r.document });
+      }
+    }
+    const changed = new Set([...manifests.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
+    const written: { deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[] = [];
+    const updatedAt = new Date().toISOString();
+    for (const deviceId of deviceIds) {
+      if (!known.has(deviceId)) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${deviceId}"`);
+      const row = rows.get(deviceId);
+      const previous = row ? (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload : undefined;
+      // Models the change does not touch keep their current entry.
+      const kept = (previous?.models ?? []).filter((m) => !changed.has(m.manifest.payload.name));
+      const models = [...kept, ...manifests.map((m) => ({ manifest: m.manifest, ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}) }))];
+      const sequence = (row?.sequence ?? 0) + 1;
+      const payload = createDesiredState({
+        deviceId,
+        sequence,
+        models,
+        remove: [...(change.remove ?? [])],
+        rollback: change.rollback ?? false,
+        ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
+      });
+      const document = signDesiredState(payload, [keys.signing]);
+      const values = { device_id: deviceId, sequence, document: JSON.stringify(document), updated_at: updatedAt };
+      if (row) await trx.updateTable('device_desired').set(values).where('device_id', '=', deviceId).execute();
+      else await trx.insertInto('device_desired').values(values).execute();
+      written.push({ deviceId, document, ...(previous ? { previous } : {}) });
+    }
+    return written;
+  }
+
   async function publish(deviceId: string, document: SignedDocument<DesiredStatePayload>): Promise<void> {
     await options.broker().publish(options.topic(deviceId), encodeMessage('desired', document), { retain: true, qos: 1 });
   }
 
   return {
     async assign(deviceId, change, actor) {
-      const manifests = await Promise.all(
-        (change.set ?? []).map(async (m) => ({ manifest: await manifestFor(m.name, m.version), rolloutId: m.rolloutId })),
-      );
-      const document = await db.transaction().execute(async (trx) => {
-        const device = await trx.selectFrom('devices').select(['id', 'status']).where('id', '=', deviceId).executeTakeFirst();
-        if (!device) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${deviceId}"`);
-        const row = await trx.selectFrom('device_desired').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-        const previous = row ? (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload : undefined;
-        const changed = new Set([...manifests.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
-        // Models the change does not touch keep their current entry.
-        const kept = (previous?.models ?? []).filter((m) => !changed.has(m.manifest.payload.name));
-        const models = [...kept, ...manifests.map((m) => ({ manifest: m.manifest, ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}) }))];
-        const sequence = Number(row?.sequence ?? 0) + 1;
-        const payload = createDesiredState({
-          deviceId,
-          sequence,
-          models,
-          remove: [...(change.remove ?? [])],
-          rollback: change.rollback ?? false,
-          ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
-        });
-        const signed = signDesiredState(payload, [keys.signing]);
-        const values = { device_id: deviceId, sequence, document: JSON.stringify(signed), updated_at: new Date().toISOString() };
-        if (row) await trx.updateTable('device_desired').set(values).where('device_id', '=', deviceId).execute();
-        else await trx.insertInto('device_desired').values(values).execute();
+      const manifests = await manifestsFor(change);
+      const [document] = await db.transaction().execute(async (trx) => {
+        const documents = await writeDocuments(trx, [deviceId], change, manifests);
+        const signed = documents[0] as { document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload };
         await audit(trx, {
           actor,
           action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
           target: `device:${deviceId}`,
-          before: previous
-            ? {
-                sequence: previous.sequence,
-                models: previous.models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
-              }
-            : undefined,
-          after: {
-            sequence,
-            models: models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
-            remove: change.remove ?? [],
-          },
+          before: signed.previous ? { sequence: signed.previous.sequence, models: describe(signed.previous) } : undefined,
+          after: { sequence: signed.document.payload.sequence, models: describe(signed.document.payload), remove: change.remove ?? [] },
         });
-        return signed;
+        return documents;
       });
-      await publish(deviceId, document);
-      return document;
+      if (!document) throw new EdgefleetError('EF_INTERNAL_ERROR', 'no document was written');
+      await publish(deviceId, document.document);
+      return document.document;
+    },
+
+    async assignMany(deviceIds, change, actor, target) {
+      if (deviceIds.length === 0) return;
+      const manifests = await manifestsFor(change);
+      const documents = await db.transaction().execute(async (trx) => {
+        const written = await writeDocuments(trx, deviceIds, change, manifests);
+        await audit(trx, {
+          actor,
+          action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+          target,
+          after: { devices: deviceIds.length, set: (change.set ?? []).map((m) => `${m.name}@${m.version}`), remove: change.remove ?? [] },
+        });
+        return written;
+      });
+      for (const { deviceId, document } of documents) await publish(deviceId, document);
     },
 
     async current(deviceId) {

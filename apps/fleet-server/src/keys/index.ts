@@ -11,10 +11,10 @@ import {
   type KeySetPayload,
   type SignedDocument,
   type SigningKey,
-  signingKeyFromSecret,
   signKeySet,
   toBase64Url,
 } from '@edgefleet/protocol';
+import { nodeSigningKey } from '@edgefleet/protocol/node';
 
 export interface FleetKeys {
   readonly signing: SigningKey;
@@ -35,10 +35,10 @@ export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
   let signing: SigningKey;
   try {
     const stored = JSON.parse(await readFile(keyPath, 'utf8')) as StoredKey;
-    signing = signingKeyFromSecret(stored.secretKey);
+    signing = nodeSigningKey(stored.secretKey);
   } catch (error) {
     if ((error as { code?: string }).code !== 'ENOENT') throw error;
-    signing = generateSigningKey();
+    signing = nodeSigningKey(generateSigningKey().secretKey);
     const stored: StoredKey = { keyId: signing.keyId, secretKey: toBase64Url(signing.secretKey), createdAt: new Date().toISOString() };
     await writeFileDurably(keyPath, JSON.stringify(stored, null, 2), 0o600);
   }

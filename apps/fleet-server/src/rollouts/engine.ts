@@ -271,9 +271,23 @@ export function createRolloutEngine(options: {
       .where('stage', '<=', row.current_stage)
       .where('status', '=', 'pending')
       .execute();
-    for (const device of due) {
-      await desired.assign(device.device_id, { set: [{ name: row.model, version: row.version, rolloutId: row.id }] }, `rollout:${row.id}`);
-      await setDeviceStatus(row.id, device.device_id, 'assigned');
+    if (due.length > 0) {
+      const ids = due.map((d) => d.device_id);
+      await desired.assignMany(
+        ids,
+        { set: [{ name: row.model, version: row.version, rolloutId: row.id }] },
+        'rollout-engine',
+        `rollout:${row.id}`,
+      );
+      for (let i = 0; i < ids.length; i += 500) {
+        await db
+          .updateTable('rollout_devices')
+          .set({ status: 'assigned', updated_at: new Date(now()).toISOString() })
+          .where('rollout_id', '=', row.id)
+          .where('device_id', 'in', ids.slice(i, i + 500))
+          .where('status', '=', 'pending')
+          .execute();
+      }
     }
     // 2. Gates on what the stage's devices have reported.
     const members = await db

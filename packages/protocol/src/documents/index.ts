@@ -20,7 +20,15 @@ import {
   SignedManifest,
 } from '../schemas/index.ts';
 import { compareSemver } from '../semver/index.ts';
-import { decodePublicKey, publicKeyEntry, type RolePolicy, type SigningKey, signPayload, verifySignatures } from '../signing/index.ts';
+import {
+  decodePublicKey,
+  type Ed25519Verify,
+  publicKeyEntry,
+  type RolePolicy,
+  type SigningKey,
+  signPayload,
+  verifySignatures,
+} from '../signing/index.ts';
 import { checkTensorAgainstSpec, decodeTensor } from '../tensor/index.ts';
 import { validate } from '../validation/index.ts';
 
@@ -39,8 +47,13 @@ export interface Trust {
   policy(role: KeyRole): RolePolicy;
 }
 
+export interface TrustOptions {
+  /** The ed25519 check; default pure JavaScript. `@edgefleet/protocol/node` offers Node's native one. */
+  readonly verify?: Ed25519Verify;
+}
+
 /** Validates a key set (schema, key ids, role references, thresholds) and returns it as a Trust. */
-export function createTrust(keySet: unknown): Trust {
+export function createTrust(keySet: unknown, options: TrustOptions = {}): Trust {
   const payload = validate(KeySetPayload, keySet);
   const keys = new Map<string, Uint8Array>();
   for (const entry of payload.keys) {
@@ -56,7 +69,12 @@ export function createTrust(keySet: unknown): Trust {
     if (threshold > keyIds.length) {
       throw new EdgefleetError('EF_KEYSET_INVALID', `role ${role} requires ${threshold} signatures but names only ${keyIds.length} key(s)`);
     }
-    policies.set(role, { keys: new Map(keyIds.map((id) => [id, keys.get(id) as Uint8Array])), threshold });
+    policies.set(role, {
+      keys: new Map(keyIds.map((id) => [id, keys.get(id) as Uint8Array])),
+      threshold,
+      verified: new Map(),
+      ...(options.verify ? { verify: options.verify } : {}),
+    });
   }
   return { keySet: payload, policy: (role) => policies.get(role) as RolePolicy };
 }

@@ -8,7 +8,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { canonicalBytes } from '../canonical-json/index.ts';
-import { fromBase64Url, toBase64Url, toHex, utf8Encode } from '../encoding/index.ts';
+import { fromBase64Url, toBase64Url, toHex, utf8Decode, utf8Encode } from '../encoding/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import type { KeyRole, PublicKeyEntry, Signature, SignedDocument } from '../schemas/documents.ts';
 
@@ -19,7 +19,19 @@ export interface SigningKey {
   readonly keyId: string;
   readonly publicKey: Uint8Array;
   readonly secretKey: Uint8Array;
+  /**
+   * Signs with this key some other way than the pure-JavaScript default: Node's native ed25519
+   * (`@edgefleet/protocol/node`), or a hardware module holding the key.
+   */
+  readonly sign?: (message: Uint8Array) => Uint8Array;
 }
+
+/** Checks one ed25519 signature; throws or returns false when it does not verify. */
+export type Ed25519Verify = (signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array) => boolean;
+
+/** The portable default: @noble/curves, strict RFC 8032 (no ZIP-215 leniency). */
+export const nobleVerify: Ed25519Verify = (signature, message, publicKey) =>
+  ed25519.verify(signature, message, publicKey, { zip215: false });
 
 /** The key id is the sha256 of the raw 32-byte public key: self-certifying, like TUF's. */
 export function keyIdOf(publicKey: Uint8Array): string {
@@ -54,7 +66,10 @@ function signedMessage(payload: unknown): Uint8Array {
 /** Signs `payload` with each key. Use the document builders (signManifest...) for checked payloads. */
 export function signPayload<P>(payload: P, keys: readonly SigningKey[]): SignedDocument<P> {
   const message = signedMessage(payload);
-  const signatures: Signature[] = keys.map((key) => ({ keyId: key.keyId, sig: toBase64Url(ed25519.sign(message, key.secretKey)) }));
+  const signatures: Signature[] = keys.map((key) => ({
+    keyId: key.keyId,
+    sig: toBase64Url(key.sign ? key.sign(message) : ed25519.sign(message, key.secretKey)),
+  }));
   return { payload, signatures };
 }
 
@@ -69,7 +84,17 @@ export function addSignature<P>(document: SignedDocument<P>, key: SigningKey): S
 export interface RolePolicy {
   readonly keys: ReadonlyMap<string, Uint8Array>;
   readonly threshold: number;
+  /** The signature check; default `nobleVerify`. */
+  readonly verify?: Ed25519Verify;
+  /**
+   * Signatures already found valid for this policy, by signature and message: a fleet's devices all
+   * receive the same manifest inside their documents, and it need not be verified twice.
+   */
+  readonly verified?: Map<string, true>;
 }
+
+/** Entries kept in a policy's cache of verified signatures. */
+const VERIFIED_CACHE_LIMIT = 256;
 
 export interface SignatureCheck {
   /** Ids of the distinct trusted keys whose signatures verified. */
@@ -98,7 +123,7 @@ export function verifySignatures(document: SignedDocument<unknown>, policy: Role
     }
     // Counting each key once: repeating one key's signature must not reach a threshold.
     if (valid.has(keyId)) continue;
-    if (verifyOne(sig, message, publicKey)) valid.add(keyId);
+    if (verifyOne(sig, message, publicKey, policy)) valid.add(keyId);
     else invalid.add(keyId);
   }
   const details = { role, threshold: policy.threshold, valid: [...valid], invalid: [...invalid], unknown: [...unknown] };
@@ -126,19 +151,27 @@ export function verifySignatures(document: SignedDocument<unknown>, policy: Role
   );
 }
 
-function verifyOne(sig: string, message: Uint8Array, publicKey: Uint8Array): boolean {
+function verifyOne(sig: string, message: Uint8Array, publicKey: Uint8Array, policy: RolePolicy): boolean {
+  const cacheKey = policy.verified ? `${sig}\n${utf8Decode(message)}` : undefined;
+  if (cacheKey !== undefined && policy.verified?.has(cacheKey)) return true;
   let signature: Uint8Array;
   try {
     signature = fromBase64Url(sig, 'EF_SIGNATURE_INVALID');
   } catch {
     return false;
   }
+  let ok: boolean;
   try {
-    return ed25519.verify(signature, message, publicKey, { zip215: false });
+    ok = (policy.verify ?? nobleVerify)(signature, message, publicKey);
   } catch {
-    // Malformed points or lengths: noble throws; to the caller that is simply a bad signature.
-    return false;
+    // Malformed points or lengths: implementations throw; to the caller that is simply a bad signature.
+    ok = false;
   }
+  if (ok && cacheKey !== undefined && policy.verified) {
+    if (policy.verified.size >= VERIFIED_CACHE_LIMIT) policy.verified.delete(policy.verified.keys().next().value as string);
+    policy.verified.set(cacheKey, true);
+  }
+  return ok;
 }
 
 /** Decodes a public key entry, checking that its id really is the hash of its key. */
