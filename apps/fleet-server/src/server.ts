@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createTopicScheme, EdgefleetError } from '@edgefleet/protocol';
+import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
@@ -148,7 +149,17 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await context.collectArtifacts();
   const createdAdminToken = await ensureAdminToken(context);
 
-  await app.register(helmet, { contentSecurityPolicy: false });
+  await app.register(helmet, {
+    contentSecurityPolicy: false,
+    crossOriginResourcePolicy: { policy: config.corsOrigins.length > 0 ? 'cross-origin' : 'same-origin' },
+  });
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: [...config.corsOrigins],
+      allowedHeaders: ['authorization', 'content-type', 'range', 'if-none-match'],
+      exposedHeaders: ['etag', 'content-range'],
+    });
+  }
   await app.register(rateLimit, {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,

@@ -59,6 +59,12 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
+const decoder = new TextDecoder();
+/** Payloads go to mqtt.js as text: the same in Node and in browsers (no Buffer there). */
+function text(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
 function newBootId(): string {
   return globalThis.crypto.randomUUID();
 }
@@ -87,7 +93,7 @@ export function createAgent(options: AgentOptions): Agent {
 
   function publish(kind: 'events' | 'reported' | 'presence', payload: Uint8Array, retain: boolean): void {
     // QoS 1: mqtt.js queues while offline and delivers on reconnect.
-    client?.publish(topics.build(kind, deviceId), Buffer.from(payload), { qos: 1, retain }, (error) => {
+    client?.publish(topics.build(kind, deviceId), text(payload), { qos: 1, retain }, (error) => {
       if (error) log('warn', 'publish failed', { kind, error: error.message });
     });
   }
@@ -257,7 +263,7 @@ export function createAgent(options: AgentOptions): Agent {
         connectTimeout: 10_000,
         will: {
           topic: topics.build('presence', deviceId),
-          payload: Buffer.from(encodeMessage('presence', presence('offline'))),
+          payload: text(encodeMessage('presence', presence('offline'))),
           qos: 1,
           retain: true,
         },
@@ -266,7 +272,7 @@ export function createAgent(options: AgentOptions): Agent {
         if (topic !== topics.build('desired', deviceId)) return;
         let document: unknown;
         try {
-          document = JSON.parse(payload.toString('utf8'));
+          document = JSON.parse(decoder.decode(payload));
         } catch (error) {
           event('desired-state-rejected', { error: { code: 'EF_JSON_INVALID', message: String(error).slice(0, 500) } });
           return;
@@ -319,7 +325,7 @@ export function createAgent(options: AgentOptions): Agent {
       if (client) {
         // A graceful stop says offline itself (the will is only for ungraceful drops).
         await client
-          .publishAsync(topics.build('presence', deviceId), Buffer.from(encodeMessage('presence', presence('offline'))), {
+          .publishAsync(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), {
             qos: 1,
             retain: true,
           })

@@ -29,6 +29,8 @@ export interface ServerConfig {
   readonly publicUrl: string | undefined;
   /** PostgreSQL connection string; SQLite in the data folder when unset. */
   readonly databaseUrl: string | undefined;
+  /** Web origins whose pages may call the API (browser devices, the dashboard elsewhere). */
+  readonly corsOrigins: readonly string[];
 }
 
 interface Setting {
@@ -125,6 +127,17 @@ export const SETTINGS: readonly Setting[] = [
     parse: (v) => v,
     fallback: () => undefined,
   },
+  {
+    env: 'EDGEFLEET_CORS_ORIGINS',
+    key: 'corsOrigins',
+    description: 'comma-separated web origins whose pages may call the API (browser devices)',
+    parse: (v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    fallback: () => [],
+  },
 ];
 
 /** Reads the configuration from the environment, with overrides (tests, embedding). */
@@ -140,7 +153,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
 export function helpText(): string {
   const rows = SETTINGS.map((s) => {
     const fallback = s.fallback({});
-    return `  ${s.env.padEnd(30)} ${s.description}\n  ${''.padEnd(30)} default: ${fallback === undefined ? '(none)' : String(fallback)}`;
+    const shown = fallback === undefined || (Array.isArray(fallback) && fallback.length === 0) ? '(none)' : String(fallback);
+    return `  ${s.env.padEnd(30)} ${s.description}\n  ${''.padEnd(30)} default: ${shown}`;
   });
   return [
     'edgefleet-server: model registry, device enrollment and an embedded MQTT broker.',
