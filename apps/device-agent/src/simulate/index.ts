@@ -39,6 +39,8 @@ export interface SimulationOptions {
   readonly faults?: SimulationFaults;
   /** Connections opened at once: a real fleet does not reconnect in lockstep. */
   readonly connectConcurrency?: number;
+  /** Downloads in flight at once in this process (file descriptors are finite); default 256. */
+  readonly downloadConcurrency?: number;
   readonly log?: (line: Record<string, unknown>) => void;
 }
 
@@ -68,6 +70,21 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
   const faults = options.faults ?? {};
   const log = options.log ?? (() => undefined);
   // Manifests are the same for every device: verify each signed manifest once.
+  // A small semaphore: thousands of simulated devices share one process's sockets.
+  let slots = options.downloadConcurrency ?? 256;
+  const waiting: (() => void)[] = [];
+  const acquire = (): Promise<void> => {
+    if (slots > 0) {
+      slots--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => waiting.push(resolve));
+  };
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else slots++;
+  };
   const devices: (SimulatedDevice & { client?: MqttClient | undefined; active: Map<string, string>; installs: number; online: boolean })[] =
     [];
 
@@ -135,6 +152,15 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     };
 
     async function download(sha256: string, size: number, dropFirst: boolean): Promise<void> {
+      await acquire();
+      try {
+        await downloadOnce(sha256, size, dropFirst);
+      } finally {
+        release();
+      }
+    }
+
+    async function downloadOnce(sha256: string, size: number, dropFirst: boolean): Promise<void> {
       const hash = createHash('sha256');
       let received = 0;
       for (let attempt = 0; attempt < 5 && received < size; attempt++) {
