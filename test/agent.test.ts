@@ -10,7 +10,7 @@ import {
   generateSigningKey,
   signDesiredState,
 } from '@edgefleet/protocol';
-import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, startFleet, until } from './helpers/fleet.ts';
 
@@ -105,6 +105,34 @@ describe('agent and server over real MQTT', () => {
     await device.agent.idle();
     expect(device.activeVersion('mlp')).toBe('1.0.0');
     expect(events.find((e) => e.kind === 'desired-state-rejected')?.error?.code).toBe('EF_SIGNATURE_UNKNOWN_KEY');
+    await device.stop();
+  });
+
+  it('converges when the broker drops the device in the middle of a download, installing once', async () => {
+    const device = await fleet.startDevice('agent-6');
+    const activations: string[] = [];
+    device.runtime.on('activated', ({ model }) => activations.push(`${model.name}@${model.version}`));
+    let dropped = false;
+    device.runtime.on('download-progress', ({ bytes, total }) => {
+      if (!dropped && bytes > 0 && bytes < total) {
+        dropped = true;
+        void fleet.server.broker.disconnect('agent-6');
+      }
+    });
+    await fleet.register('silero-vad', '5.0.0', readModel(SILERO_VAD_V5_PATH));
+    await fleet.api('PUT', '/v1/devices/agent-6/desired/silero-vad', { version: '5.0.0' });
+    await until(() => device.activeVersion('silero-vad') === '5.0.0', 'silero-vad after the drop');
+    expect(dropped).toBe(true);
+    await until(() => device.agent.connected, 'the agent to reconnect');
+    await device.agent.idle();
+    expect(activations).toEqual(['silero-vad@5.0.0']);
+    await until(
+      async () =>
+        (await fleet.api('GET', '/v1/devices/agent-6')).reported?.models?.some(
+          (m: { name: string; active?: { version: string } }) => m.name === 'silero-vad' && m.active?.version === '5.0.0',
+        ),
+      'the reported state after reconnecting',
+    );
     await device.stop();
   });
 });

@@ -121,6 +121,8 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     });
     state.client = client;
     state.online = true;
+    // A dropped connection is reconnected by mqtt.js; the error must not crash the simulation.
+    client.on('error', (error) => log({ level: 'warn', deviceId: id, msg: `mqtt: ${error.message}` }));
     const event = (kind: DeviceEvent['kind'], fields: Partial<DeviceEvent>) => {
       const message: DeviceEvent = {
         type: 'edgefleet.event/v1',
