@@ -97,7 +97,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     let applied = 0;
     let busy: Promise<void> = Promise.resolve();
     const basic = `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
-    const client = await mqtt.connectAsync(options.mqttUrl, {
+    const connectOptions: mqtt.IClientOptions = {
       clientId: id,
       username: id,
       password: secret,
@@ -118,7 +118,19 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         qos: 1,
         retain: true,
       },
-    });
+    };
+    // Under a connection storm the server may reset a socket (each device's first connection costs
+    // the server one scrypt): try again a few times instead of giving the device up.
+    let client: MqttClient | undefined;
+    for (let attempt = 1; !client; attempt++) {
+      try {
+        client = await mqtt.connectAsync(options.mqttUrl, connectOptions);
+      } catch (error) {
+        if (attempt >= 5) throw error;
+        log({ level: 'warn', deviceId: id, msg: `connect attempt ${attempt} failed: ${(error as Error).message}` });
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
     state.client = client;
     state.online = true;
     // A dropped connection is reconnected by mqtt.js; the error must not crash the simulation.
