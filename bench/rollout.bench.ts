@@ -5,7 +5,6 @@
  * fan-out of signed documents of the same size to the same number of plain mqtt.js clients, each
  * answering once. The server runs in its own process; the devices in this one.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -16,46 +15,13 @@ import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
+import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 
 const TOKEN = 'bench-admin-token';
-const root = fileURLToPath(new URL('..', import.meta.url));
-const main = fileURLToPath(new URL('../apps/fleet-server/src/cli/main.ts', import.meta.url));
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
-}
-
-async function startServer(dataDir: string, port: number, mqttPort: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--max-old-space-size=4096', '--import', 'tsx', main], {
-    cwd: root,
-    env: {
-      ...process.env,
-      EDGEFLEET_DATA_DIR: dataDir,
-      EDGEFLEET_PORT: String(port),
-      EDGEFLEET_MQTT_PORT: String(mqttPort),
-      EDGEFLEET_ADMIN_TOKEN: TOKEN,
-      EDGEFLEET_LOG_LEVEL: 'error',
-      EDGEFLEET_RATE_LIMIT: '1000000',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  await new Promise<void>((resolve) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('admin API')) resolve();
-    });
-  });
-  return child;
 }
 
 interface Result {
@@ -73,20 +39,15 @@ async function measure(n: number): Promise<Result> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-rollout-'));
   const [port, mqttPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${port}`;
-  const api = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${TOKEN}`,
-        ...(body instanceof FormData || body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: body instanceof FormData ? body : JSON.stringify(body) }),
-    });
-    const json = await response.json();
-    if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json)}`);
-    return json;
-  };
-  const server = await startServer(dataDir, port, mqttPort);
+  const api = adminApi(url, TOKEN);
+  const server = await startChildServer({
+    dataDir,
+    port,
+    mqttPort,
+    adminToken: TOKEN,
+    logLevel: 'error',
+    nodeArgs: ['--max-old-space-size=4096'],
+  });
   const form = new FormData();
   form.append('version', '1.0.0');
   form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');

@@ -3,20 +3,17 @@
  * folder, it continues the rollout from its stored state; every device ends on the new version,
  * and no device installs anything twice.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { enrollDevices, type Simulation, startSimulation } from '@edgefleet/device-agent';
 import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
+import { adminApi, freePort, startChildServer } from './helpers/child-server.ts';
 import { until } from './helpers/fleet.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const main = fileURLToPath(new URL('../apps/fleet-server/src/cli/main.ts', import.meta.url));
 const TOKEN = 'crash-test-admin-token';
 const children: ChildProcess[] = [];
 let simulation: Simulation | undefined;
@@ -26,42 +23,9 @@ afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function startServer(dataDir: string, port: number, mqttPort: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
-    cwd: root,
-    env: {
-      ...process.env,
-      EDGEFLEET_DATA_DIR: dataDir,
-      EDGEFLEET_PORT: String(port),
-      EDGEFLEET_MQTT_PORT: String(mqttPort),
-      EDGEFLEET_ADMIN_TOKEN: TOKEN,
-      EDGEFLEET_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN });
   children.push(child);
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${output}`)), 30_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('admin API')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-  });
   return child;
 }
 
@@ -70,19 +34,7 @@ describe('kill -9 of the server mid-rollout', () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-rollout-crash-'));
     const [port, mqttPort] = [await freePort(), await freePort()];
     const url = `http://127.0.0.1:${port}`;
-    const api = async (method: string, path: string, body?: unknown) => {
-      const response = await fetch(`${url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${TOKEN}`,
-          ...(body instanceof FormData || body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: body instanceof FormData ? body : JSON.stringify(body) }),
-      });
-      const json = await response.json();
-      if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json)}`);
-      return json;
-    };
+    const api = adminApi(url, TOKEN);
     let server = await startServer(dataDir, port, mqttPort);
     for (const [version, seed] of [
       ['1.0.0', 7],
