@@ -4,19 +4,18 @@
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createFleetServer, type FleetServer } from '@edgefleet/fleet-server';
 import { encodeTensor } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
-import { build } from 'esbuild';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveBrowserApp } from '../helpers/browser-app.ts';
 import { launchPersistentChromium } from '../helpers/chromium.ts';
 import { until } from '../helpers/fleet.ts';
-import { type StaticServer, serveFiles } from '../helpers/static-server.ts';
+import type { StaticServer } from '../helpers/static-server.ts';
 
-const ortDist = dirname(fileURLToPath(import.meta.resolve('onnxruntime-web')));
 const entry = fileURLToPath(new URL('./fleet-member-page.ts', import.meta.url));
 const model = mlpModel(7);
 const input = seededValues(8, 3);
@@ -50,25 +49,7 @@ function run(target: Page): Promise<number[]> {
 }
 
 beforeAll(async () => {
-  const bundle = await build({
-    entryPoints: [entry],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome120',
-    write: false,
-    external: ['onnxruntime-web/webgpu'],
-  });
-  app = await serveFiles(
-    {
-      '/': {
-        type: 'text/html',
-        body: '<!doctype html><title>member</title><script type="importmap">{"imports":{"onnxruntime-web/webgpu":"/ort/ort.webgpu.min.mjs"}}</script>',
-      },
-      '/member.js': { type: 'text/javascript', body: bundle.outputFiles[0]?.text ?? '' },
-    },
-    { '/ort/': ortDist },
-  );
+  app = await serveBrowserApp(entry, '/member.js');
   server = await createFleetServer({
     env: {},
     config: {

@@ -5,7 +5,7 @@
  */
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
@@ -20,15 +20,14 @@ import {
   seededValues,
   sileroFrame,
 } from '@edgefleet/test-utils';
-import { build } from 'esbuild';
 import * as ort from 'onnxruntime-web';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveBrowserApp } from '../helpers/browser-app.ts';
 import { launchPersistentChromium } from '../helpers/chromium.ts';
 import { type StaticServer, serveFiles } from '../helpers/static-server.ts';
 
 const keys = createTestKeys(Date.now() - 60_000);
-const ortDist = dirname(fileURLToPath(import.meta.resolve('onnxruntime-web')));
 const runtimeEntry = fileURLToPath(new URL('../../packages/runtime/src/browser.ts', import.meta.url));
 
 const silero = readModel(SILERO_VAD_V5_PATH);
@@ -184,25 +183,7 @@ function install(target: Page, manifest: unknown, url: string): Promise<unknown>
 }
 
 beforeAll(async () => {
-  const bundle = await build({
-    entryPoints: [runtimeEntry],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome120',
-    write: false,
-    external: ['onnxruntime-web/webgpu'],
-  });
-  app = await serveFiles(
-    {
-      '/': {
-        type: 'text/html',
-        body: '<!doctype html><title>edgefleet</title><script type="importmap">{"imports":{"onnxruntime-web/webgpu":"/ort/ort.webgpu.min.mjs"}}</script>',
-      },
-      '/runtime.js': { type: 'text/javascript', body: bundle.outputFiles[0]?.text ?? '' },
-    },
-    { '/ort/': ortDist },
-  );
+  app = await serveBrowserApp(runtimeEntry, '/runtime.js');
   models = await serveFiles({
     '/silero.onnx': { type: 'application/octet-stream', body: silero },
     '/mlp.onnx': { type: 'application/octet-stream', body: mlp.bytes },
