@@ -19,6 +19,12 @@ import { adminApi, freePort, startChildServer } from '../test/helpers/child-serv
 
 const TOKEN = 'bench-admin-token';
 
+/** CPU seconds (user + system) a process has used. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
@@ -28,6 +34,9 @@ interface Result {
   devices: number;
   enrollSeconds: number;
   rolloutSeconds: number;
+  /** CPU time during the rollout, per device, in ms: the server's and the simulated devices'. */
+  serverCpuMsPerDevice: number;
+  devicesCpuMsPerDevice: number;
   serverRssMiB: number;
   serverPeakMiB: number;
   rawFanoutSeconds: number;
@@ -46,7 +55,7 @@ async function measure(n: number): Promise<Result> {
     mqttPort,
     adminToken: TOKEN,
     logLevel: 'error',
-    nodeArgs: ['--max-old-space-size=4096'],
+    nodeArgs: ['--max-old-space-size=4096', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])],
   });
   const form = new FormData();
   form.append('version', '1.0.0');
@@ -65,8 +74,14 @@ async function measure(n: number): Promise<Result> {
     connectConcurrency: 200,
   });
   started = Date.now();
-  await api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { tags: ['bench'] }, stages: [{ percent: 100 }] });
+  const cpuBefore = { server: server.pid ? await cpuSeconds(server.pid) : 0, devices: process.cpuUsage() };
+  const post = api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { tags: ['bench'] }, stages: [{ percent: 100 }] });
+  if (process.env.BENCH_TRACE) void post.then(() => process.stderr.write(`${Date.now() - started} ms: POST answered\n`));
+  await post;
   let peak = 0;
+  const trace = process.env.BENCH_TRACE
+    ? setInterval(() => process.stderr.write(`${Date.now() - started} ms: ${simulation.countActive('mlp', '1.0.0')}\n`), 200)
+    : undefined;
   while (simulation.countActive('mlp', '1.0.0') < n) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     if (server.pid) peak = Math.max(peak, await rssMiB(server.pid, 'VmRSS'));
@@ -74,6 +89,10 @@ async function measure(n: number): Promise<Result> {
       throw new Error(`only ${simulation.countActive('mlp', '1.0.0')} of ${n} active after 15 minutes`);
   }
   const rolloutSeconds = (Date.now() - started) / 1000;
+  const serverCpuMsPerDevice = ((server.pid ? await cpuSeconds(server.pid) : 0) - cpuBefore.server) * (1000 / n);
+  const devicesCpu = process.cpuUsage(cpuBefore.devices);
+  const devicesCpuMsPerDevice = (devicesCpu.user + devicesCpu.system) / 1000 / n;
+  clearInterval(trace);
   const serverPeakMiB = server.pid ? await rssMiB(server.pid, 'VmHWM') : peak;
   const desired = await api('GET', `/v1/devices/${devices[0]?.id}/desired`);
   const documentBytes = JSON.stringify(desired).length;
@@ -85,6 +104,8 @@ async function measure(n: number): Promise<Result> {
     devices: n,
     enrollSeconds,
     rolloutSeconds,
+    serverCpuMsPerDevice,
+    devicesCpuMsPerDevice,
     serverRssMiB: peak,
     serverPeakMiB,
     rawFanoutSeconds: raw.seconds,

@@ -146,7 +146,7 @@ async function main(): Promise<void> {
       },
     );
     const keySet = device.keySet.payload;
-    line(`credentials issued once (stored as scrypt); trusted key ${short(keySet.keys[0]?.keyId ?? '')}`);
+    line(`credentials issued once (stored as sha256); trusted key ${short(keySet.keys[0]?.keyId ?? '')}`);
     const basic = `Basic ${Buffer.from(`${DEVICE}:${device.secret}`).toString('base64')}`;
     const artifactUrl = `${server.url}/v1/artifacts/${registered.sha256}`;
     const runtime = await createRuntime({ dir: deviceDir, trust: keySet, deviceId: DEVICE });

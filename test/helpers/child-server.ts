@@ -46,6 +46,7 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
     const timer = setTimeout(() => reject(new Error(`server did not start: ${output}`)), 30_000);
     child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString();
+      if (process.env.BENCH_TRACE) process.stderr.write(chunk);
       if (output.includes('admin API')) {
         clearTimeout(timer);
         resolve();
@@ -53,6 +54,7 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
     });
     child.stderr?.on('data', (chunk: Buffer) => {
       output += chunk.toString();
+      if (process.env.BENCH_TRACE) process.stderr.write(chunk);
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
   });

@@ -12,6 +12,7 @@ import type { DeviceAuthenticator } from './devices/credentials.ts';
 import type { FleetKeys } from './keys/index.ts';
 import type { ServerMetrics } from './metrics/index.ts';
 import type { Database } from './store/schema.ts';
+import type { WriteBehind } from './store/write-behind.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,6 +25,8 @@ declare module 'fastify' {
 export interface ServerContext {
   readonly config: ServerConfig;
   readonly db: Kysely<Database>;
+  /** Batched device updates (presence, reported state): flush before reading them back. */
+  readonly writes: WriteBehind;
   readonly artifacts: ArtifactStore;
   readonly keys: FleetKeys;
   readonly topics: TopicScheme;

@@ -31,6 +31,7 @@ import { registerRegistryRoutes } from './registry/routes.ts';
 import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
+import { createWriteBehind } from './store/write-behind.ts';
 
 export interface FleetServer {
   readonly app: FastifyInstance;
@@ -117,9 +118,11 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     topic: (deviceId) => topics.build('desired', deviceId),
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
   });
+  const writes = createWriteBehind(db, { log: app.log });
   const context: ServerContext = {
     config,
     db,
+    writes,
     artifacts,
     keys,
     topics,
@@ -280,14 +283,14 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       return reply.status(201).send({ id, token: formatAdminToken(id, secret), scope: body.scope, name: body.name });
     },
   );
-  const rollouts = createRolloutEngine({ db, desired, log: app.log });
+  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log });
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
 
   await app.listen({ host: config.host, port: config.port });
-  broker = await createEmbeddedBroker({ config, db, topics, devices, metrics, http: app.server, log: app.log });
+  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log });
   // The embedded broker keeps retained messages in memory: give it every device's current document.
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
@@ -308,6 +311,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     async close() {
       await broker?.close();
       await rollouts.stop();
+      await writes.close();
       await app.close();
       await database.close();
     },

@@ -119,8 +119,8 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         retain: true,
       },
     };
-    // Under a connection storm the server may reset a socket (each device's first connection costs
-    // the server one scrypt): try again a few times instead of giving the device up.
+    // Under a connection storm a loaded server or kernel backlog may reset a socket: try again a
+    // few times instead of giving the device up.
     let client: MqttClient | undefined;
     for (let attempt = 1; !client; attempt++) {
       try {
@@ -280,7 +280,7 @@ export interface EnrolledDevices {
   readonly mqtt: { tcp: string; ws: string };
 }
 
-/** Enrolls N devices with an enrollment token (the server hashes each secret with scrypt). */
+/** Enrolls N devices with an enrollment token, `concurrency` requests at a time. */
 export async function enrollDevices(
   serverUrl: string,
   token: string,

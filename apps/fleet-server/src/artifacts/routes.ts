@@ -1,10 +1,12 @@
 /**
  * GET /v1/artifacts/{sha256}: the bytes of a model, for authenticated devices and admins, with
  * Range (resumable downloads), ETag (the hash) and immutable caching: content never changes
- * under a hash.
+ * under a hash. Small artifacts (the common edge model) are served from memory after their first
+ * read: a rollout to 10,000 devices is 10,000 downloads of the same bytes.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
@@ -15,7 +17,56 @@ const Params = Type.Object(
   { additionalProperties: false },
 );
 
+/** Artifacts up to this size are kept in memory once read, up to CACHE_BYTES in all (least recently used out). */
+const CACHE_ITEM_BYTES = 4 * 1024 * 1024;
+const CACHE_BYTES = 64 * 1024 * 1024;
+
+function createArtifactCache() {
+  const items = new Map<string, Buffer>();
+  let bytes = 0;
+  return {
+    get(sha256: string): Buffer | undefined {
+      const item = items.get(sha256);
+      if (item) {
+        items.delete(sha256);
+        items.set(sha256, item);
+      }
+      return item;
+    },
+    set(sha256: string, item: Buffer): void {
+      if (item.length > CACHE_ITEM_BYTES || items.has(sha256)) return;
+      items.set(sha256, item);
+      bytes += item.length;
+      for (const [key, old] of items) {
+        if (bytes <= CACHE_BYTES) break;
+        items.delete(key);
+        bytes -= old.length;
+      }
+    },
+  };
+}
+
 export async function registerArtifactRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
+  const cache = createArtifactCache();
+  /** The bytes (small artifacts, from memory) or the size (large ones, streamed from disk). */
+  async function open(sha256: string): Promise<{ size: number; bytes?: Buffer } | undefined> {
+    const cached = cache.get(sha256);
+    if (cached) return { size: cached.length, bytes: cached };
+    const info = await stat(context.artifacts.pathOf(sha256)).catch(() => undefined);
+    if (!info) return undefined;
+    if (info.size > CACHE_ITEM_BYTES) return { size: info.size };
+    const bytes = await readFile(context.artifacts.pathOf(sha256));
+    // The file is named by its hash; a file that does not hash to its name is never served.
+    if (createHash('sha256').update(bytes).digest('hex') !== sha256) {
+      throw new EdgefleetError(
+        'EF_ARTIFACT_HASH_MISMATCH',
+        `the server's copy of artifact ${sha256} does not match its hash (corrupted on disk)`,
+      );
+    }
+    cache.set(sha256, bytes);
+    return { size: bytes.length, bytes };
+  }
+
   app.get(
     '/v1/artifacts/:sha256',
     { preHandler: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
@@ -23,7 +74,7 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
       const { sha256 } = request.params as { sha256: string };
       const known = await context.db.selectFrom('model_versions').select('sha256').where('sha256', '=', sha256).executeTakeFirst();
       const path = context.artifacts.pathOf(sha256);
-      const info = known ? await stat(path).catch(() => undefined) : undefined;
+      const info = known ? await open(sha256) : undefined;
       if (!info) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);
       const etag = `"${sha256}"`;
       reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, max-age=31536000, immutable');
@@ -46,9 +97,12 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
           .header('content-range', `bytes ${start}-${end}/${info.size}`)
           .header('content-length', end - start + 1)
           .type('application/octet-stream')
-          .send(createReadStream(path, { start, end }));
+          .send(info.bytes ? info.bytes.subarray(start, end + 1) : createReadStream(path, { start, end }));
       }
-      return reply.header('content-length', info.size).type('application/octet-stream').send(createReadStream(path));
+      return reply
+        .header('content-length', info.size)
+        .type('application/octet-stream')
+        .send(info.bytes ?? createReadStream(path));
     },
   );
 }

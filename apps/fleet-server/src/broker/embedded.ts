@@ -10,17 +10,18 @@
 import { type AddressInfo, createServer as createNetServer, type Server } from 'node:net';
 import { decodeMessage, EdgefleetError, type Presence, type ReportedState, type TopicScheme } from '@edgefleet/protocol';
 import { Aedes, type Client } from 'aedes';
-import type { Kysely } from 'kysely';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { ServerConfig } from '../config/index.ts';
 import type { DeviceAuthenticator } from '../devices/credentials.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
-import type { Database } from '../store/schema.ts';
+import type { DevicesTable } from '../store/schema.ts';
+import type { WriteBehind } from '../store/write-behind.ts';
 import type { FleetBroker } from './index.ts';
 
 export interface EmbeddedBrokerOptions {
   readonly config: ServerConfig;
-  readonly db: Kysely<Database>;
+  /** Presence, last seen and reported state are written through this, batched. */
+  readonly writes: WriteBehind;
   readonly topics: TopicScheme;
   readonly devices: DeviceAuthenticator;
   readonly metrics: ServerMetrics;
@@ -47,15 +48,12 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 }
 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
-  const { topics, devices, metrics, db, config, log } = options;
+  const { topics, devices, metrics, writes, config, log } = options;
   const clients = new Map<string, Client>();
-  // Database writes started by broker events; close() waits for them before the database goes.
-  const pending = new Set<Promise<unknown>>();
-  const track = (write: Promise<unknown>) => {
-    const settled = write.catch((error: unknown) => log.warn({ err: error }, 'could not record a device update'));
-    pending.add(settled);
-    void settled.finally(() => pending.delete(settled));
-  };
+  const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
+    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date().toISOString() }, (trx, set) =>
+      trx.updateTable('devices').set(set).where('id', '=', deviceId).execute(),
+    );
   const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array) => void>();
 
   const aedes = await Aedes.createBroker({
@@ -106,7 +104,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   aedes.on('client', (client) => {
     clients.set(client.id, client);
     metrics.setMqttClients(aedes.connectedClients);
-    track(db.updateTable('devices').set({ online: 1, last_seen_at: new Date().toISOString() }).where('id', '=', client.id).execute());
+    recordDevice(client.id, { online: 1 });
   });
   aedes.on('clientDisconnect', (client) => {
     metrics.setMqttClients(aedes.connectedClients);
@@ -114,7 +112,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     // mark the device offline.
     if (clients.get(client.id) !== client) return;
     clients.delete(client.id);
-    track(db.updateTable('devices').set({ online: 0, last_seen_at: new Date().toISOString() }).where('id', '=', client.id).execute());
+    recordDevice(client.id, { online: 0 });
   });
   aedes.on('publish', (packet, client) => {
     if (packet.topic.startsWith('$SYS')) return;
@@ -136,22 +134,10 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     try {
       if (address.kind === 'reported') {
         const reported = decodeMessage({ ...address, kind: 'reported' }, packet.payload) as ReportedState;
-        track(
-          db
-            .updateTable('devices')
-            .set({ reported: JSON.stringify(reported), last_seen_at: new Date().toISOString() })
-            .where('id', '=', address.deviceId)
-            .execute(),
-        );
+        recordDevice(address.deviceId, { reported: JSON.stringify(reported) });
       } else if (address.kind === 'presence') {
         const presence = decodeMessage({ ...address, kind: 'presence' }, packet.payload) as Presence;
-        track(
-          db
-            .updateTable('devices')
-            .set({ online: presence.state === 'online' ? 1 : 0, last_seen_at: new Date().toISOString() })
-            .where('id', '=', address.deviceId)
-            .execute(),
-        );
+        recordDevice(address.deviceId, { online: presence.state === 'online' ? 1 : 0 });
       }
     } catch (error) {
       metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
@@ -213,7 +199,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => tcp.close(() => resolve()));
-      await Promise.all(pending);
+      await writes.flush();
     },
   };
 }

@@ -18,7 +18,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { audit } from '../audit/index.ts';
 import type { FleetBroker } from '../broker/index.ts';
 import type { FleetKeys } from '../keys/index.ts';
-import type { Database } from '../store/schema.ts';
+import type { Database, DeviceDesiredTable } from '../store/schema.ts';
 
 export interface DesiredChange {
   /** Models to run at these versions. */
@@ -36,9 +36,15 @@ export interface DesiredStateService {
    */
   assignMany(deviceIds: readonly string[], change: DesiredChange, actor: string, target: string): Promise<void>;
   current(deviceId: string): Promise<SignedDocument<DesiredStatePayload> | undefined>;
+  /** The version of `model` each device's current document names (null: none). */
+  currentVersions(deviceIds: readonly string[], model: string): Promise<Map<string, string | null>>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
 }
+
+const PUBLISH_CONCURRENCY = 256;
+/** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
+const CHUNK = 500;
 
 /** Re-sign a manifest whose validity ends within this margin, so devices can still install it. */
 const RESIGN_MARGIN_MS = 30 * 24 * 3600 * 1000;
@@ -98,8 +104,8 @@ export function createDesiredStateService(options: {
   ): Promise<{ deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[]> {
     const known = new Set<string>();
     const rows = new Map<string, { sequence: number; document: string }>();
-    for (let i = 0; i < deviceIds.length; i += 500) {
-      const chunk = deviceIds.slice(i, i + 500);
+    for (let i = 0; i < deviceIds.length; i += CHUNK) {
+      const chunk = deviceIds.slice(i, i + CHUNK);
       for (const d of await trx.selectFrom('devices').select('id').where('id', 'in', chunk).execute()) known.add(d.id);
       for (const r of await trx
         .selectFrom('device_desired')
@@ -112,6 +118,7 @@ export function createDesiredStateService(options: {
     const changed = new Set([...manifests.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
     const written: { deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[] = [];
     const updatedAt = new Date().toISOString();
+    const upserts: DeviceDesiredTable[] = [];
     for (const deviceId of deviceIds) {
       if (!known.has(deviceId)) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${deviceId}"`);
       const row = rows.get(deviceId);
@@ -129,16 +136,37 @@ export function createDesiredStateService(options: {
         ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
       });
       const document = signDesiredState(payload, [keys.signing]);
-      const values = { device_id: deviceId, sequence, document: JSON.stringify(document), updated_at: updatedAt };
-      if (row) await trx.updateTable('device_desired').set(values).where('device_id', '=', deviceId).execute();
-      else await trx.insertInto('device_desired').values(values).execute();
+      upserts.push({ device_id: deviceId, sequence, document: JSON.stringify(document), updated_at: updatedAt });
       written.push({ deviceId, document, ...(previous ? { previous } : {}) });
+    }
+    for (let i = 0; i < upserts.length; i += CHUNK) {
+      await trx
+        .insertInto('device_desired')
+        .values(upserts.slice(i, i + CHUNK))
+        .onConflict((conflict) =>
+          conflict.column('device_id').doUpdateSet((eb) => ({
+            sequence: eb.ref('excluded.sequence'),
+            document: eb.ref('excluded.document'),
+            updated_at: eb.ref('excluded.updated_at'),
+          })),
+        )
+        .execute();
     }
     return written;
   }
 
   async function publish(deviceId: string, document: SignedDocument<DesiredStatePayload>): Promise<void> {
     await options.broker().publish(options.topic(deviceId), encodeMessage('desired', document), { retain: true, qos: 1 });
+  }
+
+  /** Publishes many documents with a bounded number in flight (the broker queues the rest in memory). */
+  async function publishAll(documents: readonly { deviceId: string; document: SignedDocument<DesiredStatePayload> }[]): Promise<void> {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(PUBLISH_CONCURRENCY, documents.length) }, async () => {
+        for (let item = documents[next++]; item; item = documents[next++]) await publish(item.deviceId, item.document);
+      }),
+    );
   }
 
   return {
@@ -174,7 +202,23 @@ export function createDesiredStateService(options: {
         });
         return written;
       });
-      for (const { deviceId, document } of documents) await publish(deviceId, document);
+      await publishAll(documents.map(({ deviceId, document }) => ({ deviceId, document })));
+    },
+
+    async currentVersions(deviceIds, model) {
+      const versions = new Map<string, string | null>(deviceIds.map((id) => [id, null]));
+      for (let i = 0; i < deviceIds.length; i += CHUNK) {
+        const rows = await db
+          .selectFrom('device_desired')
+          .select(['device_id', 'document'])
+          .where('device_id', 'in', deviceIds.slice(i, i + CHUNK))
+          .execute();
+        for (const row of rows) {
+          const payload = (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload;
+          versions.set(row.device_id, payload.models.find((m) => m.manifest.payload.name === model)?.manifest.payload.version ?? null);
+        }
+      }
+      return versions;
     },
 
     async current(deviceId) {
@@ -189,7 +233,9 @@ export function createDesiredStateService(options: {
         .select(['device_id', 'document'])
         .where('devices.status', '=', 'active')
         .execute();
-      for (const row of rows) await publish(row.device_id, JSON.parse(row.document) as SignedDocument<DesiredStatePayload>);
+      await publishAll(
+        rows.map((row) => ({ deviceId: row.device_id, document: JSON.parse(row.document) as SignedDocument<DesiredStatePayload> })),
+      );
       return rows.length;
     },
   };

@@ -1,6 +1,6 @@
 /**
  * Devices and enrollment. A device's secret is shown once, at creation or enrollment, and kept
- * only as a scrypt hash. Revocation disconnects the device at once and refuses it from then on.
+ * only as its sha256 (it is 256 random bits: see auth/index.ts). Revocation disconnects the device at once and refuses it from then on.
  */
 import { randomUUID } from 'node:crypto';
 import { assertDeviceId, EdgefleetError } from '@edgefleet/protocol';
@@ -63,7 +63,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     const secret = newSecret();
     const row: DevicesTable = {
       id,
-      secret_hash: await hashDeviceSecret(secret),
+      secret_hash: hashDeviceSecret(secret),
       tags: JSON.stringify(tags),
       status: 'active',
       created_at: new Date().toISOString(),
@@ -97,6 +97,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     { preHandler: context.requireRead, schema: { summary: 'List devices, by tag and status', querystring: ListDevices } },
     async (request) => {
       const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string };
+      await context.writes.flush();
       let select = db.selectFrom('devices').selectAll().orderBy('id');
       if (query.status) select = select.where('status', '=', query.status);
       // Tags are a JSON array of quoted strings; match the quoted tag exactly.
@@ -108,6 +109,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get('/v1/devices/:id', { preHandler: context.requireRead, schema: { summary: 'One device', params: IdParams } }, async (request) => {
     const { id } = request.params as { id: string };
+    await context.writes.flush();
     const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
     return view(row);
@@ -130,7 +132,6 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
           after: { status: 'revoked' },
         });
       });
-      context.devices.forget(id);
       await context.broker().disconnect(id);
       const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       return view(row);
@@ -149,7 +150,6 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         await trx.deleteFrom('device_desired').where('device_id', '=', id).execute();
         await audit(trx, { actor: request.principal?.id ?? 'unknown', action: 'device.delete', target: `device:${id}`, before: view(row) });
       });
-      context.devices.forget(id);
       await context.broker().disconnect(id);
       return reply.status(204).send();
     },

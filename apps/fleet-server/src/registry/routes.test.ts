@@ -1,3 +1,5 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createTrust, encodeTensor, verifyManifest } from '@edgefleet/protocol';
 import { buildOnnxModel, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sha256Hex } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,5 +172,18 @@ describe('model registry', () => {
     expect((await server.app.inject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: { authorization: wrong } })).json().code).toBe(
       'EF_UNAUTHORIZED',
     );
+  });
+
+  it('refuses to serve an artifact whose bytes on disk no longer match its hash', async () => {
+    const model = mlpModel(99).bytes;
+    expect((await upload('rots', '1.0.0', model)).statusCode).toBe(201);
+    const sha = sha256Hex(model);
+    const path = join(server.config.dataDir, 'artifacts', sha);
+    const bytes = await readFile(path);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+    await writeFile(path, bytes);
+    const response = await server.app.inject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: server.auth });
+    expect(response.statusCode).toBe(502);
+    expect(response.json()).toMatchObject({ code: 'EF_ARTIFACT_HASH_MISMATCH' });
   });
 });

@@ -20,6 +20,7 @@ import type { Kysely } from 'kysely';
 import { audit } from '../audit/index.ts';
 import type { DesiredStateService } from '../desired/index.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
+import type { WriteBehind } from '../store/write-behind.ts';
 
 export interface StageSpec {
   /** Cumulative share of the targeted devices in this stage (0-100), or a cumulative count. */
@@ -47,6 +48,9 @@ export interface RolloutSpec {
   /** Seconds without a sign of life after which a device no longer blocks a stage. */
   readonly offlineAfterSeconds?: number;
 }
+
+/** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
+const CHUNK = 500;
 
 const DEFAULTS = {
   maxFailureRate: 0,
@@ -124,24 +128,56 @@ export interface RolloutEngine {
 export function createRolloutEngine(options: {
   db: Kysely<Database>;
   desired: DesiredStateService;
+  /** Device observations (activated, failed) are recorded through this, batched. */
+  writes: WriteBehind;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   now?: () => number;
 }): RolloutEngine {
-  const { db, desired, log } = options;
+  const { db, desired, writes, log } = options;
   const now = options.now ?? Date.now;
   let timer: ReturnType<typeof setInterval> | undefined;
   let ticking: Promise<void> = Promise.resolve();
   let tickQueued = false;
   let stopped = false;
   const observing = new Set<Promise<void>>();
+  const OBSERVED = 'rollout-device:';
+  /**
+   * The rollouts device messages can move (running or paused), refreshed on every tick: a device
+   * message costs no query. A device outside a rollout matches no row when its update is written.
+   */
+  type Watched = Pick<RolloutsTable, 'id' | 'model' | 'version'>;
+  let watched: Promise<Watched[]> | undefined;
+  // A batch of observations written is when the gates have something new to look at.
+  const unsubscribe = writes.onFlushed((keys) => {
+    if (keys.some((key) => key.startsWith(OBSERVED))) queueTick();
+  });
+
+  /**
+   * Records what a device said about a rollout. Only members that were sent the version move (never
+   * one still pending or already rolled back), and only when the status changes.
+   */
+  function observeStatus(rolloutId: string, deviceId: string, status: 'active' | 'failed', errorCode: string | null = null): void {
+    writes.update(
+      `${OBSERVED}${rolloutId}:${deviceId}`,
+      { status, error_code: errorCode, updated_at: new Date(now()).toISOString() },
+      (trx, values) =>
+        trx
+          .updateTable('rollout_devices')
+          .set(values)
+          .where('rollout_id', '=', rolloutId)
+          .where('device_id', '=', deviceId)
+          .where('status', 'in', ['assigned', 'active', 'failed'])
+          .where((eb) => eb.or([eb('status', '!=', values.status), eb('error_code', 'is distinct from', values.error_code)]))
+          .execute(),
+    );
+  }
 
   async function view(row: RolloutsTable): Promise<RolloutView> {
+    // What devices said in the last few milliseconds is part of the answer.
+    await writes.flush();
     const spec = JSON.parse(row.spec) as RolloutSpec;
     const devices = await db.selectFrom('rollout_devices').selectAll().where('rollout_id', '=', row.id).orderBy('cohort').execute();
-    const offline = await offlineDevices(
-      spec,
-      devices.map((d) => d.device_id),
-    );
+    const offline = new Set((await offlineMembers(row, spec, spec.stages.length)).map((m) => m.device_id));
     const stages = spec.stages.map((_, stage) => {
       const members = devices.filter((d) => d.stage <= stage);
       return {
@@ -175,31 +211,27 @@ export function createRolloutEngine(options: {
     };
   }
 
-  async function offlineDevices(spec: RolloutSpec, ids: string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const cutoff = now() - (spec.offlineAfterSeconds ?? DEFAULTS.offlineAfterSeconds) * 1000;
-    const rows = await db.selectFrom('devices').select(['id', 'online', 'last_seen_at']).where('id', 'in', ids).execute();
-    return new Set(rows.filter((r) => r.online !== 1 && (r.last_seen_at === null || Date.parse(r.last_seen_at) < cutoff)).map((r) => r.id));
+  /**
+   * The members (up to `stage`) that are offline: not connected, and not seen for the rollout's
+   * `offlineAfterSeconds`. One join, so it costs the same for 100 devices or 100,000.
+   */
+  async function offlineMembers(row: RolloutsTable, spec: RolloutSpec, stage: number) {
+    const cutoff = new Date(now() - (spec.offlineAfterSeconds ?? DEFAULTS.offlineAfterSeconds) * 1000).toISOString();
+    return db
+      .selectFrom('rollout_devices')
+      .innerJoin('devices', 'devices.id', 'rollout_devices.device_id')
+      .select(['rollout_devices.device_id', 'rollout_devices.status'])
+      .where('rollout_devices.rollout_id', '=', row.id)
+      .where('rollout_devices.stage', '<=', stage)
+      .where('devices.online', '!=', 1)
+      .where((eb) => eb.or([eb('devices.last_seen_at', 'is', null), eb('devices.last_seen_at', '<', cutoff)]))
+      .execute();
   }
 
   async function load(id: string): Promise<RolloutsTable> {
     const row = await db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new EdgefleetError('EF_NOT_FOUND', `no rollout "${id}"`);
     return row;
-  }
-
-  async function setDeviceStatus(
-    rolloutId: string,
-    deviceId: string,
-    status: RolloutDevicesTable['status'],
-    errorCode: string | null = null,
-  ): Promise<void> {
-    await db
-      .updateTable('rollout_devices')
-      .set({ status, error_code: errorCode, updated_at: new Date(now()).toISOString() })
-      .where('rollout_id', '=', rolloutId)
-      .where('device_id', '=', deviceId)
-      .execute();
   }
 
   /**
@@ -239,17 +271,25 @@ export function createRolloutEngine(options: {
       .where('rollout_id', '=', row.id)
       .where('status', 'in', ['assigned', 'active', 'failed'])
       .execute();
-    for (const device of touched) {
-      if (device.previous_version) {
-        await desired.assign(
-          device.device_id,
-          { set: [{ name: row.model, version: device.previous_version, rolloutId: row.id }], rollback: true },
-          `rollout:${row.id}`,
-        );
-      } else {
-        await desired.assign(device.device_id, { remove: [row.model] }, `rollout:${row.id}`);
+    // Devices that go back to the same version get their documents in one transaction.
+    const byPrevious = new Map<string | null, string[]>();
+    for (const device of touched)
+      byPrevious.set(device.previous_version, [...(byPrevious.get(device.previous_version) ?? []), device.device_id]);
+    for (const [previous, ids] of byPrevious) {
+      await desired.assignMany(
+        ids,
+        previous ? { set: [{ name: row.model, version: previous, rolloutId: row.id }], rollback: true } : { remove: [row.model] },
+        'rollout-engine',
+        `rollout:${row.id}`,
+      );
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        await db
+          .updateTable('rollout_devices')
+          .set({ status: 'rolled_back', updated_at: new Date(now()).toISOString() })
+          .where('rollout_id', '=', row.id)
+          .where('device_id', 'in', ids.slice(i, i + CHUNK))
+          .execute();
       }
-      await setDeviceStatus(row.id, device.device_id, 'rolled_back', device.error_code);
     }
     const final = reason.final ?? 'rolled_back';
     await db
@@ -279,31 +319,33 @@ export function createRolloutEngine(options: {
         'rollout-engine',
         `rollout:${row.id}`,
       );
-      for (let i = 0; i < ids.length; i += 500) {
+      for (let i = 0; i < ids.length; i += CHUNK) {
         await db
           .updateTable('rollout_devices')
           .set({ status: 'assigned', updated_at: new Date(now()).toISOString() })
           .where('rollout_id', '=', row.id)
-          .where('device_id', 'in', ids.slice(i, i + 500))
+          .where('device_id', 'in', ids.slice(i, i + CHUNK))
           .where('status', '=', 'pending')
           .execute();
       }
     }
-    // 2. Gates on what the stage's devices have reported.
-    const members = await db
+    // 2. Gates on what the stage's devices have reported: counted in the database, not in memory.
+    const counts = await db
       .selectFrom('rollout_devices')
-      .selectAll()
+      .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
       .where('rollout_id', '=', row.id)
       .where('stage', '<=', row.current_stage)
+      .groupBy('status')
       .execute();
-    const offline = await offlineDevices(
-      spec,
-      members.map((m) => m.device_id),
-    );
-    const counted = members.filter((m) => !offline.has(m.device_id) || m.status === 'active' || m.status === 'failed');
-    const active = counted.filter((m) => m.status === 'active').length;
-    const failed = counted.filter((m) => m.status === 'failed').length;
-    const waiting = counted.length - active - failed;
+    const count = (status: RolloutDevicesTable['status']) => Number(counts.find((c) => c.status === status)?.n ?? 0);
+    // Offline devices that have not answered neither block the stage nor count against it.
+    const offlineWaiting = (await offlineMembers(row, spec, row.current_stage)).filter(
+      (m) => m.status === 'pending' || m.status === 'assigned',
+    ).length;
+    const active = count('active');
+    const failed = count('failed');
+    const waiting = count('pending') + count('assigned') - offlineWaiting;
+    const counted = active + failed + waiting;
     const reporting = active + failed;
     const failureRate = reporting === 0 ? 0 : failed / reporting;
     if (failed > 0 && failureRate > gates.maxFailureRate) {
@@ -314,7 +356,15 @@ export function createRolloutEngine(options: {
         reporting,
         failureRate,
         limit: gates.maxFailureRate,
-        errors: [...new Set(members.flatMap((m) => (m.error_code ? [m.error_code] : [])))],
+        errors: (
+          await db
+            .selectFrom('rollout_devices')
+            .select('error_code')
+            .distinct()
+            .where('rollout_id', '=', row.id)
+            .where('error_code', 'is not', null)
+            .execute()
+        ).map((r) => r.error_code),
       };
       if ((spec.onGateFailure ?? DEFAULTS.onGateFailure) === 'pause') {
         await db.transaction().execute(async (trx) => {
@@ -340,7 +390,7 @@ export function createRolloutEngine(options: {
     // 3. A healthy, soaked stage opens the next one.
     const soak = (spec.stages[row.current_stage]?.soakSeconds ?? DEFAULTS.soakSeconds) * 1000;
     const soaked = now() - Date.parse(row.stage_started_at) >= soak;
-    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted.length) || !soaked) return;
+    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked) return;
     const last = row.current_stage >= spec.stages.length - 1;
     const next = last
       ? { state: 'completed' as const }
@@ -362,9 +412,16 @@ export function createRolloutEngine(options: {
     if (!last) await advance(await load(row.id));
   }
 
+  async function loadWatched(): Promise<Watched[]> {
+    const rows = await db.selectFrom('rollouts').select(['id', 'model', 'version']).where('state', 'in', ['running', 'paused']).execute();
+    return rows;
+  }
+
   async function tickOnce(): Promise<void> {
-    const active = await db.selectFrom('rollouts').selectAll().where('state', 'in', ['running', 'rolling_back']).execute();
-    for (const row of active) {
+    const current = await db.selectFrom('rollouts').selectAll().where('state', 'in', ['running', 'paused', 'rolling_back']).execute();
+    watched = Promise.resolve(current.filter((row) => row.state !== 'rolling_back'));
+    for (const row of current) {
+      if (row.state === 'paused') continue;
       try {
         if (row.state === 'rolling_back') await finishRollBack(row);
         else await advance(row);
@@ -395,27 +452,28 @@ export function createRolloutEngine(options: {
       const sizes = stageSizes(spec.stages, sorted.length);
       const at = new Date(now()).toISOString();
       // What each device runs now (its current desired version): what a rollback returns it to.
-      const previous = new Map<string, string | null>();
-      for (const device of sorted) {
-        const current = await desired.current(device.id);
-        previous.set(
-          device.id,
-          current?.payload.models.find((m) => m.manifest.payload.name === spec.model)?.manifest.payload.version ?? null,
-        );
-      }
+      const previous = await desired.currentVersions(
+        sorted.map((d) => d.id),
+        spec.model,
+      );
       await db.transaction().execute(async (trx) => {
-        const busy = await trx
-          .selectFrom('rollout_devices')
-          .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
-          .select(['rollout_devices.device_id', 'rollouts.id'])
-          .where('rollouts.model', '=', spec.model)
-          .where('rollouts.state', 'in', ['running', 'paused', 'rolling_back'])
-          .where(
-            'rollout_devices.device_id',
-            'in',
-            sorted.map((d) => d.id),
-          )
-          .execute();
+        const busy: { device_id: string; id: string }[] = [];
+        for (let i = 0; i < sorted.length; i += CHUNK) {
+          busy.push(
+            ...(await trx
+              .selectFrom('rollout_devices')
+              .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+              .select(['rollout_devices.device_id', 'rollouts.id'])
+              .where('rollouts.model', '=', spec.model)
+              .where('rollouts.state', 'in', ['running', 'paused', 'rolling_back'])
+              .where(
+                'rollout_devices.device_id',
+                'in',
+                sorted.slice(i, i + CHUNK).map((d) => d.id),
+              )
+              .execute()),
+          );
+        }
         if (busy.length > 0) {
           throw new EdgefleetError(
             'EF_ROLLOUT_CONFLICT',
@@ -438,22 +496,24 @@ export function createRolloutEngine(options: {
             updated_at: at,
           })
           .execute();
-        for (const [index, device] of sorted.entries()) {
+        const members = sorted.map((device, index) => {
           const was = previous.get(device.id) ?? null;
+          return {
+            rollout_id: id,
+            device_id: device.id,
+            cohort: device.cohort,
+            stage: sizes.findIndex((size) => index < size),
+            status: was === spec.version ? ('active' as const) : ('pending' as const),
+            previous_version: was,
+            error_code: null,
+            updated_at: at,
+          };
+        });
+        for (let i = 0; i < members.length; i += CHUNK)
           await trx
             .insertInto('rollout_devices')
-            .values({
-              rollout_id: id,
-              device_id: device.id,
-              cohort: device.cohort,
-              stage: sizes.findIndex((size) => index < size),
-              status: was === spec.version ? 'active' : 'pending',
-              previous_version: was,
-              error_code: null,
-              updated_at: at,
-            })
+            .values(members.slice(i, i + CHUNK))
             .execute();
-        }
         await audit(trx, {
           actor,
           action: 'rollout.create',
@@ -546,32 +606,24 @@ export function createRolloutEngine(options: {
     observe(address, payload) {
       if (stopped || (address.kind !== 'events' && address.kind !== 'reported')) return;
       const work = (async () => {
-        const rows = await db
-          .selectFrom('rollout_devices')
-          .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
-          .select(['rollouts.id', 'rollouts.model', 'rollouts.version', 'rollout_devices.status'])
-          .where('rollout_devices.device_id', '=', address.deviceId)
-          .where('rollouts.state', 'in', ['running', 'paused'])
-          .execute();
-        if (rows.length === 0) return;
+        const rollouts = await (watched ??= loadWatched());
+        if (rollouts.length === 0) return;
         if (address.kind === 'events') {
           const event = decodeMessage({ ...address, kind: 'events' }, payload) as DeviceEvent;
-          for (const row of rows) {
-            if (event.model?.name !== row.model || event.model.version !== row.version) continue;
-            if (event.kind === 'activated') await setDeviceStatus(row.id, address.deviceId, 'active');
-            if (event.kind === 'install-failed')
-              await setDeviceStatus(row.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
+          if (event.kind !== 'activated' && event.kind !== 'install-failed') return;
+          for (const rollout of rollouts) {
+            if (event.model?.name !== rollout.model || event.model.version !== rollout.version) continue;
+            if (event.kind === 'activated') observeStatus(rollout.id, address.deviceId, 'active');
+            else observeStatus(rollout.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
           }
         } else {
           // Reported state catches what events missed (a device that activated while we were down).
           const reported = decodeMessage({ ...address, kind: 'reported' }, payload) as ReportedState;
-          for (const row of rows) {
-            const model = reported.models.find((m) => m.name === row.model);
-            if (model?.active?.version === row.version && row.status !== 'active')
-              await setDeviceStatus(row.id, address.deviceId, 'active');
+          for (const rollout of rollouts) {
+            const model = reported.models.find((m) => m.name === rollout.model);
+            if (model?.active?.version === rollout.version) observeStatus(rollout.id, address.deviceId, 'active');
           }
         }
-        queueTick();
       })().catch((error: unknown) => log.warn({ deviceId: address.deviceId, err: error }, 'could not record a rollout observation'));
       observing.add(work);
       void work.finally(() => observing.delete(work));
@@ -593,6 +645,8 @@ export function createRolloutEngine(options: {
       if (timer) clearInterval(timer);
       timer = undefined;
       await Promise.all(observing);
+      await writes.flush();
+      unsubscribe();
       await ticking.catch(() => undefined);
     },
   };

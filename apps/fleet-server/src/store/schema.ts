@@ -27,7 +27,7 @@ export interface AliasesTable {
 
 export interface DevicesTable {
   id: string;
-  /** scrypt hash of the device secret: salt$hash, both base64url. */
+  /** `sha256$<hex>` of the device secret (earlier versions: `scrypt$<salt>$<hash>`, rewritten on use). */
   secret_hash: string;
   tags: string;
   status: 'active' | 'revoked';

@@ -1,0 +1,111 @@
+/**
+ * Write-behind for the high-rate, low-stakes updates devices cause (presence, last seen, reported
+ * state, a rollout member's status): updates are queued by key, a later update of the same key
+ * merges into the queued one, and the queue is written in one transaction every `intervalMs` (or
+ * as soon as `maxBatch` keys wait). With synchronous=FULL every SQLite commit is an fsync, so
+ * 10,000 devices each reporting three times are a handful of commits instead of 30,000.
+ *
+ * What this trades: an update can be lost if the process dies within `intervalMs` of it. Every
+ * update queued here is one a device repeats (its retained reported state on reconnect, its
+ * presence), so what a crash loses comes back when the device does. Decisions that must not be
+ * lost (desired state, rollout state, audit) are written directly, never through here.
+ */
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from './schema.ts';
+
+type Values = Record<string, unknown>;
+
+export interface WriteBehind {
+  /**
+   * Queues `write(trx, values)`. A queued update with the same key merges: `values` are combined
+   * (later fields win) and the later `write` runs with them.
+   */
+  update<V extends Values>(key: string, values: V, write: (trx: Transaction<Database>, values: V) => Promise<unknown>): void;
+  /** Writes what is queued now; resolves when it is committed. */
+  flush(): Promise<void>;
+  /** Calls `listener` after each committed batch with the keys it wrote. */
+  onFlushed(listener: (keys: readonly string[]) => void): () => void;
+  /** Updates queued and not yet committed. */
+  readonly pending: number;
+  /** Flushes and stops the timer. */
+  close(): Promise<void>;
+}
+
+export function createWriteBehind(
+  db: Kysely<Database>,
+  options: {
+    intervalMs?: number;
+    maxBatch?: number;
+    log: { warn(obj: object, msg: string): void };
+  },
+): WriteBehind {
+  const intervalMs = options.intervalMs ?? 25;
+  const maxBatch = options.maxBatch ?? 2000;
+  let queue = new Map<string, { values: Values; write: (trx: Transaction<Database>, values: Values) => Promise<unknown> }>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  let closed = false;
+  const listeners = new Set<(keys: readonly string[]) => void>();
+
+  function schedule(): void {
+    if (timer || closed) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void flush();
+    }, intervalMs);
+  }
+
+  function flush(): Promise<void> {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    // One batch at a time, in order: a later batch never commits before an earlier one.
+    writing = writing.then(async () => {
+      if (queue.size === 0) return;
+      const batch = queue;
+      queue = new Map();
+      try {
+        await db.transaction().execute(async (trx) => {
+          for (const { values, write } of batch.values()) await write(trx, values);
+        });
+      } catch (error) {
+        // Nothing here is worth stopping for, but the operator must see that updates were lost.
+        options.log.warn({ err: error, updates: batch.size }, 'could not write a batch of device updates');
+        return;
+      }
+      const keys = [...batch.keys()];
+      for (const listener of listeners) {
+        try {
+          listener(keys);
+        } catch (error) {
+          options.log.warn({ err: error }, 'a write-behind listener failed');
+        }
+      }
+    });
+    return writing;
+  }
+
+  return {
+    update(key, values, write) {
+      if (closed) return;
+      const queued = queue.get(key);
+      queue.set(key, {
+        values: queued ? { ...queued.values, ...values } : values,
+        write: write as (trx: Transaction<Database>, values: Values) => Promise<unknown>,
+      });
+      if (queue.size >= maxBatch) void flush();
+      else schedule();
+    },
+    flush,
+    onFlushed(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    get pending() {
+      return queue.size;
+    },
+    async close() {
+      await flush();
+      closed = true;
+    },
+  };
+}
