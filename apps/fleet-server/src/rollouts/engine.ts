@@ -606,7 +606,8 @@ export function createRolloutEngine(options: {
     observe(address, payload) {
       if (stopped || (address.kind !== 'events' && address.kind !== 'reported')) return;
       const work = (async () => {
-        const rollouts = await (watched ??= loadWatched());
+        watched ??= loadWatched();
+        const rollouts = await watched;
         if (rollouts.length === 0) return;
         if (address.kind === 'events') {
           const event = decodeMessage({ ...address, kind: 'events' }, payload) as DeviceEvent;
