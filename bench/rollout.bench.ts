@@ -5,15 +5,16 @@
  * fan-out of signed documents of the same size to the same number of plain mqtt.js clients, each
  * answering once. The server runs in its own process; the devices in this one.
  */
+
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
 import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 
@@ -96,10 +97,12 @@ async function measure(n: number): Promise<Result> {
   const serverPeakMiB = server.pid ? await rssMiB(server.pid, 'VmHWM') : peak;
   const desired = await api('GET', `/v1/devices/${devices[0]?.id}/desired`);
   const documentBytes = JSON.stringify(desired).length;
+  if (process.env.BENCH_TRACE) process.stderr.write('stopping the simulation…\n');
   await simulation.stop();
   server.kill('SIGTERM');
   await new Promise((resolve) => server.once('exit', resolve));
-  const raw = await rawFanout(n, JSON.stringify(desired));
+  if (process.env.BENCH_TRACE) process.stderr.write('raw fan-out…\n');
+  const raw = await rawFanout(n, documentBytes);
   return {
     devices: n,
     enrollSeconds,
@@ -114,43 +117,46 @@ async function measure(n: number): Promise<Result> {
   };
 }
 
-/** The floor: aedes fanning the same documents out to N plain clients, each answering once. */
-async function rawFanout(n: number, document: string): Promise<{ seconds: number; rssMiB: number }> {
-  const broker = await Aedes.createBroker({ concurrency: 1000 });
-  const tcp = createNetServer(broker.handle);
-  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
-  const port = (tcp.address() as { port: number }).port;
+/** A plain client; a connection reset under the connect storm is retried, as a real device would. */
+async function connectRaw(url: string, clientId: string): Promise<mqtt.MqttClient> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await mqtt.connectAsync(url, { clientId, reconnectPeriod: 0 });
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}
+
+/**
+ * The floor: a bare aedes broker (bench/raw-broker.ts, in its own process as the server is) fanning
+ * documents of the same size out to N plain mqtt.js clients in this process, each answering once.
+ */
+async function rawFanout(n: number, documentBytes: number): Promise<{ seconds: number; rssMiB: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('raw-broker.ts', import.meta.url))], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => JSON.parse(((await lines.next()).value as string | undefined) ?? 'null') as Record<string, number>;
+  const { port } = await next();
   const clients: mqtt.MqttClient[] = [];
   const queue = Array.from({ length: n }, (_, i) => i);
   await Promise.all(
     Array.from({ length: 200 }, async () => {
       for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
-        const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: `raw-${i}`, reconnectPeriod: 0 });
+        const client = await connectRaw(`mqtt://127.0.0.1:${port}`, `raw-${i}`);
         await client.subscribeAsync(`raw/${i}/desired`, { qos: 1 });
         client.on('message', () => client.publish(`raw/${i}/reported`, 'ok', { qos: 1 }));
         clients.push(client);
       }
     }),
   );
-  let answers = 0;
-  const done = new Promise<void>((resolve) => {
-    broker.on('publish', (packet, client) => {
-      if (client && packet.topic.endsWith('/reported') && ++answers === n) resolve();
-    });
-  });
-  const started = Date.now();
-  for (let i = 0; i < n; i++)
-    broker.publish(
-      { cmd: 'publish', topic: `raw/${i}/desired`, payload: Buffer.from(document), qos: 1, retain: true, dup: false },
-      () => undefined,
-    );
-  await done;
-  const seconds = (Date.now() - started) / 1000;
-  const rssMiB = process.memoryUsage().rss / 1024 / 1024;
+  child.stdin.write(`go ${n} ${documentBytes}\n`);
+  const result = await next();
   await Promise.all(clients.map((c) => c.endAsync(true)));
-  await new Promise<void>((resolve) => broker.close(() => resolve()));
-  tcp.close();
-  return { seconds, rssMiB };
+  child.kill('SIGTERM');
+  return { seconds: result.seconds as number, rssMiB: result.rssMiB as number };
 }
 
 const sizes = process.argv

@@ -138,6 +138,7 @@ export function createRolloutEngine(options: {
   let timer: ReturnType<typeof setInterval> | undefined;
   let ticking: Promise<void> = Promise.resolve();
   let tickQueued = false;
+  const lastTick = { took: 0, endedAt: 0 };
   let stopped = false;
   const observing = new Set<Promise<void>>();
   const OBSERVED = 'rollout-device:';
@@ -157,19 +158,31 @@ export function createRolloutEngine(options: {
    * one still pending or already rolled back), and only when the status changes.
    */
   function observeStatus(rolloutId: string, deviceId: string, status: 'active' | 'failed', errorCode: string | null = null): void {
-    writes.update(
-      `${OBSERVED}${rolloutId}:${deviceId}`,
-      { status, error_code: errorCode, updated_at: new Date(now()).toISOString() },
-      (trx, values) =>
-        trx
-          .updateTable('rollout_devices')
-          .set(values)
-          .where('rollout_id', '=', rolloutId)
-          .where('device_id', '=', deviceId)
-          .where('status', 'in', ['assigned', 'active', 'failed'])
-          .where((eb) => eb.or([eb('status', '!=', values.status), eb('error_code', 'is distinct from', values.error_code)]))
-          .execute(),
-    );
+    // One queued write per rollout, its values keyed by device: the batch becomes one statement
+    // per (status, error code) and chunk of devices, not one per device.
+    writes.update(`${OBSERVED}${rolloutId}`, { [deviceId]: { status, errorCode } }, async (trx, observed) => {
+      const groups = new Map<string, string[]>();
+      for (const [id, seen] of Object.entries(observed)) {
+        const key = JSON.stringify([seen.status, seen.errorCode]);
+        const group = groups.get(key);
+        if (group) group.push(id);
+        else groups.set(key, [id]);
+      }
+      const updatedAt = new Date(now()).toISOString();
+      for (const [key, ids] of groups) {
+        const [groupStatus, groupError] = JSON.parse(key) as ['active' | 'failed', string | null];
+        for (let i = 0; i < ids.length; i += CHUNK) {
+          await trx
+            .updateTable('rollout_devices')
+            .set({ status: groupStatus, error_code: groupError, updated_at: updatedAt })
+            .where('rollout_id', '=', rolloutId)
+            .where('device_id', 'in', ids.slice(i, i + CHUNK))
+            .where('status', 'in', ['assigned', 'active', 'failed'])
+            .where((eb) => eb.or([eb('status', '!=', groupStatus), eb('error_code', 'is distinct from', groupError)]))
+            .execute();
+        }
+      }
+    });
   }
 
   async function view(row: RolloutsTable): Promise<RolloutView> {
@@ -215,13 +228,19 @@ export function createRolloutEngine(options: {
    * The members (up to `stage`) that are offline: not connected, and not seen for the rollout's
    * `offlineAfterSeconds`. One join, so it costs the same for 100 devices or 100,000.
    */
-  async function offlineMembers(row: RolloutsTable, spec: RolloutSpec, stage: number) {
+  async function offlineMembers(
+    row: RolloutsTable,
+    spec: RolloutSpec,
+    stage: number,
+    statuses: readonly RolloutDevicesTable['status'][] = ['pending', 'assigned', 'active', 'failed', 'rolled_back'],
+  ) {
     const cutoff = new Date(now() - (spec.offlineAfterSeconds ?? DEFAULTS.offlineAfterSeconds) * 1000).toISOString();
     return db
       .selectFrom('rollout_devices')
       .innerJoin('devices', 'devices.id', 'rollout_devices.device_id')
       .select(['rollout_devices.device_id', 'rollout_devices.status'])
       .where('rollout_devices.rollout_id', '=', row.id)
+      .where('rollout_devices.status', 'in', statuses)
       .where('rollout_devices.stage', '<=', stage)
       .where('devices.online', '!=', 1)
       .where((eb) => eb.or([eb('devices.last_seen_at', 'is', null), eb('devices.last_seen_at', '<', cutoff)]))
@@ -273,8 +292,11 @@ export function createRolloutEngine(options: {
       .execute();
     // Devices that go back to the same version get their documents in one transaction.
     const byPrevious = new Map<string | null, string[]>();
-    for (const device of touched)
-      byPrevious.set(device.previous_version, [...(byPrevious.get(device.previous_version) ?? []), device.device_id]);
+    for (const device of touched) {
+      const group = byPrevious.get(device.previous_version);
+      if (group) group.push(device.device_id);
+      else byPrevious.set(device.previous_version, [device.device_id]);
+    }
     for (const [previous, ids] of byPrevious) {
       await desired.assignMany(
         ids,
@@ -306,7 +328,7 @@ export function createRolloutEngine(options: {
     // 1. Everyone in the current stage gets the new version (once).
     const due = await db
       .selectFrom('rollout_devices')
-      .selectAll()
+      .select('device_id')
       .where('rollout_id', '=', row.id)
       .where('stage', '<=', row.current_stage)
       .where('status', '=', 'pending')
@@ -339,12 +361,11 @@ export function createRolloutEngine(options: {
       .execute();
     const count = (status: RolloutDevicesTable['status']) => Number(counts.find((c) => c.status === status)?.n ?? 0);
     // Offline devices that have not answered neither block the stage nor count against it.
-    const offlineWaiting = (await offlineMembers(row, spec, row.current_stage)).filter(
-      (m) => m.status === 'pending' || m.status === 'assigned',
-    ).length;
     const active = count('active');
     const failed = count('failed');
-    const waiting = count('pending') + count('assigned') - offlineWaiting;
+    const unanswered = count('pending') + count('assigned');
+    const offlineWaiting = unanswered === 0 ? 0 : (await offlineMembers(row, spec, row.current_stage, ['pending', 'assigned'])).length;
+    const waiting = unanswered - offlineWaiting;
     const counted = active + failed + waiting;
     const reporting = active + failed;
     const failureRate = reporting === 0 ? 0 : failed / reporting;
@@ -418,6 +439,16 @@ export function createRolloutEngine(options: {
   }
 
   async function tickOnce(): Promise<void> {
+    const started = performance.now();
+    try {
+      await tickRollouts();
+    } finally {
+      lastTick.endedAt = performance.now();
+      lastTick.took = lastTick.endedAt - started;
+    }
+  }
+
+  async function tickRollouts(): Promise<void> {
     const current = await db.selectFrom('rollouts').selectAll().where('state', 'in', ['running', 'paused', 'rolling_back']).execute();
     watched = Promise.resolve(current.filter((row) => row.state !== 'rolling_back'));
     for (const row of current) {
@@ -652,13 +683,19 @@ export function createRolloutEngine(options: {
     },
   };
 
+  /**
+   * A tick soon after new observations, but spaced so that gate evaluation (aggregates over every
+   * member) stays a small share of the server's time however large the rollout: the pause after a
+   * tick is at least four times what the tick took.
+   */
   function queueTick(): void {
     if (tickQueued) return;
     tickQueued = true;
+    const delay = Math.max(20, 4 * lastTick.took - (performance.now() - lastTick.endedAt));
     setTimeout(() => {
       tickQueued = false;
       if (!stopped) void engine.tick();
-    }, 20);
+    }, delay);
   }
 
   return engine;

@@ -5,11 +5,35 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, type SqliteDatabase, SqliteDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
 import { type DialectKind, migrationProvider } from './migrations.ts';
 import type { Database } from './schema.ts';
+
+/**
+ * Kysely prepares every query anew; preparing costs more than running a small one. The server
+ * repeats a few dozen statements (a device's update, an artifact lookup) thousands of times a
+ * second under a rollout, so prepared statements are kept, least recently used out. Kysely runs
+ * one query at a time on its SQLite connection, so a statement is never in use twice at once.
+ */
+function withStatementCache(sqlite: SQLite.Database, size = 512): SqliteDatabase {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    prepare(sql: string) {
+      let statement = statements.get(sql);
+      if (statement) statements.delete(sql);
+      else statement = sqlite.prepare(sql);
+      statements.set(sql, statement);
+      if (statements.size > size) statements.delete(statements.keys().next().value as string);
+      return statement as unknown as ReturnType<SqliteDatabase['prepare']>;
+    },
+    close() {
+      statements.clear();
+      sqlite.close();
+    },
+  };
+}
 
 export interface OpenedDatabase {
   readonly db: Kysely<Database>;
@@ -33,7 +57,7 @@ export async function openDatabase(options: { dataDir: string; databaseUrl?: str
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   }
   const { error, results } = await new Migrator({ db, provider: migrationProvider(kind) }).migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');

@@ -124,6 +124,13 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('rollout_devices_device').on('rollout_devices').column('device_id').execute();
       },
     },
+    // A rollout's gates count its members by status and stage on every tick; with this index the
+    // counts and the "who still waits" lookups read the index, not every member row.
+    '0004-rollout-devices-status': {
+      async up(db) {
+        await db.schema.createIndex('rollout_devices_status').on('rollout_devices').columns(['rollout_id', 'status', 'stage']).execute();
+      },
+    },
   };
 }
 
