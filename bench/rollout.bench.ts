@@ -8,6 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -75,6 +76,11 @@ async function measure(n: number): Promise<Result> {
     connectConcurrency: 200,
   });
   started = Date.now();
+  // BENCH_PROF=1: CPU profiles of the rollout window, the server's (--cpu-prof) and this process's.
+  const profiler = process.env.BENCH_PROF ? new Session() : undefined;
+  profiler?.connect();
+  await profiler?.post('Profiler.enable');
+  await profiler?.post('Profiler.start');
   const cpuBefore = { server: server.pid ? await cpuSeconds(server.pid) : 0, devices: process.cpuUsage() };
   const post = api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { tags: ['bench'] }, stages: [{ percent: 100 }] });
   if (process.env.BENCH_TRACE) void post.then(() => process.stderr.write(`${Date.now() - started} ms: POST answered\n`));
@@ -93,6 +99,11 @@ async function measure(n: number): Promise<Result> {
   const serverCpuMsPerDevice = ((server.pid ? await cpuSeconds(server.pid) : 0) - cpuBefore.server) * (1000 / n);
   const devicesCpu = process.cpuUsage(cpuBefore.devices);
   const devicesCpuMsPerDevice = (devicesCpu.user + devicesCpu.system) / 1000 / n;
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    await writeFile(join(tmpdir(), `edgefleet-bench-devices-${n}.cpuprofile`), JSON.stringify(profile));
+    profiler.disconnect();
+  }
   clearInterval(trace);
   const serverPeakMiB = server.pid ? await rssMiB(server.pid, 'VmHWM') : peak;
   const desired = await api('GET', `/v1/devices/${devices[0]?.id}/desired`);

@@ -118,7 +118,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     topic: (deviceId) => topics.build('desired', deviceId),
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
   });
-  const writes = createWriteBehind(db, { log: app.log });
+  const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
   const context: ServerContext = {
     config,
     db,

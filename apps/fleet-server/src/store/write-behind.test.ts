@@ -1,6 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OpenedDatabase, openDatabase } from './db.ts';
 import { createWriteBehind } from './write-behind.ts';
@@ -79,6 +80,32 @@ describe('write-behind for device updates', () => {
     writes.update('dev-3', { online: 1 }, (trx, set) => trx.updateTable('devices').set(set).where('id', '=', 'dev-3').execute());
     await writes.flush();
     expect((await device('dev-3')).online).toBe(1);
+    await writes.close();
+  });
+
+  it('commits its batches without an fsync but leaves every other commit durable (synchronous=FULL)', async () => {
+    const writes = createWriteBehind(store.db, { intervalMs: 10_000, log });
+    const level = async () => (await sql<{ synchronous: number }>`pragma synchronous`.execute(store.db)).rows[0]?.synchronous;
+    expect(await level()).toBe(2);
+    writes.update('dev-4', { online: 1 }, async (trx, set) => {
+      // Inside the batch: NORMAL (1), no fsync on this commit.
+      expect((await sql<{ synchronous: number }>`pragma synchronous`.execute(trx)).rows[0]?.synchronous).toBe(1);
+      await trx.updateTable('devices').set(set).where('id', '=', 'dev-4').execute();
+    });
+    await writes.flush();
+    expect(warnings).toEqual([]);
+    expect((await device('dev-4')).online).toBe(1);
+    expect(await level()).toBe(2);
+    // A failing batch restores it too.
+    writes.update('bad', { nope: 1 }, (trx, set) =>
+      trx
+        .updateTable('devices')
+        .set(set as never)
+        .where('id', '=', 'dev-4')
+        .execute(),
+    );
+    await writes.flush();
+    expect(await level()).toBe(2);
     await writes.close();
   });
 });

@@ -5,12 +5,14 @@
  * as soon as `maxBatch` keys wait). With synchronous=FULL every SQLite commit is an fsync, so
  * 10,000 devices each reporting three times are a handful of commits instead of 30,000.
  *
- * What this trades: an update can be lost if the process dies within `intervalMs` of it. Every
+ * What this trades: an update can be lost if the process dies within `intervalMs` of it (or, as
+ * batches are committed without an fsync, if the machine loses power shortly after). Every
  * update queued here is one a device repeats (its retained reported state on reconnect, its
  * presence), so what a crash loses comes back when the device does. Decisions that must not be
  * lost (desired state, rollout state, audit) are written directly, never through here.
  */
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { DialectKind } from './migrations.ts';
 import type { Database } from './schema.ts';
 
 type Values = Record<string, unknown>;
@@ -31,11 +33,42 @@ export interface WriteBehind {
   close(): Promise<void>;
 }
 
+/**
+ * Runs `work` in a transaction whose commit does not wait for the disk: SQLite (WAL) with
+ * synchronous=NORMAL for this one commit, PostgreSQL with synchronous_commit off. A crash of the
+ * process loses nothing committed; a power cut can lose the last such commits (never corrupt the
+ * database), and the next ordinary commit makes them durable too. The connection is held
+ * throughout, so no other transaction runs with the relaxed setting.
+ */
+async function commitWithoutFsync(
+  db: Kysely<Database>,
+  dialect: DialectKind,
+  work: (trx: Transaction<Database>) => Promise<void>,
+): Promise<void> {
+  if (dialect === 'postgres') {
+    await db.transaction().execute(async (trx) => {
+      await sql`set local synchronous_commit = off`.execute(trx);
+      await work(trx);
+    });
+    return;
+  }
+  await db.connection().execute(async (connection) => {
+    await sql`pragma synchronous = normal`.execute(connection);
+    try {
+      await connection.transaction().execute(work);
+    } finally {
+      await sql`pragma synchronous = full`.execute(connection);
+    }
+  });
+}
+
 export function createWriteBehind(
   db: Kysely<Database>,
   options: {
     intervalMs?: number;
     maxBatch?: number;
+    /** Which database: how a batch is committed without waiting for the disk differs. */
+    dialect?: DialectKind;
     log: { warn(obj: object, msg: string): void };
   },
 ): WriteBehind {
@@ -64,7 +97,7 @@ export function createWriteBehind(
       const batch = queue;
       queue = new Map();
       try {
-        await db.transaction().execute(async (trx) => {
+        await commitWithoutFsync(db, options.dialect ?? 'sqlite', async (trx) => {
           for (const { values, write } of batch.values()) await write(trx, values);
         });
       } catch (error) {
