@@ -112,4 +112,42 @@ describe('a fleet of real and simulated devices', () => {
     for (const device of simulated.devices.filter((d) => !stageOne.has(d.id))) expect(device.active.get('mlp')).not.toBe('2.0.0');
     await until(() => simulated.devices.every((d) => d.active.get('mlp') !== '2.0.0'), 'stage-1 devices back on 1.0.0', 30_000);
   }, 120_000);
+
+  it('pauses a rollout whose version the simulated devices measure as 4x slower, and passes one at par', async () => {
+    const sample = [[encodeTensor('features', 'float32', [1, 4], seededValues(4, 1))]];
+    await fleet.register('ranker', '1.0.0', mlpModel(17).bytes, { sampleInputs: sample });
+    await fleet.register('ranker', '1.1.0', mlpModel(18).bytes, { sampleInputs: sample });
+    await fleet.register('ranker', '2.0.0', mlpModel(19).bytes, { sampleInputs: sample });
+    const simulated = await simulate(30, 'speed', ['fleet=speed'], { slowdown: { version: '2.0.0', factor: 4 } });
+    const rollout = async (version: string) =>
+      fleet.api('POST', '/v1/rollouts', {
+        model: 'ranker',
+        version,
+        selector: { tags: ['fleet=speed'] },
+        stages: [{ percent: 20 }, { percent: 100 }],
+        gates: { maxLatencyRatio: 1.5, minDevicesReporting: 3 },
+        onGateFailure: 'pause',
+      });
+    const first = await rollout('1.0.0');
+    await until(
+      async () => (await fleet.api('GET', `/v1/rollouts/${first.id}`)).state === 'completed',
+      'the first version everywhere',
+      60_000,
+    );
+    const par = await rollout('1.1.0');
+    await until(
+      async () => (await fleet.api('GET', `/v1/rollouts/${par.id}`)).state === 'completed',
+      'a version at par passing the gate',
+      60_000,
+    );
+    expect(simulated.countActive('ranker', '1.1.0')).toBe(30);
+    const slow = await rollout('2.0.0');
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${slow.id}`)).state === 'paused', 'the latency gate to pause', 60_000);
+    const paused = await fleet.api('GET', `/v1/rollouts/${slow.id}`);
+    expect(paused.reason).toMatchObject({ gate: 'maxLatencyRatio', stage: 0, limit: 1.5 });
+    expect(paused.reason.medianRatio).toBeCloseTo(4, 6);
+    // Paused at the first stage: the other 80% never got it.
+    expect(simulated.countActive('ranker', '2.0.0')).toBe(paused.stages[0].size);
+    expect(paused.stages[0].size).toBe(6);
+  }, 120_000);
 });

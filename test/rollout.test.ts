@@ -3,7 +3,7 @@
  * gates on what the devices report, rolls back on its own, and survives its own restart.
  */
 import { encodeTensor, type GoldenVector } from '@edgefleet/protocol';
-import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { heavyMlpModel, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cohortOf, stageSizes } from '../apps/fleet-server/src/rollouts/engine.ts';
 import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
@@ -21,6 +21,10 @@ beforeAll(async () => {
     outputs: [encodeTensor('scores', 'float32', [1, 3], Float32Array.from([9, 9, 9]))],
   };
   await fleet.register('mlp', '3.0.0', mlpModel(9).bytes, { goldenVectors: [wrong] });
+  // 4.0.0 answers like the others but with 1.6 million multiply-adds a row instead of 12.
+  await fleet.register('mlp', '4.0.0', heavyMlpModel(512, 6).bytes, {
+    sampleInputs: [[encodeTensor('features', 'float32', [32, 4], seededValues(128, 3))]],
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -102,6 +106,36 @@ describe('staged rollouts over MQTT', () => {
     await until(() => all.every((d) => d.activeVersion('mlp') === '1.0.0'), 'every device on 1.0.0');
     for (const d of all) await d.stop();
   }, 90_000);
+
+  it('trips the latency gate when the new version is far slower on the devices than the one it replaces, and rolls back', async () => {
+    const all = await devices('slow', 3, 'group=slow');
+    await baseline(all, '1.0.0');
+    const verified = new Map<string, string[]>(all.map((d) => [d.id, []]));
+    for (const d of all) d.runtime.on('verified', ({ model }) => verified.get(d.id)?.push(model.version));
+    const created = await fleet.api('POST', '/v1/rollouts', {
+      model: 'mlp',
+      version: '4.0.0',
+      selector: { tags: ['group=slow'] },
+      stages: [{ count: 2 }, { percent: 100 }],
+      gates: { maxLatencyRatio: 3, minDevicesReporting: 2 },
+      onGateFailure: 'rollback',
+    });
+    await until(
+      async () => (await fleet.api('GET', `/v1/rollouts/${created.id}`)).state === 'rolled_back',
+      'the automatic rollback',
+      60_000,
+    );
+    const rolled = await fleet.api('GET', `/v1/rollouts/${created.id}`);
+    expect(rolled.reason).toMatchObject({ gate: 'maxLatencyRatio', stage: 0, devicesMeasured: 2, limit: 3 });
+    expect(rolled.reason.medianRatio).toBeGreaterThan(3);
+    // The third device was in the second stage: it never received 4.0.0.
+    const later = rolled.devices.filter((d: { stage: number }) => d.stage === 1).map((d: { id: string }) => d.id);
+    expect(later).toHaveLength(1);
+    expect(verified.get(later[0] as string)).toEqual([]);
+    for (const d of rolled.devices.filter((x: { stage: number }) => x.stage === 0)) expect(verified.get(d.id)).toContain('4.0.0');
+    await until(() => all.every((d) => d.activeVersion('mlp') === '1.0.0'), 'every device back on 1.0.0');
+    for (const d of all) await d.stop();
+  }, 120_000);
 
   it('continues a rollout after the server is stopped and started again, and a device offline throughout converges when it returns', async () => {
     const all = await devices('resume', 4, 'group=resume');

@@ -171,8 +171,8 @@ export function createAgent(options: AgentOptions): Agent {
     options.runtime.on('execution-provider-fallback', ({ model, from, to, reason }) =>
       event('execution-provider-fallback', { model, fallback: { from, to, reason: reason.slice(0, 2000) }, ...withRollout(model) }),
     ),
-    options.runtime.on('activated', ({ model, executionProvider }) =>
-      event('activated', { model, executionProvider, ...withRollout(model) }),
+    options.runtime.on('activated', ({ model, executionProvider, latency }) =>
+      event('activated', { model, executionProvider, ...(latency ? { latency } : {}), ...withRollout(model) }),
     ),
     options.runtime.on('install-failed', ({ model, error }) =>
       event('install-failed', { model, error: { code: error.code, message: error.message.slice(0, 2000) }, ...withRollout(model) }),

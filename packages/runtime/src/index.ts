@@ -3,6 +3,7 @@
  * package's main entry (`@edgefleet/runtime`) picks working defaults for Node or the browser.
  */
 export { type AcceptanceResult, runAcceptance } from './acceptance/index.ts';
+export { type LatencyProbe, probeLatency } from './acceptance/latency.ts';
 export { RUNTIME_DEFAULTS, RUNTIME_VERSION } from './defaults.ts';
 export { type ArtifactSource, type DownloadPolicy, type DownloadProgress, downloadArtifact } from './download/index.ts';
 export { createOrtEngine, type OrtEngineOptions, type OrtModule, type ProviderProbe } from './engine/ort-engine.ts';

@@ -23,13 +23,16 @@ then keeps the device's models in DIR/models and follows the desired state the s
   --mqtt URL            override the broker URL the server announced at enrollment
 
 simulate: N lightweight devices in this process, each with its own credential and MQTT connection,
-verifying signed desired state and downloading + hash-checking real artifacts; no inference.
+verifying signed desired state and downloading + hash-checking real artifacts; inference is not run,
+its latency is simulated (1-3 ms p95 per device, or --slowdown times that for --slow-version).
   --server URL          the fleet server's HTTP API (required)
   --token TOKEN         an enrollment token with enough uses for N devices (required)
   --devices N           how many devices (required)
   --prefix NAME         device id prefix (default sim)
   --fail-acceptance P   share of devices whose acceptance test fails, 0-1 (default 0)
   --latency-ms MS       delay before each install (default 0)
+  --slow-version V      a version whose (simulated) inference is slower than the one it replaces
+  --slowdown X          how much slower --slow-version runs, as the p95 ratio devices report (default 2)
   --offline P           share of devices that never connect, 0-1 (default 0)
   --drop-download P     share of devices whose first download is cut half-way, 0-1 (default 0)
   --duration S          stop after S seconds (default: run until interrupted)
@@ -64,6 +67,8 @@ async function main(): Promise<void> {
       prefix: { type: 'string' },
       'fail-acceptance': { type: 'string' },
       'latency-ms': { type: 'string' },
+      'slow-version': { type: 'string' },
+      slowdown: { type: 'string' },
       offline: { type: 'string' },
       'drop-download': { type: 'string' },
       duration: { type: 'string' },
@@ -108,6 +113,7 @@ async function main(): Promise<void> {
       faults: {
         failAcceptance: fraction('fail-acceptance', values['fail-acceptance']),
         latencyMs: Number(values['latency-ms'] ?? 0),
+        ...(values['slow-version'] ? { slowdown: { version: values['slow-version'], factor: Number(values.slowdown ?? 2) } } : {}),
         offline: fraction('offline', values.offline),
         dropDownload: fraction('drop-download', values['drop-download']),
       },

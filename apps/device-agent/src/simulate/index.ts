@@ -27,6 +27,12 @@ export interface SimulationFaults {
   readonly failAcceptance?: number;
   /** Extra delay before each install, in ms. */
   readonly latencyMs?: number;
+  /**
+   * Inference is simulated, not run: each device reports an install-time latency probe like the
+   * runtime's (p95 of the new version against the one it replaced). Every version runs at the
+   * device's own base p95 (1-3 ms, by id) except `version`, which runs `factor` times slower.
+   */
+  readonly slowdown?: { readonly version: string; readonly factor: number };
   /** Share of devices that stay offline (never connect). */
   readonly offline?: number;
   /** Share of devices whose first download attempt is cut half-way (then resumed with Range). */
@@ -177,6 +183,15 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     state.online = true;
     // A dropped connection is reconnected by mqtt.js; the error must not crash the simulation.
     client.on('error', (error) => log({ level: 'warn', deviceId: id, msg: `mqtt: ${error.message}` }));
+    /** What the runtime's install-time probe would report on this device (see faults.slowdown). */
+    const baseP95Ms = 1 + 2 * share(id, 'latency');
+    const p95Of = (version: string) => baseP95Ms * (faults.slowdown?.version === version ? faults.slowdown.factor : 1);
+    const latencyProbe = (version: string, replaced: string | undefined): NonNullable<DeviceEvent['latency']> => {
+      const p95Ms = p95Of(version);
+      if (replaced === undefined) return { p95Ms, runs: 20 };
+      const previousP95Ms = p95Of(replaced);
+      return { p95Ms, previousP95Ms, ratio: p95Ms / previousP95Ms, runs: 20 };
+    };
     const event = (kind: DeviceEvent['kind'], fields: Partial<DeviceEvent>) => {
       const message: DeviceEvent = {
         type: 'edgefleet.event/v1',
@@ -267,9 +282,15 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
           if (share(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
             throw Object.assign(new Error('simulated acceptance failure'), { code: 'EF_ACCEPTANCE_FAILED' });
           }
+          const replaced = state.active.get(manifest.name);
           state.active.set(manifest.name, manifest.version);
           state.installs++;
-          event('activated', { model, executionProvider: 'wasm', ...(rolloutId ? { rolloutId } : {}) });
+          event('activated', {
+            model,
+            executionProvider: 'wasm',
+            latency: latencyProbe(manifest.version, replaced),
+            ...(rolloutId ? { rolloutId } : {}),
+          });
         } catch (error) {
           event('install-failed', {
             model,

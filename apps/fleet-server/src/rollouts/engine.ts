@@ -35,6 +35,12 @@ export interface GateSpec {
   readonly maxFailureRate?: number;
   /** Devices that must have reported (active or failed) before a stage can pass. */
   readonly minDevicesReporting?: number;
+  /**
+   * Largest p95 latency of the new version over the version it replaces: the median, over the
+   * stage's devices, of each device's install-time side-by-side measurement (at least
+   * `minDevicesReporting` measurements before it can trip).
+   */
+  readonly maxLatencyRatio?: number;
 }
 
 export interface RolloutSpec {
@@ -157,9 +163,28 @@ export function createRolloutEngine(options: {
    * Records what a device said about a rollout. Only members that were sent the version move (never
    * one still pending or already rolled back), and only when the status changes.
    */
-  function observeStatus(rolloutId: string, deviceId: string, status: 'active' | 'failed', errorCode: string | null = null): void {
+  function observeStatus(
+    rolloutId: string,
+    deviceId: string,
+    status: 'active' | 'failed',
+    errorCode: string | null = null,
+    latencyRatio?: number,
+  ): void {
     // One queued write per rollout, its values keyed by device: the batch becomes one statement
     // per (status, error code) and chunk of devices, not one per device.
+    if (latencyRatio !== undefined) {
+      // A measurement, written apart from the status (a later reported state must not erase it).
+      writes.update(`${OBSERVED}${rolloutId}:latency`, { [deviceId]: latencyRatio }, async (trx, ratios) => {
+        for (const [id, ratio] of Object.entries(ratios)) {
+          await trx
+            .updateTable('rollout_devices')
+            .set({ latency_ratio: ratio })
+            .where('rollout_id', '=', rolloutId)
+            .where('device_id', '=', id)
+            .execute();
+        }
+      });
+    }
     writes.update(`${OBSERVED}${rolloutId}`, { [deviceId]: { status, errorCode } }, async (trx, observed) => {
       const groups = new Map<string, string[]>();
       for (const [id, seen] of Object.entries(observed)) {
@@ -322,6 +347,61 @@ export function createRolloutEngine(options: {
     log.warn({ rolloutId: row.id, state: final, reason, devices: touched.length }, 'rollout rolled back');
   }
 
+  /** The first gate the current stage fails, with the numbers that tripped it; undefined when healthy. */
+  async function trippedGate(
+    row: RolloutsTable,
+    gates: typeof DEFAULTS & GateSpec,
+    stage: { failed: number; reporting: number; failureRate: number; counted: number },
+  ): Promise<Record<string, unknown> | undefined> {
+    if (stage.failed > 0 && stage.failureRate > gates.maxFailureRate) {
+      const errors = await db
+        .selectFrom('rollout_devices')
+        .select('error_code')
+        .distinct()
+        .where('rollout_id', '=', row.id)
+        .where('error_code', 'is not', null)
+        .execute();
+      return {
+        gate: 'maxFailureRate',
+        stage: row.current_stage,
+        failed: stage.failed,
+        reporting: stage.reporting,
+        failureRate: stage.failureRate,
+        limit: gates.maxFailureRate,
+        errors: errors.map((r) => r.error_code),
+      };
+    }
+    if (gates.maxLatencyRatio !== undefined) {
+      // Each device measured the new version against the one it replaced, side by side; the
+      // stage's ratio is the median over its devices, so one noisy device cannot trip it alone.
+      const measured = await db
+        .selectFrom('rollout_devices')
+        .select('latency_ratio')
+        .where('rollout_id', '=', row.id)
+        .where('status', '=', 'active')
+        .where('stage', '<=', row.current_stage)
+        .where('latency_ratio', 'is not', null)
+        .execute();
+      const ratios = measured.map((m) => m.latency_ratio as number).sort((a, b) => a - b);
+      const needed = Math.max(1, Math.min(gates.minDevicesReporting, stage.counted));
+      const median =
+        ratios.length === 0
+          ? 0
+          : ((ratios[Math.floor((ratios.length - 1) / 2)] as number) + (ratios[Math.floor(ratios.length / 2)] as number)) / 2;
+      if (ratios.length >= needed && median > gates.maxLatencyRatio) {
+        return {
+          gate: 'maxLatencyRatio',
+          stage: row.current_stage,
+          medianRatio: median,
+          worstRatio: ratios.at(-1),
+          devicesMeasured: ratios.length,
+          limit: gates.maxLatencyRatio,
+        };
+      }
+    }
+    return undefined;
+  }
+
   async function advance(row: RolloutsTable): Promise<void> {
     const spec = JSON.parse(row.spec) as RolloutSpec;
     const gates = { ...DEFAULTS, ...spec.gates };
@@ -369,29 +449,13 @@ export function createRolloutEngine(options: {
     const counted = active + failed + waiting;
     const reporting = active + failed;
     const failureRate = reporting === 0 ? 0 : failed / reporting;
-    if (failed > 0 && failureRate > gates.maxFailureRate) {
-      const reason = {
-        gate: 'maxFailureRate',
-        stage: row.current_stage,
-        failed,
-        reporting,
-        failureRate,
-        limit: gates.maxFailureRate,
-        errors: (
-          await db
-            .selectFrom('rollout_devices')
-            .select('error_code')
-            .distinct()
-            .where('rollout_id', '=', row.id)
-            .where('error_code', 'is not', null)
-            .execute()
-        ).map((r) => r.error_code),
-      };
+    const tripped = await trippedGate(row, gates, { failed, reporting, failureRate, counted });
+    if (tripped) {
       if ((spec.onGateFailure ?? DEFAULTS.onGateFailure) === 'pause') {
         await db.transaction().execute(async (trx) => {
           await trx
             .updateTable('rollouts')
-            .set({ state: 'paused', reason: JSON.stringify(reason), updated_at: new Date(now()).toISOString() })
+            .set({ state: 'paused', reason: JSON.stringify(tripped), updated_at: new Date(now()).toISOString() })
             .where('id', '=', row.id)
             .execute();
           await audit(trx, {
@@ -399,12 +463,12 @@ export function createRolloutEngine(options: {
             action: 'rollout.pause',
             target: `rollout:${row.id}`,
             before: { state: 'running' },
-            after: { state: 'paused', reason },
+            after: { state: 'paused', reason: tripped },
           });
         });
-        log.warn({ rolloutId: row.id, reason }, 'rollout paused by a gate');
+        log.warn({ rolloutId: row.id, reason: tripped }, 'rollout paused by a gate');
       } else {
-        await rollBack(row, 'rolled_back', reason, 'rollout-engine');
+        await rollBack(row, 'rolled_back', tripped, 'rollout-engine');
       }
       return;
     }
@@ -645,7 +709,7 @@ export function createRolloutEngine(options: {
           if (event.kind !== 'activated' && event.kind !== 'install-failed') return;
           for (const rollout of rollouts) {
             if (event.model?.name !== rollout.model || event.model.version !== rollout.version) continue;
-            if (event.kind === 'activated') observeStatus(rollout.id, address.deviceId, 'active');
+            if (event.kind === 'activated') observeStatus(rollout.id, address.deviceId, 'active', null, event.latency?.ratio);
             else observeStatus(rollout.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
           }
         } else {

@@ -30,6 +30,7 @@ const CreateRollout = Type.Object(
         {
           maxFailureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
           minDevicesReporting: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
+          maxLatencyRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 })),
         },
         { additionalProperties: false },
       ),

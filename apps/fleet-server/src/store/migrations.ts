@@ -131,6 +131,12 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('rollout_devices_status').on('rollout_devices').columns(['rollout_id', 'status', 'stage']).execute();
       },
     },
+    // The install-time latency probe a device reports with `activated`: new p95 / replaced p95.
+    '0005-rollout-devices-latency': {
+      async up(db) {
+        await db.schema.alterTable('rollout_devices').addColumn('latency_ratio', 'real').execute();
+      },
+    },
   };
 }
 

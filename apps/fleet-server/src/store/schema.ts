@@ -104,6 +104,8 @@ export interface RolloutDevicesTable {
   /** The version the device ran before (what a rollback returns it to). */
   previous_version: string | null;
   error_code: string | null;
+  /** The device's install-time p95 latency of this version over the one it replaced (null: not measured). */
+  latency_ratio: number | null;
   updated_at: string;
 }
 

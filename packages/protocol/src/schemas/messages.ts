@@ -137,6 +137,15 @@ export const DeviceEvent = Strict(
       }),
     ),
     error: Type.Optional(ErrorInfo),
+    /** With `activated`: the install-time probe of the new version against the one it replaced. */
+    latency: Type.Optional(
+      Strict({
+        p95Ms: Type.Number({ minimum: 0, maximum: 3_600_000 }),
+        previousP95Ms: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000 })),
+        ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000 })),
+        runs: Count,
+      }),
+    ),
   },
   { title: 'device event', description: 'a device event' },
 );

@@ -7,6 +7,7 @@ import {
   type ArtifactServer,
   createArtifactServer,
   goldenVector,
+  heavyMlpModel,
   int8LinearModel,
   manifestFor,
   mlpModel,
@@ -137,6 +138,44 @@ function expectClose(actual: number[], expected: Float32Array): void {
 }
 
 describe('runtime: install, run, restore', () => {
+  it('probes latency at install: a version far heavier than the one it replaces reports a ratio well above 1', async () => {
+    const h = await start();
+    const light = await mlpRelease('1.0.0', 7);
+    await h.runtime.install(light.manifest, light.url);
+    // The first version has nothing to compare with: its own p95 only.
+    const first = h.events.activated?.[0]?.latency;
+    expect(first?.runs).toBe(20);
+    expect(first?.p95Ms).toBeGreaterThan(0);
+    expect(first?.ratio).toBeUndefined();
+
+    const heavy = heavyMlpModel(512, 6);
+    const input = seededValues(32 * 4, 2026); // a batch of 32 rows
+    const raw = await rawRun(heavy.bytes, { features: new ort.Tensor('float32', input, [32, 4]) });
+    const manifest = manifestFor({
+      name: 'mlp',
+      version: '2.0.0',
+      bytes: heavy.bytes,
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
+      key: keys.manifest,
+      vectors: [
+        goldenVector(
+          { features: { dtype: 'float32', shape: [32, 4], data: input } },
+          { scores: { dtype: 'float32', shape: [32, 3], data: raw.scores?.data as Float32Array } },
+        ),
+      ],
+      executionProviders: ['wasm'],
+    });
+    server.set('/mlp/heavy', heavy.bytes);
+    await h.runtime.install(manifest, `${server.url}/mlp/heavy`);
+    const probe = h.events.activated?.[1]?.latency;
+    // 1.6 million multiply-adds a row against 12, 32 rows: measured side by side, far slower.
+    expect(probe?.previousP95Ms).toBeGreaterThan(0);
+    expect(probe?.ratio).toBeCloseTo((probe?.p95Ms ?? 0) / (probe?.previousP95Ms ?? 1), 9);
+    expect(probe?.ratio).toBeGreaterThan(3);
+    await h.runtime.close();
+  });
+
   it('installs a signed model from a URL, passes its acceptance test and runs it', async () => {
     const h = await start();
     const release = await mlpRelease('1.0.0', 7);

@@ -23,6 +23,7 @@ import {
   verifyManifest,
 } from '@edgefleet/protocol';
 import { runAcceptance } from '../acceptance/index.ts';
+import { type LatencyProbe, probeLatency } from '../acceptance/latency.ts';
 import { RUNTIME_DEFAULTS, RUNTIME_VERSION } from '../defaults.ts';
 import { type ArtifactSource, type DownloadPolicy, type DownloadProgress, downloadArtifact } from '../download/index.ts';
 import type { Engine, EngineSession, Feeds, Outputs, ProviderAvailability } from '../engine/types.ts';
@@ -51,6 +52,11 @@ export interface RuntimeOptions {
   readonly download?: Partial<DownloadPolicy>;
   /** The clock, in ms since the epoch. */
   readonly now?: () => number;
+  /**
+   * Timed runs per version in the install-time latency probe (candidate against the version it
+   * replaces, on the golden-vector inputs); 0 turns the probe off. Default 20.
+   */
+  readonly latencyProbeRuns?: number;
   /**
    * Listeners attached before the stored models are restored, so that `restored`,
    * `restore-failed` and `rolled-back` during start-up are seen too.
@@ -90,7 +96,8 @@ export interface RuntimeEvents {
   'acceptance-passed': { model: ModelRef; executionProvider: ExecutionProvider; maxAbsoluteError: number };
   'acceptance-failed': { model: ModelRef; executionProvider: ExecutionProvider; reason: string };
   'execution-provider-fallback': { model: ModelRef; from: ExecutionProvider; to: ExecutionProvider; reason: string };
-  activated: { model: ModelRef; executionProvider: ExecutionProvider; previous?: string };
+  /** `latency`: the install-time probe of the new version against the one it replaced (see acceptance/latency.ts). */
+  activated: { model: ModelRef; executionProvider: ExecutionProvider; previous?: string; latency?: LatencyProbe };
   'install-failed': { model: ModelRef; error: { code: string; message: string } };
   'rolled-back': { model: ModelRef; from: string; reason: string };
   removed: { name: string };
@@ -175,6 +182,7 @@ interface Provider {
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const store = guardedStore(options.store);
   const now = options.now ?? Date.now;
+  const latencyRuns = options.latencyProbeRuns ?? 20;
   const trust = 'policy' in options.trust ? options.trust : createTrust(options.trust);
   const createHasher = options.createHasher ?? createNobleHasher;
   const policy: DownloadPolicy = { ...RUNTIME_DEFAULTS.download, ...options.download };
@@ -482,6 +490,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
 
         const { live, executionProvider } = await buildSession(manifest, bytes);
         await step('accepted', model);
+        let latency: LatencyProbe | undefined;
+        try {
+          latency = await probeLatency(live, state.live, manifest.acceptance?.vectors ?? [], latencyRuns);
+        } catch (error) {
+          // The acceptance test ran these inputs already; a probe failure must not fail the install.
+          emitter.emit('error', { error });
+        }
 
         const installed: InstalledVersion = {
           version: manifest.version,
@@ -518,7 +533,12 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         delete state.lastError;
         await old?.retire();
         await step('confirmed', model);
-        emitter.emit('activated', { model, executionProvider, ...(current ? { previous: current.version } : {}) });
+        emitter.emit('activated', {
+          model,
+          executionProvider,
+          ...(current ? { previous: current.version } : {}),
+          ...(latency ? { latency } : {}),
+        });
         release();
         await collectGarbageLater();
         return info(manifest.name);

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { buildOnnxModel } from '../onnx/index.ts';
-import { type FixtureModel, identityModel, int8LinearModel, mlpModel, seededValues } from './index.ts';
+import { type FixtureModel, heavyMlpModel, identityModel, int8LinearModel, mlpModel, seededValues } from './index.ts';
 
 async function runFixture(model: FixtureModel, input: Float32Array): Promise<ort.Tensor> {
   const session = await ort.InferenceSession.create(model.bytes);
@@ -29,6 +29,16 @@ describe('fixture models in onnxruntime-web (WASM)', () => {
     expect(output.dims).toEqual([2, 3]);
     const expected = model.reference(input);
     for (const [i, value] of (output.data as Float32Array).entries()) expect(value).toBeCloseTo(expected[i] ?? Number.NaN, 6);
+  });
+
+  it('runs the heavy MLP (same signature as the MLP, thousands of times the work) and matches its reference', async () => {
+    const model = heavyMlpModel(64, 3);
+    const input = seededValues(8, 42);
+    const output = await runFixture(model, input);
+    expect(output.dims).toEqual([2, 3]);
+    const expected = model.reference(input);
+    for (const [i, value] of (output.data as Float32Array).entries()) expect(value).toBeCloseTo(expected[i] ?? Number.NaN, 4);
+    expect(expected.some((v) => v !== 0)).toBe(true);
   });
 
   it('runs the int8 quantized layer (DynamicQuantizeLinear + MatMulInteger) close to its float reference', async () => {

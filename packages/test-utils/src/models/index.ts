@@ -81,6 +81,61 @@ export function mlpModel(seed = 7): FixtureModel {
 }
 
 /**
+ * The same signature as {@link mlpModel} (features [batch, 4] → scores [batch, 3]) with a deep,
+ * wide hidden stack: a version that computes the same kind of answer far more slowly (about
+ * `layers · width²` multiply-adds per row instead of 12), for latency gates.
+ */
+export function heavyMlpModel(width = 256, layers = 6, seed = 11): FixtureModel {
+  const dims = [4, ...Array.from({ length: layers }, () => width), 3];
+  const weights = dims
+    .slice(1)
+    .map((out, index) => seededValues((dims[index] as number) * out, seed + index, 1 / Math.sqrt(dims[index] as number)));
+  const nodes: { op: string; inputs: string[]; outputs: string[] }[] = [];
+  let current = 'features';
+  weights.forEach((_, index) => {
+    const last = index === weights.length - 1;
+    nodes.push({ op: 'MatMul', inputs: [current, `W${index}`], outputs: [last ? 'scores' : `h${index}`] });
+    if (!last) {
+      nodes.push({ op: 'Relu', inputs: [`h${index}`], outputs: [`r${index}`] });
+      current = `r${index}`;
+    }
+  });
+  return {
+    bytes: buildOnnxModel({
+      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
+      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      initializers: weights.map((data, index) => ({
+        name: `W${index}`,
+        dtype: 'float32' as const,
+        dims: [dims[index] as number, dims[index + 1] as number],
+        data,
+      })),
+      nodes,
+    }),
+    reference: (x) => {
+      const rows = x.length / 4;
+      let activations = Float32Array.from(x);
+      weights.forEach((w, index) => {
+        const [inner, outer] = [dims[index] as number, dims[index + 1] as number];
+        const next = new Float32Array(rows * outer);
+        for (let r = 0; r < rows; r++) {
+          for (let c = 0; c < outer; c++) {
+            let sum = 0;
+            for (let k = 0; k < inner; k++) sum += (activations[r * inner + k] ?? 0) * (w[k * outer + c] ?? 0);
+            next[r * outer + c] = index === weights.length - 1 ? sum : Math.max(0, sum);
+          }
+        }
+        activations = next;
+      });
+      return activations;
+    },
+    inputName: 'features',
+    outputName: 'scores',
+    inputShape: [2, 4],
+  };
+}
+
+/**
  * An int8 dynamically quantized linear layer, as onnxruntime's quantize_dynamic writes it:
  * DynamicQuantizeLinear(x) → MatMulInteger(x_q, W_q) → Cast → Mul(scale_x · scale_w).
  * float32 [batch, 8] → [batch, 4].
