@@ -4,6 +4,9 @@
  * server's memory; against, in the same run, the floor set by the broker itself: a raw aedes
  * fan-out of signed documents of the same size to the same number of plain mqtt.js clients, each
  * answering once. The server runs in its own process; the devices in this one.
+ *
+ * BENCH_TRACE=1 prints progress and the server's output; BENCH_PROF=1 writes CPU profiles of the
+ * rollout (the server's with --cpu-prof into /tmp/prof, this process's into the temp folder).
  */
 
 import { spawn } from 'node:child_process';
@@ -187,13 +190,13 @@ const section = [
   '',
   `Command: \`pnpm bench:rollout\` (bench/rollout.bench.ts). Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}; took ${Math.round((Date.now() - started) / 1000)} s.`,
   '',
-  'One 100% stage of a 279-byte model. The server (fleet-server, embedded aedes, SQLite) runs in its own process; the simulated devices (real MQTT connections, signature verification of their desired state, HTTP download and sha256 of the artifact) run in the benchmark process on the same 2 cores. The raw fan-out is aedes alone publishing documents of the same size to the same number of plain mqtt.js clients, each answering once: the floor set by the broker.',
+  'One 100% stage of a 279-byte model. The server (fleet-server, embedded aedes, SQLite) runs in its own process; the simulated devices (real MQTT connections, ed25519 verification of their desired state, HTTP download and sha256 of the artifact, three messages back) run in the benchmark process on the same 2 cores. The raw fan-out is a bare aedes in its own process publishing documents of the same size to the same number of plain mqtt.js clients, each answering once: the floor set by the broker. CPU per device is the CPU time each process used during the rollout divided by the number of devices: their sum times N, over 2 cores, is a floor for the rollout time on this machine.',
   '',
-  '| devices | rollout: POST → all active | raw aedes fan-out | ratio | server RSS (peak) | raw broker process RSS | desired-state document | enrollment (not timed in the rollout) |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| devices | rollout: POST → all active | raw aedes fan-out | ratio | CPU per device: server / simulated devices | server RSS (peak) | raw broker RSS | desired-state document | enrollment (not timed) |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...results.map(
     (r) =>
-      `| ${r.devices} | ${r.rolloutSeconds.toFixed(2)} s | ${r.rawFanoutSeconds.toFixed(2)} s | ${(r.rolloutSeconds / r.rawFanoutSeconds).toFixed(1)}x | ${r.serverPeakMiB.toFixed(0)} MiB | ${r.rawBrokerMiB.toFixed(0)} MiB | ${r.documentBytes} bytes | ${r.enrollSeconds.toFixed(1)} s |`,
+      `| ${r.devices} | ${r.rolloutSeconds.toFixed(2)} s | ${r.rawFanoutSeconds.toFixed(2)} s | ${(r.rolloutSeconds / r.rawFanoutSeconds).toFixed(1)}x | ${r.serverCpuMsPerDevice.toFixed(2)} ms / ${r.devicesCpuMsPerDevice.toFixed(2)} ms | ${r.serverPeakMiB.toFixed(0)} MiB | ${r.rawBrokerMiB.toFixed(0)} MiB | ${r.documentBytes} bytes | ${r.enrollSeconds.toFixed(1)} s |`,
   ),
   '',
   'Anchor: AWS IoT Jobs notifies 1,000 devices a minute. Target: 10,000 devices active in under 10 s, within 10x of the raw fan-out.',
