@@ -294,7 +294,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // The embedded broker keeps retained messages in memory: give it every device's current document.
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
-  broker.onDeviceMessage((address, payload) => rollouts.observe(address, payload));
+  broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
   // Rollouts that were running when the server stopped continue from their stored state.
   rollouts.start();
   const address = app.server.address();

@@ -54,7 +54,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date().toISOString() }, (trx, set) =>
       trx.updateTable('devices').set(set).where('id', '=', deviceId).execute(),
     );
-  const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array) => void>();
+  const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array, message?: unknown) => void>();
 
   const aedes = await Aedes.createBroker({
     ...BROKER_DEFAULTS,
@@ -124,24 +124,29 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     }
     metrics.mqttMessage(client ? 'in' : 'out', address.kind);
     if (!client) return;
-    for (const listener of listeners) {
-      try {
-        listener(address, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
-      } catch (error) {
-        log.warn({ err: error }, 'a device message listener failed');
-      }
-    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    // Decoded (and validated) once here for every consumer; a malformed message reaches none.
+    let message: unknown;
     try {
-      if (address.kind === 'reported') {
-        const reported = decodeMessage({ ...address, kind: 'reported' }, packet.payload) as ReportedState;
-        recordDevice(address.deviceId, { reported: JSON.stringify(reported) });
-      } else if (address.kind === 'presence') {
-        const presence = decodeMessage({ ...address, kind: 'presence' }, packet.payload) as Presence;
-        recordDevice(address.deviceId, { online: presence.state === 'online' ? 1 : 0 });
+      if (address.kind === 'reported' || address.kind === 'presence' || address.kind === 'events') {
+        message = decodeMessage(address, payload);
       }
     } catch (error) {
       metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
       log.warn({ deviceId: address.deviceId, kind: address.kind, err: error }, 'refused a malformed device message');
+      return;
+    }
+    for (const listener of listeners) {
+      try {
+        listener(address, payload, message);
+      } catch (error) {
+        log.warn({ err: error }, 'a device message listener failed');
+      }
+    }
+    if (address.kind === 'reported') {
+      recordDevice(address.deviceId, { reported: JSON.stringify(message as ReportedState) });
+    } else if (address.kind === 'presence') {
+      recordDevice(address.deviceId, { online: (message as Presence).state === 'online' ? 1 : 0 });
     }
   });
   aedes.on('clientError', (client, error) => log.info({ deviceId: client.id, err: error.message }, 'mqtt client error'));

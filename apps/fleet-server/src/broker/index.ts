@@ -17,9 +17,11 @@ export interface FleetBroker {
   isConnected(deviceId: string): boolean;
   /**
    * Every message a device published on one of its own topics (after authorization), for the
-   * server's consumers: events, telemetry, reported state. Returns the function that unsubscribes.
+   * server's consumers: events, telemetry, reported state. Events, reported state and presence come
+   * decoded and validated as `message` (a malformed one is refused and reaches no listener).
+   * Returns the function that unsubscribes.
    */
-  onDeviceMessage(listener: (address: DeviceTopic, payload: Uint8Array) => void): () => void;
+  onDeviceMessage(listener: (address: DeviceTopic, payload: Uint8Array, message?: unknown) => void): () => void;
   readonly connectedCount: number;
   /** Where devices connect: mqtt://host:port and ws://host:port/mqtt. */
   readonly urls: { readonly tcp: string; readonly ws: string };

@@ -123,8 +123,8 @@ export interface RolloutEngine {
   abort(id: string, actor: string): Promise<RolloutView>;
   /** Skips the rest of the current stage's soak. */
   promote(id: string, actor: string): Promise<RolloutView>;
-  /** Feeds a device message (events, reported state) to the engine. */
-  observe(address: DeviceTopic, payload: Uint8Array): void;
+  /** Feeds a device message (events, reported state) to the engine; `message` when already decoded. */
+  observe(address: DeviceTopic, payload: Uint8Array, message?: unknown): void;
   /** Advances every running rollout once (called on a timer and after observations). */
   tick(): Promise<void>;
   start(intervalMs?: number): void;
@@ -698,14 +698,14 @@ export function createRolloutEngine(options: {
       return engine.get(id);
     },
 
-    observe(address, payload) {
+    observe(address, payload, message) {
       if (stopped || (address.kind !== 'events' && address.kind !== 'reported')) return;
       const work = (async () => {
         watched ??= loadWatched();
         const rollouts = await watched;
         if (rollouts.length === 0) return;
         if (address.kind === 'events') {
-          const event = decodeMessage({ ...address, kind: 'events' }, payload) as DeviceEvent;
+          const event = (message ?? decodeMessage({ ...address, kind: 'events' }, payload)) as DeviceEvent;
           if (event.kind !== 'activated' && event.kind !== 'install-failed') return;
           for (const rollout of rollouts) {
             if (event.model?.name !== rollout.model || event.model.version !== rollout.version) continue;
@@ -714,7 +714,7 @@ export function createRolloutEngine(options: {
           }
         } else {
           // Reported state catches what events missed (a device that activated while we were down).
-          const reported = decodeMessage({ ...address, kind: 'reported' }, payload) as ReportedState;
+          const reported = (message ?? decodeMessage({ ...address, kind: 'reported' }, payload)) as ReportedState;
           for (const rollout of rollouts) {
             const model = reported.models.find((m) => m.name === rollout.model);
             if (model?.active?.version === rollout.version) observeStatus(rollout.id, address.deviceId, 'active');
