@@ -55,7 +55,7 @@ export function toWire(profile: FeatureProfile): WireProfile {
     s: sketch.seed,
     l: sketch.levels.map((level) => {
       const view = new DataView(new ArrayBuffer(level.length * 4));
-      level.forEach((v, i) => view.setFloat32(i * 4, v, true));
+      for (const [i, v] of level.entries()) view.setFloat32(i * 4, v, true);
       return toBase64(new Uint8Array(view.buffer));
     }),
     ...(profile.histogram ? { h: { e: [...profile.histogram.edges], c: [...profile.histogram.counts] } } : {}),
