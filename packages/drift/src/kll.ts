@@ -31,7 +31,7 @@ const SHRINK = 2 / 3;
 
 export function createKll(k = 200): KllSketch {
   if (!Number.isInteger(k) || k < MIN_CAPACITY || k > 65_535) throw new RangeError(`KLL k must be an integer in [8, 65535], got ${k}`);
-  return { k, n: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, levels: [[]], seed: 0x9e3779b9 ^ k };
+  return { k, n: 0, min: Number.POSITIVE_INFINITY, max: Number.NEGATIVE_INFINITY, levels: [[]], seed: (0x9e3779b9 ^ k) >>> 0 };
 }
 
 /** The documented normalized rank error at 99% confidence for one quantile query (DataSketches' fit). */
@@ -40,7 +40,20 @@ export function rankError(k: number): number {
 }
 
 function capacity(k: number, level: number, height: number): number {
-  return Math.max(MIN_CAPACITY, Math.ceil(k * SHRINK ** (height - 1 - level)));
+  return capacities(k, height).levels[level] as number;
+}
+
+/** Capacities per level for a sketch of this k and height, and their sum: computed once each. */
+const capacityTables = new Map<number, { levels: number[]; total: number }>();
+function capacities(k: number, height: number): { levels: number[]; total: number } {
+  const key = k * 256 + height;
+  let table = capacityTables.get(key);
+  if (!table) {
+    const levels = Array.from({ length: height }, (_, h) => Math.max(MIN_CAPACITY, Math.ceil(k * SHRINK ** (height - 1 - h))));
+    table = { levels, total: levels.reduce((a, b) => a + b, 0) };
+    capacityTables.set(key, table);
+  }
+  return table;
 }
 
 function coin(sketch: KllSketch): number {
@@ -60,9 +73,22 @@ function retained(sketch: KllSketch): number {
 }
 
 function totalCapacity(sketch: KllSketch): number {
-  let total = 0;
-  for (let h = 0; h < sketch.levels.length; h++) total += capacity(sketch.k, h, sketch.levels.length);
-  return total;
+  return capacities(sketch.k, sketch.levels.length).total;
+}
+
+/** Sorts in place: insertion sort for the small levels compacted most often, else the built-in sort. */
+function sortNumbers(values: number[]): number[] {
+  if (values.length > 48) return values.sort((a, b) => a - b);
+  for (let i = 1; i < values.length; i++) {
+    const x = values[i] as number;
+    let j = i - 1;
+    while (j >= 0 && (values[j] as number) > x) {
+      values[j + 1] = values[j] as number;
+      j--;
+    }
+    values[j + 1] = x;
+  }
+  return values;
 }
 
 /** Compacts the lowest level over its capacity until the sketch fits. */
@@ -72,7 +98,7 @@ function compress(sketch: KllSketch): void {
     let h = 0;
     while (h < height && (sketch.levels[h] as number[]).length <= capacity(sketch.k, h, height)) h++;
     if (h === height) h = height - 1;
-    const level = (sketch.levels[h] as number[]).sort((a, b) => a - b);
+    const level = sortNumbers(sketch.levels[h] as number[]);
     if (h === height - 1) sketch.levels.push([]);
     const above = sketch.levels[h + 1] as number[];
     // An odd item stays behind (the smallest), the rest halves: every other one, from a random start.
@@ -84,6 +110,12 @@ function compress(sketch: KllSketch): void {
   }
 }
 
+/**
+ * Free slots left before the next compaction, per sketch (not part of its state: recomputed when
+ * unknown, e.g. after a merge or a parse). Spares a scan of the levels on every update.
+ */
+const slack = new WeakMap<KllSketch, number>();
+
 /** Folds in one finite value (the caller counts NaN, infinities and missing values apart). */
 export function kllUpdate(sketch: KllSketch, value: number): void {
   if (!Number.isFinite(value)) throw new RangeError(`KLL takes finite values, got ${value}`);
@@ -91,7 +123,12 @@ export function kllUpdate(sketch: KllSketch, value: number): void {
   if (value < sketch.min) sketch.min = value;
   if (value > sketch.max) sketch.max = value;
   (sketch.levels[0] as number[]).push(value);
-  if ((sketch.levels[0] as number[]).length >= capacity(sketch.k, 0, sketch.levels.length)) compress(sketch);
+  let free = (slack.get(sketch) ?? totalCapacity(sketch) - retained(sketch) + 1) - 1;
+  if (free < 0) {
+    compress(sketch);
+    free = totalCapacity(sketch) - retained(sketch);
+  }
+  slack.set(sketch, free);
 }
 
 /** A new sketch summarizing both (same k; neither is changed). */

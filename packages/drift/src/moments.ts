@@ -51,6 +51,8 @@ export function addValue(moments: Moments, value: number | null | undefined): vo
     moments.negInf++;
     return;
   }
+  // -0 and 0 are the same observation: keep min/max independent of which came first.
+  if (value === 0) value = 0;
   moments.count++;
   const delta = value - moments.mean;
   moments.mean += delta / moments.count;

@@ -141,6 +141,15 @@ describe('profiles on the wire', () => {
     expect(detectDrift(profile, back).drifted).toBe(false);
     const small = JSON.stringify(toWire(numeric([1, 2, 3])));
     expect(small.length).toBeLessThan(150);
+    // Every size round-trips, from an empty window to one that never compacted to one that did.
+    for (const n of [0, 1, 3, 199, 200, 5000]) {
+      const window = numeric(normals(n, 40 + n), [0]);
+      const back = fromWire(JSON.parse(JSON.stringify(toWire(window)))) as NumericProfile;
+      expect(back.moments).toEqual(window.moments);
+      expect(back.histogram).toEqual(window.histogram);
+      // Sketch items travel as float32: the same items, rounded to 7 significant digits.
+      expect(back.sketch).toEqual({ ...window.sketch, levels: window.sketch.levels.map((level) => level.map(Math.fround)) });
+    }
     const labels = JSON.stringify(toWire(categorical(['a', 'b', 'a', null])));
     expect(fromWire(JSON.parse(labels))).toEqual(categorical(['a', 'b', 'a', null]));
   });
