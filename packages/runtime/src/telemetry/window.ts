@@ -1,0 +1,132 @@
+/**
+ * The telemetry window of one model version: every run folds in, nothing of the inputs is kept.
+ *
+ * - latency: a numeric profile over fixed millisecond edges (the same on every device, so windows
+ *   merge and histograms compare), plus its sketch for percentiles;
+ * - errors: counts by code;
+ * - inputs: per input tensor, summary features of each run's values: `<name>.mean`, `<name>.std`,
+ *   `<name>.energy` (mean of squares); string tensors: their values as categories (`<name>`);
+ * - outputs: per output tensor, a class distribution when it looks like class scores (last
+ *   dimension 2-64: `<name>.class`, the argmax of each row, and `<name>.top`, its score), else the
+ *   same summary features as inputs.
+ *
+ * Feature names and choices are the defaults; a manifest that names its features (a later change)
+ * will override them.
+ */
+import { categoricalProfile, type FeatureProfile, numericProfile, observe, toWire, type WireProfile } from '@edgefleet/drift';
+import type { Feeds, Outputs, RuntimeTensor } from '../engine/types.ts';
+
+/** Latency bin edges in ms: 0.1 ms to 10 s, about three per decade. */
+export const LATENCY_EDGES_MS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000] as const;
+
+/** Sketch size for per-run features: a window holds few enough runs that k = 100 keeps it small. */
+const FEATURE_K = 100;
+
+export interface TelemetryWindow {
+  readonly model: { readonly name: string; readonly version: string };
+  /** ISO timestamps: [start, end). */
+  readonly start: string;
+  readonly end: string;
+  readonly runs: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly latencyMs: WireProfile;
+  readonly features: Readonly<Record<string, WireProfile>>;
+}
+
+export class WindowProfile {
+  private runs = 0;
+  private readonly errors: Record<string, number> = Object.create(null) as Record<string, number>;
+  private readonly latency = numericProfile({ k: FEATURE_K, edges: LATENCY_EDGES_MS });
+  private readonly features = new Map<string, FeatureProfile>();
+
+  constructor(
+    readonly model: { readonly name: string; readonly version: string },
+    readonly start: number,
+  ) {}
+
+  /** A run that answered. */
+  recordRun(feeds: Feeds, outputs: Outputs, latencyMs: number): void {
+    this.runs++;
+    observe(this.latency, latencyMs);
+    for (const [name, tensor] of Object.entries(feeds)) this.summarize(name, tensor);
+    for (const [name, tensor] of Object.entries(outputs)) {
+      const classes = tensor.shape.at(-1) ?? 0;
+      if (typeof tensor.data[0] === 'number' && classes >= 2 && classes <= 64 && tensor.data.length % classes === 0) {
+        this.recordClasses(name, tensor.data as ArrayLike<number>, classes);
+      } else {
+        this.summarize(name, tensor);
+      }
+    }
+  }
+
+  /** A run that failed, by its error code. */
+  recordError(code: string, latencyMs: number): void {
+    this.runs++;
+    this.errors[code] = (this.errors[code] ?? 0) + 1;
+    observe(this.latency, latencyMs);
+  }
+
+  get empty(): boolean {
+    return this.runs === 0;
+  }
+
+  close(end: number): TelemetryWindow {
+    return {
+      model: this.model,
+      start: new Date(this.start).toISOString(),
+      end: new Date(end).toISOString(),
+      runs: this.runs,
+      errors: { ...this.errors },
+      latencyMs: toWire(this.latency),
+      features: Object.fromEntries([...this.features].map(([name, profile]) => [name, toWire(profile)])),
+    };
+  }
+
+  private feature(name: string, kind: 'numeric' | 'categorical'): FeatureProfile {
+    let profile = this.features.get(name);
+    if (!profile) {
+      profile = kind === 'numeric' ? numericProfile({ k: FEATURE_K }) : categoricalProfile();
+      this.features.set(name, profile);
+    }
+    return profile;
+  }
+
+  private summarize(name: string, tensor: RuntimeTensor): void {
+    const data = tensor.data;
+    if (data.length === 0) return;
+    if (typeof data[0] === 'string') {
+      const labels = this.feature(name, 'categorical');
+      for (const value of data as readonly string[]) observe(labels, value);
+      return;
+    }
+    let sum = 0;
+    let squares = 0;
+    let counted = 0;
+    for (let i = 0; i < data.length; i++) {
+      const x = Number(data[i] as number | bigint);
+      if (!Number.isFinite(x)) continue;
+      sum += x;
+      squares += x * x;
+      counted++;
+    }
+    if (counted === 0) {
+      observe(this.feature(`${name}.mean`, 'numeric'), Number.NaN);
+      return;
+    }
+    const mean = sum / counted;
+    observe(this.feature(`${name}.mean`, 'numeric'), mean);
+    observe(this.feature(`${name}.std`, 'numeric'), Math.sqrt(Math.max(0, squares / counted - mean * mean)));
+    observe(this.feature(`${name}.energy`, 'numeric'), squares / counted);
+  }
+
+  private recordClasses(name: string, scores: ArrayLike<number>, classes: number): void {
+    const labels = this.feature(`${name}.class`, 'categorical');
+    const top = this.feature(`${name}.top`, 'numeric');
+    for (let row = 0; row + classes <= scores.length; row += classes) {
+      let best = 0;
+      for (let c = 1; c < classes; c++) if ((scores[row + c] as number) > (scores[row + best] as number)) best = c;
+      observe(labels, String(best));
+      observe(top, scores[row + best] as number);
+    }
+  }
+}
