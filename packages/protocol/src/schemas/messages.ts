@@ -152,52 +152,41 @@ export const DeviceEvent = Strict(
 export type DeviceEvent = Static<typeof DeviceEvent>;
 
 /**
- * A mergeable sketch of a distribution: logarithmic buckets with a guaranteed relative accuracy
- * (DDSketch). Bucket i holds values in (gamma^(i-1), gamma^i] with gamma = (1+a)/(1-a).
- * Merging two sketches of the same accuracy adds their buckets.
+ * One feature's profile over a window, as `@edgefleet/drift` writes it (`toWire`): numeric
+ * (moments, a KLL quantile sketch as float32 base64 levels, an optional histogram) or categorical
+ * (bounded counts per category). This schema bounds the shape; the drift package's `fromWire`
+ * checks the meaning (weights against counts, min ≤ max, finite items).
  */
-export const LogBucketSketch = Strict(
+export const NumericProfileWire = Strict(
   {
-    relativeAccuracy: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'a relative accuracy between 0 and 1' }),
-    zeroCount: Count,
-    positive: Strict({ offset: Type.Integer({ minimum: -100000, maximum: 100000 }), counts: Type.Array(Count, { maxItems: 4096 }) }),
-    negative: Strict({ offset: Type.Integer({ minimum: -100000, maximum: 100000 }), counts: Type.Array(Count, { maxItems: 4096 }) }),
+    t: Type.Literal('n'),
+    /** count, missing, nan, posInf, negInf, min, max, mean, m2 (min/max null while count is 0). */
+    m: Type.Array(Type.Union([Type.Number(), Type.Null()]), { minItems: 9, maxItems: 9 }),
+    k: Type.Integer({ minimum: 8, maximum: 65535 }),
+    n: Count,
+    s: Type.Integer({ minimum: 0, maximum: 4294967295 }),
+    l: Type.Array(Type.String({ maxLength: 262144, pattern: '^[A-Za-z0-9+/]*={0,2}$' }), { minItems: 1, maxItems: 64 }),
+    h: Type.Optional(
+      Strict({
+        e: Type.Array(Type.Number(), { maxItems: 1000 }),
+        c: Type.Array(Count, { maxItems: 1001 }),
+      }),
+    ),
   },
-  { description: 'a log-bucket sketch' },
+  { description: 'a numeric feature profile' },
 );
 
-/** Moments (Welford) plus a sketch: enough for means, variances, quantiles and drift tests. */
-export const NumericSummary = Strict(
+export const CategoricalProfileWire = Strict(
   {
-    count: Count,
-    nonFinite: Count,
-    min: Type.Optional(Type.Number()),
-    max: Type.Optional(Type.Number()),
-    mean: Type.Number(),
-    m2: Type.Number({ minimum: 0, description: 'the sum of squared deviations from the mean' }),
-    sketch: LogBucketSketch,
+    t: Type.Literal('c'),
+    x: Count,
+    lim: Type.Integer({ minimum: 1, maximum: 4096 }),
+    c: Type.Record(Type.String({ maxLength: 256 }), Count, { maxProperties: 4097 }),
   },
-  { description: 'a numeric summary: count, min, max, mean, m2, sketch' },
+  { description: 'a categorical feature profile' },
 );
 
-export const CategoricalSummary = Strict(
-  {
-    counts: Type.Array(Strict({ value: Type.String({ maxLength: 128 }), count: Count }), { maxItems: 256 }),
-    otherCount: Count,
-  },
-  { description: 'a categorical summary: the most frequent values and a count of the rest' },
-);
-
-export const FeatureProfile = Strict(
-  {
-    name: Type.String({ minLength: 1, maxLength: 128 }),
-    count: Count,
-    missing: Count,
-    numeric: Type.Optional(NumericSummary),
-    categorical: Type.Optional(CategoricalSummary),
-  },
-  { description: 'the profile of one feature over a window' },
-);
+export const FeatureProfileWire = Type.Union([NumericProfileWire, CategoricalProfileWire], { description: 'a feature profile' });
 
 export const TelemetryWindow = Strict(
   {
@@ -212,9 +201,9 @@ export const TelemetryWindow = Strict(
     executionProvider: ExecutionProviderSchema,
     runs: Count,
     errors: Type.Array(Strict({ code: ErrorInfo.properties.code, count: Count }), { maxItems: 64 }),
-    latencyMs: NumericSummary,
-    inputs: Type.Array(FeatureProfile, { maxItems: 512 }),
-    outputs: Type.Array(FeatureProfile, { maxItems: 512 }),
+    latencyMs: NumericProfileWire,
+    /** Input summaries (`<input>.mean`, `.std`, `.energy`), output classes (`<output>.class`, `.top`)… */
+    features: Type.Array(Strict({ name: Type.String({ minLength: 1, maxLength: 128 }), profile: FeatureProfileWire }), { maxItems: 512 }),
     /** Windows dropped on the device since the last delivered one (queue overflow). */
     dropped: Count,
   },

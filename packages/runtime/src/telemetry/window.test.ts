@@ -1,4 +1,5 @@
 import { detectDrift, fromWire, type NumericProfile } from '@edgefleet/drift';
+import { FeatureProfileWire, matches, NumericProfileWire } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,8 +48,17 @@ describe('telemetry window of a model version', () => {
     expect(closed.errors).toEqual({ EF_INPUT_SHAPE: 2 });
     const latency = fromWire(closed.latencyMs) as NumericProfile;
     expect(latency.moments.count).toBe(302);
-    expect(Object.keys(closed.features).sort()).toEqual(['features.energy', 'features.mean', 'features.std', 'scores.class', 'scores.top']);
-    const classes = fromWire(closed.features['scores.class']);
+    expect(closed.features.map((f) => f.name).sort()).toEqual([
+      'features.energy',
+      'features.mean',
+      'features.std',
+      'scores.class',
+      'scores.top',
+    ]);
+    // What goes on the wire is what the protocol's telemetry message allows.
+    expect(matches(NumericProfileWire, closed.latencyMs)).toBe(true);
+    for (const { profile } of closed.features) expect(matches(FeatureProfileWire, profile)).toBe(true);
+    const classes = fromWire(closed.features.find((f) => f.name === 'scores.class')?.profile);
     expect(classes.kind).toBe('categorical');
     if (classes.kind === 'categorical') expect(Object.values(classes.categories.counts).reduce((a, b) => a + b, 0)).toBe(300 * 4);
     // Nothing of the raw inputs travels: summaries only, a few KB for 300 runs.
@@ -59,7 +69,7 @@ describe('telemetry window of a model version', () => {
     const reference = (await windowOf(400, 2)).close(0);
     const same = (await windowOf(400, 3)).close(0);
     const shifted = (await windowOf(400, 4, 0.3)).close(0);
-    const mean = (w: typeof reference) => fromWire(w.features['features.mean']);
+    const mean = (w: typeof reference) => fromWire(w.features.find((f) => f.name === 'features.mean')?.profile);
     expect(detectDrift(mean(reference), mean(same)).drifted).toBe(false);
     expect(detectDrift(mean(reference), mean(shifted)).drifted).toBe(true);
   });

@@ -30,7 +30,8 @@ export interface TelemetryWindow {
   readonly runs: number;
   readonly errors: Readonly<Record<string, number>>;
   readonly latencyMs: WireProfile;
-  readonly features: Readonly<Record<string, WireProfile>>;
+  /** As the protocol's telemetry message carries them (the agent adds device, boot and sequence). */
+  readonly features: readonly { readonly name: string; readonly profile: WireProfile }[];
 }
 
 export class WindowProfile {
@@ -78,7 +79,7 @@ export class WindowProfile {
       runs: this.runs,
       errors: { ...this.errors },
       latencyMs: toWire(this.latency),
-      features: Object.fromEntries([...this.features].map(([name, profile]) => [name, toWire(profile)])),
+      features: [...this.features].map(([name, profile]) => ({ name, profile: toWire(profile) })),
     };
   }
 
