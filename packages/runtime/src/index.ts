@@ -18,7 +18,9 @@ export {
   type Runtime,
   type RuntimeEvents,
   type RuntimeOptions,
+  type TelemetryWindowEvent,
 } from './runtime/index.ts';
 export { storeError } from './store/errors.ts';
 export { createIndexedDbModelStore, type IndexedDbModelStoreOptions } from './store/idb-store.ts';
 export type { ArtifactWriter, InstalledVersion, ModelRecord, ModelStore, VersionFloor } from './store/types.ts';
+export { LATENCY_EDGES_MS, type TelemetryWindow, WindowProfile } from './telemetry/window.ts';

@@ -113,6 +113,7 @@ async function start(overrides: Partial<RuntimeOptions> = {}, dir?: string): Pro
     'execution-provider-fallback',
     'install-failed',
     'download-progress',
+    'telemetry-window',
   ] as const) {
     runtime.on(name, record(name));
   }
@@ -138,6 +139,41 @@ function expectClose(actual: number[], expected: Float32Array): void {
 }
 
 describe('runtime: install, run, restore', () => {
+  it('folds every run into a telemetry window per version, closed on time, on flush and on close; errors by code', async () => {
+    const opened = Math.floor(Date.now() / 60_000) * 60_000 + 60_000; // a whole minute, after the manifest was signed
+    let clock = opened;
+    const h = await start({ now: () => clock, telemetry: { windowMs: 60_000 } });
+    const release = await mlpRelease('1.0.0', 7);
+    await h.runtime.install(release.manifest, release.url);
+    for (let i = 0; i < 5; i++) await scores(h.runtime);
+    await expect(h.runtime.run('mlp', { features: { dtype: 'float32', shape: [2, 5], data: new Float32Array(10) } })).rejects.toThrow();
+    expect(h.events['telemetry-window']).toBeUndefined();
+    clock += 61_000; // the next run finds its window over: it closes, and a new one starts
+    await scores(h.runtime);
+    const first = h.events['telemetry-window']?.[0];
+    expect(first).toMatchObject({
+      model: { name: 'mlp', version: '1.0.0' },
+      runs: 6,
+      executionProvider: 'wasm',
+      start: new Date(opened).toISOString(),
+    });
+    expect(Object.keys(first?.errors ?? {})).toHaveLength(1);
+    expect(first?.features.map((f) => f.name)).toContain('features.mean');
+    expect(h.runtime.flushTelemetry()).toHaveLength(1);
+    expect(h.events['telemetry-window']?.[1]?.runs).toBe(1);
+    expect(h.runtime.flushTelemetry()).toEqual([]); // nothing ran since
+    await scores(h.runtime);
+    await h.runtime.close();
+    expect(h.events['telemetry-window']?.[2]?.runs).toBe(1);
+
+    const quiet = await start({ telemetry: { enabled: false } });
+    const again = await mlpRelease('1.0.0', 7);
+    await quiet.runtime.install(again.manifest, again.url);
+    await scores(quiet.runtime);
+    expect(quiet.runtime.flushTelemetry()).toEqual([]);
+    await quiet.runtime.close();
+  });
+
   it('probes latency at install: a version far heavier than the one it replaces reports a ratio well above 1', async () => {
     const h = await start();
     const light = await mlpRelease('1.0.0', 7);

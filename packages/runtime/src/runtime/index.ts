@@ -32,7 +32,10 @@ import { checkFeeds, normalizeFeeds } from '../feeds/index.ts';
 import { createNobleHasher, type HasherFactory } from '../hash/index.ts';
 import { storeError } from '../store/errors.ts';
 import type { InstalledVersion, ModelRecord, ModelStore } from '../store/types.ts';
+import { type TelemetryWindow, WindowProfile } from '../telemetry/window.ts';
 import { LiveSession } from './live-session.ts';
+
+export type TelemetryWindowEvent = TelemetryWindow & { readonly executionProvider: ExecutionProvider };
 
 /** Steps of an install, in order; `hooks.onStep` sees each (tests kill the process there). */
 export type InstallStep = 'verified' | 'downloaded' | 'stored' | 'accepted' | 'activated' | 'confirmed';
@@ -57,6 +60,12 @@ export interface RuntimeOptions {
    * replaces, on the golden-vector inputs); 0 turns the probe off. Default 20.
    */
   readonly latencyProbeRuns?: number;
+  /**
+   * Telemetry of every run, folded into one window per model version (see telemetry/window.ts):
+   * on unless `enabled: false`; a window closes after `windowMs` (default 60 s) at the next run,
+   * or on `flushTelemetry()` / `close()`.
+   */
+  readonly telemetry?: { readonly enabled?: boolean; readonly windowMs?: number };
   /**
    * Listeners attached before the stored models are restored, so that `restored`,
    * `restore-failed` and `rolled-back` during start-up are seen too.
@@ -103,6 +112,8 @@ export interface RuntimeEvents {
   removed: { name: string };
   restored: { model: ModelRef; executionProvider: ExecutionProvider };
   'restore-failed': { name: string; version: string; error: { code: string; message: string } };
+  /** A closed telemetry window of one model version (every `telemetry.windowMs`, and on flush/close). */
+  'telemetry-window': TelemetryWindowEvent;
   /** Something went wrong outside any call (a listener threw, a cleanup failed). */
   error: { error: unknown };
 }
@@ -112,6 +123,8 @@ export interface Runtime {
   install(manifest: unknown, source: ArtifactSource, options?: InstallOptions): Promise<ModelInfo>;
   /** Runs the active version; never touches the network. */
   run(model: string, feeds: Feeds | Record<string, unknown>): Promise<Outputs>;
+  /** Closes every open telemetry window now (each is also emitted as `telemetry-window`). */
+  flushTelemetry(): TelemetryWindowEvent[];
   /** What is installed, what is active and on which execution provider. */
   models(): ModelInfo[];
   /** Makes the previous version active again. */
@@ -183,6 +196,51 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const store = guardedStore(options.store);
   const now = options.now ?? Date.now;
   const latencyRuns = options.latencyProbeRuns ?? 20;
+  const telemetry = { enabled: options.telemetry?.enabled ?? true, windowMs: options.telemetry?.windowMs ?? 60_000 };
+  /** The open telemetry window per model version (`name@version`). */
+  const windows = new Map<string, { window: WindowProfile; executionProvider: ExecutionProvider }>();
+
+  function closeWindow(key: string, end: number): TelemetryWindowEvent | undefined {
+    const entry = windows.get(key);
+    windows.delete(key);
+    if (!entry || entry.window.empty) return undefined;
+    const closed = { ...entry.window.close(end), executionProvider: entry.executionProvider };
+    emitter.emit('telemetry-window', closed);
+    return closed;
+  }
+
+  function telemetryWindow(state: ModelState): WindowProfile {
+    const active = state.record.active as InstalledVersion;
+    const key = `${state.record.name}@${active.version}`;
+    const at = now();
+    let entry = windows.get(key);
+    if (entry && at - entry.window.start >= telemetry.windowMs) {
+      closeWindow(key, at);
+      entry = undefined;
+    }
+    if (!entry) {
+      entry = {
+        window: new WindowProfile({ name: state.record.name, version: active.version }, at),
+        executionProvider: active.executionProvider,
+      };
+      windows.set(key, entry);
+    }
+    return entry.window;
+  }
+
+  function recordFailure(state: ModelState, error: unknown, started: number): void {
+    try {
+      const code = error instanceof EdgefleetError ? error.code : 'EF_INTERNAL_ERROR';
+      telemetryWindow(state).recordError(code, performance.now() - started);
+    } catch (failure) {
+      emitter.emit('error', { error: failure });
+    }
+  }
+
+  function flushWindows(): TelemetryWindowEvent[] {
+    const at = now();
+    return [...windows.keys()].flatMap((key) => closeWindow(key, at) ?? []);
+  }
   const trust = 'policy' in options.trust ? options.trust : createTrust(options.trust);
   const createHasher = options.createHasher ?? createNobleHasher;
   const policy: DownloadPolicy = { ...RUNTIME_DEFAULTS.download, ...options.download };
@@ -608,12 +666,37 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
             `no active version of "${name}"; installed: ${[...states.keys()].join(', ') || 'none'}`,
           );
         }
+        const started = performance.now();
         const normalized = normalizeFeeds(feeds);
-        checkFeeds(normalized, manifest.model.inputs, `${manifest.name}@${manifest.version}`);
-        return live.run(normalized);
+        try {
+          checkFeeds(normalized, manifest.model.inputs, `${manifest.name}@${manifest.version}`);
+        } catch (error) {
+          if (telemetry.enabled) recordFailure(state, error, started);
+          throw error;
+        }
+        const running = live.run(normalized);
+        if (!telemetry.enabled) return running;
+        return running.then(
+          (outputs) => {
+            try {
+              telemetryWindow(state).recordRun(normalized, outputs, performance.now() - started);
+            } catch (error) {
+              emitter.emit('error', { error }); // telemetry must never fail a run
+            }
+            return outputs;
+          },
+          (error: unknown) => {
+            recordFailure(state, error, started);
+            throw error;
+          },
+        );
       } catch (error) {
         return Promise.reject(error);
       }
+    },
+
+    flushTelemetry() {
+      return flushWindows();
     },
 
     models: () => [...states.keys()].sort().map(info),
@@ -666,6 +749,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     async close() {
       if (closed) return;
       closed = true;
+      flushWindows(); // listeners (the agent's queue) get what was measured so far
       await Promise.allSettled(queues.values());
       await garbage;
       await Promise.all([...states.values()].map((state) => state.live?.retire()));
