@@ -5,7 +5,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Agent, createAgent, createFileAgentState } from '@edgefleet/agent';
+import { type Agent, createAgent, createFileAgentState, createFileTelemetryQueue } from '@edgefleet/agent';
 import { createFleetServer, type FleetServer } from '@edgefleet/fleet-server';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
@@ -20,6 +20,9 @@ export interface Fleet {
   startDevice(id: string, options?: { existing?: { secret: string; dir: string }; tags?: string[] }): Promise<FleetDevice>;
   /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
   restartServer(): Promise<void>;
+  /** The two halves of a restart, for a server that stays down a while. */
+  stopServer(): Promise<void>;
+  startServer(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -93,6 +96,7 @@ export async function startFleet(): Promise<Fleet> {
         runtime,
         trust: createTrust(keySet, { verify: nodeVerify }),
         state: createFileAgentState(credentials.dir),
+        telemetry: createFileTelemetryQueue(credentials.dir),
         platform: 'node',
         reconnectPeriodMs: 200,
       });
@@ -115,7 +119,13 @@ export async function startFleet(): Promise<Fleet> {
       return device;
     },
     async restartServer() {
+      await fleet.stopServer();
+      await fleet.startServer();
+    },
+    async stopServer() {
       await server.close();
+    },
+    async startServer() {
       server = await createFleetServer({
         env: {},
         config: { dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: 'e2e-admin-token' },

@@ -32,11 +32,14 @@ import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
 import { createWriteBehind } from './store/write-behind.ts';
+import { createTelemetryIngest, type TelemetryIngest } from './telemetry/ingest.ts';
+import { registerTelemetryRoutes } from './telemetry/routes.ts';
 
 export interface FleetServer {
   readonly app: FastifyInstance;
   readonly broker: FleetBroker;
   readonly rollouts: RolloutEngine;
+  readonly telemetry: TelemetryIngest;
   readonly config: ServerConfig;
   /** http://host:port of the admin API. */
   readonly url: string;
@@ -284,10 +287,12 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     },
   );
   const rollouts = createRolloutEngine({ db, desired, writes, log: app.log });
+  const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log });
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
+  await registerTelemetryRoutes(app, context);
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log });
@@ -295,6 +300,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
   broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
+  broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));
   // Rollouts that were running when the server stopped continue from their stored state.
   rollouts.start();
   const address = app.server.address();
@@ -305,12 +311,15 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     app,
     broker,
     rollouts,
+    telemetry,
     config,
     url,
     createdAdminToken,
     async close() {
+      await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
       await rollouts.stop();
+      await telemetry.close();
       await writes.close();
       await app.close();
       await database.close();

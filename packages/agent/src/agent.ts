@@ -11,6 +11,7 @@
 import {
   createTopicScheme,
   type DeviceEvent,
+  decodeMessage,
   EdgefleetError,
   type EventKind,
   encodeMessage,
@@ -18,12 +19,15 @@ import {
   type ModelRef,
   type Presence,
   type ReportedState,
+  type TelemetryAck,
+  type TelemetryWindow,
   type Trust,
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
 import type { ModelInfo, Runtime } from '@edgefleet/runtime/core';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { TelemetryQueueStore } from './telemetry.ts';
 
 /** Where the agent keeps the one thing it must remember: the last desired sequence applied. */
 export interface AgentStateStore {
@@ -44,6 +48,13 @@ export interface AgentOptions {
   readonly agentVersion?: string;
   readonly platform: 'node' | 'browser';
   readonly deviceClass?: string;
+  /**
+   * Where closed telemetry windows wait for the server's acknowledgement (createFileTelemetryQueue
+   * in Node, createIndexedDbTelemetryQueue in browsers). Without it, no telemetry is sent.
+   */
+  readonly telemetry?: TelemetryQueueStore;
+  /** How often the agent closes the runtime's open windows even when no run does; default 60 s. */
+  readonly telemetryFlushMs?: number;
   /** Reconnect delay after a dropped connection; default 2 s. */
   readonly reconnectPeriodMs?: number;
   readonly now?: () => number;
@@ -82,6 +93,7 @@ export function createAgent(options: AgentOptions): Agent {
   let queue: Promise<void> = Promise.resolve();
   let pendingDocument: unknown;
   let stopped = false;
+  let unsubscribeTelemetry: (() => void) | undefined;
 
   const presence = (state: Presence['state']): Presence => ({
     type: 'edgefleet.presence/v1',
@@ -91,7 +103,7 @@ export function createAgent(options: AgentOptions): Agent {
     since: timestamp(now()),
   });
 
-  function publish(kind: 'events' | 'reported' | 'presence', payload: Uint8Array, retain: boolean): void {
+  function publish(kind: 'events' | 'reported' | 'presence' | 'telemetry', payload: Uint8Array, retain: boolean): void {
     // QoS 1: mqtt.js queues while offline and delivers on reconnect.
     client?.publish(topics.build(kind, deviceId), text(payload), { qos: 1, retain }, (error) => {
       if (error) log('warn', 'publish failed', { kind, error: error.message });
@@ -179,6 +191,75 @@ export function createAgent(options: AgentOptions): Agent {
     ),
     options.runtime.on('rolled-back', ({ model }) => event('rolled-back', { model, ...withRollout(model) })),
   ];
+
+  // --- telemetry: runtime windows → durable outbox → MQTT (QoS 1) → removed when the server acks ---
+  let telemetrySeq = 0;
+  let flushTimer: ReturnType<typeof setInterval> | undefined;
+  /** Keys sent on the current connection (sent again after a reconnect until acknowledged). */
+  let sent = new Set<string>();
+  let outbox: Promise<void> = Promise.resolve();
+  const outboxWork = (task: () => Promise<void>) => {
+    outbox = outbox.then(task).catch((error: unknown) => log('warn', 'telemetry outbox', errorInfo(error)));
+    return outbox;
+  };
+
+  function sendQueued(): Promise<void> {
+    const queue = options.telemetry;
+    if (!queue) return Promise.resolve();
+    return outboxWork(async () => {
+      if (!client?.connected) return;
+      for (const { key, window } of await queue.list()) {
+        if (sent.has(key)) continue;
+        sent.add(key);
+        publish('telemetry', encodeMessage('telemetry', window), false);
+      }
+    });
+  }
+
+  if (options.telemetry) {
+    const queue = options.telemetry;
+    unsubscribeTelemetry = options.runtime.on('telemetry-window', (closed) => {
+      const seq = telemetrySeq++;
+      void outboxWork(async () => {
+        const message: TelemetryWindow = {
+          type: 'edgefleet.telemetry/v1',
+          deviceId,
+          bootId,
+          seq,
+          windowStart: closed.start,
+          windowEnd: closed.end,
+          model: closed.model,
+          executionProvider: closed.executionProvider,
+          runs: closed.runs,
+          errors: Object.entries(closed.errors)
+            .slice(0, 64)
+            .map(([code, count]) => ({ code, count })),
+          latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
+          features: closed.features.slice(0, 512) as TelemetryWindow['features'],
+          dropped: await queue.takeDropped(),
+        };
+        await queue.append(message);
+      }).then(sendQueued);
+    });
+  }
+
+  function acknowledged(payload: Uint8Array): void {
+    const queue = options.telemetry;
+    if (!queue) return;
+    let ack: TelemetryAck;
+    try {
+      ack = decodeMessage({ deviceId, kind: 'telemetry-ack' }, payload) as TelemetryAck;
+    } catch (error) {
+      log('warn', 'refused a telemetry acknowledgement', errorInfo(error));
+      return;
+    }
+    const seqs = new Set(ack.seqs);
+    void outboxWork(async () => {
+      const done = (await queue.list()).filter((q) => q.window.bootId === ack.bootId && seqs.has(q.window.seq)).map((q) => q.key);
+      await queue.remove(done);
+      for (const key of done) sent.delete(key);
+    });
+  }
 
   async function reconcile(document: unknown): Promise<void> {
     let verified: ReturnType<typeof verifyDesiredState>;
@@ -269,6 +350,10 @@ export function createAgent(options: AgentOptions): Agent {
         },
       });
       client.on('message', (topic, payload) => {
+        if (topic === topics.build('telemetry-ack', deviceId)) {
+          acknowledged(payload);
+          return;
+        }
         if (topic !== topics.build('desired', deviceId)) return;
         let document: unknown;
         try {
@@ -286,8 +371,17 @@ export function createAgent(options: AgentOptions): Agent {
         client?.subscribe(topics.build('desired', deviceId), { qos: 1 }, (error) => {
           if (error) log('error', 'could not subscribe to the desired state', { error: error.message });
         });
+        if (options.telemetry) {
+          client?.subscribe(topics.build('telemetry-ack', deviceId), { qos: 1 }, (error) => {
+            if (error) log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message });
+            // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
+            sent = new Set();
+            void sendQueued();
+          });
+        }
       });
       client.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
+      if (options.telemetry) flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
       await new Promise<void>((resolve, reject) => {
         const onConnect = () => {
           client?.off('error', onError);
@@ -315,13 +409,22 @@ export function createAgent(options: AgentOptions): Agent {
         previous = queue;
         await queue;
       }
+      for (let previous: Promise<void> | undefined; previous !== outbox; ) {
+        previous = outbox;
+        await outbox;
+      }
     },
 
     async stop() {
       if (stopped) return;
       stopped = true;
       for (const off of unsubscribe) off();
+      if (flushTimer) clearInterval(flushTimer);
       await queue.catch(() => undefined);
+      // What was measured until now is kept for the next start (sent then, if not now).
+      if (options.telemetry) options.runtime.flushTelemetry();
+      unsubscribeTelemetry?.();
+      await outbox;
       if (client) {
         // A graceful stop says offline itself (the will is only for ungraceful drops).
         await client

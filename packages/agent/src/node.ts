@@ -1,7 +1,9 @@
 /** @edgefleet/agent for Node devices: the agent's state in a file beside the runtime's store. */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { TelemetryWindow } from '@edgefleet/protocol';
 import type { AgentStateStore } from './agent.ts';
+import { type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
 
 export * from './index.ts';
 
@@ -18,17 +20,96 @@ export function createFileAgentState(dir: string): AgentStateStore {
         throw error;
       }
     },
-    async write(state) {
-      await mkdir(dirname(path), { recursive: true });
-      const temp = `${path}.tmp`;
-      const handle = await open(temp, 'w', 0o600);
-      try {
-        await handle.writeFile(JSON.stringify(state));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, path);
-    },
+    write: (state) => writeDurably(path, JSON.stringify(state)),
+  };
+}
+
+/** temp + fsync + rename: the file holds the old or the new content, never a torn one. */
+async function writeDurably(path: string, content: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temp = `${path}.tmp`;
+  const handle = await open(temp, 'w', 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}
+
+/**
+ * The telemetry outbox as files: `<dir>/telemetry/<key>.json`, one per window, written durably;
+ * `dropped.json` counts overflow. A torn or unreadable file (a crash mid-write cannot make one,
+ * a disk fault can) is removed and counted as dropped rather than blocking the queue.
+ */
+export function createFileTelemetryQueue(dir: string, options: { limit?: number } = {}): TelemetryQueueStore {
+  const folder = join(dir, 'telemetry');
+  const droppedPath = join(folder, 'dropped.json');
+  const limit = options.limit ?? TELEMETRY_QUEUE_DEFAULTS.limit;
+  let last = 0;
+  let work: Promise<unknown> = Promise.resolve();
+  // One operation at a time: appends, trims and removals never interleave.
+  const serial = <T>(task: () => Promise<T>): Promise<T> => {
+    const next = work.then(task, task);
+    work = next.catch(() => undefined);
+    return next;
+  };
+  const keys = async () => {
+    try {
+      return (await readdir(folder))
+        .filter((f) => f.endsWith('.json') && f !== 'dropped.json')
+        .map((f) => f.slice(0, -5))
+        .sort();
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') return [];
+      throw error;
+    }
+  };
+  const readDropped = async () => {
+    try {
+      return Number(JSON.parse(await readFile(droppedPath, 'utf8'))) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  const addDropped = async (count: number) => {
+    if (count > 0) await writeDurably(droppedPath, JSON.stringify((await readDropped()) + count));
+  };
+  return {
+    append: (window: TelemetryWindow) =>
+      serial(async () => {
+        last = Math.max(Date.now(), last + 1);
+        await writeDurably(join(folder, `${queueKey(window, last)}.json`), JSON.stringify(window));
+        const all = await keys();
+        const over = all.slice(0, Math.max(0, all.length - limit));
+        for (const key of over) await rm(join(folder, `${key}.json`), { force: true });
+        await addDropped(over.length);
+      }),
+    list: () =>
+      serial(async () => {
+        const queued: QueuedWindow[] = [];
+        let unreadable = 0;
+        for (const key of await keys()) {
+          try {
+            queued.push({ key, window: JSON.parse(await readFile(join(folder, `${key}.json`), 'utf8')) as TelemetryWindow });
+          } catch {
+            await rm(join(folder, `${key}.json`), { force: true });
+            unreadable++;
+          }
+        }
+        await addDropped(unreadable);
+        return queued;
+      }),
+    remove: (removed) =>
+      serial(async () => {
+        for (const key of removed) await rm(join(folder, `${key}.json`), { force: true });
+      }),
+    takeDropped: () =>
+      serial(async () => {
+        const dropped = await readDropped();
+        if (dropped > 0) await writeDurably(droppedPath, '0');
+        return dropped;
+      }),
   };
 }

@@ -128,7 +128,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     // Decoded (and validated) once here for every consumer; a malformed message reaches none.
     let message: unknown;
     try {
-      if (address.kind === 'reported' || address.kind === 'presence' || address.kind === 'events') {
+      if (address.kind === 'reported' || address.kind === 'presence' || address.kind === 'events' || address.kind === 'telemetry') {
         message = decodeMessage(address, payload);
       }
     } catch (error) {

@@ -137,6 +137,31 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.alterTable('rollout_devices').addColumn('latency_ratio', 'real').execute();
       },
     },
+    // Telemetry windows as devices sent them, once each: (device, boot, seq) is the key.
+    '0006-telemetry-windows': {
+      async up(db) {
+        await db.schema
+          .createTable('telemetry_windows')
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('boot_id', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('window_start', 'text', (c) => c.notNull())
+          .addColumn('window_end', 'text', (c) => c.notNull())
+          .addColumn('runs', 'integer', (c) => c.notNull())
+          .addColumn('dropped', 'integer', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('telemetry_windows_pk', ['device_id', 'boot_id', 'seq'])
+          .execute();
+        await db.schema
+          .createIndex('telemetry_windows_model')
+          .on('telemetry_windows')
+          .columns(['model', 'version', 'window_end'])
+          .execute();
+      },
+    },
   };
 }
 

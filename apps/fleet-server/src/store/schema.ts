@@ -67,6 +67,22 @@ export interface AuditLogTable {
 }
 
 /** The last signed desired-state document of each device: re-published (retained) on start. */
+export interface TelemetryWindowsTable {
+  device_id: string;
+  boot_id: string;
+  seq: number;
+  model: string;
+  version: string;
+  window_start: string;
+  window_end: string;
+  runs: number;
+  /** Windows the device dropped (queue overflow) before this one. */
+  dropped: number;
+  /** The window as the device sent it (JSON). */
+  body: string;
+  received_at: string;
+}
+
 export interface DeviceDesiredTable {
   device_id: string;
   sequence: number;
@@ -118,6 +134,7 @@ export interface Database {
   admin_tokens: AdminTokensTable;
   audit_log: AuditLogTable;
   device_desired: DeviceDesiredTable;
+  telemetry_windows: TelemetryWindowsTable;
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
 }

@@ -1,0 +1,134 @@
+/**
+ * Telemetry ingest: windows from devices are stored once each and then acknowledged.
+ *
+ * A window arrives decoded and schema-checked by the broker. It is refused (and counted) when its
+ * deviceId is not the device that published it, or when its profiles do not survive
+ * `@edgefleet/drift`'s checks. Accepted windows gather for `batchMs` and are written in one
+ * transaction, `insert … on conflict do nothing` on (device, boot, seq): a window delivered twice
+ * (a lost ack, a reconnect) is counted once. Only after that commit (synchronous=FULL) does the
+ * device get its `telemetry-ack`, so whatever was acknowledged survives a server crash; whatever
+ * was not is sent again by the device.
+ */
+import { fromWire } from '@edgefleet/drift';
+import { type DeviceTopic, encodeMessage, type TelemetryAck, type TelemetryWindow, type TopicScheme } from '@edgefleet/protocol';
+import type { Kysely } from 'kysely';
+import type { FleetBroker } from '../broker/index.ts';
+import type { ServerMetrics } from '../metrics/index.ts';
+import type { Database, TelemetryWindowsTable } from '../store/schema.ts';
+
+export interface TelemetryIngest {
+  /** Feeds a device message; only `telemetry` ones are taken. */
+  observe(address: DeviceTopic, message: unknown): void;
+  /** Writes and acknowledges what is waiting now. */
+  flush(): Promise<void>;
+  readonly counts: { readonly stored: number; readonly duplicates: number; readonly refused: number };
+  close(): Promise<void>;
+}
+
+export function createTelemetryIngest(options: {
+  db: Kysely<Database>;
+  broker: () => FleetBroker;
+  topics: TopicScheme;
+  metrics: ServerMetrics;
+  log: { warn(obj: object, msg: string): void };
+  batchMs?: number;
+  now?: () => number;
+}): TelemetryIngest {
+  const { db, topics, metrics, log } = options;
+  const batchMs = options.batchMs ?? 50;
+  const now = options.now ?? Date.now;
+  let waiting: TelemetryWindow[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  const counts = { stored: 0, duplicates: 0, refused: 0 };
+
+  function refuse(reason: string, deviceId: string, detail: string): void {
+    counts.refused++;
+    metrics.mqttRefused(`telemetry-${reason}`);
+    log.warn({ deviceId, reason, detail }, 'refused a telemetry window');
+  }
+
+  function flush(): Promise<void> {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    writing = writing.then(async () => {
+      if (waiting.length === 0) return;
+      const batch = waiting;
+      waiting = [];
+      const receivedAt = new Date(now()).toISOString();
+      const rows: TelemetryWindowsTable[] = batch.map((w) => ({
+        device_id: w.deviceId,
+        boot_id: w.bootId,
+        seq: w.seq,
+        model: w.model.name,
+        version: w.model.version,
+        window_start: w.windowStart,
+        window_end: w.windowEnd,
+        runs: w.runs,
+        dropped: w.dropped,
+        body: JSON.stringify(w),
+        received_at: receivedAt,
+      }));
+      let inserted = 0;
+      try {
+        await db.transaction().execute(async (trx) => {
+          for (let i = 0; i < rows.length; i += 200) {
+            const result = await trx
+              .insertInto('telemetry_windows')
+              .values(rows.slice(i, i + 200))
+              .onConflict((conflict) => conflict.columns(['device_id', 'boot_id', 'seq']).doNothing())
+              .executeTakeFirst();
+            inserted += Number(result.numInsertedOrUpdatedRows ?? 0);
+          }
+        });
+      } catch (error) {
+        // Not stored, not acknowledged: the devices keep the windows and send them again.
+        log.warn({ err: error, windows: batch.length }, 'could not store telemetry windows');
+        return;
+      }
+      counts.stored += inserted;
+      counts.duplicates += batch.length - inserted;
+      // One acknowledgement per device and boot, naming every sequence now stored (new or not).
+      const acks = new Map<string, TelemetryAck>();
+      for (const w of batch) {
+        const key = `${w.deviceId}\n${w.bootId}`;
+        const ack = acks.get(key) ?? { type: 'edgefleet.telemetry-ack/v1', deviceId: w.deviceId, bootId: w.bootId, seqs: [] };
+        if (ack.seqs.length < 1024) ack.seqs.push(w.seq);
+        acks.set(key, ack);
+      }
+      for (const ack of acks.values()) {
+        await options
+          .broker()
+          .publish(topics.build('telemetry-ack', ack.deviceId), encodeMessage('telemetry-ack', ack), { qos: 1 })
+          .catch((error: unknown) => log.warn({ err: error, deviceId: ack.deviceId }, 'could not acknowledge telemetry'));
+      }
+    });
+    return writing;
+  }
+
+  return {
+    observe(address, message) {
+      if (address.kind !== 'telemetry' || message === undefined) return;
+      const window = message as TelemetryWindow;
+      if (window.deviceId !== address.deviceId) {
+        refuse('foreign', address.deviceId, `published as ${address.deviceId} but names device ${window.deviceId}`);
+        return;
+      }
+      try {
+        fromWire(window.latencyMs);
+        for (const feature of window.features) fromWire(feature.profile);
+      } catch (error) {
+        refuse('malformed', address.deviceId, (error as Error).message);
+        return;
+      }
+      waiting.push(window);
+      if (waiting.length >= 1000) void flush();
+      else timer ??= setTimeout(() => void flush(), batchMs);
+    },
+    flush,
+    counts,
+    async close() {
+      await flush();
+    },
+  };
+}

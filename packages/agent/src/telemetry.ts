@@ -1,0 +1,34 @@
+/**
+ * The device's telemetry outbox: closed windows wait here, on disk or in IndexedDB, until the
+ * server says it stored them (a `telemetry-ack` naming their boot and sequence). Bounded: past
+ * `limit` windows the oldest is dropped and counted, and the count rides on the next window sent
+ * (`dropped`). Appending never waits on the network; inference never waits on appending.
+ */
+import type { TelemetryWindow } from '@edgefleet/protocol';
+
+export interface QueuedWindow {
+  /** Orders the queue (append order) and names the entry in the store. */
+  readonly key: string;
+  readonly window: TelemetryWindow;
+}
+
+export interface TelemetryQueueStore {
+  /** Stores a window durably; drops the oldest past the limit (and counts them). */
+  append(window: TelemetryWindow): Promise<void>;
+  /** Windows waiting, oldest first. */
+  list(): Promise<QueuedWindow[]>;
+  /** Forgets these windows (the server stored them). */
+  remove(keys: readonly string[]): Promise<void>;
+  /** Windows dropped by overflow and not yet reported; `take` resets the count. */
+  takeDropped(): Promise<number>;
+}
+
+/** A sortable key: append time, then boot and sequence (unique per window). */
+export function queueKey(window: Pick<TelemetryWindow, 'bootId' | 'seq'>, appendedAt: number): string {
+  return `${String(appendedAt).padStart(15, '0')}-${window.bootId}-${String(window.seq).padStart(12, '0')}`;
+}
+
+export const TELEMETRY_QUEUE_DEFAULTS = {
+  /** At one window a minute per model, a day and a half offline. */
+  limit: 2000,
+} as const;

@@ -1,0 +1,119 @@
+/**
+ * Telemetry end to end: real agents with their on-disk outbox, the real server storing windows
+ * once each and acknowledging them, a server that is down for a while, replays and forgeries.
+ */
+import { createFileTelemetryQueue } from '@edgefleet/agent';
+import { encodeMessage, type TelemetryWindow } from '@edgefleet/protocol';
+import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+
+let fleet: Fleet;
+const features = { dtype: 'float32' as const, shape: [1, 4], data: seededValues(4, 5) };
+
+beforeAll(async () => {
+  fleet = await startFleet();
+  await fleet.register('mlp', '1.0.0', mlpModel(7).bytes, { sampleInputs: [] });
+}, 60_000);
+
+afterAll(async () => {
+  await fleet?.close();
+});
+
+async function deviceWithModel(id: string): Promise<FleetDevice> {
+  const device = await fleet.startDevice(id, { tags: ['fleet=telemetry'] });
+  await fleet.api('PUT', `/v1/devices/${id}/desired/mlp`, { version: '1.0.0' });
+  await until(() => device.activeVersion('mlp') === '1.0.0', `${id} running mlp`);
+  return device;
+}
+
+async function refusedCount(reason: string): Promise<number> {
+  const response = await fleet.server.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer e2e-admin-token' } });
+  const line = response.body.split('\n').find((l) => l.startsWith(`edgefleet_mqtt_refused_total{reason="${reason}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+async function stored(id: string): Promise<{ seq: number; runs: number; bootId: string }[]> {
+  return (await fleet.api('GET', `/v1/telemetry/windows?device=${id}`)).windows;
+}
+
+describe('telemetry from devices', () => {
+  it('stores every window once, including those closed while the server was down, and the device forgets each only once acknowledged', async () => {
+    const device = await deviceWithModel('tele-1');
+    const outbox = createFileTelemetryQueue(device.dir);
+    for (let i = 0; i < 10; i++) await device.runtime.run('mlp', { features });
+    device.runtime.flushTelemetry();
+    await until(async () => (await stored('tele-1')).length === 1, 'the first window stored');
+    await until(async () => (await outbox.list()).length === 0, 'the outbox emptied by the acknowledgement');
+    expect((await stored('tele-1'))[0]).toMatchObject({ seq: 0, runs: 10 });
+
+    await fleet.stopServer();
+    for (let i = 0; i < 3; i++) await device.runtime.run('mlp', { features });
+    device.runtime.flushTelemetry();
+    for (let i = 0; i < 4; i++) await device.runtime.run('mlp', { features });
+    device.runtime.flushTelemetry();
+    await device.agent.idle();
+    // Offline: both windows wait on disk, in order.
+    expect((await outbox.list()).map((q) => [q.window.seq, q.window.runs])).toEqual([
+      [1, 3],
+      [2, 4],
+    ]);
+    await fleet.startServer();
+    await until(async () => (await stored('tele-1')).length === 3, 'the windows closed while offline stored', 30_000);
+    await until(async () => (await outbox.list()).length === 0, 'the outbox emptied after the reconnect');
+    const windows = await stored('tele-1');
+    expect(windows.map((w) => w.seq).sort()).toEqual([0, 1, 2]);
+    expect(windows.reduce((sum, w) => sum + w.runs, 0)).toBe(17);
+    await device.stop();
+  }, 90_000);
+
+  it('counts a replayed window once and refuses one that names another device', async () => {
+    const device = await deviceWithModel('tele-2');
+    const secret = (await fleet.api('POST', '/v1/devices', { id: 'tele-forger', tags: ['fleet=telemetry'] })).secret;
+    for (let i = 0; i < 5; i++) await device.runtime.run('mlp', { features });
+    const [closed] = device.runtime.flushTelemetry();
+    await until(async () => (await stored('tele-2')).length === 1, 'the window stored');
+    const before = { ...fleet.server.telemetry.counts };
+    const refusedBefore = await refusedCount('EF_SCHEMA_INVALID');
+    const window = (bootId: string, deviceId: string): TelemetryWindow => ({
+      type: 'edgefleet.telemetry/v1',
+      deviceId,
+      bootId,
+      seq: 0,
+      windowStart: closed?.start as string,
+      windowEnd: closed?.end as string,
+      model: { name: 'mlp', version: '1.0.0' },
+      executionProvider: 'wasm',
+      runs: 5,
+      errors: [],
+      latencyMs: closed?.latencyMs as TelemetryWindow['latencyMs'],
+      features: closed?.features as TelemetryWindow['features'],
+      dropped: 0,
+    });
+    const forger = await mqtt.connectAsync(fleet.server.broker.urls.tcp, {
+      clientId: 'tele-forger',
+      username: 'tele-forger',
+      password: secret,
+    });
+    // A window naming tele-2, published by tele-forger on its own topic: refused, never stored.
+    await forger.publishAsync(
+      'edgefleet/v1/devices/tele-forger/telemetry',
+      Buffer.from(encodeMessage('telemetry', window('b0f0c0de-0000-4000-8000-000000000000', 'tele-2'))),
+      { qos: 1 },
+    );
+    // The same window twice under the forger's own name: stored once.
+    const own = Buffer.from(encodeMessage('telemetry', window('b0f0c0de-0000-4000-8000-000000000001', 'tele-forger')));
+    await forger.publishAsync('edgefleet/v1/devices/tele-forger/telemetry', own, { qos: 1 });
+    await forger.publishAsync('edgefleet/v1/devices/tele-forger/telemetry', own, { qos: 1 });
+    await fleet.server.telemetry.flush();
+    await until(() => fleet.server.telemetry.counts.duplicates > before.duplicates, 'the duplicate counted');
+    // The broker refuses it at decoding (the payload names another device than the topic) and counts it.
+    expect((await refusedCount('EF_SCHEMA_INVALID')) - refusedBefore).toBe(1);
+    expect(fleet.server.telemetry.counts.stored - before.stored).toBe(1);
+    expect(await stored('tele-forger')).toHaveLength(1);
+    expect(await stored('tele-2')).toHaveLength(1);
+    await forger.endAsync();
+    await device.stop();
+  }, 60_000);
+});
