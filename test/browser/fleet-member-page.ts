@@ -2,7 +2,7 @@
  * A web page that is a fleet member: it enrolls with an enrollment token, keeps its credential,
  * and runs the runtime + agent over MQTT-over-WebSocket. Bundled for the browser by the test.
  */
-import { createAgent, createIndexedDbAgentState } from '@edgefleet/agent/browser';
+import { createAgent, createIndexedDbAgentState, createIndexedDbTelemetryQueue } from '@edgefleet/agent/browser';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { createRuntime, type Runtime } from '@edgefleet/runtime/browser';
 
@@ -17,6 +17,10 @@ export interface Member {
   readonly id: string;
   readonly runtime: Runtime;
   readonly connected: () => boolean;
+  /** Closes the runtime's telemetry windows now; resolves once they are in the outbox. */
+  readonly flushTelemetry: () => Promise<void>;
+  /** The (bootId, seq) of each window waiting in the IndexedDB outbox. */
+  readonly outbox: () => Promise<string[]>;
 }
 
 export async function startMember(options: { serverUrl: string; token: string; id: string }): Promise<Member> {
@@ -33,6 +37,7 @@ export async function startMember(options: { serverUrl: string; token: string; i
   }
   const keySet = credential.keySet.payload;
   const runtime = await createRuntime({ trust: keySet, deviceId: credential.id, webgpu: false });
+  const telemetry = createIndexedDbTelemetryQueue();
   const agent = createAgent({
     deviceId: credential.id,
     secret: credential.secret,
@@ -41,10 +46,20 @@ export async function startMember(options: { serverUrl: string; token: string; i
     runtime,
     trust: createTrust(keySet),
     state: createIndexedDbAgentState(),
+    telemetry,
     platform: 'browser',
     reconnectPeriodMs: 500,
   });
   // Not awaited: the page serves its models offline whether or not the fleet answers.
   void agent.start().catch(() => undefined);
-  return { id: credential.id, runtime, connected: () => agent.connected };
+  return {
+    id: credential.id,
+    runtime,
+    connected: () => agent.connected,
+    flushTelemetry: async () => {
+      runtime.flushTelemetry();
+      await agent.idle();
+    },
+    outbox: async () => (await telemetry.list()).map((q) => `${q.window.bootId}/${q.window.seq}`),
+  };
 }

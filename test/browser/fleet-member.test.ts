@@ -103,6 +103,16 @@ describe('a web page as a fleet member', () => {
     });
     const expected = model.reference(input);
     for (const [i, value] of (await run(page)).entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(1e-5);
+    // Its telemetry goes out over the same WebSocket and is stored by the server.
+    await run(page);
+    await page.evaluate('window.member.flushTelemetry()');
+    await until(
+      async () =>
+        (await server.app.inject({ method: 'GET', url: '/v1/telemetry/windows?device=browser-1', headers: auth })).json().windows.length ===
+        1,
+      'the telemetry window of the page stored',
+    );
+    await until(async () => ((await page.evaluate('window.member.outbox()')) as string[]).length === 0, 'the outbox emptied by the ack');
   }, 90_000);
 
   it('keeps serving offline after a reload with the fleet server stopped', async () => {
@@ -113,5 +123,13 @@ describe('a web page as a fleet member', () => {
     await until(async () => (await activeVersion(page)) === '1.0.0', 'the model restored from IndexedDB');
     expect(await run(page)).toEqual(before);
     expect(await page.evaluate('window.member.connected()')).toBe(false);
+    // Offline, the window waits in IndexedDB, and is still there after another reload.
+    await page.evaluate('window.member.flushTelemetry()');
+    const waiting = (await page.evaluate('window.member.outbox()')) as string[];
+    expect(waiting).toHaveLength(1);
+    await page.close();
+    page = await openMember();
+    await until(async () => (await activeVersion(page)) === '1.0.0', 'the model restored again');
+    expect(await page.evaluate('window.member.outbox()')).toEqual(waiting);
   }, 90_000);
 });
