@@ -37,6 +37,14 @@ import { LiveSession } from './live-session.ts';
 
 export type TelemetryWindowEvent = TelemetryWindow & { readonly executionProvider: ExecutionProvider };
 
+/** The open window of one model version, also kept on its model state so a run finds it without a lookup. */
+interface TelemetryEntry {
+  readonly key: string;
+  readonly version: string;
+  readonly window: WindowProfile;
+  readonly executionProvider: ExecutionProvider;
+}
+
 /** Steps of an install, in order; `hooks.onStep` sees each (tests kill the process there). */
 export type InstallStep = 'verified' | 'downloaded' | 'stored' | 'accepted' | 'activated' | 'confirmed';
 
@@ -141,6 +149,8 @@ interface ModelState {
   live?: LiveSession;
   installing: boolean;
   lastError?: { code: string; message: string };
+  /** Its open telemetry window (also in the runtime's map of windows). */
+  telemetry?: TelemetryEntry;
 }
 
 /**
@@ -198,7 +208,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const latencyRuns = options.latencyProbeRuns ?? 20;
   const telemetry = { enabled: options.telemetry?.enabled ?? true, windowMs: options.telemetry?.windowMs ?? 60_000 };
   /** The open telemetry window per model version (`name@version`). */
-  const windows = new Map<string, { window: WindowProfile; executionProvider: ExecutionProvider }>();
+  const windows = new Map<string, TelemetryEntry>();
 
   function closeWindow(key: string, end: number): TelemetryWindowEvent | undefined {
     const entry = windows.get(key);
@@ -211,21 +221,38 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   function telemetryWindow(state: ModelState): WindowProfile {
     const active = state.record.active as InstalledVersion;
-    const key = `${state.record.name}@${active.version}`;
     const at = now();
-    let entry = windows.get(key);
-    if (entry && at - entry.window.start >= telemetry.windowMs) {
-      closeWindow(key, at);
+    let entry = state.telemetry;
+    if (entry && (entry.version !== active.version || at - entry.window.start >= telemetry.windowMs)) {
+      closeWindow(entry.key, at);
       entry = undefined;
     }
-    if (!entry) {
-      entry = {
+    if (!entry || windows.get(entry.key) !== entry) {
+      const key = `${state.record.name}@${active.version}`;
+      entry = windows.get(key) ?? {
+        key,
+        version: active.version,
         window: new WindowProfile({ name: state.record.name, version: active.version }, at),
         executionProvider: active.executionProvider,
       };
       windows.set(key, entry);
+      state.telemetry = entry;
     }
     return entry.window;
+  }
+
+  /**
+   * Sketch updates happen after runs have answered, in one timer turn every 50 ms (started with the
+   * first telemetry, unref'd so it never keeps a process alive), not on any run's path.
+   */
+  let draining: ReturnType<typeof setInterval> | undefined;
+  function scheduleDrain(window: WindowProfile): void {
+    if (window.pendingCount > 65_536) window.drain(); // a burst with no idle turn: bound the memory
+    if (draining) return;
+    draining = setInterval(() => {
+      for (const entry of windows.values()) entry.window.drain();
+    }, 50);
+    (draining as { unref?: () => void }).unref?.();
   }
 
   function recordFailure(state: ModelState, error: unknown, started: number): void {
@@ -679,7 +706,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         return running.then(
           (outputs) => {
             try {
-              telemetryWindow(state).recordRun(normalized, outputs, performance.now() - started);
+              const window = telemetryWindow(state);
+              window.recordRun(normalized, outputs, performance.now() - started);
+              scheduleDrain(window);
             } catch (error) {
               emitter.emit('error', { error }); // telemetry must never fail a run
             }
@@ -750,6 +779,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (closed) return;
       closed = true;
       flushWindows(); // listeners (the agent's queue) get what was measured so far
+      if (draining) clearInterval(draining);
       await Promise.allSettled(queues.values());
       await garbage;
       await Promise.all([...states.values()].map((state) => state.live?.retire()));

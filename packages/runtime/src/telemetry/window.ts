@@ -5,7 +5,8 @@
  *   merge and histograms compare), plus its sketch for percentiles;
  * - errors: counts by code;
  * - inputs: per input tensor, summary features of each run's values: `<name>.mean`, `<name>.std`,
- *   `<name>.energy` (mean of squares); string tensors: their values as categories (`<name>`);
+ *   `<name>.energy` (mean of squares), over at most 4,096 evenly strided values; string tensors:
+ *   their values as categories (`<name>`);
  * - outputs: per output tensor, a class distribution when it looks like class scores (last
  *   dimension 2-64: `<name>.class`, the argmax of each row, and `<name>.top`, its score), else the
  *   same summary features as inputs.
@@ -34,11 +35,50 @@ export interface TelemetryWindow {
   readonly features: readonly { readonly name: string; readonly profile: WireProfile }[];
 }
 
+/** Values read per tensor for its summary: a large tensor is read at an even stride. */
+export const SUMMARY_SAMPLE = 4096;
+
+/**
+ * Mean and mean of squares of a numeric tensor's finite values, over at most SUMMARY_SAMPLE of
+ * them (every k-th for a larger tensor: a 160×160×3 image costs what 4,096 values cost).
+ */
+function summary(data: Exclude<RuntimeTensor['data'], readonly string[]>): { mean: number; squares: number; counted: number } {
+  const stride = Math.max(1, Math.ceil(data.length / SUMMARY_SAMPLE));
+  let sum = 0;
+  let sumSquares = 0;
+  let counted = 0;
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    for (let i = 0; i < data.length; i += stride) {
+      const x = Number(data[i]);
+      sum += x;
+      sumSquares += x * x;
+      counted++;
+    }
+  } else {
+    const values = data as ArrayLike<number>;
+    for (let i = 0; i < values.length; i += stride) {
+      const x = values[i] as number;
+      // x - x is NaN for NaN and ±Infinity: one comparison keeps only finite values.
+      if (x - x !== 0) continue;
+      sum += x;
+      sumSquares += x * x;
+      counted++;
+    }
+  }
+  return counted === 0 ? { mean: 0, squares: 0, counted } : { mean: sum / counted, squares: sumSquares / counted, counted };
+}
+
 export class WindowProfile {
   private runs = 0;
   private readonly errors: Record<string, number> = Object.create(null) as Record<string, number>;
   private readonly latency = numericProfile({ k: FEATURE_K, edges: LATENCY_EDGES_MS });
   private readonly features = new Map<string, FeatureProfile>();
+  /**
+   * Observations not yet folded into their profiles, as (profile, value) pairs: a run only pushes
+   * here, and `drain()` (scheduled by the runtime off the run's path, and run by `close()`) does
+   * the sketch updates, so they never add to a run's latency.
+   */
+  private pending: (FeatureProfile | number | string)[] = [];
 
   constructor(
     readonly model: { readonly name: string; readonly version: string },
@@ -48,7 +88,7 @@ export class WindowProfile {
   /** A run that answered. */
   recordRun(feeds: Feeds, outputs: Outputs, latencyMs: number): void {
     this.runs++;
-    observe(this.latency, latencyMs);
+    this.pending.push(this.latency, latencyMs);
     for (const [name, tensor] of Object.entries(feeds)) this.summarize(name, tensor);
     for (const [name, tensor] of Object.entries(outputs)) {
       const classes = tensor.shape.at(-1) ?? 0;
@@ -64,7 +104,19 @@ export class WindowProfile {
   recordError(code: string, latencyMs: number): void {
     this.runs++;
     this.errors[code] = (this.errors[code] ?? 0) + 1;
-    observe(this.latency, latencyMs);
+    this.pending.push(this.latency, latencyMs);
+  }
+
+  /** Observations waiting to be folded in. */
+  get pendingCount(): number {
+    return this.pending.length / 2;
+  }
+
+  /** Folds the waiting observations into their profiles. */
+  drain(): void {
+    const pending = this.pending;
+    this.pending = [];
+    for (let i = 0; i < pending.length; i += 2) observe(pending[i] as FeatureProfile, pending[i + 1] as number | string);
   }
 
   get empty(): boolean {
@@ -72,6 +124,7 @@ export class WindowProfile {
   }
 
   close(end: number): TelemetryWindow {
+    this.drain();
     return {
       model: this.model,
       start: new Date(this.start).toISOString(),
@@ -97,27 +150,22 @@ export class WindowProfile {
     if (data.length === 0) return;
     if (typeof data[0] === 'string') {
       const labels = this.feature(name, 'categorical');
-      for (const value of data as readonly string[]) observe(labels, value);
+      for (const value of data as readonly string[]) this.pending.push(labels, value);
       return;
     }
-    let sum = 0;
-    let squares = 0;
-    let counted = 0;
-    for (let i = 0; i < data.length; i++) {
-      const x = Number(data[i] as number | bigint);
-      if (!Number.isFinite(x)) continue;
-      sum += x;
-      squares += x * x;
-      counted++;
-    }
+    const { mean, squares, counted } = summary(data as Exclude<RuntimeTensor['data'], readonly string[]>);
     if (counted === 0) {
-      observe(this.feature(`${name}.mean`, 'numeric'), Number.NaN);
+      this.pending.push(this.feature(`${name}.mean`, 'numeric'), Number.NaN);
       return;
     }
-    const mean = sum / counted;
-    observe(this.feature(`${name}.mean`, 'numeric'), mean);
-    observe(this.feature(`${name}.std`, 'numeric'), Math.sqrt(Math.max(0, squares / counted - mean * mean)));
-    observe(this.feature(`${name}.energy`, 'numeric'), squares / counted);
+    this.pending.push(
+      this.feature(`${name}.mean`, 'numeric'),
+      mean,
+      this.feature(`${name}.std`, 'numeric'),
+      Math.sqrt(Math.max(0, squares - mean * mean)),
+      this.feature(`${name}.energy`, 'numeric'),
+      squares,
+    );
   }
 
   private recordClasses(name: string, scores: ArrayLike<number>, classes: number): void {
@@ -126,8 +174,7 @@ export class WindowProfile {
     for (let row = 0; row + classes <= scores.length; row += classes) {
       let best = 0;
       for (let c = 1; c < classes; c++) if ((scores[row + c] as number) > (scores[row + best] as number)) best = c;
-      observe(labels, String(best));
-      observe(top, scores[row + best] as number);
+      this.pending.push(labels, String(best), top, scores[row + best] as number);
     }
   }
 }
