@@ -116,4 +116,59 @@ describe('telemetry from devices', () => {
     await forger.endAsync();
     await device.stop();
   }, 60_000);
+
+  it('builds a reference from a period of telemetry and flags the group whose inputs shifted, and only it', async () => {
+    const steady = await fleet.startDevice('drift-a', { tags: ['fleet=drift', 'group=steady'] });
+    const moving = await fleet.startDevice('drift-b', { tags: ['fleet=drift', 'group=moving'] });
+    for (const d of [steady, moving]) {
+      await fleet.api('PUT', `/v1/devices/${d.id}/desired/mlp`, { version: '1.0.0' });
+      await until(() => d.activeVersion('mlp') === '1.0.0', `${d.id} running mlp`);
+    }
+    // splitmix32: a well-mixed deterministic stream (the outcome of the test is fixed, not a 5% coin).
+    let state = 7; // exact KS of this draw between the periods: 0.053, a typical value
+    const uniform = () => {
+      state = (state + 0x9e3779b9) | 0;
+      let z = state;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
+    };
+    const runs = async (device: FleetDevice, count: number, shift: number) => {
+      for (let i = 0; i < count; i++) {
+        const data = Float32Array.from({ length: 4 }, () => uniform() * 2 - 1 + shift);
+        await device.runtime.run('mlp', { features: { dtype: 'float32', shape: [1, 4], data } });
+      }
+      device.runtime.flushTelemetry();
+    };
+    const from = new Date(Date.now() - 1000).toISOString();
+    await runs(steady, 300, 0);
+    await runs(moving, 300, 0);
+    await until(async () => (await stored('drift-a')).length + (await stored('drift-b')).length === 2, 'the reference period stored');
+    const to = new Date(Date.now() + 1000).toISOString();
+    const reference = await fleet.api('POST', '/v1/models/mlp/versions/1.0.0/reference', { from, to, tag: 'fleet=drift' });
+    expect(reference).toMatchObject({ windows: 2, runs: 600 });
+    expect(reference.features).toContain('features.mean');
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const since = new Date().toISOString();
+    await runs(steady, 300, 0);
+    await runs(moving, 300, 0.5);
+    await until(async () => (await stored('drift-a')).length + (await stored('drift-b')).length === 4, 'the later windows stored');
+    const drift = async (tag: string) =>
+      fleet.api('GET', `/v1/drift?model=mlp&version=1.0.0&tag=${encodeURIComponent(tag)}&since=${since}&bucketSeconds=3600`);
+    const calm = await drift('group=steady');
+    const shifted = await drift('group=moving');
+    expect(calm.windows).toHaveLength(1);
+    expect(calm.windows[0].drifted).toEqual([]);
+    expect(shifted.windows[0].drifted).toContain('features.mean');
+    expect(shifted.windows[0].features['features.mean']).toMatchObject({ method: 'ks', drifted: true });
+    expect(calm.windows[0].features['features.mean'].drifted).toBe(false);
+    const missing = await fleet.server.app.inject({
+      method: 'GET',
+      url: '/v1/drift?model=mlp&version=9.9.9',
+      headers: { authorization: 'Bearer e2e-admin-token' },
+    });
+    expect(missing.json()).toMatchObject({ code: 'EF_NOT_FOUND' });
+    await steady.stop();
+    await moving.stop();
+  }, 90_000);
 });

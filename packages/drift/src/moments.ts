@@ -74,7 +74,7 @@ export function mergeMoments(a: Moments, b: Moments): Moments {
     max: Math.max(a.max, b.max),
     // Written symmetrically so merge(a, b) and merge(b, a) are equal to the bit.
     mean: count === 0 ? 0 : (a.mean * a.count + b.mean * b.count) / count,
-    m2: count === 0 ? 0 : a.m2 + b.m2 + (delta * delta * a.count * b.count) / count,
+    m2: count === 0 ? 0 : a.m2 + b.m2 + delta * delta * ((a.count * b.count) / count),
   };
 }
 

@@ -109,6 +109,18 @@ describe('drift decisions (defaults in the spirit of Evidently)', () => {
     expect(detectDrift(reference, shifted).score).toBeCloseTo(0.5, 1);
   });
 
+  it('raises at most 1% false alarms over 200 windows of an unchanged distribution, and catches a 0.5 SD shift in nearly every one', async () => {
+    const reference = numeric(normals(2000, 500), undefined, 100);
+    let alarms = 0;
+    let caught = 0;
+    for (let w = 0; w < 200; w++) {
+      if (detectDrift(reference, numeric(normals(300, 1000 + w), undefined, 100), { method: 'ks' }).drifted) alarms++;
+      if (detectDrift(reference, numeric(normals(300, 5000 + w, 0.5), undefined, 100), { method: 'ks' }).drifted) caught++;
+    }
+    expect(alarms).toBeLessThanOrEqual(2);
+    expect(caught).toBeGreaterThanOrEqual(190);
+  });
+
   it('flags a categorical feature whose mix changed, or that shows a new category', () => {
     const next = rng(3);
     const draw = (weights: number[], names: string[], n: number) =>

@@ -3,7 +3,7 @@
  * (counts over shared bins, sketches), never from raw data. Each function is the textbook one;
  * the tests check them against values worked out by hand and against published tables.
  */
-import { type KllSketch, kllQuantile, kllRank, kllSorted } from './kll.ts';
+import { type KllSketch, kllQuantile, kllSorted } from './kll.ts';
 
 /**
  * Population Stability Index over the same bins: Σ (c - r) · ln(c / r) on proportions, an empty
@@ -84,9 +84,21 @@ export function ksStatistic(reference: readonly number[], current: readonly numb
  */
 export function ksFromSketches(reference: KllSketch, current: KllSketch): number {
   if (reference.n === 0 || current.n === 0) return Number.NaN;
+  // Both CDFs sorted once; then one merge-like walk over every retained value.
+  const a = kllSorted(reference);
+  const b = kllSorted(current);
+  const totalA = a.cumulative[a.cumulative.length - 1] as number;
+  const totalB = b.cumulative[b.cumulative.length - 1] as number;
+  let i = 0;
+  let j = 0;
   let d = 0;
-  for (const sketch of [reference, current]) {
-    for (const x of kllSorted(sketch).values) d = Math.max(d, Math.abs(kllRank(reference, x) - kllRank(current, x)));
+  while (i < a.values.length || j < b.values.length) {
+    const x = Math.min(a.values[i] ?? Number.POSITIVE_INFINITY, b.values[j] ?? Number.POSITIVE_INFINITY);
+    while (i < a.values.length && (a.values[i] as number) <= x) i++;
+    while (j < b.values.length && (b.values[j] as number) <= x) j++;
+    const fa = i === 0 ? 0 : (a.cumulative[i - 1] as number) / totalA;
+    const fb = j === 0 ? 0 : (b.cumulative[j - 1] as number) / totalB;
+    d = Math.max(d, Math.abs(fa - fb));
   }
   return d;
 }

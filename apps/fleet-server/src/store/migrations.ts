@@ -162,6 +162,23 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // A model version's reference profile: what "no drift" looks like, per feature.
+    '0007-reference-profiles': {
+      async up(db) {
+        await db.schema
+          .createTable('reference_profiles')
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('windows', 'integer', (c) => c.notNull())
+          .addColumn('runs', 'integer', (c) => c.notNull())
+          .addColumn('features', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('reference_profiles_pk', ['model', 'version'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -67,6 +67,19 @@ export interface AuditLogTable {
 }
 
 /** The last signed desired-state document of each device: re-published (retained) on start. */
+export interface ReferenceProfilesTable {
+  model: string;
+  version: string;
+  /** Where it came from, e.g. `telemetry 2026-11-26T00:00:00Z/2026-11-26T01:00:00Z`. */
+  source: string;
+  windows: number;
+  runs: number;
+  /** `[{ name, profile }]` in @edgefleet/drift's wire form (JSON). */
+  features: string;
+  created_at: string;
+  created_by: string;
+}
+
 export interface TelemetryWindowsTable {
   device_id: string;
   boot_id: string;
@@ -135,6 +148,7 @@ export interface Database {
   audit_log: AuditLogTable;
   device_desired: DeviceDesiredTable;
   telemetry_windows: TelemetryWindowsTable;
+  reference_profiles: ReferenceProfilesTable;
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
 }

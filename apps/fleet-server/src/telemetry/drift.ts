@@ -1,0 +1,138 @@
+/**
+ * Reference profiles and drift. A version's reference is the merge of its telemetry over a chosen
+ * period (the canary stage, a known-good day); drift compares what devices report in each later
+ * window, merged per device group, with it, feature by feature, with @edgefleet/drift's tests and
+ * defaults.
+ */
+import { type DriftResult, detectDrift, type FeatureProfile, fromWire, mergeProfiles, toWire, type WireProfile } from '@edgefleet/drift';
+import { EdgefleetError, type TelemetryWindow } from '@edgefleet/protocol';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.ts';
+
+/** Merges the named features of many windows (a feature missing from some is merged where present). */
+export function mergeWindows(windows: readonly Pick<TelemetryWindow, 'features'>[]): Map<string, FeatureProfile> {
+  const merged = new Map<string, FeatureProfile>();
+  for (const window of windows) {
+    for (const { name, profile } of window.features) {
+      const parsed = fromWire(profile);
+      const previous = merged.get(name);
+      merged.set(name, previous ? mergeProfiles(previous, parsed) : parsed);
+    }
+  }
+  return merged;
+}
+
+export async function createReferenceFromTelemetry(
+  db: Kysely<Database>,
+  options: { model: string; version: string; from: string; to: string; tag?: string; actor: string },
+): Promise<{ windows: number; runs: number; features: string[] }> {
+  const rows = (
+    await db
+      .selectFrom('telemetry_windows')
+      .innerJoin('devices', 'devices.id', 'telemetry_windows.device_id')
+      .select(['telemetry_windows.body', 'telemetry_windows.runs', 'devices.tags'])
+      .where('telemetry_windows.model', '=', options.model)
+      .where('telemetry_windows.version', '=', options.version)
+      .where('telemetry_windows.window_start', '>=', options.from)
+      .where('telemetry_windows.window_end', '<=', options.to)
+      .execute()
+  ).filter((r) => !options.tag || (JSON.parse(r.tags) as string[]).includes(options.tag));
+  if (rows.length === 0) {
+    throw new EdgefleetError(
+      'EF_NOT_FOUND',
+      `no telemetry of ${options.model}@${options.version} between ${options.from} and ${options.to}${options.tag ? ` from devices tagged ${options.tag}` : ''}`,
+    );
+  }
+  const merged = mergeWindows(rows.map((r) => JSON.parse(r.body) as TelemetryWindow));
+  const features = [...merged].map(([name, profile]) => ({ name, profile: toWire(profile) }));
+  const runs = rows.reduce((sum, r) => sum + r.runs, 0);
+  const values = {
+    source: `telemetry ${options.from}/${options.to}${options.tag ? ` tag ${options.tag}` : ''}`,
+    windows: rows.length,
+    runs,
+    features: JSON.stringify(features),
+    created_at: new Date().toISOString(),
+    created_by: options.actor,
+  };
+  await db
+    .insertInto('reference_profiles')
+    .values({ model: options.model, version: options.version, ...values })
+    .onConflict((c) => c.columns(['model', 'version']).doUpdateSet(values))
+    .execute();
+  return { windows: rows.length, runs, features: features.map((f) => f.name) };
+}
+
+export interface DriftWindow {
+  readonly windowStart: string;
+  readonly windowEnd: string;
+  readonly devices: number;
+  readonly runs: number;
+  readonly features: Record<string, DriftResult>;
+  readonly drifted: string[];
+}
+
+/**
+ * Drift per time window (windows bucketed by their start, `bucketMs` wide) for the devices of one
+ * group (a tag; all devices when absent), against the version's reference.
+ */
+export async function evaluateDrift(
+  db: Kysely<Database>,
+  options: { model: string; version: string; tag?: string; since?: string; bucketMs?: number },
+): Promise<{ reference: { source: string; runs: number }; windows: DriftWindow[] }> {
+  const reference = await db
+    .selectFrom('reference_profiles')
+    .selectAll()
+    .where('model', '=', options.model)
+    .where('version', '=', options.version)
+    .executeTakeFirst();
+  if (!reference) {
+    throw new EdgefleetError('EF_NOT_FOUND', `${options.model}@${options.version} has no reference profile yet (POST …/reference)`);
+  }
+  const referenceFeatures = new Map(
+    (JSON.parse(reference.features) as { name: string; profile: WireProfile }[]).map((f) => [f.name, fromWire(f.profile)]),
+  );
+  let select = db
+    .selectFrom('telemetry_windows')
+    .innerJoin('devices', 'devices.id', 'telemetry_windows.device_id')
+    .select([
+      'telemetry_windows.body',
+      'telemetry_windows.device_id',
+      'telemetry_windows.runs',
+      'telemetry_windows.window_start',
+      'devices.tags',
+    ])
+    .where('telemetry_windows.model', '=', options.model)
+    .where('telemetry_windows.version', '=', options.version)
+    .orderBy('telemetry_windows.window_start');
+  if (options.since) select = select.where('telemetry_windows.window_start', '>=', options.since);
+  const rows = (await select.execute()).filter((r) => !options.tag || (JSON.parse(r.tags) as string[]).includes(options.tag));
+  const bucketMs = options.bucketMs ?? 60_000;
+  const buckets = new Map<number, typeof rows>();
+  for (const row of rows) {
+    const bucket = Math.floor(Date.parse(row.window_start) / bucketMs) * bucketMs;
+    const members = buckets.get(bucket);
+    if (members) members.push(row);
+    else buckets.set(bucket, [row]);
+  }
+  const windows: DriftWindow[] = [];
+  for (const [bucket, members] of [...buckets].sort((a, b) => a[0] - b[0])) {
+    const current = mergeWindows(members.map((m) => JSON.parse(m.body) as TelemetryWindow));
+    const features: Record<string, DriftResult> = {};
+    for (const [name, profile] of current) {
+      const base = referenceFeatures.get(name);
+      if (!base || base.kind !== profile.kind) continue;
+      features[name] = detectDrift(base, profile);
+    }
+    windows.push({
+      windowStart: new Date(bucket).toISOString(),
+      windowEnd: new Date(bucket + bucketMs).toISOString(),
+      devices: new Set(members.map((m) => m.device_id)).size,
+      runs: members.reduce((sum, m) => sum + m.runs, 0),
+      features,
+      drifted: Object.entries(features)
+        .filter(([, result]) => result.drifted)
+        .map(([name]) => name),
+    });
+  }
+  return { reference: { source: reference.source, runs: reference.runs }, windows };
+}
