@@ -1,0 +1,137 @@
+/**
+ * Telemetry ingest benchmark (`pnpm bench:ingest [devices] [windows per device]`, default 200 × 50):
+ * devices (plain mqtt.js clients with their own credentials) publish real telemetry windows —
+ * profiles of a model's inputs and outputs built by the runtime's own WindowProfile — to a fleet
+ * server in its own process (embedded aedes, SQLite), and the clock runs until every window is
+ * acknowledged (stored and committed). Reported: windows/s and feature values/s (the runs each
+ * window summarizes, times its features), with the server's CPU. Results replace the ingest
+ * section of docs/BENCHMARKS.md.
+ */
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { enrollDevices } from '@edgefleet/device-agent';
+import { createTopicScheme, encodeMessage, type TelemetryAck, type TelemetryWindow } from '@edgefleet/protocol';
+import { WindowProfile } from '@edgefleet/runtime';
+import { mlpModel } from '@edgefleet/test-utils';
+import mqtt from 'mqtt';
+import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
+
+const [deviceCount = 200, perDevice = 50] = process.argv.slice(2).map(Number);
+const RUNS_PER_WINDOW = 60;
+const TOKEN = 'bench-admin-token';
+
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+// One realistic window: 60 runs of a 4-feature input and 3-class output, as the runtime folds them.
+const profile = new WindowProfile({ name: 'mlp', version: '1.0.0' }, Date.parse('2026-11-26T00:00:00Z'));
+let state = 11;
+const uniform = () => {
+  state = (state + 0x9e3779b9) | 0;
+  let z = state;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
+};
+for (let i = 0; i < RUNS_PER_WINDOW; i++) {
+  const features = Float32Array.from({ length: 4 }, uniform);
+  const scores = Float32Array.from({ length: 3 }, uniform);
+  profile.recordRun(
+    { features: { dtype: 'float32', shape: [1, 4], data: features } },
+    { scores: { dtype: 'float32', shape: [1, 3], data: scores } },
+    0.2 + uniform(),
+  );
+}
+const closed = profile.close(Date.parse('2026-11-26T00:01:00Z'));
+const featureCount = closed.features.length + 1; // + latency
+
+const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-ingest-'));
+const [port, mqttPort] = [await freePort(), await freePort()];
+const url = `http://127.0.0.1:${port}`;
+const api = adminApi(url, TOKEN);
+const server = await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: 'error' });
+const form = new FormData();
+form.append('version', '1.0.0');
+form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
+await api('POST', '/v1/models/mlp/versions', form);
+const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench'], uses: deviceCount });
+const { devices } = await enrollDevices(url, token, deviceCount, 'ingest', 16);
+const topics = createTopicScheme();
+const clients = await Promise.all(
+  devices.map((d) =>
+    mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: d.id, username: d.id, password: d.secret, reconnectPeriod: 0 }),
+  ),
+);
+let acked = 0;
+const total = deviceCount * perDevice;
+const allAcked = new Promise<void>((resolve) => {
+  for (const [i, client] of clients.entries()) {
+    client.subscribe(topics.build('telemetry-ack', devices[i]?.id as string), { qos: 1 });
+    client.on('message', (_topic, payload) => {
+      acked += (JSON.parse(payload.toString()) as TelemetryAck).seqs.length;
+      if (acked >= total) resolve();
+    });
+  }
+});
+await new Promise((resolve) => setTimeout(resolve, 500));
+const payloads = devices.map((d) =>
+  Array.from({ length: perDevice }, (_, seq) =>
+    Buffer.from(
+      encodeMessage('telemetry', {
+        type: 'edgefleet.telemetry/v1',
+        deviceId: d.id,
+        bootId: '0c0ffee0-0000-4000-8000-000000000000',
+        seq,
+        windowStart: closed.start,
+        windowEnd: closed.end,
+        model: closed.model,
+        executionProvider: 'wasm',
+        runs: closed.runs,
+        errors: [],
+        latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
+        features: closed.features as TelemetryWindow['features'],
+        dropped: 0,
+      }),
+    ),
+  ),
+);
+const cpuBefore = server.pid ? await cpuSeconds(server.pid) : 0;
+const started = performance.now();
+for (let seq = 0; seq < perDevice; seq++) {
+  for (const [i, client] of clients.entries())
+    client.publish(topics.build('telemetry', devices[i]?.id as string), payloads[i]?.[seq] as Buffer, { qos: 1 });
+  await new Promise((resolve) => setImmediate(resolve));
+}
+await allAcked;
+const seconds = (performance.now() - started) / 1000;
+const serverCpu = (server.pid ? await cpuSeconds(server.pid) : 0) - cpuBefore;
+const stored = (await api('GET', `/v1/telemetry/windows?model=mlp&limit=1`)) as { windows: unknown[] };
+await Promise.all(clients.map((c) => c.endAsync(true)));
+server.kill('SIGTERM');
+
+const bytes = payloads[0]?.[0]?.length ?? 0;
+const section = [
+  '<!-- bench:ingest:start -->',
+  '## Telemetry ingest',
+  '',
+  `Command: \`pnpm bench:ingest ${deviceCount} ${perDevice}\` (bench/ingest.bench.ts). Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}.`,
+  '',
+  `${deviceCount} devices (plain mqtt.js clients, each with its own credential) publish ${perDevice} windows each at QoS 1 to the fleet server in its own process (embedded aedes, SQLite, synchronous=FULL); timed until every window is acknowledged, i.e. stored and committed. A window is what the runtime builds from ${RUNS_PER_WINDOW} runs of a 4-feature, 3-class model: ${featureCount} profiles, ${bytes.toLocaleString('en-US')} bytes on the wire.`,
+  '',
+  '| windows | time to all acknowledged | windows/s | feature values/s | server CPU per window |',
+  '| --- | --- | --- | --- | --- |',
+  `| ${total.toLocaleString('en-US')} | ${seconds.toFixed(2)} s | ${Math.round(total / seconds).toLocaleString('en-US')} | ${Math.round((total * RUNS_PER_WINDOW * featureCount) / seconds).toLocaleString('en-US')} | ${((serverCpu * 1000) / total).toFixed(2)} ms |`,
+  '',
+  `Feature values/s counts the values the windows summarize (runs × profiles), which is what a fleet shipping raw inputs would have had to send. ${stored.windows.length === 1 ? '' : 'WARNING: nothing stored.'}`,
+  '<!-- bench:ingest:end -->',
+].join('\n');
+const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
+const current = await readFile(path, 'utf8');
+const pattern = /<!-- bench:ingest:start -->[\s\S]*<!-- bench:ingest:end -->/;
+await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+process.stdout.write(`${section}\n`);
+process.exit(0);
