@@ -12,11 +12,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { enrollDevices } from '@edgefleet/device-agent';
-import { createTopicScheme, encodeMessage, type TelemetryAck, type TelemetryWindow } from '@edgefleet/protocol';
-import { WindowProfile } from '@edgefleet/runtime';
+import { createTopicScheme, type TelemetryAck } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
+import { sampleWindow, windowMessage } from '../test/helpers/telemetry.ts';
 
 const [deviceCount = 200, perDevice = 50] = process.argv.slice(2).map(Number);
 const RUNS_PER_WINDOW = 60;
@@ -27,26 +27,7 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-// One realistic window: 60 runs of a 4-feature input and 3-class output, as the runtime folds them.
-const profile = new WindowProfile({ name: 'mlp', version: '1.0.0' }, Date.parse('2026-11-26T00:00:00Z'));
-let state = 11;
-const uniform = () => {
-  state = (state + 0x9e3779b9) | 0;
-  let z = state;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-};
-for (let i = 0; i < RUNS_PER_WINDOW; i++) {
-  const features = Float32Array.from({ length: 4 }, uniform);
-  const scores = Float32Array.from({ length: 3 }, uniform);
-  profile.recordRun(
-    { features: { dtype: 'float32', shape: [1, 4], data: features } },
-    { scores: { dtype: 'float32', shape: [1, 3], data: scores } },
-    0.2 + uniform(),
-  );
-}
-const closed = profile.close(Date.parse('2026-11-26T00:01:00Z'));
+const closed = sampleWindow(RUNS_PER_WINDOW);
 const featureCount = closed.features.length + 1; // + latency
 
 const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-ingest-'));
@@ -79,25 +60,7 @@ const allAcked = new Promise<void>((resolve) => {
 });
 await new Promise((resolve) => setTimeout(resolve, 500));
 const payloads = devices.map((d) =>
-  Array.from({ length: perDevice }, (_, seq) =>
-    Buffer.from(
-      encodeMessage('telemetry', {
-        type: 'edgefleet.telemetry/v1',
-        deviceId: d.id,
-        bootId: '0c0ffee0-0000-4000-8000-000000000000',
-        seq,
-        windowStart: closed.start,
-        windowEnd: closed.end,
-        model: closed.model,
-        executionProvider: 'wasm',
-        runs: closed.runs,
-        errors: [],
-        latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
-        features: closed.features as TelemetryWindow['features'],
-        dropped: 0,
-      }),
-    ),
-  ),
+  Array.from({ length: perDevice }, (_, seq) => windowMessage(closed, d.id, '0c0ffee0-0000-4000-8000-000000000000', seq)),
 );
 const cpuBefore = server.pid ? await cpuSeconds(server.pid) : 0;
 const started = performance.now();

@@ -89,20 +89,29 @@ export function createTelemetryIngest(options: {
       counts.stored += inserted;
       counts.duplicates += batch.length - inserted;
       // One acknowledgement per device and boot, naming every sequence now stored (new or not).
-      const acks = new Map<string, TelemetryAck>();
+      // A window delivered twice in one batch (a device's own resend plus its outbox) is named once.
+      const acks = new Map<string, { deviceId: string; bootId: string; seqs: Set<number> }>();
       for (const w of batch) {
         const key = `${w.deviceId}\n${w.bootId}`;
-        const ack = acks.get(key) ?? { type: 'edgefleet.telemetry-ack/v1', deviceId: w.deviceId, bootId: w.bootId, seqs: [] };
-        if (ack.seqs.length < 1024) ack.seqs.push(w.seq);
+        const ack = acks.get(key) ?? { deviceId: w.deviceId, bootId: w.bootId, seqs: new Set<number>() };
+        ack.seqs.add(w.seq);
         acks.set(key, ack);
       }
-      for (const ack of acks.values()) {
-        await options
-          .broker()
-          .publish(topics.build('telemetry-ack', ack.deviceId), encodeMessage('telemetry-ack', ack), { qos: 1 })
-          .catch((error: unknown) => log.warn({ err: error, deviceId: ack.deviceId }, 'could not acknowledge telemetry'));
+      for (const { deviceId, bootId, seqs } of acks.values()) {
+        const all = [...seqs];
+        for (let i = 0; i < all.length; i += 1024) {
+          const ack: TelemetryAck = { type: 'edgefleet.telemetry-ack/v1', deviceId, bootId, seqs: all.slice(i, i + 1024) };
+          try {
+            await options.broker().publish(topics.build('telemetry-ack', deviceId), encodeMessage('telemetry-ack', ack), { qos: 1 });
+          } catch (error) {
+            // Stored, not acknowledged: the device sends the window again and gets its ack then.
+            log.warn({ err: error, deviceId }, 'could not acknowledge telemetry');
+          }
+        }
       }
     });
+    // One failed batch must not stop the ones after it.
+    writing = writing.catch((error: unknown) => log.warn({ err: error }, 'telemetry batch failed'));
     return writing;
   }
 
