@@ -89,7 +89,7 @@ const section = [
   '| --- | --- | --- | --- | --- |',
   `| ${total.toLocaleString('en-US')} | ${seconds.toFixed(2)} s | ${Math.round(total / seconds).toLocaleString('en-US')} | ${Math.round((total * RUNS_PER_WINDOW * featureCount) / seconds).toLocaleString('en-US')} | ${((serverCpu * 1000) / total).toFixed(2)} ms |`,
   '',
-  `Feature values/s counts the values the windows summarize (runs × profiles), which is what a fleet shipping raw inputs would have had to send. ${stored.windows.length === 1 ? '' : 'WARNING: nothing stored.'}`,
+  `Feature values/s counts the values the windows summarize (runs × profiles), which is what a fleet shipping raw inputs would have had to send.${stored.windows.length === 1 ? '' : ' WARNING: nothing stored.'}`,
   '<!-- bench:ingest:end -->',
 ].join('\n');
 const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
