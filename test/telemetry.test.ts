@@ -2,12 +2,13 @@
  * Telemetry end to end: real agents with their on-disk outbox, the real server storing windows
  * once each and acknowledging them, a server that is down for a while, replays and forgeries.
  */
-import { createFileTelemetryQueue } from '@edgefleet/agent';
-import { encodeMessage, type TelemetryWindow } from '@edgefleet/protocol';
+import { createFileTelemetryQueue, telemetryMessage } from '@edgefleet/agent';
+import { encodeMessage } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { splitmix } from './helpers/telemetry.ts';
 
 let fleet: Fleet;
 const features = { dtype: 'float32' as const, shape: [1, 4], data: seededValues(4, 5) };
@@ -76,21 +77,8 @@ describe('telemetry from devices', () => {
     await until(async () => (await stored('tele-2')).length === 1, 'the window stored');
     const before = { ...fleet.server.telemetry.counts };
     const refusedBefore = await refusedCount('EF_SCHEMA_INVALID');
-    const window = (bootId: string, deviceId: string): TelemetryWindow => ({
-      type: 'edgefleet.telemetry/v1',
-      deviceId,
-      bootId,
-      seq: 0,
-      windowStart: closed?.start as string,
-      windowEnd: closed?.end as string,
-      model: { name: 'mlp', version: '1.0.0' },
-      executionProvider: 'wasm',
-      runs: 5,
-      errors: [],
-      latencyMs: closed?.latencyMs as TelemetryWindow['latencyMs'],
-      features: closed?.features as TelemetryWindow['features'],
-      dropped: 0,
-    });
+    if (!closed) throw new Error('no window to replay');
+    const window = (bootId: string, deviceId: string) => telemetryMessage(closed, { deviceId, bootId, seq: 0, dropped: 0 });
     const forger = await mqtt.connectAsync(fleet.server.broker.urls.tcp, {
       clientId: 'tele-forger',
       username: 'tele-forger',
@@ -124,15 +112,9 @@ describe('telemetry from devices', () => {
       await fleet.api('PUT', `/v1/devices/${d.id}/desired/mlp`, { version: '1.0.0' });
       await until(() => d.activeVersion('mlp') === '1.0.0', `${d.id} running mlp`);
     }
-    // splitmix32: a well-mixed deterministic stream (the outcome of the test is fixed, not a 5% coin).
-    let state = 7; // exact KS of this draw between the periods: 0.053, a typical value
-    const uniform = () => {
-      state = (state + 0x9e3779b9) | 0;
-      let z = state;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-    };
+    // A well-mixed deterministic stream: the outcome of the test is fixed, not a 5% coin. Exact KS
+    // of this draw between the two periods: 0.053, a typical value.
+    const uniform = splitmix(7);
     const runs = async (device: FleetDevice, count: number, shift: number) => {
       for (let i = 0; i < count; i++) {
         const data = Float32Array.from({ length: 4 }, () => uniform() * 2 - 1 + shift);

@@ -20,14 +20,13 @@ import {
   type Presence,
   type ReportedState,
   type TelemetryAck,
-  type TelemetryWindow,
   type Trust,
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
 import type { ModelInfo, Runtime } from '@edgefleet/runtime/core';
 import mqtt, { type MqttClient } from 'mqtt';
-import type { TelemetryQueueStore } from './telemetry.ts';
+import { type TelemetryQueueStore, telemetryMessage } from './telemetry.ts';
 
 /** Where the agent keeps the one thing it must remember: the last desired sequence applied. */
 export interface AgentStateStore {
@@ -221,23 +220,7 @@ export function createAgent(options: AgentOptions): Agent {
     unsubscribeTelemetry = options.runtime.on('telemetry-window', (closed) => {
       const seq = telemetrySeq++;
       void outboxWork(async () => {
-        const message: TelemetryWindow = {
-          type: 'edgefleet.telemetry/v1',
-          deviceId,
-          bootId,
-          seq,
-          windowStart: closed.start,
-          windowEnd: closed.end,
-          model: closed.model,
-          executionProvider: closed.executionProvider,
-          runs: closed.runs,
-          errors: Object.entries(closed.errors)
-            .slice(0, 64)
-            .map(([code, count]) => ({ code, count })),
-          latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
-          features: closed.features.slice(0, 512) as TelemetryWindow['features'],
-          dropped: await queue.takeDropped(),
-        };
+        const message = telemetryMessage(closed, { deviceId, bootId, seq, dropped: await queue.takeDropped() });
         await queue.append(message);
       }).then(sendQueued);
     });

@@ -2,7 +2,7 @@
 import type { TelemetryWindow } from '@edgefleet/protocol';
 import { createStore, delMany, get, getMany, keys, set } from 'idb-keyval';
 import type { AgentStateStore } from './agent.ts';
-import { type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
+import { createSerializer, type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
 
 export * from './index.ts';
 
@@ -25,12 +25,8 @@ export function createIndexedDbTelemetryQueue(database = 'edgefleet-telemetry', 
   const store = createStore(database, 'windows');
   const limit = options.limit ?? TELEMETRY_QUEUE_DEFAULTS.limit;
   let last = 0;
-  let work: Promise<unknown> = Promise.resolve();
-  const serial = <T>(task: () => Promise<T>): Promise<T> => {
-    const next = work.then(task, task);
-    work = next.catch(() => undefined);
-    return next;
-  };
+  // One operation at a time: appends, trims and removals never interleave.
+  const serial = createSerializer();
   const windowKeys = async () => ((await keys(store)) as string[]).filter((k) => k !== 'dropped').sort();
   const addDropped = async (count: number) => {
     if (count > 0) await set('dropped', ((await get<number>('dropped', store)) ?? 0) + count, store);

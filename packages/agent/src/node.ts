@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { TelemetryWindow } from '@edgefleet/protocol';
 import type { AgentStateStore } from './agent.ts';
-import { type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
+import { createSerializer, type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
 
 export * from './index.ts';
 
@@ -48,13 +48,8 @@ export function createFileTelemetryQueue(dir: string, options: { limit?: number 
   const droppedPath = join(folder, 'dropped.json');
   const limit = options.limit ?? TELEMETRY_QUEUE_DEFAULTS.limit;
   let last = 0;
-  let work: Promise<unknown> = Promise.resolve();
   // One operation at a time: appends, trims and removals never interleave.
-  const serial = <T>(task: () => Promise<T>): Promise<T> => {
-    const next = work.then(task, task);
-    work = next.catch(() => undefined);
-    return next;
-  };
+  const serial = createSerializer();
   const keys = async () => {
     try {
       return (await readdir(folder))

@@ -4,7 +4,8 @@
  * `limit` windows the oldest is dropped and counted, and the count rides on the next window sent
  * (`dropped`). Appending never waits on the network; inference never waits on appending.
  */
-import type { TelemetryWindow } from '@edgefleet/protocol';
+import type { ExecutionProvider, TelemetryWindow } from '@edgefleet/protocol';
+import type { TelemetryWindow as ClosedWindow } from '@edgefleet/runtime/core';
 
 export interface QueuedWindow {
   /** Orders the queue (append order) and names the entry in the store. */
@@ -32,3 +33,37 @@ export const TELEMETRY_QUEUE_DEFAULTS = {
   /** At one window a minute per model, a day and a half offline. */
   limit: 2000,
 } as const;
+
+/** Runs tasks one at a time, in order; a failed task does not stop the ones after it. */
+export function createSerializer(): <T>(task: () => Promise<T>) => Promise<T> {
+  let work: Promise<unknown> = Promise.resolve();
+  return <T>(task: () => Promise<T>): Promise<T> => {
+    const next = work.then(task, task);
+    work = next.catch(() => undefined);
+    return next;
+  };
+}
+
+/** The protocol message for a window the runtime closed, as this device sends it. */
+export function telemetryMessage(
+  closed: ClosedWindow & { readonly executionProvider: ExecutionProvider },
+  from: { readonly deviceId: string; readonly bootId: string; readonly seq: number; readonly dropped: number },
+): TelemetryWindow {
+  return {
+    type: 'edgefleet.telemetry/v1',
+    deviceId: from.deviceId,
+    bootId: from.bootId,
+    seq: from.seq,
+    windowStart: closed.start,
+    windowEnd: closed.end,
+    model: closed.model,
+    executionProvider: closed.executionProvider,
+    runs: closed.runs,
+    errors: Object.entries(closed.errors)
+      .slice(0, 64)
+      .map(([code, count]) => ({ code, count })),
+    latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
+    features: closed.features.slice(0, 512) as TelemetryWindow['features'],
+    dropped: from.dropped,
+  };
+}
