@@ -173,7 +173,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     allowList: (request) => request.url.startsWith('/v1/artifacts/') || request.url === '/healthz' || request.url === '/readyz',
   });
   await app.register(multipart, {
-    limits: { fileSize: config.maxModelBytes, files: 1, fields: 16, fieldSize: 8 * 1024 * 1024, parts: 17 },
+    limits: { fileSize: Math.max(config.maxModelBytes, config.maxReferenceBytes), files: 2, fields: 16, fieldSize: 8 * 1024 * 1024, parts: 18 },
   });
   await app.register(swagger, {
     openapi: {

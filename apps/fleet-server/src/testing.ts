@@ -17,11 +17,17 @@ export async function startTestServer(config: Partial<ServerConfig> = {}): Promi
   return Object.assign(server, { token, auth: { authorization: `Bearer ${token}` } });
 }
 
-/** A multipart upload body: fields first, then the model file. */
-export function uploadForm(version: string, model: Uint8Array, fields: Record<string, unknown> = {}): FormData {
+/** A multipart upload body: fields first, then the model file, then the reference dataset if any. */
+export function uploadForm(
+  version: string,
+  model: Uint8Array,
+  fields: Record<string, unknown> = {},
+  reference?: { readonly fileName: string; readonly text: string; readonly type?: string },
+): FormData {
   const form = new FormData();
   form.append('version', version);
   for (const [name, value] of Object.entries(fields)) form.append(name, typeof value === 'string' ? value : JSON.stringify(value));
   form.append('model', new Blob([model.slice()]), 'model.onnx');
+  if (reference) form.append('reference', new Blob([reference.text], { type: reference.type ?? '' }), reference.fileName);
   return form;
 }

@@ -31,6 +31,18 @@ export interface ServerConfig {
   readonly databaseUrl: string | undefined;
   /** Web origins whose pages may call the API (browser devices, the dashboard elsewhere). */
   readonly corsOrigins: readonly string[];
+  /** Largest reference dataset (CSV, JSON lines) in bytes. */
+  readonly maxReferenceBytes: number;
+  /** Width of the time buckets drift is evaluated over (seconds): one drift score per bucket and group. */
+  readonly driftBucketSeconds: number;
+  /** How often new telemetry is evaluated for drift (ms). */
+  readonly driftEvaluateMs: number;
+  /** Consecutive drifted buckets of a group before an alert fires (K). */
+  readonly driftAlertWindows: number;
+  /** Where drift alerts are POSTed (HMAC-signed); none when unset. */
+  readonly webhookUrl: string | undefined;
+  /** The HMAC-SHA256 key of webhook bodies; required with a webhook URL. */
+  readonly webhookSecret: string | undefined;
 }
 
 interface Setting {
@@ -138,6 +150,52 @@ export const SETTINGS: readonly Setting[] = [
         .filter(Boolean),
     fallback: () => [],
   },
+  {
+    env: 'EDGEFLEET_MAX_REFERENCE_BYTES',
+    key: 'maxReferenceBytes',
+    description: 'largest reference dataset (CSV, JSON lines) in bytes',
+    parse: integer('EDGEFLEET_MAX_REFERENCE_BYTES', 1, 2 ** 40),
+    fallback: () => 256 * 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_DRIFT_BUCKET_SECONDS',
+    key: 'driftBucketSeconds',
+    description: 'width of the time buckets drift is scored over, per device group',
+    parse: integer('EDGEFLEET_DRIFT_BUCKET_SECONDS', 1, 7 * 24 * 3600),
+    fallback: () => 300,
+  },
+  {
+    env: 'EDGEFLEET_DRIFT_EVALUATE_MS',
+    key: 'driftEvaluateMs',
+    description: 'how often new telemetry is scored for drift (ms)',
+    parse: integer('EDGEFLEET_DRIFT_EVALUATE_MS', 10, 24 * 3600 * 1000),
+    fallback: () => 10_000,
+  },
+  {
+    env: 'EDGEFLEET_DRIFT_ALERT_WINDOWS',
+    key: 'driftAlertWindows',
+    description: 'consecutive drifted buckets of a group before an alert fires',
+    parse: integer('EDGEFLEET_DRIFT_ALERT_WINDOWS', 1, 1000),
+    fallback: () => 3,
+  },
+  {
+    env: 'EDGEFLEET_WEBHOOK_URL',
+    key: 'webhookUrl',
+    description: 'http(s) URL drift alerts are POSTed to, signed with EDGEFLEET_WEBHOOK_SECRET',
+    parse: (v) => {
+      const url = new URL(v);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`EDGEFLEET_WEBHOOK_URL must be http(s), got "${v}"`);
+      return url.toString();
+    },
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_WEBHOOK_SECRET',
+    key: 'webhookSecret',
+    description: 'HMAC-SHA256 key for webhook bodies (X-Edgefleet-Signature: sha256=<hex>)',
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
 ];
 
 /** Reads the configuration from the environment, with overrides (tests, embedding). */
@@ -147,7 +205,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     const raw = env[setting.env];
     config[setting.key] = raw === undefined || raw === '' ? setting.fallback(env) : setting.parse(raw);
   }
-  return { ...(config as unknown as ServerConfig), ...overrides };
+  const loaded = { ...(config as unknown as ServerConfig), ...overrides };
+  if (loaded.webhookUrl && !loaded.webhookSecret) {
+    throw new Error('EDGEFLEET_WEBHOOK_URL needs EDGEFLEET_WEBHOOK_SECRET: receivers verify every alert by its HMAC-SHA256 signature');
+  }
+  return loaded;
 }
 
 export function helpText(): string {

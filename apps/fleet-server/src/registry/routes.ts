@@ -14,6 +14,7 @@ import {
   parseJson,
   type SignedDocument,
   signManifest,
+  TelemetrySpec,
   TensorData,
   Tolerance,
   validate,
@@ -25,6 +26,8 @@ import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import type { Database } from '../store/schema.ts';
+import { storeReference } from '../telemetry/drift.ts';
+import { type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
 import { computeGoldenVectors } from './golden.ts';
 import { readOnnxSummary } from './onnx.ts';
 
@@ -43,11 +46,12 @@ const UploadFields = Type.Object(
     deviceClasses: Type.Optional(
       Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' }), { minItems: 1, maxItems: 64 }),
     ),
+    telemetry: Type.Optional(TelemetrySpec),
   },
   { additionalProperties: false, title: 'upload fields' },
 );
 
-const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses']);
+const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses', 'telemetry']);
 
 const NameParams = Type.Object({ name: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
 const VersionParams = Type.Object(
@@ -99,7 +103,8 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     {
       preHandler: context.requireAdmin,
       schema: {
-        summary: 'Upload a model version (multipart: fields first, then the ONNX file as "model")',
+        summary:
+          'Upload a model version (multipart: fields first, then the ONNX file as "model" and optionally a reference dataset, CSV or JSON lines, as "reference")',
         params: NameParams,
         consumes: ['multipart/form-data'],
       },
@@ -108,12 +113,32 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
       const name = assertModelName((request.params as { name: string }).name);
       const raw: Record<string, unknown> = {};
       let staged: StagedUpload | undefined;
+      let reference: (DatasetProfile & { fileName: string }) | undefined;
       try {
         for await (const part of request.parts()) {
-          if (part.type === 'file') {
+          if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
+            const format = datasetFormat(part.filename, part.mimetype);
+            if (!format) {
+              part.file.resume();
+              throw new EdgefleetError(
+                'EF_REFERENCE_INVALID',
+                `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
+              );
+            }
+            const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
+            const profile = await profileDataset(part.file, {
+              format,
+              maxBytes: config.maxReferenceBytes,
+              ...(telemetry ? { telemetry } : {}),
+            });
+            reference = { ...profile, fileName: part.filename.slice(0, 128) };
+          } else if (part.type === 'file') {
             if (part.fieldname !== 'model' || staged) {
               part.file.resume();
-              throw new EdgefleetError('EF_SCHEMA_INVALID', `the upload takes one file, named "model" (got "${part.fieldname}")`);
+              throw new EdgefleetError(
+                'EF_SCHEMA_INVALID',
+                `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
+              );
             }
             if (typeof raw.version !== 'string') {
               part.file.resume();
@@ -134,6 +159,9 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           } else {
             if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
               throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
+            }
+            if (part.fieldname === 'telemetry' && reference) {
+              throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "telemetry" field before the "reference" file: its columns are checked against it');
             }
             const value = String(part.value);
             raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
@@ -171,6 +199,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
             ...(fields.deviceClasses ? { deviceClasses: fields.deviceClasses } : {}),
           },
           ...(vectors.length > 0 ? { acceptance: { tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 }, vectors } } : {}),
+          ...(fields.telemetry ? { telemetry: fields.telemetry } : {}),
           ...(fields.metadata ? { metadata: fields.metadata } : {}),
         });
         const manifest = signManifest(payload, [keys.signing]);
@@ -212,8 +241,26 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
             target: `model:${name}@${version}`,
             after: { sha256: payload.artifact.sha256, size: payload.artifact.size },
           });
+          if (reference) {
+            await storeReference(trx, {
+              model: name,
+              version,
+              source: `dataset ${reference.fileName} (${reference.rows} rows)`,
+              windows: 0,
+              runs: reference.rows,
+              features: reference.features,
+              actor,
+            });
+          }
         });
-        return reply.status(201).send({ name, version, sha256: payload.artifact.sha256, size: payload.artifact.size, manifest });
+        return reply.status(201).send({
+          name,
+          version,
+          sha256: payload.artifact.sha256,
+          size: payload.artifact.size,
+          manifest,
+          ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
+        });
       } finally {
         if (staged) await artifacts.discard(staged);
       }

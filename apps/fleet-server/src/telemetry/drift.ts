@@ -46,20 +46,44 @@ export async function createReferenceFromTelemetry(
   const merged = mergeWindows(rows.map((r) => JSON.parse(r.body) as TelemetryWindow));
   const features = [...merged].map(([name, profile]) => ({ name, profile: toWire(profile) }));
   const runs = rows.reduce((sum, r) => sum + r.runs, 0);
-  const values = {
+  await storeReference(db, {
+    model: options.model,
+    version: options.version,
     source: `telemetry ${options.from}/${options.to}${options.tag ? ` tag ${options.tag}` : ''}`,
     windows: rows.length,
     runs,
-    features: JSON.stringify(features),
+    features,
+    actor: options.actor,
+  });
+  return { windows: rows.length, runs, features: features.map((f) => f.name) };
+}
+
+/** Makes `features` the version's reference profile (replacing any earlier one). */
+export async function storeReference(
+  db: Kysely<Database>,
+  reference: {
+    model: string;
+    version: string;
+    source: string;
+    windows: number;
+    runs: number;
+    features: readonly { name: string; profile: WireProfile }[];
+    actor: string;
+  },
+): Promise<void> {
+  const values = {
+    source: reference.source,
+    windows: reference.windows,
+    runs: reference.runs,
+    features: JSON.stringify(reference.features),
     created_at: new Date().toISOString(),
-    created_by: options.actor,
+    created_by: reference.actor,
   };
   await db
     .insertInto('reference_profiles')
-    .values({ model: options.model, version: options.version, ...values })
+    .values({ model: reference.model, version: reference.version, ...values })
     .onConflict((c) => c.columns(['model', 'version']).doUpdateSet(values))
     .execute();
-  return { windows: rows.length, runs, features: features.map((f) => f.name) };
 }
 
 export interface DriftWindow {

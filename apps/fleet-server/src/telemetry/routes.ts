@@ -1,10 +1,13 @@
 /** GET /v1/telemetry/windows: the windows stored, newest first, filtered by device and model. */
-import { EdgefleetError, Timestamp } from '@edgefleet/protocol';
+import type { Readable } from 'node:stream';
+import { EdgefleetError, type ManifestPayload, type SignedDocument, Timestamp } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { type FeatureProfile, fromWire, kllQuantile, observedCount, variance, type WireProfile } from '@edgefleet/drift';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
-import { createReferenceFromTelemetry, evaluateDrift } from './drift.ts';
+import { createReferenceFromTelemetry, evaluateDrift, storeReference } from './drift.ts';
+import { datasetFormat, profileDataset } from './reference-dataset.ts';
 
 const ListWindows = Type.Object(
   {
@@ -50,6 +53,26 @@ const DriftQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** A profile as people read it: counts, moments and quartiles, or the category counts. */
+function summarizeProfile(name: string, profile: FeatureProfile) {
+  if (profile.kind === 'categorical') {
+    return { name, kind: profile.kind, count: observedCount(profile), missing: profile.missing, categories: profile.categories.counts };
+  }
+  const { moments, sketch } = profile;
+  const quantile = (q: number) => (sketch.n > 0 ? kllQuantile(sketch, q) : null);
+  return {
+    name,
+    kind: profile.kind,
+    count: moments.count,
+    missing: observedCount(profile) - moments.count,
+    mean: moments.count > 0 ? moments.mean : null,
+    std: moments.count > 1 ? Math.sqrt(variance(moments)) : null,
+    min: moments.count > 0 ? moments.min : null,
+    max: moments.count > 0 ? moments.max : null,
+    quartiles: [quantile(0.25), quantile(0.5), quantile(0.75)],
+  };
+}
+
 export async function registerTelemetryRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version/reference',
@@ -71,6 +94,83 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       });
       await audit(context.db, { actor, action: 'model.reference', target: `model:${name}@${version}`, after: { from, to, ...created } });
       return reply.status(201).send({ model: name, version, ...created });
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/versions/:version/reference',
+    { preHandler: context.requireRead, schema: { summary: 'The reference profile of a version, summarized per feature', params: VersionParams } },
+    async (request) => {
+      const { name, version } = request.params as { name: string; version: string };
+      const row = await context.db
+        .selectFrom('reference_profiles')
+        .selectAll()
+        .where('model', '=', name)
+        .where('version', '=', version)
+        .executeTakeFirst();
+      if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} has no reference profile (upload a dataset or POST a telemetry period)`);
+      return {
+        model: name,
+        version,
+        source: row.source,
+        windows: row.windows,
+        runs: row.runs,
+        createdAt: row.created_at,
+        createdBy: row.created_by,
+        features: (JSON.parse(row.features) as { name: string; profile: WireProfile }[]).map(({ name: feature, profile }) =>
+          summarizeProfile(feature, fromWire(profile)),
+        ),
+      };
+    },
+  );
+
+  // Reference datasets arrive as they are: the route streams them (no body buffering, its own limit).
+  app.addContentTypeParser(['text/csv', 'application/x-ndjson', 'application/jsonl'], (_request, payload, done) => done(null, payload));
+
+  app.put(
+    '/v1/models/:name/versions/:version/reference',
+    {
+      preHandler: context.requireAdmin,
+      schema: {
+        summary: 'Make a reference dataset (body: text/csv with a header row, or application/x-ndjson) the reference profile of a version',
+        params: VersionParams,
+      },
+    },
+    async (request, reply) => {
+      const { name, version } = request.params as { name: string; version: string };
+      const format = datasetFormat(undefined, request.headers['content-type']);
+      if (!format) {
+        throw new EdgefleetError('EF_REFERENCE_INVALID', 'send the dataset as text/csv (with a header row) or application/x-ndjson (one JSON object per line)');
+      }
+      const row = await context.db
+        .selectFrom('model_versions')
+        .select('manifest')
+        .where('name', '=', name)
+        .where('version', '=', version)
+        .executeTakeFirst();
+      if (!row) {
+        (request.body as Readable).resume();
+        throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+      }
+      const telemetry = (JSON.parse(row.manifest) as SignedDocument<ManifestPayload>).payload.telemetry;
+      const dataset = await profileDataset(request.body as Readable, {
+        format,
+        maxBytes: context.config.maxReferenceBytes,
+        ...(telemetry ? { telemetry } : {}),
+      });
+      const actor = request.principal?.id ?? 'unknown';
+      await storeReference(context.db, {
+        model: name,
+        version,
+        source: `dataset (${dataset.rows} rows, ${format})`,
+        windows: 0,
+        runs: dataset.rows,
+        features: dataset.features,
+        actor,
+      });
+      const features = dataset.features.map((f) => f.name);
+      await audit(context.db, { actor, action: 'model.reference', target: `model:${name}@${version}`, after: { rows: dataset.rows, features } });
+      return reply.status(201).send({ model: name, version, rows: dataset.rows, features });
     },
   );
 

@@ -148,6 +148,34 @@ describe('model manifest signatures', () => {
     const signedBroken = signPayload(broken, [keys.manifest]);
     expect(codeOf(() => verifyManifest(signedBroken, keys.trust, { now }))).toBe('EF_DOCUMENT_INCONSISTENT');
   });
+
+  it('accepts telemetry features that read declared tensors and refuses the ones that cannot work, saying why', () => {
+    const manifest = sampleManifest();
+    const withFeatures = (features: unknown[]) => ({ ...manifest, telemetry: { features } }) as typeof manifest;
+    const good = withFeatures([
+      { name: 'loudness', source: 'input', tensor: 'input', kind: 'summary', stat: 'energy' },
+      { name: 'speech', source: 'output', tensor: 'output', kind: 'column', index: 0 },
+    ]);
+    expect(verifyManifest(signManifest(good, [keys.manifest]), keys.trust, { now }).telemetry?.features).toHaveLength(2);
+    const refusals: [unknown, RegExp][] = [
+      [{ name: 'x', source: 'input', tensor: 'pixels', kind: 'summary', stat: 'mean' }, /does not declare/],
+      [{ name: 'x', source: 'input', tensor: 'input', kind: 'column' }, /give its "index"/],
+      [{ name: 'x', source: 'input', tensor: 'state', kind: 'column', index: 128 }, /last dimension is 128/],
+      [{ name: 'x', source: 'input', tensor: 'input', kind: 'summary' }, /needs a "stat"/],
+      [{ name: 'x', source: 'input', tensor: 'input', kind: 'class' }, /source must be "output"/],
+    ];
+    for (const [feature, message] of refusals) {
+      let error: unknown;
+      try {
+        signManifest(withFeatures([feature]), [keys.manifest]);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toMatchObject({ code: 'EF_DOCUMENT_INCONSISTENT', message: expect.stringMatching(message) });
+    }
+    const twice = { name: 'x', source: 'input', tensor: 'input', kind: 'summary', stat: 'mean' };
+    expect(codeOf(() => signManifest(withFeatures([twice, twice]), [keys.manifest]))).toBe('EF_DOCUMENT_INCONSISTENT');
+  });
 });
 
 describe('desired-state documents', () => {

@@ -201,6 +201,7 @@ function checkManifestConsistency(manifest: ManifestPayload): void {
     manifest.model.outputs.map((t) => t.name),
     `${what} declares output`,
   );
+  if (manifest.telemetry) checkTelemetrySpec(manifest, what);
   const acceptance = manifest.acceptance;
   if (!acceptance) return;
   if (acceptance.vectorsFile !== undefined) {
@@ -236,6 +237,41 @@ function checkManifestConsistency(manifest: ManifestPayload): void {
     const missing = [...inputs.keys()].find((name) => !vector.inputs.some((t) => t.name === name));
     if (missing !== undefined) inconsistent(`${what} golden vector ${index} does not give input "${missing}"`);
   });
+}
+
+function checkTelemetrySpec(manifest: ManifestPayload, what: string): void {
+  const features = manifest.telemetry?.features ?? [];
+  unique(
+    features.map((f) => f.name),
+    `${what} declares telemetry feature`,
+  );
+  for (const feature of features) {
+    const tensors = feature.source === 'input' ? manifest.model.inputs : manifest.model.outputs;
+    const spec = tensors.find((t) => t.name === feature.tensor);
+    const where = `${what} telemetry feature "${feature.name}"`;
+    if (!spec) {
+      inconsistent(`${where} reads ${feature.source} "${feature.tensor}", which the model does not declare (${tensors.map((t) => t.name).join(', ')})`);
+    }
+    if (feature.kind === 'column') {
+      if (feature.index === undefined) inconsistent(`${where} is a column: give its "index" in the last dimension`);
+      const width = spec.shape.at(-1);
+      if (typeof width === 'number' && feature.index >= width) {
+        inconsistent(`${where} reads column ${feature.index} of "${spec.name}", whose last dimension is ${width}`);
+      }
+    } else if (feature.index !== undefined) {
+      inconsistent(`${where}: "index" is for columns only`);
+    }
+    if ((feature.kind === 'summary') !== (feature.stat !== undefined)) {
+      inconsistent(`${where}: ${feature.kind === 'summary' ? 'a summary needs a "stat" (mean, std or energy)' : '"stat" is for summaries only'}`);
+    }
+    if ((feature.kind === 'class' || feature.kind === 'top') && feature.source !== 'output') {
+      inconsistent(`${where}: "${feature.kind}" reads class scores, so its source must be "output"`);
+    }
+    if (feature.type !== undefined && feature.kind !== 'column') inconsistent(`${where}: "type" is for columns only`);
+    if (feature.labels !== undefined && feature.kind !== 'class' && feature.type !== 'categorical') {
+      inconsistent(`${where}: "labels" are for classes and categorical columns`);
+    }
+  }
 }
 
 // --- Desired state -----------------------------------------------------------------------------

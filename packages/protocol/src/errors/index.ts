@@ -259,6 +259,11 @@ export const ERRORS = defineErrors({
     title: 'The model keeps tensors in external data files',
     fix: 'Save the model with all tensors inside the .onnx file (onnx.save_model(..., save_as_external_data=False)); external files are never read.',
   },
+  EF_REFERENCE_INVALID: {
+    status: 422,
+    title: 'The reference dataset cannot be read',
+    fix: 'Send CSV with a header row (or JSON lines, one object per row) whose columns are the model’s telemetry feature names, with numbers for numeric features; the message names the first row or column at fault.',
+  },
   EF_MODEL_VERSION_EXISTS: {
     status: 409,
     title: 'This model version already exists; versions are immutable',

@@ -13,6 +13,7 @@ import {
   Sha256,
   Strict,
   TensorData,
+  TensorName,
   TensorSpec,
   Timestamp,
 } from './common.ts';
@@ -87,6 +88,51 @@ export const Tolerance = Strict(
 );
 export type Tolerance = Static<typeof Tolerance>;
 
+export const FEATURE_KINDS = ['column', 'summary', 'class', 'top'] as const;
+export const FEATURE_STATS = ['mean', 'std', 'energy'] as const;
+
+/** A feature name: what reference datasets call their columns and drift reports name. */
+export const FeatureName = Type.String({
+  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$',
+  description: 'a feature name of 1-128 characters from A-Z a-z 0-9 _ . : / -',
+});
+
+/**
+ * One telemetry feature: how each run turns into values of a named feature.
+ * - column: tabular data, the value at `index` of the last dimension, one per row (numeric, or
+ *   categorical when `type` says so: the value, or `labels[value]`);
+ * - summary: one value per run, `stat` (mean, std or energy, the mean of squares) of the tensor;
+ * - class: outputs, the argmax of the last dimension per row (`labels[argmax]` when given);
+ * - top: outputs, the largest score of the last dimension per row.
+ */
+export const TelemetryFeature = Strict(
+  {
+    name: FeatureName,
+    source: Type.Enum(['input', 'output'] as const, { description: '"input" or "output"' }),
+    tensor: TensorName,
+    kind: Type.Enum(FEATURE_KINDS, { description: `one of ${FEATURE_KINDS.join(', ')}` }),
+    index: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 24, description: 'column: the position in the last dimension' })),
+    stat: Type.Optional(Type.Enum(FEATURE_STATS, { description: `summary: one of ${FEATURE_STATS.join(', ')}` })),
+    type: Type.Optional(Type.Enum(['numeric', 'categorical'] as const, { description: 'column: "numeric" (default) or "categorical"' })),
+    labels: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 1024, description: 'class or categorical codes as names' }),
+    ),
+  },
+  { description: 'a telemetry feature: its name, the tensor it reads and how' },
+);
+export type TelemetryFeature = Static<typeof TelemetryFeature>;
+
+export const TelemetrySpec = Strict(
+  {
+    features: Type.Array(TelemetryFeature, { maxItems: 128, description: 'at most 128 features' }),
+    defaults: Type.Optional(
+      Type.Boolean({ description: 'also record the default summaries of tensors no feature reads (default false)' }),
+    ),
+  },
+  { description: 'what the devices profile from each run: named features of inputs and outputs' },
+);
+export type TelemetrySpec = Static<typeof TelemetrySpec>;
+
 export const ManifestPayload = Strict(
   {
     type: Type.Literal(DOCUMENT_TYPES.manifest, { description: `"${DOCUMENT_TYPES.manifest}"` }),
@@ -157,6 +203,7 @@ export const ManifestPayload = Strict(
         { description: 'the on-device acceptance test: golden vectors (inline, or in a file of role golden-vectors) and a tolerance' },
       ),
     ),
+    telemetry: Type.Optional(TelemetrySpec),
     metadata: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,63}$' }), Type.String({ maxLength: 1024 }), {
         maxProperties: 64,

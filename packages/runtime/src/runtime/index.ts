@@ -232,7 +232,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       entry = windows.get(key) ?? {
         key,
         version: active.version,
-        window: new WindowProfile({ name: state.record.name, version: active.version }, at),
+        window: new WindowProfile({ name: state.record.name, version: active.version }, at, active.manifest.payload.telemetry),
         executionProvider: active.executionProvider,
       };
       windows.set(key, entry);

@@ -1,5 +1,5 @@
 import { detectDrift, fromWire, type NumericProfile } from '@edgefleet/drift';
-import { FeatureProfileWire, matches, NumericProfileWire } from '@edgefleet/protocol';
+import { FeatureProfileWire, matches, NumericProfileWire, type TelemetrySpec } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,5 +72,40 @@ describe('telemetry window of a model version', () => {
     const mean = (w: typeof reference) => fromWire(w.features.find((f) => f.name === 'features.mean')?.profile);
     expect(detectDrift(mean(reference), mean(same)).drifted).toBe(false);
     expect(detectDrift(mean(reference), mean(shifted)).drifted).toBe(true);
+  });
+
+  it('profiles the features a manifest declares: tabular columns by index, classes by label, summaries, top scores', async () => {
+    const spec: TelemetrySpec = {
+      features: [
+        { name: 'age', source: 'input', tensor: 'features', kind: 'column', index: 0 },
+        { name: 'region', source: 'input', tensor: 'features', kind: 'column', index: 3, type: 'categorical', labels: ['north', 'south'] },
+        { name: 'overall', source: 'input', tensor: 'features', kind: 'summary', stat: 'std' },
+        { name: 'label', source: 'output', tensor: 'scores', kind: 'class', labels: ['cat', 'dog', 'bird'] },
+        { name: 'confidence', source: 'output', tensor: 'scores', kind: 'top' },
+      ],
+    };
+    const window = new WindowProfile({ name: 'mlp', version: '1.0.0' }, 0, spec);
+    // Two rows: age 31 and 58, region codes 1 and 0; row 0 is a "dog", row 1 a "cat".
+    const feeds: Feeds = { features: { dtype: 'float32', shape: [2, 4], data: new Float32Array([31, 0.5, 0.25, 1, 58, 0.5, 0.25, 0]) } };
+    const outputs: Outputs = { scores: { dtype: 'float32', shape: [2, 3], data: new Float32Array([0.1, 0.7, 0.2, 0.9, 0.05, 0.05]) } };
+    window.recordRun(feeds, outputs, 1);
+    window.recordRun(feeds, outputs, 1);
+    const closed = window.close(60_000);
+    const profile = (name: string) => fromWire(closed.features.find((f) => f.name === name)?.profile);
+    // Only the declared features: no default summaries unless the manifest asks for them.
+    expect(closed.features.map((f) => f.name).sort()).toEqual(['age', 'confidence', 'label', 'overall', 'region']);
+    const age = profile('age') as NumericProfile;
+    expect([age.moments.count, age.moments.mean, age.moments.min, age.moments.max]).toEqual([4, 44.5, 31, 58]);
+    expect(profile('region')).toMatchObject({ kind: 'categorical', categories: { counts: { north: 2, south: 2 } } });
+    expect(profile('label')).toMatchObject({ kind: 'categorical', categories: { counts: { cat: 2, dog: 2 } } });
+    const confidence = profile('confidence') as NumericProfile;
+    expect(confidence.moments.max).toBeCloseTo(0.9, 6);
+    expect(confidence.moments.min).toBeCloseTo(0.7, 6);
+    expect((profile('overall') as NumericProfile).moments.count).toBe(2);
+
+    const withDefaults = new WindowProfile({ name: 'mlp', version: '1.0.0' }, 0, { ...spec, features: spec.features.slice(0, 1), defaults: true });
+    withDefaults.recordRun(feeds, outputs, 1);
+    // The tensor a feature reads gets no default summaries; the others keep theirs.
+    expect(withDefaults.close(1).features.map((f) => f.name).sort()).toEqual(['age', 'scores.class', 'scores.top']);
   });
 });

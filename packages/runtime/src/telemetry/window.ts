@@ -11,10 +11,13 @@
  *   dimension 2-64: `<name>.class`, the argmax of each row, and `<name>.top`, its score), else the
  *   same summary features as inputs.
  *
- * Feature names and choices are the defaults; a manifest that names its features (a later change)
- * will override them.
+ * Those are the defaults. A manifest with a `telemetry` section names its features instead
+ * (tabular columns by index, summaries, classes with labels, top scores: see the protocol's
+ * TelemetryFeature), and keeps the defaults for tensors no feature reads only when it says
+ * `defaults: true`.
  */
 import { categoricalProfile, type FeatureProfile, numericProfile, observe, toWire, type WireProfile } from '@edgefleet/drift';
+import type { TelemetryFeature, TelemetrySpec } from '@edgefleet/protocol';
 import type { Feeds, Outputs, RuntimeTensor } from '../engine/types.ts';
 
 /** Latency bin edges in ms: 0.1 ms to 10 s, about three per decade. */
@@ -68,6 +71,19 @@ function summary(data: Exclude<RuntimeTensor['data'], readonly string[]>): { mea
   return counted === 0 ? { mean: 0, squares: 0, counted } : { mean: sum / counted, squares: sumSquares / counted, counted };
 }
 
+type NumericData = Exclude<RuntimeTensor['data'], readonly string[]>;
+
+function numberAt(data: NumericData, i: number): number {
+  return Number(data[i]);
+}
+
+/** Rows of a tensor whose last dimension is `width`, at most SUMMARY_SAMPLE of them (evenly strided). */
+function rowsOf(tensor: RuntimeTensor): { width: number; rows: number; stride: number } {
+  const width = Math.max(1, tensor.shape.length === 0 ? 1 : (tensor.shape.at(-1) as number));
+  const rows = Math.floor(tensor.data.length / width);
+  return { width, rows, stride: Math.max(1, Math.ceil(rows / SUMMARY_SAMPLE)) };
+}
+
 export class WindowProfile {
   private runs = 0;
   private readonly errors: Record<string, number> = Object.create(null) as Record<string, number>;
@@ -80,17 +96,35 @@ export class WindowProfile {
    */
   private pending: (FeatureProfile | number | string)[] = [];
 
+  /** Declared features, and the tensors they read (`input:name`, `output:name`). */
+  private readonly declared: readonly TelemetryFeature[] | undefined;
+  private readonly read = new Set<string>();
+  private readonly defaults: boolean;
+
   constructor(
     readonly model: { readonly name: string; readonly version: string },
     readonly start: number,
-  ) {}
+    spec?: TelemetrySpec,
+  ) {
+    this.declared = spec?.features;
+    this.defaults = !spec || spec.defaults === true;
+    for (const feature of spec?.features ?? []) this.read.add(`${feature.source}:${feature.tensor}`);
+  }
 
   /** A run that answered. */
   recordRun(feeds: Feeds, outputs: Outputs, latencyMs: number): void {
     this.runs++;
     this.pending.push(this.latency, latencyMs);
-    for (const [name, tensor] of Object.entries(feeds)) this.summarize(name, tensor);
+    if (this.declared) {
+      for (const feature of this.declared) {
+        const tensor = (feature.source === 'input' ? feeds : outputs)[feature.tensor];
+        if (tensor && tensor.data.length > 0) this.recordFeature(feature, tensor);
+      }
+      if (!this.defaults) return;
+    }
+    for (const [name, tensor] of Object.entries(feeds)) if (!this.read.has(`input:${name}`)) this.summarize(name, tensor);
     for (const [name, tensor] of Object.entries(outputs)) {
+      if (this.read.has(`output:${name}`)) continue;
       const classes = tensor.shape.at(-1) ?? 0;
       if (typeof tensor.data[0] === 'number' && classes >= 2 && classes <= 64 && tensor.data.length % classes === 0) {
         this.recordClasses(name, tensor.data as ArrayLike<number>, classes);
@@ -166,6 +200,54 @@ export class WindowProfile {
       this.feature(`${name}.energy`, 'numeric'),
       squares,
     );
+  }
+
+  /** One declared feature's values from one run. */
+  private recordFeature(feature: TelemetryFeature, tensor: RuntimeTensor): void {
+    const data = tensor.data;
+    const strings = typeof data[0] === 'string';
+    if (feature.kind === 'summary') {
+      if (strings) return;
+      const { mean, squares, counted } = summary(data as NumericData);
+      const value =
+        counted === 0 ? Number.NaN : feature.stat === 'mean' ? mean : feature.stat === 'energy' ? squares : Math.sqrt(Math.max(0, squares - mean * mean));
+      this.pending.push(this.feature(feature.name, 'numeric'), value);
+      return;
+    }
+    const { width, rows, stride } = rowsOf(tensor);
+    if (feature.kind === 'column') {
+      const index = feature.index ?? 0;
+      if (index >= width) return;
+      const categorical = feature.type === 'categorical' || strings;
+      const profile = this.feature(feature.name, categorical ? 'categorical' : 'numeric');
+      for (let row = 0; row < rows; row += stride) {
+        const at = row * width + index;
+        if (strings) {
+          this.pending.push(profile, (data as readonly string[])[at] as string);
+        } else if (categorical) {
+          const code = numberAt(data as NumericData, at);
+          this.pending.push(profile, feature.labels?.[code] ?? String(code));
+        } else {
+          this.pending.push(profile, numberAt(data as NumericData, at));
+        }
+      }
+      return;
+    }
+    if (strings) return;
+    const profile = this.feature(feature.name, feature.kind === 'class' ? 'categorical' : 'numeric');
+    for (let row = 0; row < rows; row += stride) {
+      const base = row * width;
+      let best = 0;
+      let top = numberAt(data as NumericData, base);
+      for (let c = 1; c < width; c++) {
+        const score = numberAt(data as NumericData, base + c);
+        if (score > top) {
+          top = score;
+          best = c;
+        }
+      }
+      this.pending.push(profile, feature.kind === 'top' ? top : (feature.labels?.[best] ?? String(best)));
+    }
   }
 
   private recordClasses(name: string, scores: ArrayLike<number>, classes: number): void {
