@@ -6,7 +6,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Agent, createAgent, createFileAgentState, createFileTelemetryQueue } from '@edgefleet/agent';
-import { createFleetServer, type FleetServer } from '@edgefleet/fleet-server';
+import { createFleetServer, type FleetServer, type ServerConfig } from '@edgefleet/fleet-server';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
 import { createRuntime, createWasmEngine, type Runtime } from '@edgefleet/runtime';
@@ -46,9 +46,9 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
   }
 }
 
-export async function startFleet(): Promise<Fleet> {
+export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fleet> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-fleet-'));
-  let server = await createFleetServer({ env: {}, config: { dataDir, port: 0, mqttPort: 0, adminToken: 'e2e-admin-token' } });
+  let server = await createFleetServer({ env: {}, config: { ...config, dataDir, port: 0, mqttPort: 0, adminToken: 'e2e-admin-token' } });
   const ports = { http: new URL(server.url).port, mqtt: new URL(server.broker.urls.tcp).port };
   const auth = { authorization: 'Bearer e2e-admin-token' };
   const keySet = ((await server.app.inject({ method: 'GET', url: '/v1/keyset' })).json() as SignedDocument<KeySetPayload>).payload;
@@ -128,7 +128,7 @@ export async function startFleet(): Promise<Fleet> {
     async startServer() {
       server = await createFleetServer({
         env: {},
-        config: { dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: 'e2e-admin-token' },
+        config: { ...config, dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: 'e2e-admin-token' },
       });
     },
     async close() {

@@ -3,8 +3,10 @@ export {
   type EnrolledDevices,
   enrollDevices,
   type SimulatedDevice,
+  type SimulatedTelemetry,
   type Simulation,
   type SimulationFaults,
   type SimulationOptions,
+  simulatedWindow,
   startSimulation,
 } from './simulate/index.ts';

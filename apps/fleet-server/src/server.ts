@@ -32,6 +32,7 @@ import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
 import { createWriteBehind } from './store/write-behind.ts';
+import { createDriftEvaluator, type DriftEvaluator } from './telemetry/evaluator.ts';
 import { createTelemetryIngest, type TelemetryIngest } from './telemetry/ingest.ts';
 import { registerTelemetryRoutes } from './telemetry/routes.ts';
 
@@ -40,6 +41,7 @@ export interface FleetServer {
   readonly broker: FleetBroker;
   readonly rollouts: RolloutEngine;
   readonly telemetry: TelemetryIngest;
+  readonly drift: DriftEvaluator;
   readonly config: ServerConfig;
   /** http://host:port of the admin API. */
   readonly url: string;
@@ -173,7 +175,13 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     allowList: (request) => request.url.startsWith('/v1/artifacts/') || request.url === '/healthz' || request.url === '/readyz',
   });
   await app.register(multipart, {
-    limits: { fileSize: Math.max(config.maxModelBytes, config.maxReferenceBytes), files: 2, fields: 16, fieldSize: 8 * 1024 * 1024, parts: 18 },
+    limits: {
+      fileSize: Math.max(config.maxModelBytes, config.maxReferenceBytes),
+      files: 2,
+      fields: 16,
+      fieldSize: 8 * 1024 * 1024,
+      parts: 18,
+    },
   });
   await app.register(swagger, {
     openapi: {
@@ -288,11 +296,19 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   );
   const rollouts = createRolloutEngine({ db, desired, writes, log: app.log });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log });
+  const drift = createDriftEvaluator({
+    db,
+    bucketMs: config.driftBucketSeconds * 1000,
+    everyMs: config.driftEvaluateMs,
+    alertWindows: config.driftAlertWindows,
+    webhook: config.webhookUrl && config.webhookSecret ? { url: config.webhookUrl, secret: config.webhookSecret } : undefined,
+    log: app.log,
+  });
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
-  await registerTelemetryRoutes(app, context);
+  await registerTelemetryRoutes(app, context, drift);
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log });
@@ -303,6 +319,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));
   // Rollouts that were running when the server stopped continue from their stored state.
   rollouts.start();
+  drift.start();
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
@@ -312,6 +329,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     broker,
     rollouts,
     telemetry,
+    drift,
     config,
     url,
     createdAdminToken,
@@ -319,6 +337,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
       await rollouts.stop();
+      await drift.close();
       await telemetry.close();
       await writes.close();
       await app.close();

@@ -90,6 +90,9 @@ describe('drift decisions (defaults in the spirit of Evidently)', () => {
   it('picks KS or chi-square for small references, Wasserstein or Jensen–Shannon for large ones', () => {
     expect(defaultMethod(numeric(normals(500, 1)))).toBe('ks');
     expect(defaultMethod(numeric(normals(5000, 1)))).toBe('wasserstein');
+    // A large reference against a small current sample: the test, not a distance biased by the sample's noise.
+    expect(defaultMethod(numeric(normals(5000, 1)), numeric(normals(200, 2)))).toBe('ks');
+    expect(defaultMethod(numeric(normals(5000, 1)), numeric(normals(5000, 2)))).toBe('wasserstein');
     expect(defaultMethod(categorical(['a', 'b']))).toBe('chi-square');
     expect(defaultMethod(categorical(Array.from({ length: 2000 }, (_, i) => (i % 2 ? 'a' : 'b'))))).toBe('jensen-shannon');
   });

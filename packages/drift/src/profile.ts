@@ -106,8 +106,17 @@ export const DRIFT_DEFAULTS = {
   psi: 0.1,
 } as const;
 
-export function defaultMethod(reference: FeatureProfile): DriftMethod {
-  const small = observedCount(reference) <= DRIFT_DEFAULTS.smallReference;
+/**
+ * As Evidently: a test with a p-value for a small reference, a distance for a large one. Given the
+ * current profile too, a small current sample also gets the test: a distance between a large
+ * reference and a few hundred values is biased upwards by the sample's own noise (the normed
+ * Wasserstein distance of 100 values from their own distribution is about 0.08, next to the 0.1
+ * threshold), while a test accounts for the sample size.
+ */
+export function defaultMethod(reference: FeatureProfile, current?: FeatureProfile): DriftMethod {
+  const small =
+    observedCount(reference) <= DRIFT_DEFAULTS.smallReference ||
+    (current !== undefined && observedCount(current) <= DRIFT_DEFAULTS.smallReference);
   if (reference.kind === 'categorical') return small ? 'chi-square' : 'jensen-shannon';
   return small ? 'ks' : 'wasserstein';
 }
@@ -117,7 +126,7 @@ export function detectDrift(
   current: FeatureProfile,
   options: { method?: DriftMethod; threshold?: number } = {},
 ): DriftResult {
-  const method = options.method ?? defaultMethod(reference);
+  const method = options.method ?? defaultMethod(reference, current);
   if (reference.kind === 'categorical' && current.kind === 'categorical') {
     const aligned = alignCategories(reference.categories, current.categories);
     if (method === 'chi-square') {

@@ -8,18 +8,21 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, get as httpGet, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
+import { telemetryMessage } from '@edgefleet/agent';
 import {
   createTopicScheme,
   createTrust,
   type DeviceEvent,
   encodeMessage,
   type KeySetPayload,
+  type ManifestPayload,
   type ReportedState,
   type SignedDocument,
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
+import { type TelemetryWindow as ClosedWindow, WindowProfile } from '@edgefleet/runtime/core';
 import mqtt, { type MqttClient } from 'mqtt';
 
 export interface SimulationFaults {
@@ -39,12 +42,30 @@ export interface SimulationFaults {
   readonly dropDownload?: number;
 }
 
+/**
+ * Simulated inference telemetry: every `windowMs` each online device closes a window of `runs`
+ * runs of its active version, folded by the runtime's own WindowProfile (so the features, their
+ * names and sketches are those of a real device) from inputs drawn from N(0, 1) per element, the
+ * same for every device, and outputs drawn uniformly. `shift(deviceId)` adds a constant to the
+ * values of one input (`shiftInput`, default the first) on the devices it returns non-zero for:
+ * the way one group of devices starts seeing another world.
+ */
+export interface SimulatedTelemetry {
+  readonly windowMs: number;
+  readonly runs: number;
+  readonly shift?: (deviceId: string) => number;
+  readonly shiftInput?: string;
+  /** Only this column (index in the last dimension) of the input shifts; all of it when absent. */
+  readonly shiftColumn?: number;
+}
+
 export interface SimulationOptions {
   readonly serverUrl: string;
   readonly mqttUrl: string;
   readonly keySet: KeySetPayload;
   readonly devices: readonly { readonly id: string; readonly secret: string }[];
   readonly faults?: SimulationFaults;
+  readonly telemetry?: SimulatedTelemetry;
   /** Connections opened at once: a real fleet does not reconnect in lockstep. */
   readonly connectConcurrency?: number;
   /** Downloads in flight at once in this process (file descriptors are finite); default 256. */
@@ -58,6 +79,9 @@ export interface SimulatedDevice {
   /** name → active version. */
   readonly active: ReadonlyMap<string, string>;
   readonly installs: number;
+  /** Telemetry windows sent, and acknowledged by the server. */
+  readonly telemetrySent: number;
+  readonly telemetryAcked: number;
 }
 
 export interface Simulation {
@@ -133,11 +157,28 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     if (next) next();
     else slots++;
   };
-  const devices: (SimulatedDevice & { client?: MqttClient | undefined; active: Map<string, string>; installs: number; online: boolean })[] =
-    [];
+  const devices: (SimulatedDevice & {
+    client?: MqttClient | undefined;
+    active: Map<string, string>;
+    installs: number;
+    online: boolean;
+    telemetrySent: number;
+    telemetryAcked: number;
+  })[] = [];
+  const timers: ReturnType<typeof setInterval>[] = [];
 
   async function runDevice(id: string, secret: string) {
-    const state = { id, online: false, active: new Map<string, string>(), installs: 0, client: undefined as MqttClient | undefined };
+    const state = {
+      id,
+      online: false,
+      active: new Map<string, string>(),
+      installs: 0,
+      telemetrySent: 0,
+      telemetryAcked: 0,
+      client: undefined as MqttClient | undefined,
+    };
+    /** The verified manifest of each active model (what its telemetry is shaped by). */
+    const manifests = new Map<string, ManifestPayload>();
     devices.push(state);
     if (share(id, 'offline') < (faults.offline ?? 0)) return;
     const bootId = globalThis.crypto.randomUUID();
@@ -284,6 +325,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
           }
           const replaced = state.active.get(manifest.name);
           state.active.set(manifest.name, manifest.version);
+          manifests.set(manifest.name, manifest);
           state.installs++;
           event('activated', {
             model,
@@ -304,7 +346,9 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       report();
     }
 
-    client.on('message', (_topic, payload) => {
+    const desiredTopic = topics.build('desired', id);
+    client.on('message', (topic, payload) => {
+      if (topic !== desiredTopic) return;
       let document: unknown;
       try {
         document = JSON.parse(payload.toString('utf8')) as SignedDocument<unknown>;
@@ -322,6 +366,45 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     });
     await client.subscribeAsync(topics.build('desired', id), { qos: 1 });
     report();
+    if (options.telemetry) startTelemetry(id, bootId, client, state, manifests, options.telemetry);
+  }
+
+  /** Closes a window per active model every `windowMs` and sends it at QoS 1 (acks counted). */
+  function startTelemetry(
+    id: string,
+    bootId: string,
+    client: MqttClient,
+    state: (typeof devices)[number],
+    manifests: ReadonlyMap<string, ManifestPayload>,
+    spec: SimulatedTelemetry,
+  ): void {
+    let seq = 0;
+    const random = seededRandom(share(id, 'telemetry') * 2 ** 32);
+    const ackTopic = topics.build('telemetry-ack', id);
+    void client.subscribeAsync(ackTopic, { qos: 1 }).catch(() => undefined);
+    client.on('message', (topic, payload) => {
+      if (topic !== ackTopic) return;
+      try {
+        state.telemetryAcked += (JSON.parse(payload.toString('utf8')) as { seqs?: unknown[] }).seqs?.length ?? 0;
+      } catch {
+        // not an ack
+      }
+    });
+    let opened = Date.now();
+    const timer = setInterval(() => {
+      if (!state.online) return;
+      const end = Date.now();
+      for (const manifest of manifests.values()) {
+        if (state.active.get(manifest.name) !== manifest.version) continue;
+        const closed = simulatedWindow(manifest, opened, end, spec, spec.shift?.(id) ?? 0, random);
+        const message = telemetryMessage({ ...closed, executionProvider: 'wasm' }, { deviceId: id, bootId, seq: seq++, dropped: 0 });
+        client.publish(topics.build('telemetry', id), Buffer.from(encodeMessage('telemetry', message)), { qos: 1 });
+        state.telemetrySent++;
+      }
+      opened = end;
+    }, spec.windowMs);
+    timer.unref();
+    timers.push(timer);
   }
 
   const queue = [...options.devices];
@@ -335,10 +418,68 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     devices,
     countActive: (model, version) => devices.filter((d) => d.active.get(model) === version).length,
     async stop() {
+      for (const timer of timers) clearInterval(timer);
       await Promise.all(devices.map((d) => d.client?.endAsync(true).catch(() => undefined)));
       agent.destroy();
     },
   };
+}
+
+/** A deterministic stream in [0, 1) (splitmix32). */
+function seededRandom(seed: number): () => number {
+  let state = seed | 0;
+  return () => {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** A concrete shape for a declared one: symbolic dimensions become 1 (the last one 16), at most 4,096 elements. */
+function concreteShape(shape: readonly (number | string)[]): number[] {
+  const dims = shape.map((d, i) => (typeof d === 'number' ? d : i === shape.length - 1 ? 16 : 1));
+  let size = dims.reduce((a, b) => a * b, 1);
+  for (let i = 0; i < dims.length && size > 4096; i++) {
+    size /= dims[i] as number;
+    dims[i] = 1;
+  }
+  return dims;
+}
+
+/** One window of simulated runs, folded exactly as the runtime folds real ones. */
+export function simulatedWindow(
+  manifest: ManifestPayload,
+  start: number,
+  end: number,
+  spec: Pick<SimulatedTelemetry, 'runs' | 'shiftInput' | 'shiftColumn'>,
+  shift: number,
+  random: () => number,
+): ClosedWindow {
+  const profile = new WindowProfile({ name: manifest.name, version: manifest.version }, start, manifest.telemetry);
+  const shifted = spec.shiftInput ?? manifest.model.inputs[0]?.name;
+  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const tensor = (dtype: string, shape: readonly (number | string)[], fill: (column: number) => number) => {
+    const dims = concreteShape(shape);
+    const size = dims.reduce((a, b) => a * b, 1);
+    const width = dims.at(-1) ?? 1;
+    if (dtype === 'int64') return { dtype: 'int64' as const, shape: dims, data: BigInt64Array.from({ length: size }, () => 16_000n) };
+    return { dtype: 'float32' as const, shape: dims, data: Float32Array.from({ length: size }, (_, i) => fill(i % width)) };
+  };
+  const offset = (input: string, column: number) =>
+    input === shifted && (spec.shiftColumn === undefined || spec.shiftColumn === column) ? shift : 0;
+  for (let run = 0; run < spec.runs; run++) {
+    const feeds = Object.fromEntries(
+      manifest.model.inputs.map((input) => [
+        input.name,
+        tensor(input.dtype, input.shape, (column) => normal() + offset(input.name, column)),
+      ]),
+    );
+    const outputs = Object.fromEntries(manifest.model.outputs.map((output) => [output.name, tensor(output.dtype, output.shape, random)]));
+    profile.recordRun(feeds, outputs, 0.5 + random());
+  }
+  return profile.close(end);
 }
 
 export interface EnrolledDevices {

@@ -161,7 +161,10 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
               throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
             }
             if (part.fieldname === 'telemetry' && reference) {
-              throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "telemetry" field before the "reference" file: its columns are checked against it');
+              throw new EdgefleetError(
+                'EF_SCHEMA_INVALID',
+                'send the "telemetry" field before the "reference" file: its columns are checked against it',
+              );
             }
             const value = String(part.value);
             raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;

@@ -179,6 +179,69 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Drift as a time series (one score per version, device group and time bucket), the alerts
+    // it raised and every webhook delivery of them.
+    '0008-drift-scores-alerts': {
+      async up(db) {
+        await db.schema.createIndex('telemetry_windows_received').on('telemetry_windows').columns(['received_at']).execute();
+        await db.schema
+          .createIndex('telemetry_windows_start')
+          .on('telemetry_windows')
+          .columns(['model', 'version', 'window_start'])
+          .execute();
+        await db.schema
+          .createTable('drift_scores')
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('group_tag', 'text', (c) => c.notNull())
+          .addColumn('bucket_start', 'text', (c) => c.notNull())
+          .addColumn('bucket_end', 'text', (c) => c.notNull())
+          .addColumn('devices', 'integer', (c) => c.notNull())
+          .addColumn('windows', 'integer', (c) => c.notNull())
+          .addColumn('runs', 'integer', (c) => c.notNull())
+          .addColumn('compared', 'integer', (c) => c.notNull())
+          .addColumn('score', 'real', (c) => c.notNull())
+          .addColumn('drifted', 'integer', (c) => c.notNull())
+          .addColumn('drifted_features', 'text', (c) => c.notNull())
+          .addColumn('results', 'text', (c) => c.notNull())
+          .addColumn('evaluated_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('drift_scores_pk', ['model', 'version', 'group_tag', 'bucket_start'])
+          .execute();
+        await db.schema
+          .createTable('drift_alerts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('group_tag', 'text', (c) => c.notNull())
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('opened_at', 'text', (c) => c.notNull())
+          .addColumn('resolved_at', 'text')
+          .addColumn('first_bucket', 'text', (c) => c.notNull())
+          .addColumn('last_bucket', 'text', (c) => c.notNull())
+          .addColumn('score', 'real', (c) => c.notNull())
+          .addColumn('features', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('drift_alerts_group').on('drift_alerts').columns(['model', 'version', 'group_tag', 'state']).execute();
+        await db.schema
+          .createTable('webhook_deliveries')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('alert_id', 'text', (c) => c.notNull())
+          .addColumn('event', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('next_attempt_at', 'text', (c) => c.notNull())
+          .addColumn('delivered_at', 'text')
+          .addColumn('response_status', 'integer')
+          .addColumn('last_error', 'text')
+          .execute();
+        await db.schema
+          .createIndex('webhook_deliveries_pending')
+          .on('webhook_deliveries')
+          .columns(['delivered_at', 'next_attempt_at'])
+          .execute();
+      },
+    },
   };
 }
 

@@ -80,6 +80,57 @@ export interface ReferenceProfilesTable {
   created_by: string;
 }
 
+export interface DriftScoresTable {
+  model: string;
+  version: string;
+  /** The device group: a tag, or `*` for every device. */
+  group_tag: string;
+  bucket_start: string;
+  bucket_end: string;
+  devices: number;
+  windows: number;
+  runs: number;
+  /** Features compared with the reference. */
+  compared: number;
+  /** Share of the compared features that drifted (0-1). */
+  score: number;
+  drifted: number;
+  /** JSON: names of the features that drifted. */
+  drifted_features: string;
+  /** JSON: `{ feature: DriftResult }`. */
+  results: string;
+  evaluated_at: string;
+}
+
+export interface DriftAlertsTable {
+  id: string;
+  model: string;
+  version: string;
+  group_tag: string;
+  state: 'firing' | 'resolved';
+  opened_at: string;
+  resolved_at: string | null;
+  first_bucket: string;
+  last_bucket: string;
+  score: number;
+  /** JSON: the features that drifted in the buckets that opened it. */
+  features: string;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  alert_id: string;
+  event: string;
+  /** The exact bytes signed and sent. */
+  body: string;
+  created_at: string;
+  attempts: number;
+  next_attempt_at: string;
+  delivered_at: string | null;
+  response_status: number | null;
+  last_error: string | null;
+}
+
 export interface TelemetryWindowsTable {
   device_id: string;
   boot_id: string;
@@ -149,6 +200,9 @@ export interface Database {
   device_desired: DeviceDesiredTable;
   telemetry_windows: TelemetryWindowsTable;
   reference_profiles: ReferenceProfilesTable;
+  drift_scores: DriftScoresTable;
+  drift_alerts: DriftAlertsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
 }

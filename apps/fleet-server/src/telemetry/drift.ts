@@ -4,13 +4,24 @@
  * window, merged per device group, with it, feature by feature, with @edgefleet/drift's tests and
  * defaults.
  */
-import { type DriftResult, detectDrift, type FeatureProfile, fromWire, mergeProfiles, toWire, type WireProfile } from '@edgefleet/drift';
+import {
+  type DriftResult,
+  defaultMethod,
+  detectDrift,
+  type FeatureProfile,
+  fromWire,
+  mergeProfiles,
+  toWire,
+  type WireProfile,
+} from '@edgefleet/drift';
 import { EdgefleetError, type TelemetryWindow } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 
 /** Merges the named features of many windows (a feature missing from some is merged where present). */
-export function mergeWindows(windows: readonly Pick<TelemetryWindow, 'features'>[]): Map<string, FeatureProfile> {
+export function mergeWindows(
+  windows: readonly { readonly features: readonly { readonly name: string; readonly profile: WireProfile }[] }[],
+): Map<string, FeatureProfile> {
   const merged = new Map<string, FeatureProfile>();
   for (const window of windows) {
     for (const { name, profile } of window.features) {
@@ -86,6 +97,52 @@ export async function storeReference(
     .execute();
 }
 
+/** p-value tests get their threshold divided among the features compared (Bonferroni). */
+const P_VALUE_METHODS = new Set(['ks', 'chi-square']);
+
+export interface BucketScore {
+  readonly results: Record<string, DriftResult>;
+  readonly drifted: string[];
+  readonly compared: number;
+  /** Share of the compared features that drifted, 0-1. */
+  readonly score: number;
+}
+
+/**
+ * A group's verdict over all its features is wrong at most this often when nothing changed: a
+ * fleet has many groups and buckets, so the family-wise rate is 1%, not each feature's 5%.
+ */
+export const FAMILY_P_VALUE = 0.01;
+
+/**
+ * Compares merged current profiles with the reference, feature by feature, with each feature's
+ * default test. With m features compared at once, p-value tests use FAMILY_P_VALUE / m
+ * (Bonferroni), so a group of unchanged features is flagged in at most 1% of buckets however many
+ * features it has; distances keep their thresholds (they do not grow more likely to fire with more
+ * features). A feature missing from either side, or of another kind, is not compared.
+ */
+export function scoreBucket(reference: ReadonlyMap<string, FeatureProfile>, current: ReadonlyMap<string, FeatureProfile>): BucketScore {
+  const pairs = [...current].flatMap(([name, profile]) => {
+    const base = reference.get(name);
+    return base && base.kind === profile.kind ? [{ name, base, profile }] : [];
+  });
+  const results: Record<string, DriftResult> = {};
+  for (const { name, base, profile } of pairs) {
+    const method = defaultMethod(base, profile);
+    results[name] = detectDrift(
+      base,
+      profile,
+      P_VALUE_METHODS.has(method) ? { method, threshold: FAMILY_P_VALUE / pairs.length } : { method },
+    );
+  }
+  const drifted = Object.keys(results).filter((name) => results[name]?.drifted);
+  return { results, drifted, compared: pairs.length, score: pairs.length === 0 ? 0 : drifted.length / pairs.length };
+}
+
+export function parseReference(features: string): Map<string, FeatureProfile> {
+  return new Map((JSON.parse(features) as { name: string; profile: WireProfile }[]).map((f) => [f.name, fromWire(f.profile)]));
+}
+
 export interface DriftWindow {
   readonly windowStart: string;
   readonly windowEnd: string;
@@ -93,6 +150,8 @@ export interface DriftWindow {
   readonly runs: number;
   readonly features: Record<string, DriftResult>;
   readonly drifted: string[];
+  /** Share of the compared features that drifted, 0-1. */
+  readonly score: number;
 }
 
 /**
@@ -112,9 +171,7 @@ export async function evaluateDrift(
   if (!reference) {
     throw new EdgefleetError('EF_NOT_FOUND', `${options.model}@${options.version} has no reference profile yet (POST …/reference)`);
   }
-  const referenceFeatures = new Map(
-    (JSON.parse(reference.features) as { name: string; profile: WireProfile }[]).map((f) => [f.name, fromWire(f.profile)]),
-  );
+  const referenceFeatures = parseReference(reference.features);
   let select = db
     .selectFrom('telemetry_windows')
     .innerJoin('devices', 'devices.id', 'telemetry_windows.device_id')
@@ -140,22 +197,15 @@ export async function evaluateDrift(
   }
   const windows: DriftWindow[] = [];
   for (const [bucket, members] of [...buckets].sort((a, b) => a[0] - b[0])) {
-    const current = mergeWindows(members.map((m) => JSON.parse(m.body) as TelemetryWindow));
-    const features: Record<string, DriftResult> = {};
-    for (const [name, profile] of current) {
-      const base = referenceFeatures.get(name);
-      if (!base || base.kind !== profile.kind) continue;
-      features[name] = detectDrift(base, profile);
-    }
+    const scored = scoreBucket(referenceFeatures, mergeWindows(members.map((m) => JSON.parse(m.body) as TelemetryWindow)));
     windows.push({
       windowStart: new Date(bucket).toISOString(),
       windowEnd: new Date(bucket + bucketMs).toISOString(),
       devices: new Set(members.map((m) => m.device_id)).size,
       runs: members.reduce((sum, m) => sum + m.runs, 0),
-      features,
-      drifted: Object.entries(features)
-        .filter(([, result]) => result.drifted)
-        .map(([name]) => name),
+      features: scored.results,
+      drifted: scored.drifted,
+      score: scored.score,
     });
   }
   return { reference: { source: reference.source, runs: reference.runs }, windows };

@@ -62,13 +62,19 @@ describe('reference datasets', () => {
       code: 'EF_REFERENCE_INVALID',
       message: expect.stringContaining('column "colour" is not a telemetry feature of this model; its features are age, income'),
     });
-    expect(await refusal('age,income\n1,2\n3\n', 'csv')).toMatchObject({ code: 'EF_REFERENCE_INVALID', message: expect.stringContaining('CSV') });
+    expect(await refusal('age,income\n1,2\n3\n', 'csv')).toMatchObject({
+      code: 'EF_REFERENCE_INVALID',
+      message: expect.stringContaining('CSV'),
+    });
     expect(await refusal('{"age": 1}\n{"age": 2\n', 'jsonl')).toEqual({
       code: 'EF_REFERENCE_INVALID',
       message: expect.stringContaining('line 2 is not JSON: {"age": 2'),
     });
     expect(await refusal('[1, 2]\n', 'jsonl')).toMatchObject({ code: 'EF_REFERENCE_INVALID', message: expect.stringContaining('line 1') });
-    expect(await refusal('age,income\n', 'csv')).toMatchObject({ code: 'EF_REFERENCE_INVALID', message: expect.stringContaining('the reference dataset has no rows') });
+    expect(await refusal('age,income\n', 'csv')).toMatchObject({
+      code: 'EF_REFERENCE_INVALID',
+      message: expect.stringContaining('the reference dataset has no rows'),
+    });
     expect(await refusal(`age\n${'1\n'.repeat(1000)}`, 'csv', undefined, 1000)).toMatchObject({ code: 'EF_MESSAGE_TOO_LARGE' });
   });
 });
@@ -80,7 +86,10 @@ describe('reference dataset uploaded with the model', () => {
   });
   afterAll(() => server.close());
 
-  const csv = ['age,income,tenure,region', ...Array.from({ length: 500 }, (_, i) => `${20 + (i % 50)},${30_000 + i * 10},${i % 7},${i % 2}`)].join('\n');
+  const csv = [
+    'age,income,tenure,region',
+    ...Array.from({ length: 500 }, (_, i) => `${20 + (i % 50)},${30_000 + i * 10},${i % 7},${i % 2}`),
+  ].join('\n');
 
   it('stores the reference with the version, in one upload, and shows it per feature', async () => {
     const response = await server.app.inject({
@@ -92,7 +101,9 @@ describe('reference dataset uploaded with the model', () => {
     expect(response.statusCode, response.body).toBe(201);
     expect(response.json().reference).toEqual({ rows: 500, features: ['age', 'income', 'tenure', 'region'] });
     expect(response.json().manifest.payload.telemetry).toEqual(TABULAR);
-    const reference = (await server.app.inject({ method: 'GET', url: '/v1/models/churn/versions/1.0.0/reference', headers: server.auth })).json();
+    const reference = (
+      await server.app.inject({ method: 'GET', url: '/v1/models/churn/versions/1.0.0/reference', headers: server.auth })
+    ).json();
     expect(reference).toMatchObject({ source: 'dataset reference.csv (500 rows)', runs: 500 });
     const age = reference.features.find((f: { name: string }) => f.name === 'age');
     expect(age).toMatchObject({ kind: 'numeric', count: 500, min: 20, max: 69 });
@@ -130,7 +141,9 @@ describe('reference dataset uploaded with the model', () => {
     });
     expect(put.statusCode, put.body).toBe(201);
     expect(put.json()).toEqual({ model: 'churn', version: '1.0.0', rows: 40, features: ['age', 'region'] });
-    const reference = (await server.app.inject({ method: 'GET', url: '/v1/models/churn/versions/1.0.0/reference', headers: server.auth })).json();
+    const reference = (
+      await server.app.inject({ method: 'GET', url: '/v1/models/churn/versions/1.0.0/reference', headers: server.auth })
+    ).json();
     expect(reference.features.find((f: { name: string }) => f.name === 'age')).toMatchObject({ count: 40, min: 70, max: 109 });
     const missing = await server.app.inject({
       method: 'PUT',

@@ -42,7 +42,13 @@ function limitBytes(maxBytes: number): Transform {
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       seen += chunk.length;
       if (seen > maxBytes) {
-        callback(new EdgefleetError('EF_MESSAGE_TOO_LARGE', `the reference dataset is larger than ${maxBytes} bytes (EDGEFLEET_MAX_REFERENCE_BYTES)`, { details: { limit: maxBytes } }));
+        callback(
+          new EdgefleetError(
+            'EF_MESSAGE_TOO_LARGE',
+            `the reference dataset is larger than ${maxBytes} bytes (EDGEFLEET_MAX_REFERENCE_BYTES)`,
+            { details: { limit: maxBytes } },
+          ),
+        );
       } else callback(null, chunk);
     },
   });
@@ -168,4 +174,3 @@ export async function profileDataset(
     })),
   };
 }
-

@@ -1,12 +1,15 @@
 /** GET /v1/telemetry/windows: the windows stored, newest first, filtered by device and model. */
 import type { Readable } from 'node:stream';
+import { type DriftResult, type FeatureProfile, fromWire, kllQuantile, observedCount, variance, type WireProfile } from '@edgefleet/drift';
 import { EdgefleetError, type ManifestPayload, type SignedDocument, Timestamp } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
+import type { Selectable } from 'kysely';
 import Type from 'typebox';
-import { type FeatureProfile, fromWire, kllQuantile, observedCount, variance, type WireProfile } from '@edgefleet/drift';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import type { DriftScoresTable } from '../store/schema.ts';
 import { createReferenceFromTelemetry, evaluateDrift, storeReference } from './drift.ts';
+import type { DriftEvaluator } from './evaluator.ts';
 import { datasetFormat, profileDataset } from './reference-dataset.ts';
 
 const ListWindows = Type.Object(
@@ -73,7 +76,207 @@ function summarizeProfile(name: string, profile: FeatureProfile) {
   };
 }
 
-export async function registerTelemetryRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
+const GROUP = { pattern: '^(\\*|[a-z0-9][a-z0-9._:=-]{0,63})$', description: 'a device tag, or * for every device' };
+const ScoresQuery = Type.Object(
+  {
+    model: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
+    version: Type.String({ minLength: 1, maxLength: 64 }),
+    group: Type.Optional(Type.String(GROUP)),
+    since: Type.Optional(Type.String(TIME)),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
+  },
+  { additionalProperties: false },
+);
+const AlertsQuery = Type.Object(
+  {
+    model: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })),
+    version: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    state: Type.Optional(Type.Enum(['firing', 'resolved'])),
+  },
+  { additionalProperties: false },
+);
+
+function scoreView(row: Selectable<DriftScoresTable>) {
+  return {
+    group: row.group_tag,
+    bucketStart: row.bucket_start,
+    bucketEnd: row.bucket_end,
+    devices: row.devices,
+    windows: row.windows,
+    runs: row.runs,
+    compared: row.compared,
+    score: row.score,
+    drifted: row.drifted === 1,
+    driftedFeatures: JSON.parse(row.drifted_features) as string[],
+    features: JSON.parse(row.results) as Record<string, DriftResult>,
+    evaluatedAt: row.evaluated_at,
+  };
+}
+
+export async function registerTelemetryRoutes(app: FastifyInstance, context: ServerContext, drift: DriftEvaluator): Promise<void> {
+  app.get(
+    '/v1/drift/scores',
+    {
+      preHandler: context.requireRead,
+      schema: {
+        summary: 'The stored drift scores of a version: one per device group and time bucket, oldest first',
+        querystring: ScoresQuery,
+      },
+    },
+    async (request) => {
+      const query = request.query as { model: string; version: string; group?: string; since?: string; limit?: string };
+      let select = context.db
+        .selectFrom('drift_scores')
+        .selectAll()
+        .where('model', '=', query.model)
+        .where('version', '=', query.version)
+        .orderBy('bucket_start')
+        .orderBy('group_tag');
+      if (query.group) select = select.where('group_tag', '=', query.group);
+      if (query.since) select = select.where('bucket_start', '>=', iso(query.since, 'since'));
+      const rows = await select.limit(Number(query.limit ?? 10_000)).execute();
+      return { model: query.model, version: query.version, scores: rows.map(scoreView) };
+    },
+  );
+
+  app.get(
+    '/v1/drift/alerts',
+    {
+      preHandler: context.requireRead,
+      schema: { summary: 'Drift alerts, newest first, with their webhook deliveries', querystring: AlertsQuery },
+    },
+    async (request) => {
+      const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved' };
+      let select = context.db.selectFrom('drift_alerts').selectAll().orderBy('opened_at', 'desc').limit(1000);
+      if (query.model) select = select.where('model', '=', query.model);
+      if (query.version) select = select.where('version', '=', query.version);
+      if (query.state) select = select.where('state', '=', query.state);
+      const alerts = await select.execute();
+      const deliveries =
+        alerts.length === 0
+          ? []
+          : await context.db
+              .selectFrom('webhook_deliveries')
+              .select(['id', 'alert_id', 'event', 'created_at', 'attempts', 'delivered_at', 'response_status', 'last_error'])
+              .where(
+                'alert_id',
+                'in',
+                alerts.map((a) => a.id),
+              )
+              .orderBy('created_at')
+              .execute();
+      return {
+        alerts: alerts.map((a) => ({
+          id: a.id,
+          model: a.model,
+          version: a.version,
+          group: a.group_tag,
+          state: a.state,
+          openedAt: a.opened_at,
+          resolvedAt: a.resolved_at,
+          firstBucket: a.first_bucket,
+          lastBucket: a.last_bucket,
+          score: a.score,
+          features: JSON.parse(a.features) as string[],
+          deliveries: deliveries
+            .filter((d) => d.alert_id === a.id)
+            .map((d) => ({
+              id: d.id,
+              event: d.event,
+              createdAt: d.created_at,
+              attempts: d.attempts,
+              deliveredAt: d.delivered_at,
+              responseStatus: d.response_status,
+              lastError: d.last_error,
+            })),
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/versions/:version/drift',
+    {
+      preHandler: context.requireRead,
+      schema: {
+        summary: 'The drift status of a version, per device group: ok, warning (last bucket drifted) or drifting (alert firing)',
+        params: VersionParams,
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params as { name: string; version: string };
+      const reference = await context.db
+        .selectFrom('reference_profiles')
+        .select(['source', 'runs', 'created_at'])
+        .where('model', '=', name)
+        .where('version', '=', version)
+        .executeTakeFirst();
+      if (!reference) {
+        const exists = await context.db
+          .selectFrom('model_versions')
+          .select('version')
+          .where('name', '=', name)
+          .where('version', '=', version)
+          .executeTakeFirst();
+        if (!exists) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+        return { model: name, version, status: 'no-reference', reference: null, groups: [] };
+      }
+      // The latest bucket of each group, and its firing alert if any.
+      const latest = await context.db
+        .selectFrom('drift_scores as s')
+        .selectAll('s')
+        .where('s.model', '=', name)
+        .where('s.version', '=', version)
+        .where('s.bucket_start', '=', (eb) =>
+          eb
+            .selectFrom('drift_scores as t')
+            .select((e) => e.fn.max('t.bucket_start').as('m'))
+            .whereRef('t.model', '=', 's.model')
+            .whereRef('t.version', '=', 's.version')
+            .whereRef('t.group_tag', '=', 's.group_tag'),
+        )
+        .orderBy('s.group_tag')
+        .execute();
+      const firing = await context.db
+        .selectFrom('drift_alerts')
+        .select(['id', 'group_tag', 'opened_at', 'features'])
+        .where('model', '=', name)
+        .where('version', '=', version)
+        .where('state', '=', 'firing')
+        .execute();
+      const groups = latest.map((row) => {
+        const alert = firing.find((a) => a.group_tag === row.group_tag);
+        return {
+          group: row.group_tag,
+          status: alert ? 'drifting' : row.drifted === 1 ? 'warning' : 'ok',
+          latest: scoreView(row),
+          alert: alert ? { id: alert.id, openedAt: alert.opened_at, features: JSON.parse(alert.features) as string[] } : null,
+        };
+      });
+      const rank = { ok: 0, warning: 1, drifting: 2 } as const;
+      const worst = groups.reduce<keyof typeof rank>(
+        (w, g) => (rank[g.status as keyof typeof rank] > rank[w] ? (g.status as keyof typeof rank) : w),
+        'ok',
+      );
+      return {
+        model: name,
+        version,
+        status: groups.length === 0 ? 'no-data' : worst,
+        reference: { source: reference.source, runs: reference.runs, createdAt: reference.created_at },
+        groups,
+      };
+    },
+  );
+
+  app.post(
+    '/v1/drift/evaluate',
+    {
+      preHandler: context.requireAdmin,
+      schema: { summary: 'Score new telemetry for drift now (otherwise every EDGEFLEET_DRIFT_EVALUATE_MS)' },
+    },
+    async () => drift.evaluate(),
+  );
+
   app.post(
     '/v1/models/:name/versions/:version/reference',
     {
@@ -99,7 +302,10 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
 
   app.get(
     '/v1/models/:name/versions/:version/reference',
-    { preHandler: context.requireRead, schema: { summary: 'The reference profile of a version, summarized per feature', params: VersionParams } },
+    {
+      preHandler: context.requireRead,
+      schema: { summary: 'The reference profile of a version, summarized per feature', params: VersionParams },
+    },
     async (request) => {
       const { name, version } = request.params as { name: string; version: string };
       const row = await context.db
@@ -108,7 +314,11 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
         .where('model', '=', name)
         .where('version', '=', version)
         .executeTakeFirst();
-      if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} has no reference profile (upload a dataset or POST a telemetry period)`);
+      if (!row)
+        throw new EdgefleetError(
+          'EF_NOT_FOUND',
+          `${name}@${version} has no reference profile (upload a dataset or POST a telemetry period)`,
+        );
       return {
         model: name,
         version,
@@ -140,7 +350,10 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       const { name, version } = request.params as { name: string; version: string };
       const format = datasetFormat(undefined, request.headers['content-type']);
       if (!format) {
-        throw new EdgefleetError('EF_REFERENCE_INVALID', 'send the dataset as text/csv (with a header row) or application/x-ndjson (one JSON object per line)');
+        throw new EdgefleetError(
+          'EF_REFERENCE_INVALID',
+          'send the dataset as text/csv (with a header row) or application/x-ndjson (one JSON object per line)',
+        );
       }
       const row = await context.db
         .selectFrom('model_versions')
@@ -169,7 +382,12 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
         actor,
       });
       const features = dataset.features.map((f) => f.name);
-      await audit(context.db, { actor, action: 'model.reference', target: `model:${name}@${version}`, after: { rows: dataset.rows, features } });
+      await audit(context.db, {
+        actor,
+        action: 'model.reference',
+        target: `model:${name}@${version}`,
+        after: { rows: dataset.rows, features },
+      });
       return reply.status(201).send({ model: name, version, rows: dataset.rows, features });
     },
   );

@@ -250,7 +250,9 @@ function checkTelemetrySpec(manifest: ManifestPayload, what: string): void {
     const spec = tensors.find((t) => t.name === feature.tensor);
     const where = `${what} telemetry feature "${feature.name}"`;
     if (!spec) {
-      inconsistent(`${where} reads ${feature.source} "${feature.tensor}", which the model does not declare (${tensors.map((t) => t.name).join(', ')})`);
+      inconsistent(
+        `${where} reads ${feature.source} "${feature.tensor}", which the model does not declare (${tensors.map((t) => t.name).join(', ')})`,
+      );
     }
     if (feature.kind === 'column') {
       if (feature.index === undefined) inconsistent(`${where} is a column: give its "index" in the last dimension`);
@@ -262,7 +264,9 @@ function checkTelemetrySpec(manifest: ManifestPayload, what: string): void {
       inconsistent(`${where}: "index" is for columns only`);
     }
     if ((feature.kind === 'summary') !== (feature.stat !== undefined)) {
-      inconsistent(`${where}: ${feature.kind === 'summary' ? 'a summary needs a "stat" (mean, std or energy)' : '"stat" is for summaries only'}`);
+      inconsistent(
+        `${where}: ${feature.kind === 'summary' ? 'a summary needs a "stat" (mean, std or energy)' : '"stat" is for summaries only'}`,
+      );
     }
     if ((feature.kind === 'class' || feature.kind === 'top') && feature.source !== 'output') {
       inconsistent(`${where}: "${feature.kind}" reads class scores, so its source must be "output"`);

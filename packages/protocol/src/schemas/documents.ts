@@ -125,9 +125,7 @@ export type TelemetryFeature = Static<typeof TelemetryFeature>;
 export const TelemetrySpec = Strict(
   {
     features: Type.Array(TelemetryFeature, { maxItems: 128, description: 'at most 128 features' }),
-    defaults: Type.Optional(
-      Type.Boolean({ description: 'also record the default summaries of tensors no feature reads (default false)' }),
-    ),
+    defaults: Type.Optional(Type.Boolean({ description: 'also record the default summaries of tensors no feature reads (default false)' })),
   },
   { description: 'what the devices profile from each run: named features of inputs and outputs' },
 );

@@ -103,9 +103,18 @@ describe('telemetry window of a model version', () => {
     expect(confidence.moments.min).toBeCloseTo(0.7, 6);
     expect((profile('overall') as NumericProfile).moments.count).toBe(2);
 
-    const withDefaults = new WindowProfile({ name: 'mlp', version: '1.0.0' }, 0, { ...spec, features: spec.features.slice(0, 1), defaults: true });
+    const withDefaults = new WindowProfile({ name: 'mlp', version: '1.0.0' }, 0, {
+      ...spec,
+      features: spec.features.slice(0, 1),
+      defaults: true,
+    });
     withDefaults.recordRun(feeds, outputs, 1);
     // The tensor a feature reads gets no default summaries; the others keep theirs.
-    expect(withDefaults.close(1).features.map((f) => f.name).sort()).toEqual(['age', 'scores.class', 'scores.top']);
+    expect(
+      withDefaults
+        .close(1)
+        .features.map((f) => f.name)
+        .sort(),
+    ).toEqual(['age', 'scores.class', 'scores.top']);
   });
 });

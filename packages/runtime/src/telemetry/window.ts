@@ -210,7 +210,13 @@ export class WindowProfile {
       if (strings) return;
       const { mean, squares, counted } = summary(data as NumericData);
       const value =
-        counted === 0 ? Number.NaN : feature.stat === 'mean' ? mean : feature.stat === 'energy' ? squares : Math.sqrt(Math.max(0, squares - mean * mean));
+        counted === 0
+          ? Number.NaN
+          : feature.stat === 'mean'
+            ? mean
+            : feature.stat === 'energy'
+              ? squares
+              : Math.sqrt(Math.max(0, squares - mean * mean));
       this.pending.push(this.feature(feature.name, 'numeric'), value);
       return;
     }

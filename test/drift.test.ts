@@ -1,0 +1,275 @@
+/**
+ * Fleet-wide drift with simulated devices: a tabular model whose reference dataset is uploaded
+ * with it, 16 devices in four tag groups sending real telemetry windows (the runtime's own
+ * profiles) over MQTT, one group's inputs shifted in one column. The server scores every group per
+ * time bucket, stores the series, raises one alert for the shifted group (and the fleet as a whole)
+ * after K drifted buckets, and delivers it to a webhook, HMAC-signed, retried after a failure.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { enrollDevices, type Simulation, simulatedWindow, startSimulation } from '@edgefleet/device-agent';
+import { ALL_DEVICES, FAMILY_P_VALUE, mergeWindows, scoreBucket, verifyWebhookSignature } from '@edgefleet/fleet-server';
+import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
+import { mlpModel } from '@edgefleet/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fleet, startFleet, until } from './helpers/fleet.ts';
+import { splitmix } from './helpers/telemetry.ts';
+
+const SECRET = 'whsec-test-0123456789';
+const TABULAR: TelemetrySpec = {
+  features: [
+    { name: 'age', source: 'input', tensor: 'features', kind: 'column', index: 0 },
+    { name: 'income', source: 'input', tensor: 'features', kind: 'column', index: 1 },
+    { name: 'tenure', source: 'input', tensor: 'features', kind: 'column', index: 2 },
+    { name: 'visits', source: 'input', tensor: 'features', kind: 'column', index: 3 },
+    { name: 'label', source: 'output', tensor: 'scores', kind: 'class', labels: ['stay', 'churn', 'unsure'] },
+  ],
+};
+const GROUPS = ['a', 'b', 'c', 'd'];
+const SHIFTED = 'group=c';
+
+/** A reference dataset drawn from what devices will see before the shift: N(0, 1) columns, uniform classes. */
+function referenceCsv(rows: number): string {
+  const random = splitmix(99);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const lines = ['age,income,tenure,visits,label'];
+  for (let i = 0; i < rows; i++) {
+    lines.push(`${normal()},${normal()},${normal()},${normal()},${['stay', 'churn', 'unsure'][Math.floor(random() * 3)]}`);
+  }
+  return lines.join('\n');
+}
+
+interface Delivery {
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+  readonly verified: boolean;
+}
+
+describe('fleet-wide drift', () => {
+  let fleet: Fleet;
+  let simulation: Simulation;
+  let receiver: Server;
+  const deliveries: Delivery[] = [];
+  let shiftOn = false;
+
+  beforeAll(async () => {
+    let requests = 0;
+    receiver = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8');
+      });
+      request.on('end', () => {
+        requests++;
+        // The first delivery attempt fails: the server must retry it, and record both attempts.
+        if (requests === 1) {
+          response.writeHead(503).end();
+          return;
+        }
+        deliveries.push({
+          headers: request.headers,
+          body,
+          verified: verifyWebhookSignature(SECRET, request.headers['x-edgefleet-signature'] as string, body),
+        });
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    fleet = await startFleet({
+      driftBucketSeconds: 1,
+      driftEvaluateMs: 3_600_000, // passes run when the test asks (POST /v1/drift/evaluate)
+      driftAlertWindows: 3,
+      webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/drift`,
+      webhookSecret: SECRET,
+    });
+    const form = new FormData();
+    form.append('version', '1.0.0');
+    form.append('telemetry', JSON.stringify(TABULAR));
+    form.append('model', new Blob([mlpModel(5).bytes.slice()]), 'model.onnx');
+    form.append('reference', new Blob([referenceCsv(5000)], { type: 'text/csv' }), 'reference.csv');
+    const upload = await fleet.server.app.inject({
+      method: 'POST',
+      url: '/v1/models/churn/versions',
+      headers: { authorization: 'Bearer e2e-admin-token' },
+      payload: form,
+    });
+    expect(upload.statusCode, upload.body).toBe(201);
+
+    const devices: { id: string; secret: string }[] = [];
+    for (const group of GROUPS) {
+      const { token } = await fleet.api('POST', '/v1/enrollment-tokens', { tags: ['fleet=drift', `group=${group}`], uses: 4 });
+      devices.push(...(await enrollDevices(fleet.server.url, token, 4, `drift-${group}`)).devices);
+    }
+    simulation = await startSimulation({
+      serverUrl: fleet.server.url,
+      mqttUrl: fleet.server.broker.urls.tcp,
+      keySet: fleet.keySet,
+      devices,
+      telemetry: {
+        windowMs: 100,
+        runs: 20,
+        shiftColumn: 1, // income
+        shift: (id) => (shiftOn && id.startsWith('drift-c') ? 1 : 0),
+      },
+    });
+    const rollout = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.0.0',
+      selector: { tags: ['fleet=drift'] },
+      stages: [{ percent: 100 }],
+    });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${rollout.id}`)).state === 'completed', 'the rollout to complete');
+  }, 60_000);
+
+  afterAll(async () => {
+    await simulation?.stop();
+    await fleet?.close();
+    receiver?.close();
+  });
+
+  const evaluate = () => fleet.api('POST', '/v1/drift/evaluate');
+  const scores = async (group: string) =>
+    (await fleet.api('GET', `/v1/drift/scores?model=churn&version=1.0.0&group=${encodeURIComponent(group)}`)).scores as {
+      bucketStart: string;
+      drifted: boolean;
+      driftedFeatures: string[];
+      devices: number;
+      runs: number;
+    }[];
+
+  it('flags the shifted group, only it among the groups, alerts once through the signed webhook, and resolves when it recovers', async () => {
+    // Before the shift: four seconds of telemetry, scored; nothing drifts, no alert.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    await evaluate();
+    for (const group of GROUPS) {
+      const series = await scores(`group=${group}`);
+      expect(series.length).toBeGreaterThanOrEqual(3);
+      expect(series.filter((s) => s.drifted)).toEqual([]);
+      expect(series.at(-2)).toMatchObject({ devices: 4 });
+    }
+    const status = await fleet.api('GET', '/v1/models/churn/versions/1.0.0/drift');
+    expect(status).toMatchObject({ status: 'ok', reference: { source: 'dataset reference.csv (5000 rows)', runs: 5000 } });
+
+    // Group c starts seeing shifted incomes (+1 standard deviation).
+    const shiftedAt = Date.now();
+    shiftOn = true;
+    await until(
+      async () => {
+        await evaluate();
+        return (await fleet.api('GET', '/v1/drift/alerts?model=churn&state=firing')).alerts.some(
+          (a: { group: string }) => a.group === SHIFTED,
+        );
+      },
+      'an alert for the shifted group',
+      20_000,
+    );
+    // Flagged from the first whole bucket after the shift, on income only; the other groups never.
+    const shifted = await scores(SHIFTED);
+    const firstFlagged = shifted.find((s) => s.drifted);
+    expect(Date.parse(firstFlagged?.bucketStart ?? '') - shiftedAt).toBeLessThanOrEqual(2000);
+    expect(firstFlagged?.driftedFeatures).toEqual(['income']);
+    for (const group of GROUPS.filter((g) => `group=${g}` !== SHIFTED)) {
+      expect((await scores(`group=${group}`)).filter((s) => s.drifted)).toEqual([]);
+    }
+    const alerts = (await fleet.api('GET', '/v1/drift/alerts?model=churn')).alerts as {
+      group: string;
+      features: string[];
+      state: string;
+    }[];
+    // An alert for the group (and maybe for the groups holding all devices, `*` and fleet=drift: their
+    // mixture moved too); none for a, b, d.
+    expect(alerts.map((a) => a.group)).toContain(SHIFTED);
+    for (const alert of alerts) expect([ALL_DEVICES, 'fleet=drift', SHIFTED]).toContain(alert.group);
+    expect(alerts.find((a) => a.group === SHIFTED)?.features).toEqual(['income']);
+    const drift = await fleet.api('GET', '/v1/models/churn/versions/1.0.0/drift');
+    expect(drift.status).toBe('drifting');
+    expect(Object.fromEntries(drift.groups.map((g: { group: string; status: string }) => [g.group, g.status]))).toMatchObject({
+      'group=a': 'ok',
+      'group=b': 'ok',
+      [SHIFTED]: 'drifting',
+      'group=d': 'ok',
+    });
+
+    // The webhook: delivered (after one failed attempt, retried), signed, deduplicated.
+    await until(
+      async () => {
+        await evaluate();
+        return deliveries.some((d) => d.body.includes(`"group":"${SHIFTED}"`));
+      },
+      'the webhook delivery',
+      20_000,
+    );
+    const delivered = deliveries.find((d) => d.body.includes(`"group":"${SHIFTED}"`));
+    expect(delivered?.verified).toBe(true);
+    expect(delivered?.headers['x-edgefleet-event']).toBe('drift.firing');
+    expect(JSON.parse(delivered?.body ?? '{}')).toMatchObject({
+      event: 'drift.firing',
+      alert: { model: 'churn', version: '1.0.0', group: SHIFTED, features: ['income'], windows: 3 },
+    });
+    // Tampering with one byte breaks the signature.
+    expect(
+      verifyWebhookSignature(
+        SECRET,
+        delivered?.headers['x-edgefleet-signature'] as string,
+        delivered?.body.replace('income', 'incomf') ?? '',
+      ),
+    ).toBe(false);
+    // More drifted buckets do not raise the same alert again.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await evaluate();
+    const after = (await fleet.api('GET', '/v1/drift/alerts?model=churn')).alerts as { group: string }[];
+    expect(after.filter((a) => a.group === SHIFTED)).toHaveLength(1);
+    const recorded = (await fleet.api('GET', '/v1/drift/alerts?model=churn')).alerts.flatMap(
+      (a: { deliveries: unknown[] }) => a.deliveries,
+    );
+    expect(recorded.some((d: { attempts: number; deliveredAt: string | null }) => d.attempts === 2 && d.deliveredAt !== null)).toBe(true);
+
+    // The group recovers: after K clean buckets the alert resolves, and that is delivered too.
+    shiftOn = false;
+    await until(
+      async () => {
+        await evaluate();
+        return deliveries.some((d) => d.headers['x-edgefleet-event'] === 'drift.resolved' && d.body.includes(`"group":"${SHIFTED}"`));
+      },
+      'the alert to resolve',
+      20_000,
+    );
+    expect(
+      (await fleet.api('GET', `/v1/drift/alerts?model=churn&state=firing`)).alerts.map((a: { group: string }) => a.group),
+    ).not.toContain(SHIFTED);
+    expect(deliveries.every((d) => d.verified)).toBe(true);
+  }, 90_000);
+});
+
+describe('drift false alarms and detection over 200 windows', () => {
+  const manifest = {
+    name: 'churn',
+    version: '1.0.0',
+    telemetry: TABULAR,
+    model: {
+      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
+      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+    },
+  } as unknown as ManifestPayload;
+
+  /** One bucket of a group: 4 devices × 10 windows of 20 runs, as the simulated fleet sends them. */
+  function bucket(seed: number, shift: number) {
+    const random = splitmix(seed);
+    const windows = Array.from({ length: 40 }, (_, i) => simulatedWindow(manifest, i, i + 1, { runs: 20, shiftColumn: 1 }, shift, random));
+    return mergeWindows(windows);
+  }
+
+  it('flags at most 1% of 200 unchanged windows of a group, and catches a half-SD shift of one column in at least 99%', () => {
+    const reference = bucket(1, 0);
+    for (const [, profile] of reference) expect(profile).toBeDefined();
+    let falseAlarms = 0;
+    let caught = 0;
+    for (let i = 0; i < 200; i++) {
+      if (scoreBucket(reference, bucket(1000 + i, 0)).drifted.length > 0) falseAlarms++;
+      const shifted = scoreBucket(reference, bucket(5000 + i, 0.5));
+      if (shifted.drifted.includes('income')) caught++;
+    }
+    expect(falseAlarms).toBeLessThanOrEqual(200 * FAMILY_P_VALUE);
+    expect(caught).toBeGreaterThanOrEqual(198);
+  });
+});
