@@ -12,7 +12,7 @@ import { ALL_DEVICES, FAMILY_P_VALUE, mergeWindows, scoreBucket, verifyWebhookSi
 import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fleet, startFleet, until } from './helpers/fleet.ts';
+import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 import { splitmix } from './helpers/telemetry.ts';
 
 const SECRET = 'whsec-test-0123456789';
@@ -82,18 +82,7 @@ describe('fleet-wide drift', () => {
       webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/drift`,
       webhookSecret: SECRET,
     });
-    const form = new FormData();
-    form.append('version', '1.0.0');
-    form.append('telemetry', JSON.stringify(TABULAR));
-    form.append('model', new Blob([mlpModel(5).bytes.slice()]), 'model.onnx');
-    form.append('reference', new Blob([referenceCsv(5000)], { type: 'text/csv' }), 'reference.csv');
-    const upload = await fleet.server.app.inject({
-      method: 'POST',
-      url: '/v1/models/churn/versions',
-      headers: { authorization: 'Bearer e2e-admin-token' },
-      payload: form,
-    });
-    expect(upload.statusCode, upload.body).toBe(201);
+    await upload('1.0.0', mlpModel(5).bytes, referenceCsv(5000));
 
     const devices: { id: string; secret: string }[] = [];
     for (const group of GROUPS) {
@@ -128,6 +117,20 @@ describe('fleet-wide drift', () => {
   });
 
   const evaluate = () => fleet.api('POST', '/v1/drift/evaluate');
+  async function upload(version: string, bytes: Uint8Array, reference: string) {
+    const form = new FormData();
+    form.append('version', version);
+    form.append('telemetry', JSON.stringify(TABULAR));
+    form.append('model', new Blob([bytes.slice()]), 'model.onnx');
+    form.append('reference', new Blob([reference], { type: 'text/csv' }), 'reference.csv');
+    const response = await fleet.server.app.inject({
+      method: 'POST',
+      url: '/v1/models/churn/versions',
+      headers: { authorization: 'Bearer e2e-admin-token' },
+      payload: form,
+    });
+    expect(response.statusCode, response.body).toBe(201);
+  }
   const scores = async (group: string) =>
     (await fleet.api('GET', `/v1/drift/scores?model=churn&version=1.0.0&group=${encodeURIComponent(group)}`)).scores as {
       bucketStart: string;
@@ -239,6 +242,135 @@ describe('fleet-wide drift', () => {
     ).not.toContain(SHIFTED);
     expect(deliveries.every((d) => d.verified)).toBe(true);
   }, 90_000);
+
+  it('gates a rollout on the drift score: rolled back where the inputs drifted, completed where they did not', async () => {
+    await upload('1.1.0', mlpModel(5).bytes, referenceCsv(5000));
+    shiftOn = true;
+    const gates = { maxDriftScore: 0.1, minDevicesReporting: 3 };
+    const drifting = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.1.0',
+      selector: { tags: [SHIFTED] },
+      stages: [{ percent: 100, soakSeconds: 1 }],
+      gates,
+    });
+    const steady = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.1.0',
+      selector: { tags: ['group=a'] },
+      stages: [{ percent: 100, soakSeconds: 1 }],
+      gates,
+    });
+    const final = async (id: string) => {
+      let view: { state: string; reason: Record<string, unknown> | null } | undefined;
+      await until(
+        async () => {
+          view = await fleet.api('GET', `/v1/rollouts/${id}`);
+          return view?.state === 'rolled_back' || view?.state === 'completed';
+        },
+        `rollout ${id} to finish`,
+        30_000,
+      );
+      return view as { state: string; reason: Record<string, unknown> | null };
+    };
+    const [rolledBack, completed] = [await final(drifting.id), await final(steady.id)];
+    expect(rolledBack.state).toBe('rolled_back');
+    expect(rolledBack.reason).toMatchObject({
+      gate: 'maxDriftScore',
+      driftedFeatures: ['income'],
+      reference: 'churn@1.1.0',
+      limit: 0.1,
+    });
+    expect(rolledBack.reason?.devicesReporting).toBeGreaterThanOrEqual(3);
+    expect(completed.state).toBe('completed');
+    await until(() => simulation.countActive('churn', '1.1.0') === 4, 'group a on 1.1.0, group c back on 1.0.0');
+    expect(simulation.devices.filter((d) => d.id.startsWith('drift-c')).every((d) => d.active.get('churn') === '1.0.0')).toBe(true);
+    shiftOn = false;
+  }, 60_000);
+});
+
+describe('rollout gate on the shift of outputs against the replaced version', () => {
+  let fleet: Fleet;
+  let devices: FleetDevice[] = [];
+  let serving = true;
+  const loops: Promise<void>[] = [];
+
+  beforeAll(async () => {
+    fleet = await startFleet();
+    devices = await Promise.all(
+      ['out-1', 'out-2', 'out-3'].map((id) => fleet.startDevice(id, { tags: ['fleet=outputs'], telemetryWindowMs: 200 })),
+    );
+    await fleet.register('scorer', '1.0.0', mlpModel(12).bytes);
+    const first = await fleet.api('POST', '/v1/rollouts', {
+      model: 'scorer',
+      version: '1.0.0',
+      selector: { tags: ['fleet=outputs'] },
+      stages: [{ percent: 100 }],
+    });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${first.id}`)).state === 'completed', 'version 1 everywhere');
+    // The app on each device keeps serving requests (inputs N(0, 1)), whatever version is active.
+    for (const [index, device] of devices.entries()) {
+      const random = splitmix(700 + index);
+      const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+      loops.push(
+        (async () => {
+          while (serving) {
+            await device.runtime
+              .run('scorer', { features: { dtype: 'float32', shape: [1, 4], data: Float32Array.from({ length: 4 }, normal) } })
+              .catch(() => undefined);
+            await new Promise((resolve) => setTimeout(resolve, 2));
+          }
+        })(),
+      );
+    }
+    await until(
+      async () => (await fleet.api('GET', '/v1/telemetry/windows?model=scorer&version=1.0.0')).windows.length >= 6,
+      'telemetry of version 1',
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    serving = false;
+    await Promise.all(loops);
+    await fleet?.close();
+  });
+
+  async function rollOut(version: string) {
+    const rollout = await fleet.api('POST', '/v1/rollouts', {
+      model: 'scorer',
+      version,
+      selector: { tags: ['fleet=outputs'] },
+      stages: [{ count: 1, soakSeconds: 1 }, { percent: 100 }],
+      gates: { maxOutputShift: 0.1, minDevicesReporting: 1 },
+    });
+    let view: { state: string; reason: Record<string, unknown> | null } | undefined;
+    await until(
+      async () => {
+        view = await fleet.api('GET', `/v1/rollouts/${rollout.id}`);
+        return view?.state === 'rolled_back' || view?.state === 'completed';
+      },
+      `the rollout of ${version} to finish`,
+      45_000,
+    );
+    return view as { state: string; reason: Record<string, unknown> | null };
+  }
+
+  it('rolls back a version whose answers moved away from the version it replaces, at the first stage', async () => {
+    // Other weights: the class distribution moves (about 25/30/45% → 65/1/34% on these inputs).
+    await fleet.register('scorer', '2.0.0', mlpModel(9).bytes);
+    const view = await rollOut('2.0.0');
+    expect(view.state).toBe('rolled_back');
+    expect(view.reason).toMatchObject({ gate: 'maxOutputShift', stage: 0, against: 'scorer@1.0.0', limit: 0.1 });
+    expect(Number(view.reason?.shift)).toBeGreaterThan(0.1);
+    await until(() => devices.every((d) => d.activeVersion('scorer') === '1.0.0'), 'every device back on 1.0.0');
+  }, 60_000);
+
+  it('lets through a version that answers as the one it replaces', async () => {
+    await fleet.register('scorer', '2.0.1', mlpModel(12).bytes);
+    const view = await rollOut('2.0.1');
+    expect(view.state, JSON.stringify(view.reason)).toBe('completed');
+    expect(devices.every((d) => d.activeVersion('scorer') === '2.0.1')).toBe(true);
+  }, 60_000);
 });
 
 describe('drift false alarms and detection over 200 windows', () => {

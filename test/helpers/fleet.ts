@@ -17,7 +17,10 @@ export interface Fleet {
   // biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies ad hoc
   api<T = any>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: unknown): Promise<T>;
   register(name: string, version: string, bytes: Uint8Array, fields?: Record<string, unknown>): Promise<unknown>;
-  startDevice(id: string, options?: { existing?: { secret: string; dir: string }; tags?: string[] }): Promise<FleetDevice>;
+  startDevice(
+    id: string,
+    options?: { existing?: { secret: string; dir: string }; tags?: string[]; telemetryWindowMs?: number },
+  ): Promise<FleetDevice>;
   /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
   restartServer(): Promise<void>;
   /** The two halves of a restart, for a server that stays down a while. */
@@ -84,7 +87,13 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         dir: await mkdtemp(join(tmpdir(), `edgefleet-agent-${id}-`)),
       };
       let downloads = 0;
-      const runtime = await createRuntime({ dir: credentials.dir, engines: [createWasmEngine(1)], trust: keySet, deviceId: id });
+      const runtime = await createRuntime({
+        dir: credentials.dir,
+        engines: [createWasmEngine(1)],
+        trust: keySet,
+        deviceId: id,
+        ...(options.telemetryWindowMs ? { telemetry: { windowMs: options.telemetryWindowMs } } : {}),
+      });
       runtime.on('download-progress', ({ bytes }) => {
         if (bytes > 0) downloads++;
       });

@@ -21,6 +21,7 @@ import { audit } from '../audit/index.ts';
 import type { DesiredStateService } from '../desired/index.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
+import { checkTelemetryGates } from './telemetry-gates.ts';
 
 export interface StageSpec {
   /** Cumulative share of the targeted devices in this stage (0-100), or a cumulative count. */
@@ -41,6 +42,17 @@ export interface GateSpec {
    * `minDevicesReporting` measurements before it can trip).
    */
   readonly maxLatencyRatio?: number;
+  /**
+   * Largest drift score (share of features drifting, 0-1) of the stage's telemetry of the new
+   * version against its reference (or the replaced version's). The stage waits for telemetry from
+   * `minDevicesReporting` devices.
+   */
+  readonly maxDriftScore?: number;
+  /**
+   * Largest shift of an output feature of the new version against the version it replaces (normed
+   * Wasserstein for scores, Jensen–Shannon for classes), over the rollout's period.
+   */
+  readonly maxOutputShift?: number;
 }
 
 export interface RolloutSpec {
@@ -449,7 +461,15 @@ export function createRolloutEngine(options: {
     const counted = active + failed + waiting;
     const reporting = active + failed;
     const failureRate = reporting === 0 ? 0 : failed / reporting;
-    const tripped = await trippedGate(row, gates, { failed, reporting, failureRate, counted });
+    let tripped = await trippedGate(row, gates, { failed, reporting, failureRate, counted });
+    // Telemetry gates: on what the stage's devices have seen since they run the new version.
+    let telemetryWaiting = false;
+    if (!tripped && (gates.maxDriftScore !== undefined || gates.maxOutputShift !== undefined)) {
+      const needed = Math.max(1, Math.min(gates.minDevicesReporting, active));
+      const result = active === 0 ? undefined : await checkTelemetryGates(db, row, gates, needed);
+      if (result?.verdict === 'trip') tripped = result.reason;
+      telemetryWaiting = result?.verdict !== 'pass';
+    }
     if (tripped) {
       if ((spec.onGateFailure ?? DEFAULTS.onGateFailure) === 'pause') {
         await db.transaction().execute(async (trx) => {
@@ -475,7 +495,7 @@ export function createRolloutEngine(options: {
     // 3. A healthy, soaked stage opens the next one.
     const soak = (spec.stages[row.current_stage]?.soakSeconds ?? DEFAULTS.soakSeconds) * 1000;
     const soaked = now() - Date.parse(row.stage_started_at) >= soak;
-    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked) return;
+    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked || telemetryWaiting) return;
     const last = row.current_stage >= spec.stages.length - 1;
     const next = last
       ? { state: 'completed' as const }

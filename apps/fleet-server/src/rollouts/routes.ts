@@ -31,6 +31,14 @@ const CreateRollout = Type.Object(
           maxFailureRate: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
           minDevicesReporting: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000 })),
           maxLatencyRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 })),
+          maxDriftScore: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'largest share of drifting features, 0-1' })),
+          maxOutputShift: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 100,
+              description: 'largest output distance from the replaced version (JS or normed Wasserstein)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

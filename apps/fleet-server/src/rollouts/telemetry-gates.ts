@@ -1,0 +1,162 @@
+/**
+ * Rollout gates on what the new version sees and says, from the telemetry of the stage's devices
+ * since the rollout started:
+ *
+ * - maxDriftScore: the share of features (0-1) whose profile drifts from the new version's
+ *   reference (the replaced version's when the new one has none), scored as the drift series is;
+ * - maxOutputShift: the largest distance between an output feature of the new version and the same
+ *   feature of the version it replaces, over the same period (devices still on the old version and
+ *   the stage's devices before they switched): normed Wasserstein for scores, Jensen–Shannon for
+ *   classes. A new version that answers differently from the one it replaces is caught even
+ *   when its inputs look like the reference.
+ *
+ * Both wait (the stage does not pass) until `needed` devices of the stage have sent telemetry of
+ * the new version.
+ */
+import { detectDrift, type FeatureProfile } from '@edgefleet/drift';
+import type { ManifestPayload, SignedDocument } from '@edgefleet/protocol';
+import type { Kysely } from 'kysely';
+import type { Database, RolloutsTable } from '../store/schema.ts';
+import { mergeWindows, parseReference, scoreBucket } from '../telemetry/drift.ts';
+
+/** How far before the rollout the replaced version's telemetry is read. */
+const LOOKBACK_MS = 3600_000;
+
+export interface TelemetryGateSpec {
+  readonly maxDriftScore?: number;
+  readonly maxOutputShift?: number;
+}
+
+export type TelemetryGateResult =
+  | { readonly verdict: 'pass' }
+  | { readonly verdict: 'wait'; readonly devicesReporting: number; readonly needed: number }
+  | { readonly verdict: 'trip'; readonly reason: Record<string, unknown> };
+
+async function stageTelemetry(
+  db: Kysely<Database>,
+  row: RolloutsTable,
+): Promise<{ devices: number; runs: number; merged: Map<string, FeatureProfile> }> {
+  const windows = await db
+    .selectFrom('telemetry_windows')
+    .innerJoin('rollout_devices', (join) =>
+      join.onRef('rollout_devices.device_id', '=', 'telemetry_windows.device_id').on('rollout_devices.rollout_id', '=', row.id),
+    )
+    .select(['telemetry_windows.body', 'telemetry_windows.device_id', 'telemetry_windows.runs'])
+    .where('telemetry_windows.model', '=', row.model)
+    .where('telemetry_windows.version', '=', row.version)
+    .where('telemetry_windows.window_start', '>=', row.created_at)
+    .where('rollout_devices.stage', '<=', row.current_stage)
+    .execute();
+  return {
+    devices: new Set(windows.map((w) => w.device_id)).size,
+    runs: windows.reduce((sum, w) => sum + w.runs, 0),
+    merged: mergeWindows(windows.map((w) => JSON.parse(w.body) as { features: { name: string; profile: never }[] })),
+  };
+}
+
+/** The version most of the rollout's devices ran before it. */
+async function replacedVersion(db: Kysely<Database>, row: RolloutsTable): Promise<string | undefined> {
+  const counts = await db
+    .selectFrom('rollout_devices')
+    .select((eb) => ['previous_version', eb.fn.countAll<number>().as('n')])
+    .where('rollout_id', '=', row.id)
+    .where('previous_version', 'is not', null)
+    .groupBy('previous_version')
+    .execute();
+  return counts.sort((a, b) => Number(b.n) - Number(a.n))[0]?.previous_version ?? undefined;
+}
+
+/** Names of the output features of a version: declared ones reading outputs, or `<output>.…` defaults. */
+async function outputFeatures(db: Kysely<Database>, model: string, version: string): Promise<(name: string) => boolean> {
+  const row = await db
+    .selectFrom('model_versions')
+    .select('manifest')
+    .where('name', '=', model)
+    .where('version', '=', version)
+    .executeTakeFirst();
+  if (!row) return () => false;
+  const manifest = (JSON.parse(row.manifest) as SignedDocument<ManifestPayload>).payload;
+  const declared = new Set((manifest.telemetry?.features ?? []).filter((f) => f.source === 'output').map((f) => f.name));
+  const prefixes = manifest.model.outputs.map((o) => `${o.name}.`);
+  return (name) => declared.has(name) || prefixes.some((p) => name.startsWith(p));
+}
+
+export async function checkTelemetryGates(
+  db: Kysely<Database>,
+  row: RolloutsTable,
+  gates: TelemetryGateSpec,
+  needed: number,
+): Promise<TelemetryGateResult> {
+  if (gates.maxDriftScore === undefined && gates.maxOutputShift === undefined) return { verdict: 'pass' };
+  const current = await stageTelemetry(db, row);
+  if (current.devices < needed) return { verdict: 'wait', devicesReporting: current.devices, needed };
+  const replaced = await replacedVersion(db, row);
+
+  if (gates.maxDriftScore !== undefined) {
+    const references = await db
+      .selectFrom('reference_profiles')
+      .select(['version', 'features'])
+      .where('model', '=', row.model)
+      .where('version', 'in', replaced ? [row.version, replaced] : [row.version])
+      .execute();
+    const reference = references.find((r) => r.version === row.version) ?? references[0];
+    if (reference) {
+      const scored = scoreBucket(parseReference(reference.features), current.merged);
+      if (scored.score > gates.maxDriftScore) {
+        return {
+          verdict: 'trip',
+          reason: {
+            gate: 'maxDriftScore',
+            stage: row.current_stage,
+            driftScore: scored.score,
+            driftedFeatures: scored.drifted,
+            reference: `${row.model}@${reference.version}`,
+            devicesReporting: current.devices,
+            runs: current.runs,
+            limit: gates.maxDriftScore,
+          },
+        };
+      }
+    }
+  }
+
+  if (gates.maxOutputShift !== undefined && replaced) {
+    const since = new Date(Date.parse(row.created_at) - LOOKBACK_MS).toISOString();
+    const before = await db
+      .selectFrom('telemetry_windows')
+      .innerJoin('rollout_devices', (join) =>
+        join.onRef('rollout_devices.device_id', '=', 'telemetry_windows.device_id').on('rollout_devices.rollout_id', '=', row.id),
+      )
+      .select(['telemetry_windows.body'])
+      .where('telemetry_windows.model', '=', row.model)
+      .where('telemetry_windows.version', '=', replaced)
+      .where('telemetry_windows.window_start', '>=', since)
+      .execute();
+    if (before.length === 0) return { verdict: 'wait', devicesReporting: 0, needed: 1 };
+    const old = mergeWindows(before.map((w) => JSON.parse(w.body) as { features: { name: string; profile: never }[] }));
+    const isOutput = await outputFeatures(db, row.model, row.version);
+    const shifts: Record<string, number> = {};
+    for (const [name, profile] of current.merged) {
+      const base = old.get(name);
+      if (!isOutput(name) || !base || base.kind !== profile.kind) continue;
+      shifts[name] = detectDrift(base, profile, { method: profile.kind === 'numeric' ? 'wasserstein' : 'jensen-shannon' }).score;
+    }
+    const worst = Object.entries(shifts).sort((a, b) => b[1] - a[1])[0];
+    if (worst && worst[1] > gates.maxOutputShift) {
+      return {
+        verdict: 'trip',
+        reason: {
+          gate: 'maxOutputShift',
+          stage: row.current_stage,
+          feature: worst[0],
+          shift: worst[1],
+          shifts,
+          against: `${row.model}@${replaced}`,
+          devicesReporting: current.devices,
+          limit: gates.maxOutputShift,
+        },
+      };
+    }
+  }
+  return { verdict: 'pass' };
+}
