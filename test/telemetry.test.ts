@@ -69,6 +69,76 @@ describe('telemetry from devices', () => {
     await device.stop();
   }, 90_000);
 
+  it('a device offline for an hour (compressed time) delivers each of its 60 windows exactly once after reconnecting', async () => {
+    let clock = Date.now();
+    const device = await fleet.startDevice('tele-hour', { tags: ['fleet=telemetry'], now: () => clock });
+    await fleet.api('PUT', '/v1/devices/tele-hour/desired/mlp', { version: '1.0.0' });
+    await until(() => device.activeVersion('mlp') === '1.0.0', 'tele-hour running mlp');
+    const outbox = createFileTelemetryQueue(device.dir);
+    await fleet.stopServer();
+    // An hour of service with the server out of reach: three requests a minute, one-minute windows.
+    for (let minute = 0; minute < 60; minute++) {
+      for (let i = 0; i < 3; i++) await device.runtime.run('mlp', { features });
+      clock += 60_000;
+    }
+    device.runtime.flushTelemetry();
+    await device.agent.idle();
+    const waiting = await outbox.list();
+    expect(waiting.map((q) => q.window.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    await fleet.startServer();
+    await until(async () => (await stored('tele-hour')).length === 60, 'the hour of windows stored', 30_000);
+    await until(async () => (await outbox.list()).length === 0, 'the outbox emptied');
+    const windows = (await fleet.api('GET', '/v1/telemetry/windows?device=tele-hour')).windows as {
+      seq: number;
+      runs: number;
+      windowStart: string;
+      windowEnd: string;
+    }[];
+    expect(new Set(windows.map((w) => w.seq)).size).toBe(60);
+    expect(windows.reduce((sum, w) => sum + w.runs, 0)).toBe(180);
+    const span = Date.parse(windows[0]?.windowEnd ?? '') - Date.parse(windows.at(-1)?.windowStart ?? '');
+    expect(span).toBeGreaterThanOrEqual(59 * 60_000);
+    // Another restart: the device reconnects with nothing left to send, and nothing is stored twice.
+    await fleet.restartServer();
+    await until(() => fleet.server.broker.isConnected('tele-hour'), 'tele-hour back', 30_000);
+    await device.agent.idle();
+    await fleet.server.telemetry.flush();
+    expect(await stored('tele-hour')).toHaveLength(60);
+    await device.stop();
+  }, 120_000);
+
+  it('sends again, on the same connection, a window whose acknowledgement it could not act on, and it is stored once', async () => {
+    let failures = 0;
+    const device = await fleet.startDevice('tele-resend', {
+      tags: ['fleet=telemetry'],
+      telemetryResendMs: 300,
+      telemetryQueue: (dir) => {
+        const queue = createFileTelemetryQueue(dir);
+        return {
+          append: (window) => queue.append(window),
+          list: () => queue.list(),
+          takeDropped: () => queue.takeDropped(),
+          // The first acknowledgement is lost to a storage error: the window stays queued.
+          remove: async (keys) => {
+            if (keys.length > 0 && failures++ === 0) throw new Error('EIO: simulated write error');
+            await queue.remove(keys);
+          },
+        };
+      },
+    });
+    await fleet.api('PUT', '/v1/devices/tele-resend/desired/mlp', { version: '1.0.0' });
+    await until(() => device.activeVersion('mlp') === '1.0.0', 'tele-resend running mlp');
+    const duplicates = fleet.server.telemetry.counts.duplicates;
+    for (let i = 0; i < 5; i++) await device.runtime.run('mlp', { features });
+    device.runtime.flushTelemetry();
+    const outbox = createFileTelemetryQueue(device.dir);
+    await until(async () => failures >= 1 && (await outbox.list()).length === 0, 'the window resent and acknowledged again', 10_000);
+    expect(failures).toBe(2);
+    expect(fleet.server.telemetry.counts.duplicates).toBeGreaterThan(duplicates);
+    expect(await stored('tele-resend')).toHaveLength(1);
+    await device.stop();
+  }, 60_000);
+
   it('counts a replayed window once and refuses one that names another device', async () => {
     const device = await deviceWithModel('tele-2');
     const secret = (await fleet.api('POST', '/v1/devices', { id: 'tele-forger', tags: ['fleet=telemetry'] })).secret;

@@ -5,7 +5,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Agent, createAgent, createFileAgentState, createFileTelemetryQueue } from '@edgefleet/agent';
+import { type Agent, createAgent, createFileAgentState, createFileTelemetryQueue, type TelemetryQueueStore } from '@edgefleet/agent';
 import { createFleetServer, type FleetServer, type ServerConfig } from '@edgefleet/fleet-server';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
@@ -19,7 +19,16 @@ export interface Fleet {
   register(name: string, version: string, bytes: Uint8Array, fields?: Record<string, unknown>): Promise<unknown>;
   startDevice(
     id: string,
-    options?: { existing?: { secret: string; dir: string }; tags?: string[]; telemetryWindowMs?: number },
+    options?: {
+      existing?: { secret: string; dir: string };
+      tags?: string[];
+      telemetryWindowMs?: number;
+      telemetryResendMs?: number;
+      /** The device's clock (runtime and agent), for compressed time. */
+      now?: () => number;
+      /** The outbox, when a test wraps the file one (to inject faults). */
+      telemetryQueue?: (dir: string) => TelemetryQueueStore;
+    },
   ): Promise<FleetDevice>;
   /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
   restartServer(): Promise<void>;
@@ -93,6 +102,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         trust: keySet,
         deviceId: id,
         ...(options.telemetryWindowMs ? { telemetry: { windowMs: options.telemetryWindowMs } } : {}),
+        ...(options.now ? { now: options.now } : {}),
       });
       runtime.on('download-progress', ({ bytes }) => {
         if (bytes > 0) downloads++;
@@ -105,9 +115,11 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         runtime,
         trust: createTrust(keySet, { verify: nodeVerify }),
         state: createFileAgentState(credentials.dir),
-        telemetry: createFileTelemetryQueue(credentials.dir),
+        telemetry: (options.telemetryQueue ?? createFileTelemetryQueue)(credentials.dir),
         platform: 'node',
         reconnectPeriodMs: 200,
+        ...(options.telemetryResendMs ? { telemetryResendMs: options.telemetryResendMs } : {}),
+        ...(options.now ? { now: options.now } : {}),
       });
       await agent.start();
       const device: FleetDevice = {

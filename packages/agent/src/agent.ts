@@ -54,6 +54,11 @@ export interface AgentOptions {
   readonly telemetry?: TelemetryQueueStore;
   /** How often the agent closes the runtime's open windows even when no run does; default 60 s. */
   readonly telemetryFlushMs?: number;
+  /**
+   * A window sent but not acknowledged this long is sent again on the same connection (its ack may
+   * have been lost); default 30 s. The server stores each window once however often it arrives.
+   */
+  readonly telemetryResendMs?: number;
   /** Reconnect delay after a dropped connection; default 2 s. */
   readonly reconnectPeriodMs?: number;
   readonly now?: () => number;
@@ -194,8 +199,10 @@ export function createAgent(options: AgentOptions): Agent {
   // --- telemetry: runtime windows → durable outbox → MQTT (QoS 1) → removed when the server acks ---
   let telemetrySeq = 0;
   let flushTimer: ReturnType<typeof setInterval> | undefined;
-  /** Keys sent on the current connection (sent again after a reconnect until acknowledged). */
-  let sent = new Set<string>();
+  /** Keys sent on the current connection, with when (sent again after a reconnect, or when old, until acknowledged). */
+  let sent = new Map<string, number>();
+  const resendMs = options.telemetryResendMs ?? 30_000;
+  let resendTimer: ReturnType<typeof setInterval> | undefined;
   let outbox: Promise<void> = Promise.resolve();
   const outboxWork = (task: () => Promise<void>) => {
     outbox = outbox.then(task).catch((error: unknown) => log('warn', 'telemetry outbox', errorInfo(error)));
@@ -207,9 +214,11 @@ export function createAgent(options: AgentOptions): Agent {
     if (!queue) return Promise.resolve();
     return outboxWork(async () => {
       if (!client?.connected) return;
+      const at = Date.now(); // the real clock: resends pace the network, whatever clock the documents use
       for (const { key, window } of await queue.list()) {
-        if (sent.has(key)) continue;
-        sent.add(key);
+        const sentAt = sent.get(key);
+        if (sentAt !== undefined && at - sentAt < resendMs) continue;
+        sent.set(key, at);
         publish('telemetry', encodeMessage('telemetry', window), false);
       }
     });
@@ -358,13 +367,17 @@ export function createAgent(options: AgentOptions): Agent {
           client?.subscribe(topics.build('telemetry-ack', deviceId), { qos: 1 }, (error) => {
             if (error) log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message });
             // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
-            sent = new Set();
+            sent = new Map();
             void sendQueued();
           });
         }
       });
       client.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
-      if (options.telemetry) flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
+      if (options.telemetry) {
+        flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
+        resendTimer = setInterval(() => void sendQueued(), Math.max(10, resendMs / 2));
+        (resendTimer as { unref?: () => void }).unref?.();
+      }
       await new Promise<void>((resolve, reject) => {
         const onConnect = () => {
           client?.off('error', onError);
@@ -403,6 +416,7 @@ export function createAgent(options: AgentOptions): Agent {
       stopped = true;
       for (const off of unsubscribe) off();
       if (flushTimer) clearInterval(flushTimer);
+      if (resendTimer) clearInterval(resendTimer);
       await queue.catch(() => undefined);
       // What was measured until now is kept for the next start (sent then, if not now).
       if (options.telemetry) options.runtime.flushTelemetry();
