@@ -9,18 +9,23 @@
  *    rolled out in stages (10% → 50% → 100%): each device verifies the signed desired state,
  *    downloads the model with its own credential, checks its hash, runs the acceptance test on
  *    the execution provider it will really use and activates it.
- * 4. The server goes away; the device restarts and keeps serving offline.
- * 5. Every attack of the threat model a device can meet is refused with its own code while the
+ * 4. Drift: the simulated devices (three zones) send telemetry windows; a period of it becomes the
+ *    version's reference; one zone starts hearing other audio; the server scores every group per
+ *    time bucket, flags that zone only, and after 3 drifted buckets its alert reaches a webhook,
+ *    HMAC-signed (a local receiver verifies the signature).
+ * 5. The server goes away; the device restarts and keeps serving offline.
+ * 6. Every attack of the threat model a device can meet is refused with its own code while the
  *    active model keeps serving. The audit log says who did what.
- *
- * Drift (issue 6) extends this story.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgent, createFileAgentState } from '@edgefleet/agent';
 import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
-import { createFleetServer } from '@edgefleet/fleet-server';
+import { createFleetServer, verifyWebhookSignature } from '@edgefleet/fleet-server';
 import {
   createTrust,
   EdgefleetError,
@@ -42,6 +47,7 @@ import {
 } from '@edgefleet/test-utils';
 
 const DEVICE = 'demo-cam-001';
+const ZONES = ['north', 'south', 'east'];
 const step = (text: string) => console.log(`\n▶ ${text}`);
 const line = (text: string) => console.log(`  ${text}`);
 const short = (hex: string) => `${hex.slice(0, 12)}…`;
@@ -94,13 +100,45 @@ async function main(): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-server-'));
   const deviceDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-device-'));
   try {
+    // Where drift alerts go: a local receiver standing in for the retraining pipeline.
+    const webhookSecret = randomBytes(24).toString('base64url');
+    const alerts: { event: string; verified: boolean; body: string }[] = [];
+    const receiver = createServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        const signature = request.headers['x-edgefleet-signature'] as string | undefined;
+        alerts.push({
+          event: String(request.headers['x-edgefleet-event']),
+          verified: verifyWebhookSignature(webhookSecret, signature, body),
+          body,
+        });
+        response.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const webhookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/retrain`;
+
     step('The fleet server starts with embedded defaults');
-    const server = await createFleetServer({ config: { dataDir, port: 0, mqttPort: 0 } });
+    const server = await createFleetServer({
+      config: {
+        dataDir,
+        port: 0,
+        mqttPort: 0,
+        // Demo pacing: drift scored every half second over 1-second buckets (defaults: 10 s, 5 min).
+        driftBucketSeconds: 1,
+        driftEvaluateMs: 500,
+        webhookUrl,
+        webhookSecret,
+      },
+    });
     const token = server.createdAdminToken ?? '';
     line(`admin API     ${server.url}   (OpenAPI: ${server.url}/docs)`);
     line(`MQTT          ${server.broker.urls.tcp}   ${server.broker.urls.ws}`);
     line(`data folder   ${dataDir} (SQLite, artifacts, signing key with mode 0600)`);
     line(`admin token   ${token}   (printed once)`);
+    line(`drift webhook ${webhookUrl}   (HMAC-SHA256 signed)`);
 
     step('Silero VAD v5 (from @ricky0123/vad-web) is registered with a sample input');
     const bytes = readModel(SILERO_VAD_V5_PATH);
@@ -169,10 +207,25 @@ async function main(): Promise<void> {
       platform: 'node',
     });
     await agent.start();
-    const enrollment = await api<{ token: string }>(server.url, token, 'POST', '/v1/enrollment-tokens', { tags: ['site=demo'], uses: 9 });
-    const { devices: simulatedDevices, mqtt } = await enrollDevices(server.url, enrollment.token, 9, 'demo-sim');
-    const simulation = await startSimulation({ serverUrl: server.url, mqttUrl: mqtt.tcp, keySet, devices: simulatedDevices });
-    line(`10 devices connected over MQTT (${mqtt.tcp})`);
+    const simulatedDevices: { id: string; secret: string }[] = [];
+    for (const zone of ZONES) {
+      const enrollment = await api<{ token: string }>(server.url, token, 'POST', '/v1/enrollment-tokens', {
+        tags: ['site=demo', `zone=${zone}`],
+        uses: 3,
+      });
+      simulatedDevices.push(...(await enrollDevices(server.url, enrollment.token, 3, `demo-sim-${zone}`)).devices);
+    }
+    let shifted = false;
+    const simulation = await startSimulation({
+      serverUrl: server.url,
+      mqttUrl: device.mqtt.tcp,
+      keySet,
+      devices: simulatedDevices,
+      // Each simulated device sends a telemetry window of 20 runs every 250 ms; once `shifted`, the
+      // east zone's audio is louder (+0.5 on every sample).
+      telemetry: { windowMs: 250, runs: 20, shiftInput: 'input', shift: (id) => (shifted && id.startsWith('demo-sim-east') ? 0.5 : 0) },
+    });
+    line(`10 devices connected over MQTT (${device.mqtt.tcp}); simulated ones in zones ${ZONES.join(', ')}`);
 
     step('A staged rollout: 10% → 50% → 100%, any failure rolls it back');
     const rollout = await api<{ id: string }>(server.url, token, 'POST', '/v1/rollouts', {
@@ -202,8 +255,54 @@ async function main(): Promise<void> {
     const before = await listen(runtime);
     line(`${DEVICE} speech probabilities of three frames: ${before}`);
     await agent.stop();
-    await simulation.stop();
     await runtime.close();
+
+    step('Drift: two seconds of fleet telemetry become the reference; then the east zone starts hearing louder audio');
+    const referenceFrom = new Date().toISOString();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const reference = await api<{ windows: number; runs: number; features: string[] }>(
+      server.url,
+      token,
+      'POST',
+      '/v1/models/silero-vad/versions/5.0.0/reference',
+      { from: referenceFrom, to: new Date().toISOString() },
+    );
+    line(`reference: ${reference.windows} windows, ${reference.runs} runs, features ${reference.features.join(', ')}`);
+    shifted = true;
+    const shiftedAt = Date.now();
+    let lastStatus = '';
+    for (;;) {
+      const drift = await api<{ status: string; groups: { group: string; status: string; latest: { driftedFeatures: string[] } }[] }>(
+        server.url,
+        token,
+        'GET',
+        '/v1/models/silero-vad/versions/5.0.0/drift',
+      );
+      const zones = drift.groups.filter((g) => g.group.startsWith('zone='));
+      const text = zones
+        .map((g) => `${g.group} ${g.status}${g.latest.driftedFeatures.length ? ` (${g.latest.driftedFeatures.join(', ')})` : ''}`)
+        .join('   ');
+      if (text !== lastStatus) line(`${((Date.now() - shiftedAt) / 1000).toFixed(1)} s after the shift: ${text}`);
+      lastStatus = text;
+      if (alerts.some((a) => a.body.includes('"group":"zone=east"'))) break;
+      if (Date.now() - shiftedAt > 30_000) throw new Error('demo failure: no drift alert for zone=east within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const alert = alerts.find((a) => a.body.includes('"group":"zone=east"'));
+    const fired = JSON.parse(alert?.body ?? '{}') as { alert: { group: string; features: string[]; windows: number } };
+    line(
+      `${alert?.verified ? '✓' : '✗'} webhook ${alert?.event} for ${fired.alert.group}: ${fired.alert.features.join(', ')} drifted for ${fired.alert.windows} buckets in a row (signature verified)`,
+    );
+    const zonesAlerted = new Set(
+      alerts.map((a) => (JSON.parse(a.body) as { alert: { group: string } }).alert.group).filter((g) => g.startsWith('zone=')),
+    );
+    line(
+      `zones alerted: ${[...zonesAlerted].join(', ')} (north and south never drifted; the groups of all devices, * and site=demo, hold the east zone too)`,
+    );
+    if (!alert?.verified || zonesAlerted.size !== 1)
+      throw new Error('demo failure: the drift alert is not the east zone alone, or not signed');
+    await simulation.stop();
+    receiver.close();
 
     step('The device is revoked for a moment: the server refuses it at once');
     const refusedDownload = await fetch(artifactUrl, { headers: { authorization: basic } });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('pnpm demo', () => {
-  it('starts the fleet server, registers Silero VAD, rolls it out in stages to a real and 9 simulated devices, runs it offline, and refuses every attack', async () => {
+  it('starts the fleet server, registers Silero VAD, rolls it out in stages to a real and 9 simulated devices, flags the one zone whose inputs drift with a signed webhook, runs it offline, and refuses every attack', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], { cwd: root, timeout: 120_000 });
     expect(stdout).toMatch(/admin API {5}http:\/\/127\.0\.0\.1:\d+ {3}\(OpenAPI: http:\/\/127\.0\.0\.1:\d+\/docs\)/);
     expect(stdout).toMatch(/MQTT {10}mqtt:\/\/127\.0\.0\.1:\d+ {3}ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
@@ -21,6 +21,14 @@ describe('pnpm demo', () => {
     expect(stdout).toMatch(/ro-[0-9a-f]{8} completed stage 3\/3: 10\/10 active, 0 failed/);
     expect(stdout).toContain('simulated devices on 5.0.0: 9/9');
     expect(stdout).toMatch(/rollout-engine +rollout\.complete/);
+    // Drift: the east zone's shifted audio is flagged, it alone among the zones, and the signed webhook fires.
+    expect(stdout).toMatch(/reference: \d+ windows, \d+ runs, features input\.mean, input\.std, input\.energy/);
+    expect(stdout).toMatch(/s after the shift: zone=east drifting( \([a-zN.,\s]+\))? {3}zone=north (ok|warning)/);
+    expect(stdout).toMatch(
+      /✓ webhook drift\.firing for zone=east: .*input\.(mean|energy).* drifted for 3 buckets in a row \(signature verified\)/,
+    );
+    expect(stdout).toContain('zones alerted: zone=east (north and south never drifted');
+    expect(stdout).not.toMatch(/zone=(north|south) drifting/);
     expect(stdout).toContain('after revocation: HTTP 403 EF_DEVICE_REVOKED');
     expect(stdout).toMatch(/model\.version\.create +model:silero-vad@5\.0\.0/);
     expect(stdout).toMatch(/✓ restored 5\.0\.0 and got the same outputs/);

@@ -78,7 +78,7 @@ describe('edgefleet-agent', () => {
     second.child.kill('SIGTERM');
   }, 60_000);
 
-  it('simulate: enrolls and connects N devices and reports progress', async () => {
+  it('simulate: enrolls and connects N devices, reports progress, and sends the telemetry of the model they run', async () => {
     const { token } = await fleet.api('POST', '/v1/enrollment-tokens', { tags: ['cli-sim'], uses: 3 });
     const run = agent([
       'simulate',
@@ -94,11 +94,18 @@ describe('edgefleet-agent', () => {
       '1',
       '--duration',
       '20',
+      '--telemetry-ms',
+      '200',
     ]);
     await until(() => run.lines.some((l) => l.msg === 'enrolled' && l.devices === 3), 'enrollment');
     await until(() => run.lines.some((l) => l.msg === 'progress' && l.online === 3), 'three devices online');
     const listed = await fleet.api('GET', '/v1/devices?tag=cli-sim');
     expect(listed.devices.map((d: { id: string }) => d.id)).toEqual(['cli-sim-00000', 'cli-sim-00001', 'cli-sim-00002']);
+    await fleet.api('PUT', '/v1/devices/cli-sim-00001/desired/mlp', { version: '1.0.0' });
+    await until(() => run.lines.some((l) => l.msg === 'progress' && Number(l.telemetryAcked) >= 2), 'telemetry acknowledged');
+    const windows = (await fleet.api('GET', '/v1/telemetry/windows?device=cli-sim-00001')).windows;
+    expect(windows.length).toBeGreaterThanOrEqual(2);
+    expect(windows[0]).toMatchObject({ model: { name: 'mlp', version: '1.0.0' }, runs: 20 });
     run.child.kill('SIGTERM');
   }, 60_000);
 });

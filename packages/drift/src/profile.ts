@@ -110,8 +110,8 @@ export const DRIFT_DEFAULTS = {
  * As Evidently: a test with a p-value for a small reference, a distance for a large one. Given the
  * current profile too, a small current sample also gets the test: a distance between a large
  * reference and a few hundred values is biased upwards by the sample's own noise (the normed
- * Wasserstein distance of 100 values from their own distribution is about 0.08, next to the 0.1
- * threshold), while a test accounts for the sample size.
+ * Wasserstein distance of 100 normal values from their own distribution averages 0.13, of 300
+ * values 0.075: above or next to the 0.1 threshold), while a test accounts for the sample size.
  */
 export function defaultMethod(reference: FeatureProfile, current?: FeatureProfile): DriftMethod {
   const small =

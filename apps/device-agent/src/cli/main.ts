@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { runDaemon } from '../daemon/index.ts';
-import { enrollDevices, startSimulation } from '../simulate/index.ts';
+import { deviceShare, enrollDevices, type SimulatedTelemetry, startSimulation } from '../simulate/index.ts';
 
 const HELP = `edgefleet-agent: an edgefleet device (run) or a fleet of simulated devices (simulate).
 
@@ -37,6 +37,12 @@ its latency is simulated (1-3 ms p95 per device, or --slowdown times that for --
   --drop-download P     share of devices whose first download is cut half-way, 0-1 (default 0)
   --duration S          stop after S seconds (default: run until interrupted)
   --report-every S      print a progress line every S seconds (default 2)
+  --telemetry-ms MS     send a telemetry window of simulated runs every MS (default: no telemetry);
+                        inputs are N(0, 1) per element, outputs uniform, folded by the real runtime
+  --telemetry-runs N    runs per window (default 20)
+  --shift X             add X to every value of one input on a share of the devices (drift)
+  --shift-share P       which share of devices sees the shift, 0-1 (default 1 with --shift)
+  --shift-input NAME    the input that shifts (default the model's first)
 
 Log lines are JSON on standard output.
 `;
@@ -73,6 +79,11 @@ async function main(): Promise<void> {
       'drop-download': { type: 'string' },
       duration: { type: 'string' },
       'report-every': { type: 'string' },
+      'telemetry-ms': { type: 'string' },
+      'telemetry-runs': { type: 'string' },
+      shift: { type: 'string' },
+      'shift-share': { type: 'string' },
+      'shift-input': { type: 'string' },
     },
     strict: true,
   });
@@ -97,6 +108,23 @@ async function main(): Promise<void> {
     return;
   }
 
+  /** --telemetry-ms and friends: windows of simulated runs, one input shifted on a share of devices. */
+  function simulatedTelemetry(options: typeof values): SimulatedTelemetry {
+    const windowMs = Number(options['telemetry-ms']);
+    const runs = Number(options['telemetry-runs'] ?? 20);
+    if (!(Number.isInteger(windowMs) && windowMs >= 10)) throw new Error('--telemetry-ms must be an integer of at least 10');
+    if (!(Number.isInteger(runs) && runs >= 1 && runs <= 100_000)) throw new Error('--telemetry-runs must be an integer from 1 to 100000');
+    const shift = Number(options.shift ?? 0);
+    if (!Number.isFinite(shift)) throw new Error('--shift must be a number');
+    const share = fraction('shift-share', options['shift-share'] ?? (options.shift ? '1' : '0'));
+    return {
+      windowMs,
+      runs,
+      ...(options['shift-input'] ? { shiftInput: options['shift-input'] } : {}),
+      shift: (id) => (deviceShare(id, 'shift') < share ? shift : 0),
+    };
+  }
+
   if (command === 'simulate') {
     const count = Number(values.devices);
     if (!values.token || !Number.isInteger(count) || count < 1) throw new Error('simulate needs --token and --devices N (see --help)');
@@ -117,6 +145,7 @@ async function main(): Promise<void> {
         offline: fraction('offline', values.offline),
         dropDownload: fraction('drop-download', values['drop-download']),
       },
+      ...(values['telemetry-ms'] ? { telemetry: simulatedTelemetry(values) } : {}),
       log,
     });
     const every = Number(values['report-every'] ?? 2) * 1000;
@@ -124,7 +153,18 @@ async function main(): Promise<void> {
       const versions: Record<string, number> = {};
       for (const device of simulation.devices)
         for (const [name, version] of device.active) versions[`${name}@${version}`] = (versions[`${name}@${version}`] ?? 0) + 1;
-      log({ level: 'info', msg: 'progress', online: simulation.devices.filter((d) => d.online).length, active: versions });
+      log({
+        level: 'info',
+        msg: 'progress',
+        online: simulation.devices.filter((d) => d.online).length,
+        active: versions,
+        ...(values['telemetry-ms']
+          ? {
+              telemetrySent: simulation.devices.reduce((n, d) => n + d.telemetrySent, 0),
+              telemetryAcked: simulation.devices.reduce((n, d) => n + d.telemetryAcked, 0),
+            }
+          : {}),
+      });
     }, every);
     const stop = async () => {
       clearInterval(report);

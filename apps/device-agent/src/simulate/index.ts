@@ -121,7 +121,7 @@ function connectOnce(url: string, options: mqtt.IClientOptions): Promise<MqttCli
 }
 
 /** A stable share in [0, 1) per device and purpose: faults hit the same devices on every run. */
-function share(id: string, purpose: string): number {
+export function deviceShare(id: string, purpose: string): number {
   return createHash('sha256').update(`${purpose}\n${id}`).digest().readUInt32BE(0) / 2 ** 32;
 }
 
@@ -180,7 +180,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     /** The verified manifest of each active model (what its telemetry is shaped by). */
     const manifests = new Map<string, ManifestPayload>();
     devices.push(state);
-    if (share(id, 'offline') < (faults.offline ?? 0)) return;
+    if (deviceShare(id, 'offline') < (faults.offline ?? 0)) return;
     const bootId = globalThis.crypto.randomUUID();
     let seq = 0;
     let applied = 0;
@@ -225,7 +225,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     // A dropped connection is reconnected by mqtt.js; the error must not crash the simulation.
     client.on('error', (error) => log({ level: 'warn', deviceId: id, msg: `mqtt: ${error.message}` }));
     /** What the runtime's install-time probe would report on this device (see faults.slowdown). */
-    const baseP95Ms = 1 + 2 * share(id, 'latency');
+    const baseP95Ms = 1 + 2 * deviceShare(id, 'latency');
     const p95Of = (version: string) => baseP95Ms * (faults.slowdown?.version === version ? faults.slowdown.factor : 1);
     const latencyProbe = (version: string, replaced: string | undefined): NonNullable<DeviceEvent['latency']> => {
       const p95Ms = p95Of(version);
@@ -318,9 +318,9 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         if (state.active.get(manifest.name) === manifest.version) continue;
         try {
           if (faults.latencyMs) await new Promise((resolve) => setTimeout(resolve, faults.latencyMs));
-          await download(manifest.artifact.sha256, manifest.artifact.size, share(id, 'drop') < (faults.dropDownload ?? 0));
+          await download(manifest.artifact.sha256, manifest.artifact.size, deviceShare(id, 'drop') < (faults.dropDownload ?? 0));
           event('verified', { model, ...(rolloutId ? { rolloutId } : {}) });
-          if (share(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
+          if (deviceShare(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
             throw Object.assign(new Error('simulated acceptance failure'), { code: 'EF_ACCEPTANCE_FAILED' });
           }
           const replaced = state.active.get(manifest.name);
@@ -379,7 +379,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     spec: SimulatedTelemetry,
   ): void {
     let seq = 0;
-    const random = seededRandom(share(id, 'telemetry') * 2 ** 32);
+    const random = seededRandom(deviceShare(id, 'telemetry') * 2 ** 32);
     const ackTopic = topics.build('telemetry-ack', id);
     void client.subscribeAsync(ackTopic, { qos: 1 }).catch(() => undefined);
     client.on('message', (topic, payload) => {
