@@ -22,12 +22,21 @@ import type { Database } from '../store/schema.ts';
 export function mergeWindows(
   windows: readonly { readonly features: readonly { readonly name: string; readonly profile: WireProfile }[] }[],
 ): Map<string, FeatureProfile> {
+  return mergeFeatureMaps(windows.map((window) => new Map(window.features.map(({ name, profile }) => [name, fromWire(profile)]))));
+}
+
+/** A stored window's features, parsed once (then merged into as many groups as it belongs to). */
+export function parseWindowFeatures(body: string): Map<string, FeatureProfile> {
+  return new Map((JSON.parse(body) as TelemetryWindow).features.map(({ name, profile }) => [name, fromWire(profile)]));
+}
+
+/** Merges parsed feature profiles; the inputs are left as they were. */
+export function mergeFeatureMaps(maps: readonly ReadonlyMap<string, FeatureProfile>[]): Map<string, FeatureProfile> {
   const merged = new Map<string, FeatureProfile>();
-  for (const window of windows) {
-    for (const { name, profile } of window.features) {
-      const parsed = fromWire(profile);
+  for (const features of maps) {
+    for (const [name, profile] of features) {
       const previous = merged.get(name);
-      merged.set(name, previous ? mergeProfiles(previous, parsed) : parsed);
+      merged.set(name, previous ? mergeProfiles(previous, profile) : profile);
     }
   }
   return merged;

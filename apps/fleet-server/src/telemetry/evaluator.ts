@@ -11,10 +11,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FeatureProfile } from '@edgefleet/drift';
-import type { TelemetryWindow } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import { mergeWindows, parseReference, scoreBucket } from './drift.ts';
+import { mergeFeatureMaps, parseReference, parseWindowFeatures, scoreBucket } from './drift.ts';
 import { deliverDue, recordDelivery } from './webhook.ts';
 
 /** The group of every device. */
@@ -94,12 +93,13 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
         else groups.set(tag, [row]);
       }
     }
+    const parsed = new Map(rows.map((row) => [row, parseWindowFeatures(row.body)]));
     const chosen = [...groups]
       .sort((a, b) => (a[0] === ALL_DEVICES ? -1 : b[0] === ALL_DEVICES ? 1 : b[1].length - a[1].length || a[0].localeCompare(b[0])))
       .slice(0, MAX_GROUPS + 1);
     const evaluatedAt = new Date(now()).toISOString();
     const values = chosen.map(([group, members]) => {
-      const scored = scoreBucket(base, mergeWindows(members.map((m) => JSON.parse(m.body) as TelemetryWindow)));
+      const scored = scoreBucket(base, mergeFeatureMaps(members.map((m) => parsed.get(m) as Map<string, FeatureProfile>)));
       return {
         model,
         version,
