@@ -8,7 +8,7 @@ import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
-import { splitmix } from './helpers/telemetry.ts';
+import { sampleWindow, splitmix } from './helpers/telemetry.ts';
 
 let fleet: Fleet;
 const features = { dtype: 'float32' as const, shape: [1, 4], data: seededValues(4, 5) };
@@ -173,6 +173,40 @@ describe('telemetry from devices', () => {
     expect(await stored('tele-2')).toHaveLength(1);
     await forger.endAsync();
     await device.stop();
+  }, 60_000);
+
+  it('refuses malformed, oversized and unreadable telemetry with a code, counts it, and stores none of it', async () => {
+    const secret = (await fleet.api('POST', '/v1/devices', { id: 'tele-bad', tags: ['fleet=telemetry'] })).secret;
+    const connect = () =>
+      mqtt.connectAsync(fleet.server.broker.urls.tcp, { clientId: 'tele-bad', username: 'tele-bad', password: secret, reconnectPeriod: 0 });
+    const client = await connect();
+    const topic = 'edgefleet/v1/devices/tele-bad/telemetry';
+    const bootId = 'b0f0c0de-0000-4000-8000-0000000000bd';
+    const good = telemetryMessage({ ...sampleWindow(60), executionProvider: 'wasm' }, { deviceId: 'tele-bad', bootId, seq: 0, dropped: 0 });
+    const before = { ...fleet.server.telemetry.counts };
+    const jsonRefused = await refusedCount('EF_JSON_INVALID');
+    // A profile that passes the schema but cannot be what a device computed (its count does not add up).
+    const forged = structuredClone(good) as typeof good & { features: { profile: { n: number } }[] };
+    (forged.features[0] as { profile: { n: number } }).profile.n += 1000;
+    await client.publishAsync(topic, Buffer.from(encodeMessage('telemetry', { ...forged, seq: 1 })), { qos: 1 });
+    // Not JSON at all.
+    await client.publishAsync(topic, Buffer.from([0xff, 0xfe, 0x00, 0x01]), { qos: 1 });
+    await fleet.server.telemetry.flush();
+    await until(() => fleet.server.telemetry.counts.refused > before.refused, 'the malformed profile refused');
+    expect(fleet.server.telemetry.counts.refused - before.refused).toBe(1);
+    expect((await refusedCount('EF_JSON_INVALID')) - jsonRefused).toBe(1);
+    // Above the broker's payload limit (1 MiB): the broker drops the connection; nothing is stored.
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.publish(topic, Buffer.alloc(1_100_000, 0x20), { qos: 1 });
+    await closed;
+    expect(await stored('tele-bad')).toHaveLength(0);
+    expect(fleet.server.telemetry.counts.stored - before.stored).toBe(0);
+    // The device itself is not punished for it: it connects again and a good window is stored.
+    const again = await connect();
+    await again.publishAsync(topic, Buffer.from(encodeMessage('telemetry', good)), { qos: 1 });
+    await until(async () => (await stored('tele-bad')).length === 1, 'the good window stored');
+    await again.endAsync();
+    client.end(true);
   }, 60_000);
 
   it('builds a reference from a period of telemetry and flags the group whose inputs shifted, and only it', async () => {
