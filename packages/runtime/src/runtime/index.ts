@@ -703,14 +703,26 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
         const running = live.run(normalized);
         if (!telemetry.enabled) return running;
+        // The inputs are profiled while the engine computes (a native engine runs on its own
+        // threads meanwhile); the outputs and the latency when it answers.
+        let window: WindowProfile | undefined;
+        try {
+          window = telemetryWindow(state);
+          window.recordInputs(normalized);
+        } catch (error) {
+          emitter.emit('error', { error }); // telemetry must never fail a run
+        }
         return running.then(
           (outputs) => {
             try {
-              const window = telemetryWindow(state);
-              window.recordRun(normalized, outputs, performance.now() - started);
-              scheduleDrain(window);
+              if (window) {
+                // Closed meanwhile (its time was up, or a flush): the answer counts in the open one.
+                const target = window.closed ? telemetryWindow(state) : window;
+                target.recordOutputs(outputs, performance.now() - started);
+                scheduleDrain(target);
+              }
             } catch (error) {
-              emitter.emit('error', { error }); // telemetry must never fail a run
+              emitter.emit('error', { error });
             }
             return outputs;
           },

@@ -129,6 +129,7 @@ export class WindowProfile {
   private readonly declared: readonly TelemetryFeature[] | undefined;
   private readonly read = new Set<string>();
   private readonly defaults: boolean;
+  private isClosed = false;
 
   constructor(
     readonly model: { readonly name: string; readonly version: string },
@@ -140,20 +141,44 @@ export class WindowProfile {
     for (const feature of spec?.features ?? []) this.read.add(`${feature.source}:${feature.tensor}`);
   }
 
-  /** A run that answered. */
+  /** A run that answered: its inputs and outputs. */
   recordRun(feeds: Feeds, outputs: Outputs, latencyMs: number): void {
-    this.runs++;
-    this.num(this.latency, latencyMs);
+    this.recordInputs(feeds);
+    this.recordOutputs(outputs, latencyMs);
+  }
+
+  /**
+   * A run's inputs, folded in as soon as the run starts: the runtime calls this while the engine
+   * computes (a native engine works on its own threads meanwhile), so it adds nothing to the run's
+   * latency there. The run itself is counted by `recordOutputs` or `recordError`.
+   */
+  recordInputs(feeds: Feeds): void {
     if (this.declared) {
       for (const feature of this.declared) {
-        const tensor = (feature.source === 'input' ? feeds : outputs)[feature.tensor];
+        if (feature.source !== 'input') continue;
+        const tensor = feeds[feature.tensor];
         if (tensor && tensor.data.length > 0) this.recordFeature(feature, tensor);
       }
       if (!this.defaults) return;
     }
-    for (const [name, tensor] of Object.entries(feeds)) if (!this.read.has(`input:${name}`)) this.summarize(name, tensor);
-    for (const [name, tensor] of Object.entries(outputs)) {
+    for (const name in feeds) if (!this.read.has(`input:${name}`)) this.summarize(name, feeds[name] as RuntimeTensor);
+  }
+
+  /** What a run answered, and how long it took. */
+  recordOutputs(outputs: Outputs, latencyMs: number): void {
+    this.runs++;
+    this.num(this.latency, latencyMs);
+    if (this.declared) {
+      for (const feature of this.declared) {
+        if (feature.source !== 'output') continue;
+        const tensor = outputs[feature.tensor];
+        if (tensor && tensor.data.length > 0) this.recordFeature(feature, tensor);
+      }
+      if (!this.defaults) return;
+    }
+    for (const name in outputs) {
       if (this.read.has(`output:${name}`)) continue;
+      const tensor = outputs[name] as RuntimeTensor;
       const classes = tensor.shape.at(-1) ?? 0;
       if (typeof tensor.data[0] === 'number' && classes >= 2 && classes <= 64 && tensor.data.length % classes === 0) {
         this.recordClasses(name, tensor.data as ArrayLike<number>, classes);
@@ -200,7 +225,13 @@ export class WindowProfile {
     return this.runs === 0;
   }
 
+  /** True once closed: a run that started in it and answers later goes to the next window. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
   close(end: number): TelemetryWindow {
+    this.isClosed = true;
     this.drain();
     return {
       model: this.model,
