@@ -1,6 +1,7 @@
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fromWire, type NumericProfile, type WireProfile } from '@edgefleet/drift';
 import { createDesiredState, generateSigningKey, type ManifestPayload, signDesiredState, signManifest } from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
@@ -179,6 +180,25 @@ describe('runtime: install, run, restore', () => {
     await scores(quiet.runtime);
     expect(quiet.runtime.flushTelemetry()).toEqual([]);
     await quiet.runtime.close();
+  });
+
+  it('counts every run with its latency, and profiles features on a time sample when runs come faster than profileEveryMs', async () => {
+    const countOf = (window: { readonly features: readonly { name: string; profile: WireProfile }[] } | undefined, name: string) =>
+      (fromWire(window?.features.find((f) => f.name === name)?.profile) as NumericProfile).moments.count;
+    for (const [profileEveryMs, profiled] of [
+      [0, 5],
+      [3_600_000, 1],
+    ] as const) {
+      const h = await start({ telemetry: { profileEveryMs } });
+      const release = await mlpRelease('1.0.0', 7);
+      await h.runtime.install(release.manifest, release.url);
+      for (let i = 0; i < 5; i++) await scores(h.runtime);
+      const [window] = h.runtime.flushTelemetry();
+      expect(window?.runs).toBe(5);
+      expect((fromWire(window?.latencyMs) as NumericProfile).moments.count).toBe(5);
+      expect(countOf(window, 'features.mean')).toBe(profiled);
+      await h.runtime.close();
+    }
   });
 
   it('probes latency at install: a version far heavier than the one it replaces reports a ratio well above 1', async () => {

@@ -188,6 +188,12 @@ export class WindowProfile {
     }
   }
 
+  /** A run that answered, whose features are not profiled (time sampling of a fast model). */
+  recordLatency(latencyMs: number): void {
+    this.runs++;
+    this.num(this.latency, latencyMs);
+  }
+
   /** A run that failed, by its error code. */
   recordError(code: string, latencyMs: number): void {
     this.runs++;
