@@ -17,7 +17,7 @@ import { detectDrift, type FeatureProfile } from '@edgefleet/drift';
 import type { ManifestPayload, SignedDocument } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import type { Database, RolloutsTable } from '../store/schema.ts';
-import { mergeWindows, parseReference, scoreBucket } from '../telemetry/drift.ts';
+import { FAMILY_P_VALUE, mergeWindows, parseReference, scoreBucket } from '../telemetry/drift.ts';
 
 /** How far before the rollout the replaced version's telemetry is read. */
 const LOOKBACK_MS = 3600_000;
@@ -135,21 +135,33 @@ export async function checkTelemetryGates(
     if (before.length === 0) return { verdict: 'wait', devicesReporting: 0, needed: 1 };
     const old = mergeWindows(before.map((w) => JSON.parse(w.body) as { features: { name: string; profile: never }[] }));
     const isOutput = await outputFeatures(db, row.model, row.version);
-    const shifts: Record<string, number> = {};
-    for (const [name, profile] of current.merged) {
+    const pairs = [...current.merged].flatMap(([name, profile]) => {
       const base = old.get(name);
-      if (!isOutput(name) || !base || base.kind !== profile.kind) continue;
-      shifts[name] = detectDrift(base, profile, { method: profile.kind === 'numeric' ? 'wasserstein' : 'jensen-shannon' }).score;
+      return isOutput(name) && base && base.kind === profile.kind ? [{ name, base, profile }] : [];
+    });
+    // A shift counts when it is both large (the distance) and real (a test at FAMILY_P_VALUE over
+    // the features compared): a distance on the few hundred answers of a first window is inflated
+    // by their own noise (about 0.1 for 100 values of an unchanged distribution).
+    const shifts: Record<string, { distance: number; pValue: number }> = {};
+    for (const { name, base, profile } of pairs) {
+      const numeric = profile.kind === 'numeric';
+      const distance = detectDrift(base, profile, { method: numeric ? 'wasserstein' : 'jensen-shannon' }).score;
+      const pValue = detectDrift(base, profile, { method: numeric ? 'ks' : 'chi-square' }).score;
+      shifts[name] = { distance, pValue };
     }
-    const worst = Object.entries(shifts).sort((a, b) => b[1] - a[1])[0];
-    if (worst && worst[1] > gates.maxOutputShift) {
+    const significant = Object.entries(shifts)
+      .filter(([, s]) => s.pValue < FAMILY_P_VALUE / pairs.length)
+      .sort((a, b) => b[1].distance - a[1].distance);
+    const worst = significant[0];
+    if (worst && worst[1].distance > gates.maxOutputShift) {
       return {
         verdict: 'trip',
         reason: {
           gate: 'maxOutputShift',
           stage: row.current_stage,
           feature: worst[0],
-          shift: worst[1],
+          shift: worst[1].distance,
+          pValue: worst[1].pValue,
           shifts,
           against: `${row.model}@${replaced}`,
           devicesReporting: current.devices,
