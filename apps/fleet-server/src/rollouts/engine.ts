@@ -461,16 +461,7 @@ export function createRolloutEngine(options: {
     const counted = active + failed + waiting;
     const reporting = active + failed;
     const failureRate = reporting === 0 ? 0 : failed / reporting;
-    let tripped = await trippedGate(row, gates, { failed, reporting, failureRate, counted });
-    // Telemetry gates: on what the stage's devices have seen since they run the new version.
-    let telemetryWaiting = false;
-    if (!tripped && (gates.maxDriftScore !== undefined || gates.maxOutputShift !== undefined)) {
-      const needed = Math.max(1, Math.min(gates.minDevicesReporting, active));
-      const result = active === 0 ? undefined : await checkTelemetryGates(db, row, gates, needed);
-      if (result?.verdict === 'trip') tripped = result.reason;
-      telemetryWaiting = result?.verdict !== 'pass';
-    }
-    if (tripped) {
+    const stopFor = async (tripped: Record<string, unknown>): Promise<void> => {
       if ((spec.onGateFailure ?? DEFAULTS.onGateFailure) === 'pause') {
         await db.transaction().execute(async (trx) => {
           await trx
@@ -490,12 +481,21 @@ export function createRolloutEngine(options: {
       } else {
         await rollBack(row, 'rolled_back', tripped, 'rollout-engine');
       }
-      return;
-    }
+    };
+    const tripped = await trippedGate(row, gates, { failed, reporting, failureRate, counted });
+    if (tripped) return stopFor(tripped);
     // 3. A healthy, soaked stage opens the next one.
     const soak = (spec.stages[row.current_stage]?.soakSeconds ?? DEFAULTS.soakSeconds) * 1000;
     const soaked = now() - Date.parse(row.stage_started_at) >= soak;
-    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked || telemetryWaiting) return;
+    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked) return;
+    // Telemetry gates decide once, when the stage is otherwise ready to pass: a statistical test
+    // repeated on every tick would trip on chance sooner or later.
+    if (gates.maxDriftScore !== undefined || gates.maxOutputShift !== undefined) {
+      const needed = Math.max(1, Math.min(gates.minDevicesReporting, active));
+      const result = active === 0 ? undefined : await checkTelemetryGates(db, row, gates, needed);
+      if (result?.verdict === 'trip') return stopFor(result.reason);
+      if (result?.verdict !== 'pass') return;
+    }
     const last = row.current_stage >= spec.stages.length - 1;
     const next = last
       ? { state: 'completed' as const }
