@@ -301,6 +301,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     bucketMs: config.driftBucketSeconds * 1000,
     everyMs: config.driftEvaluateMs,
     alertWindows: config.driftAlertWindows,
+    retentionDays: config.telemetryRetentionDays,
     webhook: config.webhookUrl && config.webhookSecret ? { url: config.webhookUrl, secret: config.webhookSecret } : undefined,
     log: app.log,
   });

@@ -39,6 +39,8 @@ export interface ServerConfig {
   readonly driftEvaluateMs: number;
   /** Consecutive drifted buckets of a group before an alert fires (K). */
   readonly driftAlertWindows: number;
+  /** Telemetry windows and drift scores older than this many days are deleted (0 keeps them). */
+  readonly telemetryRetentionDays: number;
   /** Where drift alerts are POSTed (HMAC-signed); none when unset. */
   readonly webhookUrl: string | undefined;
   /** The HMAC-SHA256 key of webhook bodies; required with a webhook URL. */
@@ -177,6 +179,13 @@ export const SETTINGS: readonly Setting[] = [
     description: 'consecutive drifted buckets of a group before an alert fires',
     parse: integer('EDGEFLEET_DRIFT_ALERT_WINDOWS', 1, 1000),
     fallback: () => 3,
+  },
+  {
+    env: 'EDGEFLEET_TELEMETRY_RETENTION_DAYS',
+    key: 'telemetryRetentionDays',
+    description: 'telemetry windows and drift scores older than this are deleted (0 keeps everything)',
+    parse: integer('EDGEFLEET_TELEMETRY_RETENTION_DAYS', 0, 36_500),
+    fallback: () => 30,
   },
   {
     env: 'EDGEFLEET_WEBHOOK_URL',

@@ -30,6 +30,8 @@ export interface DriftEvaluatorOptions {
   /** K: consecutive drifted buckets that open an alert (and clean ones that resolve it). */
   readonly alertWindows: number;
   readonly webhook?: { readonly url: string; readonly secret: string } | undefined;
+  /** Windows and scores older than this are deleted, once an hour (0: kept forever). */
+  readonly retentionDays?: number;
   readonly log: { info: (details: object, message: string) => void; warn: (details: object, message: string) => void };
 }
 
@@ -38,6 +40,8 @@ export interface DriftPass {
   readonly opened: number;
   readonly resolved: number;
   readonly delivered: number;
+  /** Telemetry windows and drift scores deleted for age in this pass. */
+  readonly pruned: number;
 }
 
 export interface DriftEvaluator {
@@ -53,7 +57,8 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
   const now = Date.now;
   /** Received-at watermark of the last pass; undefined until the first pass reads it from the store. */
   let watermark: string | undefined;
-  let running: Promise<DriftPass> = Promise.resolve({ buckets: 0, opened: 0, resolved: 0, delivered: 0 });
+  let running: Promise<DriftPass> = Promise.resolve({ buckets: 0, opened: 0, resolved: 0, delivered: 0, pruned: 0 });
+  let prunedAt = Number.NEGATIVE_INFINITY;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   const references = new Map<string, { createdAt: string; features: Map<string, FeatureProfile> }>();
@@ -259,7 +264,21 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
     }
     watermark = started;
     const delivered = await deliverDue(db, options.webhook, now, log);
-    return { buckets, opened, resolved, delivered };
+    return { buckets, opened, resolved, delivered, pruned: await prune() };
+  }
+
+  /** Deletes what is older than the retention, at most once an hour. */
+  async function prune(): Promise<number> {
+    const days = options.retentionDays ?? 0;
+    if (days <= 0 || now() - prunedAt < 3600_000) return 0;
+    prunedAt = now();
+    const before = new Date(now() - days * 24 * 3600_000).toISOString();
+    const windows = await db.deleteFrom('telemetry_windows').where('window_end', '<', before).executeTakeFirst();
+    const scores = await db.deleteFrom('drift_scores').where('bucket_end', '<', before).executeTakeFirst();
+    const pruned = Number(windows.numDeletedRows) + Number(scores.numDeletedRows);
+    if (pruned > 0)
+      log.info({ before, windows: Number(windows.numDeletedRows), scores: Number(scores.numDeletedRows) }, 'telemetry pruned');
+    return pruned;
   }
 
   function evaluate(): Promise<DriftPass> {
