@@ -171,31 +171,18 @@ async function child(config: Config): Promise<ChildResult> {
       executionProviders: [ep],
       ...(model.telemetry ? { telemetry: model.telemetry } : {}),
     });
-    const runtime = await createRuntime({ dir, engines: [engine], trust: keys.trust });
-    await runtime.install(manifest, model.bytes);
-    const quiet = await createRuntime({
-      dir: await mkdtemp(join(tmpdir(), 'edgefleet-bench-quiet-')),
-      engines: [engine],
-      trust: keys.trust,
-      telemetry: { enabled: false },
-    });
-    await quiet.install(manifest, model.bytes);
+    const installed = async (telemetry: boolean, at = dir) => {
+      const created = await createRuntime({ dir: at, engines: [engine], trust: keys.trust, telemetry: { enabled: telemetry } });
+      await created.install(manifest, model.bytes);
+      return created;
+    };
+    const runtime = await installed(true);
+    const quiet = await installed(false, await mkdtemp(join(tmpdir(), 'edgefleet-bench-quiet-')));
     // A second pair created in the other order: two sessions of one model differ by a few percent
     // depending on which was created first (the control column shows it), so the telemetry cost is
     // the geometric mean of both pairs' ratios, which cancels that bias.
-    const quietB = await createRuntime({
-      dir: await mkdtemp(join(tmpdir(), 'edgefleet-bench-quiet-b-')),
-      engines: [engine],
-      trust: keys.trust,
-      telemetry: { enabled: false },
-    });
-    await quietB.install(manifest, model.bytes);
-    const runtimeB = await createRuntime({
-      dir: await mkdtemp(join(tmpdir(), 'edgefleet-bench-b-')),
-      engines: [engine],
-      trust: keys.trust,
-    });
-    await runtimeB.install(manifest, model.bytes);
+    const quietB = await installed(false, await mkdtemp(join(tmpdir(), 'edgefleet-bench-quiet-b-')));
+    const runtimeB = await installed(true, await mkdtemp(join(tmpdir(), 'edgefleet-bench-b-')));
     const raw = await ort.InferenceSession.create(model.bytes, sessionOptions);
     const control = await ort.InferenceSession.create(model.bytes, sessionOptions);
 

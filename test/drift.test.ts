@@ -10,10 +10,9 @@ import type { AddressInfo } from 'node:net';
 import { enrollDevices, type Simulation, simulatedWindow, startSimulation } from '@edgefleet/device-agent';
 import { ALL_DEVICES, FAMILY_P_VALUE, mergeWindows, scoreBucket, verifyWebhookSignature } from '@edgefleet/fleet-server';
 import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
-import { mlpModel } from '@edgefleet/test-utils';
+import { mlpModel, splitmix } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
-import { splitmix } from './helpers/telemetry.ts';
 
 const SECRET = 'whsec-test-0123456789';
 const TABULAR: TelemetrySpec = {

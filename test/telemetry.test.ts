@@ -4,11 +4,11 @@
  */
 import { createFileTelemetryQueue, telemetryMessage } from '@edgefleet/agent';
 import { encodeMessage } from '@edgefleet/protocol';
-import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { mlpModel, seededValues, splitmix } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
-import { sampleWindow, splitmix } from './helpers/telemetry.ts';
+import { sampleWindow } from './helpers/telemetry.ts';
 
 let fleet: Fleet;
 const features = { dtype: 'float32' as const, shape: [1, 4], data: seededValues(4, 5) };

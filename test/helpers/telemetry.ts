@@ -6,18 +6,7 @@
 import { telemetryMessage } from '@edgefleet/agent';
 import { encodeMessage } from '@edgefleet/protocol';
 import { type TelemetryWindow as ClosedWindow, WindowProfile } from '@edgefleet/runtime';
-
-/** splitmix32: a well-mixed deterministic stream of numbers in [0, 1) (nearby seeds give unrelated streams). */
-export function splitmix(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-  };
-}
+import { splitmix } from '@edgefleet/test-utils';
 
 export function sampleWindow(runs = 60, seed = 11): ClosedWindow {
   const profile = new WindowProfile({ name: 'mlp', version: '1.0.0' }, Date.parse('2026-11-26T00:00:00Z'));

@@ -11,7 +11,7 @@ export {
   sileroFrame,
 } from './fixtures/index.ts';
 export { type ArtifactFaults, type ArtifactServer, createArtifactServer } from './http/index.ts';
-export { type FixtureModel, heavyMlpModel, identityModel, int8LinearModel, mlpModel, seededValues } from './models/index.ts';
+export { type FixtureModel, heavyMlpModel, identityModel, int8LinearModel, mlpModel, seededValues, splitmix } from './models/index.ts';
 export {
   buildOnnxModel,
   ONNX_DTYPES,

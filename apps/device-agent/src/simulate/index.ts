@@ -425,7 +425,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
   };
 }
 
-/** A deterministic stream in [0, 1) (splitmix32). */
+/** A deterministic stream in [0, 1) (splitmix32, as @edgefleet/test-utils' splitmix: this package ships, test-utils does not). */
 function seededRandom(seed: number): () => number {
   let state = seed | 0;
   return () => {

@@ -69,7 +69,8 @@ function versionOf(text: string): string {
   return text;
 }
 
-async function findVersion(db: Kysely<Database>, name: string, version: string) {
+/** A version's row; EF_NOT_FOUND when the registry has no such version. */
+export async function findVersion(db: Kysely<Database>, name: string, version: string) {
   const row = await db.selectFrom('model_versions').selectAll().where('name', '=', name).where('version', '=', version).executeTakeFirst();
   if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
   return row;

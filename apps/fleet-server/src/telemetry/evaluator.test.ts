@@ -2,20 +2,14 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { numericProfile, observe, toWire } from '@edgefleet/drift';
+import { splitmix } from '@edgefleet/test-utils';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OpenedDatabase, openDatabase } from '../store/db.ts';
 import { createDriftEvaluator } from './evaluator.ts';
 
 /** A deterministic normal stream (splitmix32 + Box–Muller). */
 function normals(seed: number): () => number {
-  let state = seed;
-  const uniform = () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-  };
+  const uniform = splitmix(seed);
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 

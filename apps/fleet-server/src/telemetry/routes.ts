@@ -7,6 +7,7 @@ import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { findVersion } from '../registry/routes.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
 import { createReferenceFromTelemetry, evaluateDrift, storeReference } from './drift.ts';
 import type { DriftEvaluator } from './evaluator.ts';
@@ -212,13 +213,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
         .where('version', '=', version)
         .executeTakeFirst();
       if (!reference) {
-        const exists = await context.db
-          .selectFrom('model_versions')
-          .select('version')
-          .where('name', '=', name)
-          .where('version', '=', version)
-          .executeTakeFirst();
-        if (!exists) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
+        await findVersion(context.db, name, version);
         return { model: name, version, status: 'no-reference', reference: null, groups: [] };
       }
       // The latest bucket of each group, and its firing alert if any.
@@ -355,16 +350,10 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
           'send the dataset as text/csv (with a header row) or application/x-ndjson (one JSON object per line)',
         );
       }
-      const row = await context.db
-        .selectFrom('model_versions')
-        .select('manifest')
-        .where('name', '=', name)
-        .where('version', '=', version)
-        .executeTakeFirst();
-      if (!row) {
-        (request.body as Readable).resume();
-        throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
-      }
+      const row = await findVersion(context.db, name, version).catch((error: unknown) => {
+        (request.body as Readable).resume(); // the dataset is not read: drain it
+        throw error;
+      });
       const telemetry = (JSON.parse(row.manifest) as SignedDocument<ManifestPayload>).payload.telemetry;
       const dataset = await profileDataset(request.body as Readable, {
         format,

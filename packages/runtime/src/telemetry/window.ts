@@ -57,10 +57,6 @@ function summary(data: Exclude<RuntimeTensor['data'], readonly string[]>): { mea
       sumSquares += x * x;
       counted++;
     }
-  } else if (data instanceof Float32Array) {
-    // The common case gets its own loop: element loads stay monomorphic (about 3x faster than the
-    // generic loop below once it has seen several array types).
-    return summaryFloat32(data, stride);
   } else {
     const values = data as ArrayLike<number>;
     for (let i = 0; i < values.length; i += stride) {
@@ -86,20 +82,6 @@ function rowsOf(tensor: RuntimeTensor): { width: number; rows: number; stride: n
   const width = Math.max(1, tensor.shape.length === 0 ? 1 : (tensor.shape.at(-1) as number));
   const rows = Math.floor(tensor.data.length / width);
   return { width, rows, stride: Math.max(1, Math.ceil(rows / SUMMARY_SAMPLE)) };
-}
-
-function summaryFloat32(values: Float32Array, stride: number): { mean: number; squares: number; counted: number } {
-  let sum = 0;
-  let sumSquares = 0;
-  let counted = 0;
-  for (let i = 0; i < values.length; i += stride) {
-    const x = values[i] as number;
-    if (x - x !== 0) continue;
-    sum += x;
-    sumSquares += x * x;
-    counted++;
-  }
-  return counted === 0 ? { mean: 0, squares: 0, counted } : { mean: sum / counted, squares: sumSquares / counted, counted };
 }
 
 /** Class indexes as category names, made once (not a new string per row). */

@@ -26,6 +26,18 @@ export function seededValues(count: number, seed = 1, scale = 1): Float32Array {
   });
 }
 
+/** splitmix32: a well-mixed deterministic stream of numbers in [0, 1) (nearby seeds give unrelated streams). */
+export function splitmix(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
+  };
+}
+
 /** y = x, float32 [1, 4]. */
 export function identityModel(): FixtureModel {
   return {
