@@ -210,8 +210,10 @@ describe('telemetry from devices', () => {
   }, 60_000);
 
   it('builds a reference from a period of telemetry and flags the group whose inputs shifted, and only it', async () => {
-    const steady = await fleet.startDevice('drift-a', { tags: ['fleet=drift', 'group=steady'] });
-    const moving = await fleet.startDevice('drift-b', { tags: ['fleet=drift', 'group=moving'] });
+    // Every run profiled (profileEveryMs 0): with the default time sample, how many of these fast
+    // runs are profiled depends on the machine's speed, and the outcome would no longer be fixed.
+    const steady = await fleet.startDevice('drift-a', { tags: ['fleet=drift', 'group=steady'], profileEveryMs: 0 });
+    const moving = await fleet.startDevice('drift-b', { tags: ['fleet=drift', 'group=moving'], profileEveryMs: 0 });
     for (const d of [steady, moving]) {
       await fleet.api('PUT', `/v1/devices/${d.id}/desired/mlp`, { version: '1.0.0' });
       await until(() => d.activeVersion('mlp') === '1.0.0', `${d.id} running mlp`);

@@ -23,6 +23,8 @@ export interface Fleet {
       existing?: { secret: string; dir: string };
       tags?: string[];
       telemetryWindowMs?: number;
+      /** Profile the features of every run (0) rather than a time sample; see the runtime's telemetry options. */
+      profileEveryMs?: number;
       telemetryResendMs?: number;
       /** The device's clock (runtime and agent), for compressed time. */
       now?: () => number;
@@ -101,7 +103,14 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         engines: [createWasmEngine(1)],
         trust: keySet,
         deviceId: id,
-        ...(options.telemetryWindowMs ? { telemetry: { windowMs: options.telemetryWindowMs } } : {}),
+        ...(options.telemetryWindowMs !== undefined || options.profileEveryMs !== undefined
+          ? {
+              telemetry: {
+                ...(options.telemetryWindowMs !== undefined ? { windowMs: options.telemetryWindowMs } : {}),
+                ...(options.profileEveryMs !== undefined ? { profileEveryMs: options.profileEveryMs } : {}),
+              },
+            }
+          : {}),
         ...(options.now ? { now: options.now } : {}),
       });
       runtime.on('download-progress', ({ bytes }) => {
