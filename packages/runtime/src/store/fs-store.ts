@@ -48,6 +48,10 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
     for (const leftover of await readdir(tmp)) await rm(join(tmp, leftover), { recursive: true, force: true });
   });
 
+  // Writers still open when the store closes: their files are released, their parts left for the
+  // next open to clear (as after a killed process).
+  const openWriters = new Set<() => Promise<void>>();
+
   async function writeDurably(target: string, bytes: Uint8Array | string): Promise<void> {
     const temp = join(tmp, `${randomUUID()}.tmp`);
     const handle = await open(temp, 'wx', 0o600);
@@ -84,8 +88,10 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
         const release = async () => {
           const open = handle;
           handle = undefined;
+          openWriters.delete(release);
           await open?.close();
         };
+        openWriters.add(release);
         return {
           write: (chunk) =>
             guardStore('write an artifact', async () => {
@@ -145,6 +151,8 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
         await fsyncDir(models);
       }),
 
-    close: async () => undefined,
+    close: async () => {
+      await Promise.all([...openWriters].map((release) => release().catch(() => undefined)));
+    },
   };
 }
