@@ -15,6 +15,7 @@ export {
   type InstallOptions,
   type InstallStep,
   type ModelInfo,
+  type RunOptions,
   type Runtime,
   type RuntimeEvents,
   type RuntimeOptions,

@@ -201,6 +201,23 @@ describe('runtime: install, run, restore', () => {
     }
   });
 
+  it('leaves a run out of telemetry when asked (telemetry: false): neither its latency, its features nor its error count', async () => {
+    const h = await start();
+    const release = await mlpRelease('1.0.0', 7);
+    await h.runtime.install(release.manifest, release.url);
+    for (let i = 0; i < 3; i++) await scores(h.runtime);
+    const warmup = await h.runtime.run('mlp', { features }, { telemetry: false });
+    expect(Array.from(warmup.scores?.data as Float32Array)).toEqual(await scores(h.runtime));
+    await expect(
+      h.runtime.run('mlp', { features: { dtype: 'float32', shape: [1, 3], data: new Float32Array(3) } }, { telemetry: false }),
+    ).rejects.toMatchObject({ code: 'EF_INPUT_INVALID' });
+    const [window] = h.runtime.flushTelemetry();
+    expect(window?.runs).toBe(4);
+    expect(window?.errors).toEqual({});
+    expect((fromWire(window?.latencyMs) as NumericProfile).moments.count).toBe(4);
+    await h.runtime.close();
+  });
+
   it('probes latency at install: a version far heavier than the one it replaces reports a ratio well above 1', async () => {
     const h = await start();
     const light = await mlpRelease('1.0.0', 7);

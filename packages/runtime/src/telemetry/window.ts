@@ -130,9 +130,8 @@ export class WindowProfile {
   }
 
   /**
-   * A run's inputs, folded in as soon as the run starts: the runtime calls this while the engine
-   * computes (a native engine works on its own threads meanwhile), so it adds nothing to the run's
-   * latency there. The run itself is counted by `recordOutputs` or `recordError`.
+   * A run's inputs, folded in as the run starts (as the model sees them: an app may reuse its
+   * buffers once the run answers). The run itself is counted by `recordOutputs` or `recordError`.
    */
   recordInputs(feeds: Feeds): void {
     if (this.declared) {
