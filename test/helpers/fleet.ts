@@ -103,14 +103,10 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         engines: [createWasmEngine(1)],
         trust: keySet,
         deviceId: id,
-        ...(options.telemetryWindowMs !== undefined || options.profileEveryMs !== undefined
-          ? {
-              telemetry: {
-                ...(options.telemetryWindowMs !== undefined ? { windowMs: options.telemetryWindowMs } : {}),
-                ...(options.profileEveryMs !== undefined ? { profileEveryMs: options.profileEveryMs } : {}),
-              },
-            }
-          : {}),
+        telemetry: {
+          ...(options.telemetryWindowMs !== undefined ? { windowMs: options.telemetryWindowMs } : {}),
+          ...(options.profileEveryMs !== undefined ? { profileEveryMs: options.profileEveryMs } : {}),
+        },
         ...(options.now ? { now: options.now } : {}),
       });
       runtime.on('download-progress', ({ bytes }) => {
