@@ -3,9 +3,7 @@
  * it costs on the wire, against a baseline in the same run (a loop that only sums the values, the
  * least any per-value work can cost). Results replace the drift section of docs/BENCHMARKS.md.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import {
   addValue,
   createHistogram,
@@ -19,6 +17,7 @@ import {
   observe,
   toWire,
 } from '@edgefleet/drift';
+import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const N = 2_000_000;
 const values = new Float64Array(N);
@@ -128,8 +127,5 @@ const section = [
   `Merging two sketches of 50,000 values each: ${mergeUs.toFixed(0)} µs.`,
   '<!-- bench:drift:end -->',
 ].join('\n');
-const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-const current = await readFile(path, 'utf8');
-const pattern = /<!-- bench:drift:start -->[\s\S]*<!-- bench:drift:end -->/;
-await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+await writeBenchmarkSection('drift', section);
 process.stdout.write(`${section}\n${sink === 0 ? '' : ''}`);

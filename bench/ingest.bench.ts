@@ -7,16 +7,16 @@
  * window summarizes, times its features), with the server's CPU. Results replace the ingest
  * section of docs/BENCHMARKS.md.
  */
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { enrollDevices } from '@edgefleet/device-agent';
 import { createTopicScheme, type TelemetryAck } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 import { sampleWindow, windowMessage } from '../test/helpers/telemetry.ts';
+import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const [deviceCount = 200, perDevice = 50] = process.argv.slice(2).map(Number);
 const RUNS_PER_WINDOW = 60;
@@ -109,9 +109,6 @@ const section = [
   `| one scoring pass (\`POST /v1/drift/evaluate\`: ${pass.buckets} bucket, ${scored.scores.length} groups) | ${passSeconds.toFixed(2)} s | ${Math.round(windowsScored / passSeconds).toLocaleString('en-US')} group-windows scored/s |`,
   '<!-- bench:ingest:end -->',
 ].join('\n');
-const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-const current = await readFile(path, 'utf8');
-const pattern = /<!-- bench:ingest:start -->[\s\S]*<!-- bench:ingest:end -->/;
-await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+await writeBenchmarkSection('ingest', section);
 process.stdout.write(`${section}\n`);
 process.exit(0);

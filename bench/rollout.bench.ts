@@ -21,6 +21,7 @@ import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
+import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const TOKEN = 'bench-admin-token';
 
@@ -202,9 +203,6 @@ const section = [
   'Anchor: AWS IoT Jobs notifies 1,000 devices a minute. Target: 10,000 devices active in under 10 s, within 10x of the raw fan-out.',
   '<!-- bench:rollout:end -->',
 ].join('\n');
-const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-const current = await readFile(path, 'utf8');
-const pattern = /<!-- bench:rollout:start -->[\s\S]*<!-- bench:rollout:end -->/;
-await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+await writeBenchmarkSection('rollout', section);
 process.stdout.write(`${section}\n`);
 process.exit(0);

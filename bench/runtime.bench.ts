@@ -30,6 +30,7 @@ import {
   sileroFrame,
   splitmix,
 } from '@edgefleet/test-utils';
+import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 interface Config {
   readonly engine: 'onnxruntime-web' | 'onnxruntime-node';
@@ -371,13 +372,7 @@ async function main(): Promise<void> {
     results.push(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
   }
   const section = render(results, Math.round((Date.now() - started) / 1000));
-  const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-  const current = await readFile(path, 'utf8').catch(
-    () =>
-      '# Benchmarks\n\nEvery figure comes from a command in `bench/`, measured as ratios against a baseline in the same run on the machine named.\n',
-  );
-  const pattern = /<!-- bench:runtime:start -->[\s\S]*<!-- bench:runtime:end -->/;
-  await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+  await writeBenchmarkSection('runtime', section);
   process.stdout.write(`${section}\n`);
 }
 

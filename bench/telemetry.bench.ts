@@ -9,14 +9,14 @@
  * profiled, on onnxruntime-node and on onnxruntime-web WASM. Results replace the telemetry section
  * of docs/BENCHMARKS.md.
  */
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { TelemetrySpec } from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import { createNativeEngine, createRuntime, createWasmEngine, type Engine } from '@edgefleet/runtime';
 import { manifestFor, readModel, SILERO_INPUTS, SILERO_OUTPUTS, SILERO_VAD_V5_PATH, sileroFrame, splitmix } from '@edgefleet/test-utils';
+import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const [rounds = 6000] = process.argv.slice(2).map(Number);
 const WARMUP = 300;
@@ -122,9 +122,6 @@ const section = [
   ...rows,
   '<!-- bench:telemetry:end -->',
 ].join('\n');
-const path = fileURLToPath(new URL('../docs/BENCHMARKS.md', import.meta.url));
-const current = await readFile(path, 'utf8');
-const pattern = /<!-- bench:telemetry:start -->[\s\S]*<!-- bench:telemetry:end -->/;
-await writeFile(path, pattern.test(current) ? current.replace(pattern, section) : `${current.trimEnd()}\n\n${section}\n`);
+await writeBenchmarkSection('telemetry', section);
 process.stdout.write(`${section}\n`);
 process.exit(0);
