@@ -5,6 +5,8 @@
 export { canonicalBytes, canonicalize } from './canonical-json/index.ts';
 export { PROTOCOL_DEFAULTS } from './defaults.ts';
 export {
+  checkDeliverable,
+  checkGoldenVectors,
   checkVersionFloor,
   createDesiredState,
   createKeySet,
@@ -12,6 +14,7 @@ export {
   createTrust,
   DEFAULT_CLOCK_SKEW_MS,
   type DesiredStateInput,
+  desiredEntryBytes,
   type KeySetInput,
   type ManifestInput,
   revokedKeyIds,
@@ -38,6 +41,7 @@ export {
   isEdgefleetError,
   renderErrorDocs,
 } from './errors/index.ts';
+export { decodeGoldenVectors, encodeGoldenVectors, GOLDEN_VECTORS_FILE, goldenVectorsEntry } from './golden/index.ts';
 export { assertDeviceId, assertModelName, DEVICE_ID_PATTERN, isDeviceId, isModelName, MODEL_NAME_PATTERN } from './ids/index.ts';
 export { type DecodeOptions, decodeMessage, encodeMessage } from './messages/index.ts';
 export * from './schemas/index.ts';

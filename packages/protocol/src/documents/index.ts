@@ -5,10 +5,12 @@
  * document's internal consistency.
  */
 import { PROTOCOL_DEFAULTS } from '../defaults.ts';
+import { utf8Encode } from '../encoding/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import {
   DesiredStatePayload,
   DOCUMENT_TYPES,
+  type GoldenVector,
   KEY_ROLES,
   type KeyRole,
   KeySetPayload,
@@ -212,30 +214,45 @@ function checkManifestConsistency(manifest: ManifestPayload): void {
   } else if (acceptance.vectors.length === 0) {
     inconsistent(`${what} has an acceptance test without golden vectors or a golden vector file`);
   }
+  checkGoldenVectors(manifest, acceptance.vectors, what, inconsistent);
+}
+
+/**
+ * Checks golden vectors against what the manifest declares: every input given once, each tensor
+ * named, typed and shaped as the model declares. `fail` says which error to raise: a manifest that
+ * contradicts itself, or acceptance data that does not fit the model.
+ */
+export function checkGoldenVectors(
+  manifest: Pick<ManifestPayload, 'model'>,
+  vectors: readonly GoldenVector[],
+  what: string,
+  fail: (message: string) => never = (message) => {
+    throw new EdgefleetError('EF_ACCEPTANCE_DATA_INVALID', message);
+  },
+): void {
   const inputs = new Map(manifest.model.inputs.map((t) => [t.name, t]));
   const outputs = new Map(manifest.model.outputs.map((t) => [t.name, t]));
-  acceptance.vectors.forEach((vector, index) => {
+  vectors.forEach((vector, index) => {
     for (const [kind, tensors, specs] of [
       ['input', vector.inputs, inputs],
       ['output', vector.outputs, outputs],
     ] as const) {
-      unique(
-        tensors.map((t) => t.name),
-        `${what} golden vector ${index} repeats ${kind}`,
-      );
+      const seen = new Set<string>();
       for (const tensor of tensors) {
+        if (seen.has(tensor.name)) fail(`${what} golden vector ${index} repeats ${kind} "${tensor.name}"`);
+        seen.add(tensor.name);
         const spec = specs.get(tensor.name);
-        if (!spec) inconsistent(`${what} golden vector ${index} has ${kind} "${tensor.name}", which the model does not declare`);
+        if (!spec) fail(`${what} golden vector ${index} has ${kind} "${tensor.name}", which the model does not declare`);
         try {
           checkTensorAgainstSpec(tensor, spec);
           decodeTensor(tensor);
         } catch (error) {
-          inconsistent(`${what} golden vector ${index}: ${(error as Error).message}`);
+          fail(`${what} golden vector ${index}: ${(error as Error).message}`);
         }
       }
     }
     const missing = [...inputs.keys()].find((name) => !vector.inputs.some((t) => t.name === name));
-    if (missing !== undefined) inconsistent(`${what} golden vector ${index} does not give input "${missing}"`);
+    if (missing !== undefined) fail(`${what} golden vector ${index} does not give input "${missing}"`);
   });
 }
 
@@ -347,7 +364,42 @@ export function verifyDesiredState(document: unknown, trust: Trust, options: Ver
   return { payload, manifests };
 }
 
+/** The size of a desired-state model entry as it travels (JSON, UTF-8 bytes). */
+export function desiredEntryBytes(entry: DesiredStatePayload['models'][number]): number {
+  return utf8Encode(JSON.stringify(entry)).length;
+}
+
+/**
+ * Refuses a manifest that could not travel in a desired-state document (THREATS 19): checked when a
+ * version is registered, when a document is signed, and by devices when they verify one.
+ */
+export function checkDeliverable(manifest: SignedDocument<ManifestPayload>, rolloutId = 'r'.repeat(128)): void {
+  const size = desiredEntryBytes({ manifest: manifest as SignedManifest, rolloutId });
+  const limit = PROTOCOL_DEFAULTS.maxDesiredEntryBytes;
+  if (size <= limit) return;
+  const payload = manifest.payload;
+  const parts = (
+    [
+      ['metadata', payload.metadata],
+      ['telemetry', payload.telemetry],
+      ['model inputs and outputs', [payload.model.inputs, payload.model.outputs]],
+      ['model operators', payload.model.operators],
+      ['inline golden vectors', payload.acceptance?.vectors],
+      ['files', payload.files],
+    ] as const
+  )
+    .map(([part, value]) => [part, value === undefined ? 0 : JSON.stringify(value).length] as const)
+    .sort((a, b) => b[1] - a[1]);
+  const largest = parts[0] as readonly [string, number];
+  throw new EdgefleetError(
+    'EF_MANIFEST_TOO_LARGE',
+    `the manifest of ${payload.name}@${payload.version} takes ${size} bytes in a desired-state document, above the ${limit} allowed; its largest part is ${largest[0]} (${largest[1]} bytes)`,
+    { details: { size, limit, parts: Object.fromEntries(parts) } },
+  );
+}
+
 function checkDesiredStateConsistency(payload: DesiredStatePayload): void {
+  for (const entry of payload.models) checkDeliverable(entry.manifest, entry.rolloutId ?? '');
   const names = payload.models.map((m) => m.manifest.payload.name);
   unique(names, `desired state #${payload.sequence} lists model`);
   unique(payload.remove, `desired state #${payload.sequence} removes model`);

@@ -137,6 +137,16 @@ export const ERRORS = defineErrors({
     title: 'The model version is older than the version floor',
     fix: 'Only a signed desired-state document with rollback set may install an older version; start a rollback from the server instead.',
   },
+  EF_MANIFEST_TOO_LARGE: {
+    status: 422,
+    title: 'The manifest is too large to travel in a desired-state document',
+    fix: 'Each model entry of a desired-state document is at most 8 KiB (PROTOCOL_DEFAULTS.maxDesiredEntryBytes) so that every document fits the broker; golden vectors travel as a file and do not count. Shorten what the message names (metadata, telemetry labels or features).',
+  },
+  EF_DESIRED_STATE_TOO_LARGE: {
+    status: 422,
+    title: 'The desired-state document would exceed the broker’s message limit',
+    fix: 'The device was not sent the change and keeps its current document. Remove models the device no longer needs, or raise EDGEFLEET_MQTT_MAX_PAYLOAD on the server and its broker.',
+  },
   EF_MODEL_TARGET_MISMATCH: {
     status: 422,
     title: 'The model is not built for this device',
@@ -207,6 +217,11 @@ export const ERRORS = defineErrors({
     status: 422,
     title: 'The model failed its acceptance test on every execution provider tried',
     fix: 'The outputs differ from the golden vectors beyond the tolerance; check the model and the golden vectors, or widen the tolerance if the difference is expected. The previous model keeps serving.',
+  },
+  EF_ACCEPTANCE_DATA_INVALID: {
+    status: 422,
+    title: 'The acceptance test cannot be run: its golden vectors are missing, unreadable or do not fit the model',
+    fix: 'A model whose acceptance data cannot be checked never activates. Register the version again with golden vectors or sample inputs that match its inputs and outputs; the previous model keeps serving.',
   },
   EF_MODEL_NOT_INSTALLED: {
     status: 404,

@@ -22,6 +22,7 @@ export const DOCUMENT_TYPES = {
   manifest: 'edgefleet.manifest/v1',
   desiredState: 'edgefleet.desired-state/v1',
   keySet: 'edgefleet.keyset/v1',
+  goldenVectors: 'edgefleet.golden-vectors/v1',
 } as const;
 
 export const Signature = Strict(
@@ -78,6 +79,20 @@ export const GoldenVector = Strict(
   { description: 'golden input tensors and the outputs they must produce' },
 );
 export type GoldenVector = Static<typeof GoldenVector>;
+
+/**
+ * The golden vectors file: what a manifest's `acceptance.vectorsFile` names. It travels as a file
+ * of role golden-vectors, downloaded and hash-checked like the model, so a realistic sample input
+ * (an image of hundreds of kilobytes) never enters a manifest or a desired-state document.
+ */
+export const GoldenVectorsFile = Strict(
+  {
+    type: Type.Literal(DOCUMENT_TYPES.goldenVectors, { description: `"${DOCUMENT_TYPES.goldenVectors}"` }),
+    vectors: Type.Array(GoldenVector, { minItems: 1, maxItems: 64, description: '1-64 golden vectors' }),
+  },
+  { title: 'golden vectors file', description: 'the golden vectors of an acceptance test' },
+);
+export type GoldenVectorsFile = Static<typeof GoldenVectorsFile>;
 
 export const Tolerance = Strict(
   {

@@ -37,7 +37,7 @@ export type MessageOf<K extends TopicKind> = Static<(typeof MESSAGE_SCHEMAS)[K]>
  * least the largest of them.
  */
 export const MESSAGE_LIMITS: Readonly<Record<TopicKind, number>> = {
-  desired: 512 * 1024, // up to 32 embedded manifests with inline golden vectors
+  desired: 512 * 1024, // up to 32 model entries of at most PROTOCOL_DEFAULTS.maxDesiredEntryBytes each
   reported: 64 * 1024,
   presence: 1024,
   events: 16 * 1024,

@@ -2,7 +2,15 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromWire, type NumericProfile, type WireProfile } from '@edgefleet/drift';
-import { createDesiredState, generateSigningKey, type ManifestPayload, signDesiredState, signManifest } from '@edgefleet/protocol';
+import {
+  createDesiredState,
+  encodeGoldenVectors,
+  GOLDEN_VECTORS_FILE,
+  generateSigningKey,
+  type ManifestPayload,
+  signDesiredState,
+  signManifest,
+} from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
   type ArtifactServer,
@@ -481,6 +489,70 @@ describe('runtime: nothing unverified runs, the previous version keeps serving',
     });
     expect(h.events['acceptance-failed']?.[0]?.reason).toMatch(/output "scores"\[\d\] is .*, expected 0\.5/);
     await serving();
+    await h.runtime.close();
+  });
+
+  it('runs the acceptance test from a golden vectors file and never activates a model whose file is wrong or unreadable', async () => {
+    const { h, serving } = await withActive();
+    const model = mlpModel(8);
+    const input = seededValues(8, 2026);
+    const right = Float32Array.from(model.reference(input));
+    const vectorsOf = (scores: Float32Array) =>
+      encodeGoldenVectors([
+        goldenVector(
+          { features: { dtype: 'float32', shape: [2, 4], data: input } },
+          { scores: { dtype: 'float32', shape: [2, 3], data: scores } },
+        ),
+      ]);
+    const release = (version: string, file: Uint8Array) => {
+      const manifest = manifestFor({
+        name: 'mlp',
+        version,
+        bytes: model.bytes,
+        inputs: MLP_INPUTS,
+        outputs: MLP_OUTPUTS,
+        key: keys.manifest,
+        vectorsFile: file,
+        executionProviders: ['wasm'],
+      });
+      const path = `/vectors/${version}-${Math.random().toString(36).slice(2)}`;
+      server.set(`${path}/model`, model.bytes);
+      server.set(`${path}/vectors`, file);
+      return { manifest, url: `${server.url}${path}/model`, files: { [GOLDEN_VECTORS_FILE.name]: `${server.url}${path}/vectors` } };
+    };
+    // Deliberately wrong expected outputs, signed and hash-listed like the model: refused.
+    const wrong = release('2.0.0', vectorsOf(new Float32Array(6).fill(0.5)));
+    await expect(h.runtime.install(wrong.manifest, wrong.url, { files: wrong.files })).rejects.toMatchObject({
+      code: 'EF_ACCEPTANCE_FAILED',
+    });
+    await serving();
+    // A file that is not golden vectors at all, or vectors for inputs the model does not have: refused.
+    for (const [version, bytes] of [
+      ['2.0.1', new TextEncoder().encode('{"type":"edgefleet.golden-vectors/v1","vectors":"none"}')],
+      ['2.0.2', new TextEncoder().encode('not json')],
+      [
+        '2.0.3',
+        encodeGoldenVectors([
+          goldenVector(
+            { other: { dtype: 'float32', shape: [2, 4], data: input } },
+            { scores: { dtype: 'float32', shape: [2, 3], data: right } },
+          ),
+        ]),
+      ],
+    ] as const) {
+      const broken = release(version, bytes);
+      await expect(h.runtime.install(broken.manifest, broken.url, { files: broken.files })).rejects.toMatchObject({
+        code: 'EF_ACCEPTANCE_DATA_INVALID',
+      });
+      await serving();
+    }
+    expect(h.events.activated).toHaveLength(1);
+    // The right outputs pass, on the provider that serves, and the latency probe uses the file's inputs.
+    const good = release('2.1.0', vectorsOf(right));
+    await h.runtime.install(good.manifest, good.url, { files: good.files });
+    expect(h.events['acceptance-passed']?.at(-1)).toMatchObject({ model: { version: '2.1.0' }, executionProvider: 'wasm' });
+    expect(h.events.activated?.at(-1)?.latency?.runs).toBeGreaterThan(0);
+    expectClose(await scores(h.runtime), Float32Array.from(model.reference(features.data)));
     await h.runtime.close();
   });
 

@@ -11,8 +11,10 @@ import {
   checkVersionFloor,
   compareSemver,
   createTrust,
+  decodeGoldenVectors,
   EdgefleetError,
   type ExecutionProvider,
+  type GoldenVector,
   type KeySetPayload,
   type ManifestPayload,
   type ModelRef,
@@ -409,7 +411,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
    */
   async function sessionForStored(version: InstalledVersion): Promise<{ live: LiveSession; executionProvider: ExecutionProvider }> {
     const bytes = await store.readArtifact(version.sha256);
-    const building = buildSession(version.manifest.payload, bytes, version.executionProvider);
+    const manifest = version.manifest.payload;
+    const building = buildSession(manifest, bytes, version.executionProvider, () => acceptanceVectors(manifest, version.files));
     try {
       checkStoredHash(version.sha256, bytes);
     } catch (error) {
@@ -417,6 +420,35 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       throw error;
     }
     return building;
+  }
+
+  /**
+   * The golden vectors of a version's acceptance test: those inline in the manifest and those of
+   * its golden vectors file (stored, hash-checked at download). A manifest that asks for an
+   * acceptance test the device cannot run (no vectors, a file it cannot read or that does not fit
+   * the model) is refused: it must never activate untested.
+   */
+  async function acceptanceVectors(manifest: ManifestPayload, files: Readonly<Record<string, string>>): Promise<readonly GoldenVector[]> {
+    const acceptance = manifest.acceptance;
+    if (!acceptance) return [];
+    const vectors = [...acceptance.vectors];
+    if (acceptance.vectorsFile !== undefined) {
+      const sha256 = files[acceptance.vectorsFile];
+      if (sha256 === undefined) {
+        throw new EdgefleetError(
+          'EF_ACCEPTANCE_DATA_INVALID',
+          `${manifest.name}@${manifest.version} names golden vectors file "${acceptance.vectorsFile}", which was not stored with it`,
+        );
+      }
+      vectors.push(...decodeGoldenVectors(await store.readArtifact(sha256), manifest));
+    }
+    if (vectors.length === 0) {
+      throw new EdgefleetError(
+        'EF_ACCEPTANCE_DATA_INVALID',
+        `${manifest.name}@${manifest.version} has an acceptance test without golden vectors`,
+      );
+    }
+    return vectors;
   }
 
   /**
@@ -431,7 +463,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
      * first, and not tested again, so a cold start costs no extra inference. Any other provider is
      * tested as at install.
      */
-    accepted?: ExecutionProvider,
+    accepted: ExecutionProvider | undefined,
+    /** The golden vectors, loaded only when an acceptance test has to run. */
+    loadVectors: () => Promise<readonly GoldenVector[]>,
   ): Promise<{ live: LiveSession; executionProvider: ExecutionProvider }> {
     const model = { name: manifest.name, version: manifest.version };
     const allowed = manifest.runtime.executionProviders;
@@ -465,8 +499,14 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           `${model.name}@${model.version}: the model has no input(s) ${missing.join(', ')} that the manifest declares`,
         );
       }
-      const vectors = manifest.acceptance?.vectors ?? [];
-      if (manifest.acceptance && vectors.length > 0 && ep !== accepted) {
+      if (manifest.acceptance && ep !== accepted) {
+        let vectors: readonly GoldenVector[];
+        try {
+          vectors = await loadVectors();
+        } catch (error) {
+          await session.release();
+          throw error;
+        }
         const result = await runAcceptance(session, vectors, manifest.acceptance.tolerance);
         if (!result.passed) {
           acceptanceFailures++;
@@ -595,13 +635,17 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await storeFile(manifest.artifact.sha256, manifest.artifact.size, source, 'model', model, installOptions);
         await step('downloaded', model);
         const bytes = await store.readArtifact(manifest.artifact.sha256);
+        const files = Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256]));
+        // Read and checked before any session is built: acceptance data that cannot be checked
+        // stops the install here (the model never activates untested).
+        const vectors = await acceptanceVectors(manifest, files);
         await step('stored', model);
 
-        const { live, executionProvider } = await buildSession(manifest, bytes);
+        const { live, executionProvider } = await buildSession(manifest, bytes, undefined, async () => vectors);
         await step('accepted', model);
         let latency: LatencyProbe | undefined;
         try {
-          latency = await probeLatency(live, state.live, manifest.acceptance?.vectors ?? [], latencyRuns);
+          latency = await probeLatency(live, state.live, vectors, latencyRuns);
         } catch (error) {
           // The acceptance test ran these inputs already; a probe failure must not fail the install.
           emitter.emit('error', { error });
@@ -611,7 +655,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           version: manifest.version,
           sha256: manifest.artifact.sha256,
           manifest: signed,
-          files: Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256])),
+          files,
           executionProvider,
           activatedAt: timestamp(now()),
         };
