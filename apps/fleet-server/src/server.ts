@@ -122,6 +122,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     broker: brokerOf,
     topic: (deviceId) => topics.build('desired', deviceId),
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
+    maxDocumentBytes: config.mqttMaxPayload,
   });
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
   const context: ServerContext = {
@@ -149,7 +150,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       requireScope(await principal(request), 'read');
     },
     async collectArtifacts() {
-      const referenced = new Set((await db.selectFrom('model_versions').select('sha256').execute()).map((r) => r.sha256));
+      const referenced = new Set((await db.selectFrom('version_artifacts').select('sha256').execute()).map((r) => r.sha256));
       for (const sha of await artifacts.list()) if (!referenced.has(sha)) await artifacts.remove(sha);
     },
   };

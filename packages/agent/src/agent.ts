@@ -277,11 +277,12 @@ export function createAgent(options: AgentOptions): Agent {
       if (current && current.version === manifest.version && current.sha256 === manifest.artifact.sha256) continue;
       const signed = payload.models.find((m) => m.manifest.payload.name === manifest.name)?.manifest;
       try {
-        await options.runtime.install(
-          signed,
-          { url: `${options.serverUrl}/v1/artifacts/${manifest.artifact.sha256}`, headers: { authorization: basic } },
-          payload.rollback ? { rollback: document } : {},
-        );
+        // The model and every file its manifest lists (golden vectors...) come from the server by hash.
+        const artifact = (sha256: string) => ({ url: `${options.serverUrl}/v1/artifacts/${sha256}`, headers: { authorization: basic } });
+        await options.runtime.install(signed, artifact(manifest.artifact.sha256), {
+          files: Object.fromEntries(manifest.files.map((file) => [file.name, artifact(file.sha256)])),
+          ...(payload.rollback ? { rollback: document } : {}),
+        });
       } catch (error) {
         failures++;
         log('warn', 'install failed', { model: `${manifest.name}@${manifest.version}`, ...errorInfo(error) });

@@ -3,6 +3,7 @@ export {
   type ManifestForOptions,
   manifestFor,
   PADDLE_OCR_DET_PATH,
+  PADDLE_OCR_REC_PATH,
   readModel,
   SILERO_INPUTS,
   SILERO_OUTPUTS,

@@ -72,7 +72,7 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
     { preHandler: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
     async (request, reply) => {
       const { sha256 } = request.params as { sha256: string };
-      const known = await context.db.selectFrom('model_versions').select('sha256').where('sha256', '=', sha256).executeTakeFirst();
+      const known = await context.db.selectFrom('version_artifacts').select('sha256').where('sha256', '=', sha256).executeTakeFirst();
       const path = context.artifacts.pathOf(sha256);
       const info = known ? await open(sha256) : undefined;
       if (!info) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);

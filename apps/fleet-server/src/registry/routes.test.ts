@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createTrust, encodeTensor, verifyManifest } from '@edgefleet/protocol';
+import { createTrust, decodeGoldenVectors, decodeTensor, encodeTensor, type TensorData, verifyManifest } from '@edgefleet/protocol';
 import { buildOnnxModel, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sha256Hex } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer, uploadForm } from '../testing.ts';
@@ -46,9 +46,20 @@ describe('model registry', () => {
       tolerance: { absolute: 1e-5, relative: 0 },
     });
     expect(response.statusCode, response.body).toBe(201);
-    const vectors = response.json().manifest.payload.acceptance.vectors;
+    const manifest = response.json().manifest.payload;
+    // They travel as a file the manifest lists by hash, served to devices like the model.
+    expect(manifest.acceptance).toEqual({ tolerance: { absolute: 1e-5, relative: 0 }, vectors: [], vectorsFile: 'golden-vectors.json' });
+    const [file] = manifest.files;
+    const served = await server.app.inject({ method: 'GET', url: `/v1/artifacts/${file.sha256}`, headers: server.auth });
+    expect(served.statusCode).toBe(200);
+    expect(sha256Hex(served.rawPayload)).toBe(file.sha256);
+    expect(served.rawPayload.length).toBe(file.size);
+    const vectors = decodeGoldenVectors(served.rawPayload, manifest);
     expect(vectors).toHaveLength(1);
-    expect(vectors[0].outputs[0]).toMatchObject({ name: 'scores', dtype: 'float32', shape: [2, 3] });
+    expect(vectors[0]?.outputs[0]).toMatchObject({ name: 'scores', dtype: 'float32', shape: [2, 3] });
+    const scores = decodeTensor(vectors[0]?.outputs[0] as TensorData).data as Float32Array;
+    const expected = model.reference(input);
+    for (const [i, value] of scores.entries()) expect(value).toBeCloseTo(expected[i] as number, 5);
   });
 
   it('refuses to republish a version (versions are immutable)', async () => {

@@ -3,12 +3,18 @@
  * between versions; every change is audited.
  */
 import { open, readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import {
   assertModelName,
+  checkDeliverable,
+  checkGoldenVectors,
   createManifest,
   EdgefleetError,
   EXECUTION_PROVIDERS,
+  encodeGoldenVectors,
+  GOLDEN_VECTORS_FILE,
   GoldenVector,
+  goldenVectorsEntry,
   isSemver,
   type ManifestPayload,
   parseJson,
@@ -114,6 +120,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
       const name = assertModelName((request.params as { name: string }).name);
       const raw: Record<string, unknown> = {};
       let staged: StagedUpload | undefined;
+      let goldenFile: StagedUpload | undefined;
       let reference: (DatasetProfile & { fileName: string }) | undefined;
       try {
         for await (const part of request.parts()) {
@@ -181,6 +188,10 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
         if (fields.sampleInputs?.length) {
           vectors = [...vectors, ...(await computeGoldenVectors(await readFile(staged.path), fields.sampleInputs, summary.outputs))];
         }
+        checkGoldenVectors({ model: summary }, vectors, `${name}@${version}`);
+        // Golden vectors travel as a file the manifest lists by hash, never inline: one realistic
+        // sample image is hundreds of kilobytes, and manifests ride in every desired-state document.
+        if (vectors.length > 0) goldenFile = await artifacts.stage(Readable.from([encodeGoldenVectors(vectors)]), Number.MAX_SAFE_INTEGER);
         const now = Date.now();
         const payload = createManifest({
           name,
@@ -188,7 +199,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           now,
           ttlMs: config.manifestTtlDays * 24 * 3600 * 1000,
           artifact: { sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' },
-          files: [],
+          files: goldenFile ? [goldenVectorsEntry(goldenFile.sha256, goldenFile.size)] : [],
           model: {
             format: 'onnx',
             irVersion: summary.irVersion,
@@ -202,16 +213,28 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
             executionProviders: fields.executionProviders ?? ['webgpu', 'wasm', 'cpu'],
             ...(fields.deviceClasses ? { deviceClasses: fields.deviceClasses } : {}),
           },
-          ...(vectors.length > 0 ? { acceptance: { tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 }, vectors } } : {}),
+          ...(goldenFile
+            ? {
+                acceptance: {
+                  tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 },
+                  vectors: [],
+                  vectorsFile: GOLDEN_VECTORS_FILE.name,
+                },
+              }
+            : {}),
           ...(fields.telemetry ? { telemetry: fields.telemetry } : {}),
           ...(fields.metadata ? { metadata: fields.metadata } : {}),
         });
         const manifest = signManifest(payload, [keys.signing]);
+        // What cannot travel to a device is refused now, not discovered by a stuck rollout.
+        checkDeliverable(manifest);
 
         // The bytes go under their hash first, the row last: a crash in between leaves an
         // unreferenced file (collected on start), never a version without its bytes.
         await artifacts.commit(staged);
         staged = undefined;
+        if (goldenFile) await artifacts.commit(goldenFile);
+        goldenFile = undefined;
         const actor = request.principal?.id ?? 'unknown';
         await db.transaction().execute(async (trx) => {
           await trx
@@ -238,6 +261,15 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
               created_at: new Date(now).toISOString(),
               created_by: actor,
             })
+            .execute();
+          await trx
+            .insertInto('version_artifacts')
+            .values([
+              { name, version, sha256: payload.artifact.sha256, role: 'model' },
+              ...payload.files
+                .filter((f) => f.sha256 !== payload.artifact.sha256)
+                .map((f) => ({ name, version, sha256: f.sha256, role: f.role })),
+            ])
             .execute();
           await audit(trx, {
             actor,
@@ -267,6 +299,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
         });
       } finally {
         if (staged) await artifacts.discard(staged);
+        if (goldenFile) await artifacts.discard(goldenFile);
       }
     },
   );
@@ -332,6 +365,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           .where('state', 'in', ['running', 'paused'])
           .executeTakeFirst();
         if (rollout) throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is being rolled out by ${rollout.id}`);
+        await trx.deleteFrom('version_artifacts').where('name', '=', name).where('version', '=', version).execute();
         await trx.deleteFrom('model_versions').where('name', '=', name).where('version', '=', version).execute();
         await audit(trx, {
           actor: request.principal?.id ?? 'unknown',

@@ -242,6 +242,40 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Every artifact a version consists of (the model and its files, e.g. golden vectors), so that
+    // serving, scoping and garbage collection know each file's version without parsing manifests.
+    '0009-version-artifacts': {
+      async up(db) {
+        await db.schema
+          .createTable('version_artifacts')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('version_artifacts_pk', ['name', 'version', 'sha256'])
+          .execute();
+        await db.schema.createIndex('version_artifacts_sha256').on('version_artifacts').column('sha256').execute();
+        const typed = db as unknown as Kysely<{
+          model_versions: { name: string; version: string; sha256: string; manifest: string };
+          version_artifacts: { name: string; version: string; sha256: string; role: string };
+        }>;
+        for (const row of await typed.selectFrom('model_versions').select(['name', 'version', 'sha256', 'manifest']).execute()) {
+          const files = (JSON.parse(row.manifest) as { payload: { files: { sha256: string; role: string }[] } }).payload.files;
+          const rows = new Map([[row.sha256, 'model'], ...files.map((f) => [f.sha256, f.role] as [string, string])]);
+          await typed
+            .insertInto('version_artifacts')
+            .values([...rows].map(([sha256, role]) => ({ name: row.name, version: row.version, sha256, role })))
+            .execute();
+        }
+      },
+    },
+    // What a rollout replaced on each device, exactly (its signed model entry, JSON): abort and
+    // rollback put it back as it was.
+    '0010-rollout-previous-entry': {
+      async up(db) {
+        await db.schema.alterTable('rollout_devices').addColumn('previous_entry', 'text').execute();
+      },
+    },
   };
 }
 

@@ -18,6 +18,14 @@ export interface ModelVersionsTable {
   created_by: string;
 }
 
+/** The artifacts of a version: the model itself (role `model`) and every file its manifest lists. */
+export interface VersionArtifactsTable {
+  name: string;
+  version: string;
+  sha256: string;
+  role: string;
+}
+
 export interface AliasesTable {
   name: string;
   alias: string;
@@ -183,6 +191,8 @@ export interface RolloutDevicesTable {
   status: RolloutDeviceStatus;
   /** The version the device ran before (what a rollback returns it to). */
   previous_version: string | null;
+  /** The device's desired-state entry of this model before the rollout (JSON), restored as is by a rollback; null: none. */
+  previous_entry: string | null;
   error_code: string | null;
   /** The device's install-time p95 latency of this version over the one it replaced (null: not measured). */
   latency_ratio: number | null;
@@ -192,6 +202,7 @@ export interface RolloutDevicesTable {
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
+  version_artifacts: VersionArtifactsTable;
   aliases: AliasesTable;
   devices: DevicesTable;
   enrollment_tokens: EnrollmentTokensTable;
