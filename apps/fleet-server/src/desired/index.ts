@@ -10,9 +10,11 @@ import {
   EdgefleetError,
   encodeMessage,
   type ManifestPayload,
+  MESSAGE_LIMITS,
   type SignedDocument,
   signDesiredState,
   signManifest,
+  utf8Encode,
 } from '@edgefleet/protocol';
 import type { Kysely, Transaction } from 'kysely';
 import { audit } from '../audit/index.ts';
@@ -20,24 +22,44 @@ import type { FleetBroker } from '../broker/index.ts';
 import type { FleetKeys } from '../keys/index.ts';
 import type { Database, DeviceDesiredTable } from '../store/schema.ts';
 
+/** One model of a desired-state document: its signed manifest and the rollout that set it. */
+export type DesiredEntry = DesiredStatePayload['models'][number];
+
 export interface DesiredChange {
-  /** Models to run at these versions. */
+  /** Models to run at these versions (manifests from the registry). */
   readonly set?: readonly { readonly name: string; readonly version: string; readonly rolloutId?: string }[];
+  /** Entries put back exactly as they were (a rollback to what a rollout replaced). */
+  readonly restore?: readonly DesiredEntry[];
   readonly remove?: readonly string[];
   /** The new versions may be older than what runs (a signed rollback). */
   readonly rollback?: boolean;
+}
+
+/** Devices whose document was written, and those refused with a code (nothing written for them). */
+export interface AssignResult {
+  readonly written: readonly string[];
+  readonly refused: readonly { readonly deviceId: string; readonly code: 'EF_DESIRED_STATE_TOO_LARGE'; readonly message: string }[];
 }
 
 export interface DesiredStateService {
   assign(deviceId: string, change: DesiredChange, actor: string): Promise<SignedDocument<DesiredStatePayload>>;
   /**
    * The same change for many devices in one transaction with one audit entry (a rollout stage):
-   * thousands of devices cost one commit, not thousands.
+   * thousands of devices cost one commit, not thousands. A device whose document would exceed the
+   * broker's limit is refused (nothing written for it) rather than failing the others; `inTransaction`
+   * records the outcome in the same transaction as the documents, so that what was written and
+   * what the caller believes was written never differ.
    */
-  assignMany(deviceIds: readonly string[], change: DesiredChange, actor: string, target: string): Promise<void>;
+  assignMany(
+    deviceIds: readonly string[],
+    change: DesiredChange,
+    actor: string,
+    target: string,
+    inTransaction?: (trx: Transaction<Database>, result: AssignResult) => Promise<void>,
+  ): Promise<AssignResult>;
   current(deviceId: string): Promise<SignedDocument<DesiredStatePayload> | undefined>;
-  /** The version of `model` each device's current document names (null: none). */
-  currentVersions(deviceIds: readonly string[], model: string): Promise<Map<string, string | null>>;
+  /** The entry of `model` in each device's current document (null: none). */
+  currentEntries(deviceIds: readonly string[], model: string): Promise<Map<string, DesiredEntry | null>>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
 }
@@ -56,7 +78,10 @@ export function createDesiredStateService(options: {
   topic: (deviceId: string) => string;
   manifestTtlMs: number;
   desiredTtlMs?: number;
+  /** The largest document the broker delivers, in bytes (its message limit). */
+  maxDocumentBytes?: number;
 }): DesiredStateService {
+  const maxDocumentBytes = Math.min(options.maxDocumentBytes ?? MESSAGE_LIMITS.desired, MESSAGE_LIMITS.desired);
   const { db, keys } = options;
 
   async function manifestFor(name: string, version: string): Promise<SignedDocument<ManifestPayload>> {
@@ -68,16 +93,8 @@ export function createDesiredStateService(options: {
       .executeTakeFirst();
     if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
     const manifest = JSON.parse(row.manifest) as SignedDocument<ManifestPayload>;
-    if (Date.parse(manifest.payload.expiresAt) - Date.now() > RESIGN_MARGIN_MS) return manifest;
-    const now = Date.now();
-    const fresh = signManifest(
-      {
-        ...manifest.payload,
-        issuedAt: new Date(now).toISOString().replace('.000Z', 'Z'),
-        expiresAt: new Date(now + options.manifestTtlMs).toISOString().replace('.000Z', 'Z'),
-      },
-      [keys.signing],
-    );
+    const fresh = refreshed(manifest);
+    if (fresh === manifest) return manifest;
     await db
       .updateTable('model_versions')
       .set({ manifest: JSON.stringify(fresh) })
@@ -87,21 +104,51 @@ export function createDesiredStateService(options: {
     return fresh;
   }
 
-  async function manifestsFor(change: DesiredChange) {
-    return Promise.all((change.set ?? []).map(async (m) => ({ manifest: await manifestFor(m.name, m.version), rolloutId: m.rolloutId })));
+  /** The manifest as is, or signed again with a new validity when it would expire soon. */
+  function refreshed(manifest: SignedDocument<ManifestPayload>): SignedDocument<ManifestPayload> {
+    if (Date.parse(manifest.payload.expiresAt) - Date.now() > RESIGN_MARGIN_MS) return manifest;
+    const now = Date.now();
+    return signManifest(
+      {
+        ...manifest.payload,
+        issuedAt: new Date(now).toISOString().replace('.000Z', 'Z'),
+        expiresAt: new Date(now + options.manifestTtlMs).toISOString().replace('.000Z', 'Z'),
+      },
+      [keys.signing],
+    );
+  }
+
+  async function manifestsFor(change: DesiredChange): Promise<DesiredEntry[]> {
+    const set = await Promise.all(
+      (change.set ?? []).map(async (m) => ({
+        manifest: await manifestFor(m.name, m.version),
+        ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}),
+      })),
+    );
+    const restored = (change.restore ?? []).map((entry) => ({ ...entry, manifest: refreshed(entry.manifest) }));
+    return [...set, ...restored] as DesiredEntry[];
   }
 
   function describe(payload: DesiredStatePayload): string[] {
     return payload.models.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`);
   }
 
-  /** Writes the next document of each device (inside the caller's transaction) and returns them. */
+  interface Written {
+    deviceId: string;
+    document: SignedDocument<DesiredStatePayload>;
+    previous?: DesiredStatePayload;
+  }
+
+  /**
+   * Writes the next document of each device (inside the caller's transaction) and returns them; a
+   * device whose document would exceed the broker's limit keeps its current one and is refused.
+   */
   async function writeDocuments(
     trx: Transaction<Database>,
     deviceIds: readonly string[],
     change: DesiredChange,
-    manifests: { manifest: SignedDocument<ManifestPayload>; rolloutId: string | undefined }[],
-  ): Promise<{ deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[]> {
+    entries: readonly DesiredEntry[],
+  ): Promise<{ written: Written[]; refused: AssignResult['refused'][number][] }> {
     const known = new Set<string>();
     const rows = new Map<string, { sequence: number; document: string }>();
     for (let i = 0; i < deviceIds.length; i += CHUNK) {
@@ -115,8 +162,9 @@ export function createDesiredStateService(options: {
         rows.set(r.device_id, { sequence: Number(r.sequence), document: r.document });
       }
     }
-    const changed = new Set([...manifests.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
-    const written: { deviceId: string; document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload }[] = [];
+    const changed = new Set([...entries.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
+    const written: Written[] = [];
+    const refused: AssignResult['refused'][number][] = [];
     const updatedAt = new Date().toISOString();
     const upserts: DeviceDesiredTable[] = [];
     for (const deviceId of deviceIds) {
@@ -125,18 +173,27 @@ export function createDesiredStateService(options: {
       const previous = row ? (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload : undefined;
       // Models the change does not touch keep their current entry.
       const kept = (previous?.models ?? []).filter((m) => !changed.has(m.manifest.payload.name));
-      const models = [...kept, ...manifests.map((m) => ({ manifest: m.manifest, ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}) }))];
       const sequence = (row?.sequence ?? 0) + 1;
       const payload = createDesiredState({
         deviceId,
         sequence,
-        models,
+        models: [...kept, ...entries],
         remove: [...(change.remove ?? [])],
         rollback: change.rollback ?? false,
         ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
       });
       const document = signDesiredState(payload, [keys.signing]);
-      upserts.push({ device_id: deviceId, sequence, document: JSON.stringify(document), updated_at: updatedAt });
+      const serialized = JSON.stringify(document);
+      const size = utf8Encode(serialized).length;
+      if (size > maxDocumentBytes) {
+        refused.push({
+          deviceId,
+          code: 'EF_DESIRED_STATE_TOO_LARGE',
+          message: `the desired state of ${deviceId} with ${payload.models.length} models would be ${size} bytes, above the broker limit of ${maxDocumentBytes}`,
+        });
+        continue;
+      }
+      upserts.push({ device_id: deviceId, sequence, document: serialized, updated_at: updatedAt });
       written.push({ deviceId, document, ...(previous ? { previous } : {}) });
     }
     for (let i = 0; i < upserts.length; i += CHUNK) {
@@ -152,7 +209,7 @@ export function createDesiredStateService(options: {
         )
         .execute();
     }
-    return written;
+    return { written, refused };
   }
 
   async function publish(deviceId: string, document: SignedDocument<DesiredStatePayload>): Promise<void> {
@@ -171,42 +228,52 @@ export function createDesiredStateService(options: {
 
   return {
     async assign(deviceId, change, actor) {
-      const manifests = await manifestsFor(change);
-      const [document] = await db.transaction().execute(async (trx) => {
-        const documents = await writeDocuments(trx, [deviceId], change, manifests);
-        const signed = documents[0] as { document: SignedDocument<DesiredStatePayload>; previous?: DesiredStatePayload };
+      const entries = await manifestsFor(change);
+      const signed = await db.transaction().execute(async (trx) => {
+        const { written, refused } = await writeDocuments(trx, [deviceId], change, entries);
+        const [first] = refused;
+        if (first) throw new EdgefleetError(first.code, first.message);
+        const one = written[0] as Written;
         await audit(trx, {
           actor,
           action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
           target: `device:${deviceId}`,
-          before: signed.previous ? { sequence: signed.previous.sequence, models: describe(signed.previous) } : undefined,
-          after: { sequence: signed.document.payload.sequence, models: describe(signed.document.payload), remove: change.remove ?? [] },
+          before: one.previous ? { sequence: one.previous.sequence, models: describe(one.previous) } : undefined,
+          after: { sequence: one.document.payload.sequence, models: describe(one.document.payload), remove: change.remove ?? [] },
         });
-        return documents;
+        return one;
       });
-      if (!document) throw new EdgefleetError('EF_INTERNAL_ERROR', 'no document was written');
-      await publish(deviceId, document.document);
-      return document.document;
+      await publish(deviceId, signed.document);
+      return signed.document;
     },
 
-    async assignMany(deviceIds, change, actor, target) {
-      if (deviceIds.length === 0) return;
-      const manifests = await manifestsFor(change);
-      const documents = await db.transaction().execute(async (trx) => {
-        const written = await writeDocuments(trx, deviceIds, change, manifests);
-        await audit(trx, {
-          actor,
-          action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
-          target,
-          after: { devices: deviceIds.length, set: (change.set ?? []).map((m) => `${m.name}@${m.version}`), remove: change.remove ?? [] },
-        });
-        return written;
+    async assignMany(deviceIds, change, actor, target, inTransaction) {
+      if (deviceIds.length === 0) return { written: [], refused: [] };
+      const entries = await manifestsFor(change);
+      const { documents, result } = await db.transaction().execute(async (trx) => {
+        const { written, refused } = await writeDocuments(trx, deviceIds, change, entries);
+        const result: AssignResult = { written: written.map((w) => w.deviceId), refused };
+        if (written.length > 0) {
+          await audit(trx, {
+            actor,
+            action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+            target,
+            after: {
+              devices: written.length,
+              set: entries.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
+              remove: change.remove ?? [],
+            },
+          });
+        }
+        await inTransaction?.(trx, result);
+        return { documents: written, result };
       });
       await publishAll(documents.map(({ deviceId, document }) => ({ deviceId, document })));
+      return result;
     },
 
-    async currentVersions(deviceIds, model) {
-      const versions = new Map<string, string | null>(deviceIds.map((id) => [id, null]));
+    async currentEntries(deviceIds, model) {
+      const entries = new Map<string, DesiredEntry | null>(deviceIds.map((id) => [id, null]));
       for (let i = 0; i < deviceIds.length; i += CHUNK) {
         const rows = await db
           .selectFrom('device_desired')
@@ -215,10 +282,10 @@ export function createDesiredStateService(options: {
           .execute();
         for (const row of rows) {
           const payload = (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload;
-          versions.set(row.device_id, payload.models.find((m) => m.manifest.payload.name === model)?.manifest.payload.version ?? null);
+          entries.set(row.device_id, payload.models.find((m) => m.manifest.payload.name === model) ?? null);
         }
       }
-      return versions;
+      return entries;
     },
 
     async current(deviceId) {

@@ -18,7 +18,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type DeviceEvent, type DeviceTopic, decodeMessage, EdgefleetError, type ReportedState } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import { audit } from '../audit/index.ts';
-import type { DesiredStateService } from '../desired/index.ts';
+import type { DesiredChange, DesiredEntry, DesiredStateService } from '../desired/index.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import { checkTelemetryGates } from './telemetry-gates.ts';
@@ -65,6 +65,11 @@ export interface RolloutSpec {
   readonly onGateFailure?: 'pause' | 'rollback';
   /** Seconds without a sign of life after which a device no longer blocks a stage. */
   readonly offlineAfterSeconds?: number;
+  /**
+   * A fleet-wide rollback: the version may be older than what devices run, and their documents are
+   * signed as a rollback (devices refuse an older version otherwise).
+   */
+  readonly rollback?: boolean;
 }
 
 /** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
@@ -326,29 +331,37 @@ export function createRolloutEngine(options: {
       .selectAll()
       .where('rollout_id', '=', row.id)
       .where('status', 'in', ['assigned', 'active', 'failed'])
+      // A member refused its document was never sent anything: its document is already as it was.
+      .where((eb) => eb.or([eb('error_code', 'is', null), eb('error_code', '!=', 'EF_DESIRED_STATE_TOO_LARGE')]))
       .execute();
-    // Devices that go back to the same version get their documents in one transaction.
-    const byPrevious = new Map<string | null, string[]>();
+    // Each device gets back exactly the entry the rollout replaced (none: the model is removed);
+    // devices with the same entry get their documents in one transaction.
+    const byPrevious = new Map<string, { change: DesiredChange; ids: string[] }>();
     for (const device of touched) {
-      const group = byPrevious.get(device.previous_version);
-      if (group) group.push(device.device_id);
-      else byPrevious.set(device.previous_version, [device.device_id]);
+      // Rollouts created before entries were kept know only the version: theirs comes from the registry.
+      const change: DesiredChange = device.previous_entry
+        ? { restore: [JSON.parse(device.previous_entry) as DesiredEntry], rollback: true }
+        : device.previous_version
+          ? { set: [{ name: row.model, version: device.previous_version }], rollback: true }
+          : { remove: [row.model], rollback: true };
+      const key = JSON.stringify(change);
+      const group = byPrevious.get(key);
+      if (group) group.ids.push(device.device_id);
+      else byPrevious.set(key, { change, ids: [device.device_id] });
     }
-    for (const [previous, ids] of byPrevious) {
-      await desired.assignMany(
-        ids,
-        previous ? { set: [{ name: row.model, version: previous, rolloutId: row.id }], rollback: true } : { remove: [row.model] },
-        'rollout-engine',
-        `rollout:${row.id}`,
-      );
-      for (let i = 0; i < ids.length; i += CHUNK) {
-        await db
-          .updateTable('rollout_devices')
-          .set({ status: 'rolled_back', updated_at: new Date(now()).toISOString() })
-          .where('rollout_id', '=', row.id)
-          .where('device_id', 'in', ids.slice(i, i + CHUNK))
-          .execute();
-      }
+    for (const { change, ids } of byPrevious.values()) {
+      await desired.assignMany(ids, change, 'rollout-engine', `rollout:${row.id}`, async (trx, result) => {
+        // A device refused a document (too large) keeps its own: nothing of this rollout is in it.
+        const done = [...result.written, ...result.refused.map((r) => r.deviceId)];
+        for (let i = 0; i < done.length; i += CHUNK) {
+          await trx
+            .updateTable('rollout_devices')
+            .set({ status: 'rolled_back', updated_at: new Date(now()).toISOString() })
+            .where('rollout_id', '=', row.id)
+            .where('device_id', 'in', done.slice(i, i + CHUNK))
+            .execute();
+        }
+      });
     }
     const final = reason.final ?? 'rolled_back';
     await db
@@ -427,23 +440,40 @@ export function createRolloutEngine(options: {
       .execute();
     if (due.length > 0) {
       const ids = due.map((d) => d.device_id);
+      // The members' status changes in the transaction that writes their documents: a document
+      // written is a member assigned, whatever happens to the publish that follows.
       await desired.assignMany(
         ids,
-        { set: [{ name: row.model, version: row.version, rolloutId: row.id }] },
+        { set: [{ name: row.model, version: row.version, rolloutId: row.id }], rollback: spec.rollback ?? false },
         'rollout-engine',
         `rollout:${row.id}`,
+        async (trx, result) => {
+          const at = new Date(now()).toISOString();
+          for (let i = 0; i < result.written.length; i += CHUNK) {
+            await trx
+              .updateTable('rollout_devices')
+              .set({ status: 'assigned', updated_at: at })
+              .where('rollout_id', '=', row.id)
+              .where('device_id', 'in', result.written.slice(i, i + CHUNK))
+              .where('status', '=', 'pending')
+              .execute();
+          }
+          for (const refused of result.refused) {
+            await trx
+              .updateTable('rollout_devices')
+              .set({ status: 'failed', error_code: refused.code, updated_at: at })
+              .where('rollout_id', '=', row.id)
+              .where('device_id', '=', refused.deviceId)
+              .execute();
+            log.warn({ rolloutId: row.id, deviceId: refused.deviceId, code: refused.code }, refused.message);
+          }
+        },
       );
-      for (let i = 0; i < ids.length; i += CHUNK) {
-        await db
-          .updateTable('rollout_devices')
-          .set({ status: 'assigned', updated_at: new Date(now()).toISOString() })
-          .where('rollout_id', '=', row.id)
-          .where('device_id', 'in', ids.slice(i, i + CHUNK))
-          .where('status', '=', 'pending')
-          .execute();
-      }
     }
-    // 2. Gates on what the stage's devices have reported: counted in the database, not in memory.
+    // 2. Gates on what the stage's devices have reported: counted in the database, not in memory,
+    // after the presence and observations still in the write-behind batch (a device that has
+    // just connected is online, not "never seen").
+    await writes.flush();
     const counts = await db
       .selectFrom('rollout_devices')
       .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
@@ -487,7 +517,9 @@ export function createRolloutEngine(options: {
     // 3. A healthy, soaked stage opens the next one.
     const soak = (spec.stages[row.current_stage]?.soakSeconds ?? DEFAULTS.soakSeconds) * 1000;
     const soaked = now() - Date.parse(row.stage_started_at) >= soak;
-    if (waiting > 0 || reporting < Math.min(gates.minDevicesReporting, counted) || !soaked) return;
+    // Every online member must have answered, and a stage nobody has answered never passes: a
+    // stage whose members are all offline waits for them.
+    if (waiting > 0 || reporting < Math.max(1, Math.min(gates.minDevicesReporting, counted)) || !soaked) return;
     // Telemetry gates decide once, when the stage is otherwise ready to pass: a statistical test
     // repeated on every tick would trip on chance sooner or later.
     if (gates.maxDriftScore !== undefined || gates.maxOutputShift !== undefined) {
@@ -566,8 +598,8 @@ export function createRolloutEngine(options: {
       const sorted = targeted.map((d) => ({ id: d.id, cohort: cohortOf(id, d.id) })).sort((a, b) => a.cohort - b.cohort);
       const sizes = stageSizes(spec.stages, sorted.length);
       const at = new Date(now()).toISOString();
-      // What each device runs now (its current desired version): what a rollback returns it to.
-      const previous = await desired.currentVersions(
+      // What each device is meant to run now (its current desired entry): what a rollback restores.
+      const previous = await desired.currentEntries(
         sorted.map((d) => d.id),
         spec.model,
       );
@@ -612,7 +644,8 @@ export function createRolloutEngine(options: {
           })
           .execute();
         const members = sorted.map((device, index) => {
-          const was = previous.get(device.id) ?? null;
+          const entry = previous.get(device.id) ?? null;
+          const was = entry?.manifest.payload.version ?? null;
           return {
             rollout_id: id,
             device_id: device.id,
@@ -620,6 +653,7 @@ export function createRolloutEngine(options: {
             stage: sizes.findIndex((size) => index < size),
             status: was === spec.version ? ('active' as const) : ('pending' as const),
             previous_version: was,
+            previous_entry: entry ? JSON.stringify(entry) : null,
             error_code: null,
             updated_at: at,
           };

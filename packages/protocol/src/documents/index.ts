@@ -223,7 +223,7 @@ function checkManifestConsistency(manifest: ManifestPayload): void {
  * contradicts itself, or acceptance data that does not fit the model.
  */
 export function checkGoldenVectors(
-  manifest: Pick<ManifestPayload, 'model'>,
+  manifest: { readonly model: Pick<ManifestPayload['model'], 'inputs' | 'outputs'> },
   vectors: readonly GoldenVector[],
   what: string,
   fail: (message: string) => never = (message) => {
