@@ -62,6 +62,15 @@ describe('model registry', () => {
     for (const [i, value] of scores.entries()) expect(value).toBeCloseTo(expected[i] as number, 5);
   });
 
+  it('refuses a version whose manifest could not travel to devices (EF_MANIFEST_TOO_LARGE), naming the large part, and keeps nothing', async () => {
+    const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`note-${i}`, 'x'.repeat(1000)]));
+    const response = await upload('verbose', '1.0.0', mlpModel(3).bytes, { metadata });
+    expect(response.statusCode).toBe(422);
+    expect(response.json()).toMatchObject({ code: 'EF_MANIFEST_TOO_LARGE' });
+    expect(response.json().detail).toMatch(/largest part is metadata/);
+    expect((await server.app.inject({ method: 'GET', url: '/v1/models/verbose/versions', headers: server.auth })).statusCode).toBe(404);
+  });
+
   it('refuses to republish a version (versions are immutable)', async () => {
     const model = mlpModel(4).bytes;
     expect((await upload('immutable', '1.0.0', model)).statusCode).toBe(201);

@@ -65,6 +65,26 @@ describe('rollout engine', () => {
     await api('POST', `/v1/rollouts/${rollout.id}/abort`);
   });
 
+  it('refuses an empty selector and targets the whole fleet only when told so explicitly', async () => {
+    await api('POST', '/v1/devices', { id: 'everyone-1' });
+    for (const selector of [{}, { tags: [] }, { devices: [] }, { tags: [], devices: [] }, { all: true, tags: ['x'] }]) {
+      const refused = await server.app.inject({
+        method: 'POST',
+        url: '/v1/rollouts',
+        headers: server.auth,
+        payload: { model: 'mlp', version: '1.0.0', selector, stages: [{ percent: 100 }] },
+      });
+      expect(refused.statusCode, JSON.stringify(selector)).toBe(400);
+      expect(refused.json().code).toBe('EF_ROLLOUT_SELECTOR_INVALID');
+      expect(refused.json().detail).toContain('"all": true');
+    }
+    expect((await api('GET', '/v1/rollouts')).rollouts.filter((r: { state: string }) => r.state === 'running')).toHaveLength(0);
+    const all = await api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { all: true }, stages: [{ percent: 100 }] });
+    const devices = (await api('GET', '/v1/devices')).devices.map((d: { id: string }) => d.id).sort();
+    expect(all.devices.map((d: { id: string }) => d.id).sort()).toEqual(devices);
+    await api('POST', `/v1/rollouts/${all.id}/abort`);
+  });
+
   it('restores each device’s desired state exactly when a rollout is aborted', async () => {
     await api('POST', '/v1/devices', { id: 'exact-1', tags: ['group=exact'] });
     await api('POST', '/v1/devices', { id: 'exact-2', tags: ['group=exact'] });

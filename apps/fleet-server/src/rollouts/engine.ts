@@ -58,8 +58,11 @@ export interface GateSpec {
 export interface RolloutSpec {
   readonly model: string;
   readonly version: string;
-  /** Devices carrying every one of these tags; or explicit ids. */
-  readonly selector: { readonly tags?: readonly string[]; readonly devices?: readonly string[] };
+  /**
+   * Devices carrying every one of these tags and/or among these ids; the whole fleet only when
+   * said explicitly (`{ all: true }`, alone). An empty selector is refused: it must never mean "everyone".
+   */
+  readonly selector: { readonly all?: true; readonly tags?: readonly string[]; readonly devices?: readonly string[] };
   readonly stages: readonly StageSpec[];
   readonly gates?: GateSpec;
   readonly onGateFailure?: 'pause' | 'rollback';
@@ -70,6 +73,30 @@ export interface RolloutSpec {
    * signed as a rollback (devices refuse an older version otherwise).
    */
   readonly rollback?: boolean;
+}
+
+/**
+ * An empty selector is a careless admin's whole fleet (THREATS 23): targeting everything is said
+ * with `{ all: true }` alone, anything else must name tags or devices.
+ */
+export function checkSelector(selector: RolloutSpec['selector']): void {
+  const named = (selector.tags?.length ?? 0) > 0 || (selector.devices?.length ?? 0) > 0;
+  const empties = (['tags', 'devices'] as const).filter((key) => selector[key] !== undefined && selector[key].length === 0);
+  if (selector.all === true) {
+    if (selector.tags !== undefined || selector.devices !== undefined) {
+      throw new EdgefleetError(
+        'EF_ROLLOUT_SELECTOR_INVALID',
+        'the selector says "all": true and also names tags or devices; use {"all": true} alone for the whole fleet, or only tags/devices',
+      );
+    }
+    return;
+  }
+  if (!named || empties.length > 0) {
+    throw new EdgefleetError(
+      'EF_ROLLOUT_SELECTOR_INVALID',
+      `the selector ${JSON.stringify(selector)} names no devices${empties.length > 0 ? ` (empty ${empties.join(' and ')})` : ''}; give tags or device ids, or {"all": true} to target the whole fleet`,
+    );
+  }
 }
 
 /** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
@@ -587,6 +614,7 @@ export function createRolloutEngine(options: {
         .where('version', '=', spec.version)
         .executeTakeFirst();
       if (!version) throw new EdgefleetError('EF_NOT_FOUND', `${spec.model}@${spec.version} is not in the registry`);
+      checkSelector(spec.selector);
       const id = `ro-${randomUUID().slice(0, 8)}`;
       const all = await db.selectFrom('devices').select(['id', 'tags']).where('status', '=', 'active').orderBy('id').execute();
       const targeted = all.filter((d) => {

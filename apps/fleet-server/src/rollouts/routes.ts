@@ -19,10 +19,11 @@ const CreateRollout = Type.Object(
     version: Type.String({ maxLength: 64 }),
     selector: Type.Object(
       {
+        all: Type.Optional(Type.Literal(true, { description: 'every active device of the fleet (alone: no tags, no devices)' })),
         tags: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$' }), { maxItems: 16 })),
         devices: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' }), { maxItems: 100_000 })),
       },
-      { additionalProperties: false },
+      { additionalProperties: false, description: 'which devices: tags and/or device ids, or {"all": true}' },
     ),
     stages: Type.Array(Stage, { minItems: 1, maxItems: 20 }),
     gates: Type.Optional(
@@ -44,6 +45,9 @@ const CreateRollout = Type.Object(
       ),
     ),
     onGateFailure: Type.Optional(Type.Enum(['pause', 'rollback'])),
+    rollback: Type.Optional(
+      Type.Boolean({ description: 'a fleet-wide rollback: the version may be older than what devices run (signed as a rollback)' }),
+    ),
     offlineAfterSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 30 * 24 * 3600 })),
   },
   { additionalProperties: false },

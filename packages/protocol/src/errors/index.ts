@@ -319,6 +319,16 @@ export const ERRORS = defineErrors({
     title: 'The rollout targets no device',
     fix: 'Check the selector: every tag listed must be on a device, and the devices must be active (GET /v1/devices?tag=...).',
   },
+  EF_ROLLOUT_SELECTOR_INVALID: {
+    status: 400,
+    title: 'The rollout selector names no devices, or names them two ways',
+    fix: 'Give "tags" (devices carrying all of them) and/or "devices" (ids), each non-empty; to target the whole fleet, say so explicitly with "selector": {"all": true} and nothing else.',
+  },
+  EF_MODEL_DOWNGRADE: {
+    status: 409,
+    title: 'The version is older than what the targeted devices run',
+    fix: 'Devices refuse an older version unless the change is signed as a rollback: create the rollout with "rollback": true (or assign with "rollback": true), which is audited as one.',
+  },
   EF_ROLLOUT_STATE: {
     status: 409,
     title: 'The rollout is not in a state that allows this',
