@@ -9,6 +9,7 @@ import {
   checkDeliverable,
   checkGoldenVectors,
   createManifest,
+  type DesiredStatePayload,
   EdgefleetError,
   EXECUTION_PROVIDERS,
   encodeGoldenVectors,
@@ -18,6 +19,7 @@ import {
   isSemver,
   type ManifestPayload,
   parseJson,
+  type ReportedState,
   type SignedDocument,
   signManifest,
   TelemetrySpec,
@@ -26,7 +28,7 @@ import {
   validate,
 } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import Type from 'typebox';
 import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
@@ -80,6 +82,64 @@ export async function findVersion(db: Kysely<Database>, name: string, version: s
   const row = await db.selectFrom('model_versions').selectAll().where('name', '=', name).where('version', '=', version).executeTakeFirst();
   if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
   return row;
+}
+
+/** How many ids a refusal names before "and N more". */
+const NAMED = 5;
+
+function named(ids: readonly string[]): string {
+  return `${ids.slice(0, NAMED).join(', ')}${ids.length > NAMED ? ` and ${ids.length - NAMED} more` : ''}`;
+}
+
+/**
+ * What still needs a version, in words: rollouts that install it or would roll back to it, and
+ * devices whose desired state names it or that report running it (active or as the version they
+ * would roll back to). Deleting any of these would leave a rollout unable to finish or a device
+ * unable to get back what it runs (THREATS 23).
+ */
+async function versionUsers(trx: Transaction<Database>, name: string, version: string): Promise<string[]> {
+  const users: string[] = [];
+  const live = ['running', 'paused', 'rolling_back'] as const;
+  const installing = await trx
+    .selectFrom('rollouts')
+    .select('id')
+    .where('model', '=', name)
+    .where('version', '=', version)
+    .where('state', 'in', live)
+    .execute();
+  if (installing.length > 0) users.push(`rollout ${named(installing.map((r) => r.id))} installs it`);
+  const returning = await trx
+    .selectFrom('rollout_devices')
+    .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+    .select('rollouts.id')
+    .distinct()
+    .where('rollouts.model', '=', name)
+    .where('rollouts.state', 'in', live)
+    .where('rollout_devices.previous_version', '=', version)
+    .execute();
+  if (returning.length > 0) users.push(`rollout ${named(returning.map((r) => r.id))} would roll devices back to it`);
+  // Documents and reports are JSON: a text match narrows the rows, parsing decides. A semantic
+  // version has no LIKE wildcard (% or _) in it.
+  const mention = `%"version":"${version}"%`;
+  const desired = await trx.selectFrom('device_desired').select(['device_id', 'document']).where('document', 'like', mention).execute();
+  const meant = desired
+    .filter((r) =>
+      (JSON.parse(r.document) as SignedDocument<DesiredStatePayload>).payload.models.some(
+        (m) => m.manifest.payload.name === name && m.manifest.payload.version === version,
+      ),
+    )
+    .map((r) => r.device_id);
+  if (meant.length > 0) users.push(`the desired state of device ${named(meant)} names it`);
+  const reported = await trx.selectFrom('devices').select(['id', 'reported']).where('reported', 'like', mention).execute();
+  const running = reported
+    .filter((r) =>
+      (JSON.parse(r.reported ?? '{"models":[]}') as ReportedState).models.some(
+        (m) => m.name === name && (m.active?.version === version || m.previous?.version === version),
+      ),
+    )
+    .map((r) => r.id);
+  if (running.length > 0) users.push(`device ${named(running)} reports running it or keeping it to roll back to`);
+  return users;
 }
 
 function summarizeRow(row: {
@@ -249,6 +309,18 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
             .where('version', '=', version)
             .executeTakeFirst();
           if (clash) throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+          const tombstone = await trx
+            .selectFrom('deleted_versions')
+            .select(['sha256', 'deleted_at'])
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (tombstone && tombstone.sha256 !== payload.artifact.sha256) {
+            throw new EdgefleetError(
+              'EF_MODEL_VERSION_DELETED',
+              `${name}@${version} was deleted at ${tombstone.deleted_at}; it named the model with sha256 ${tombstone.sha256.slice(0, 12)}…, not these bytes (${payload.artifact.sha256.slice(0, 12)}…)`,
+            );
+          }
           await trx
             .insertInto('model_versions')
             .values({
@@ -357,14 +429,21 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
         if (aliases.length > 0) {
           throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is aliased as ${aliases.map((a) => a.alias).join(', ')}`);
         }
-        const rollout = await trx
-          .selectFrom('rollouts')
-          .select('id')
-          .where('model', '=', name)
-          .where('version', '=', version)
-          .where('state', 'in', ['running', 'paused'])
-          .executeTakeFirst();
-        if (rollout) throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is being rolled out by ${rollout.id}`);
+        const users = await versionUsers(trx, name, version);
+        if (users.length > 0) {
+          throw new EdgefleetError('EF_MODEL_VERSION_IN_USE', `${name}@${version} is in use: ${users.join('; ')}`, { details: { users } });
+        }
+        await trx
+          .insertInto('deleted_versions')
+          .values({
+            name,
+            version,
+            sha256: row.sha256,
+            deleted_at: new Date().toISOString(),
+            deleted_by: request.principal?.id ?? 'unknown',
+          })
+          .onConflict((oc) => oc.columns(['name', 'version']).doUpdateSet({ deleted_at: new Date().toISOString() }))
+          .execute();
         await trx.deleteFrom('version_artifacts').where('name', '=', name).where('version', '=', version).execute();
         await trx.deleteFrom('model_versions').where('name', '=', name).where('version', '=', version).execute();
         await audit(trx, {

@@ -109,6 +109,57 @@ describe('rollout engine', () => {
     }
   });
 
+  it('refuses to delete a version devices run or a rollout would roll back to, and never reuses a deleted version for other bytes', async () => {
+    for (const [version, seed] of [
+      ['1.0.0', 11],
+      ['2.0.0', 12],
+      ['3.0.0', 13],
+    ] as const) {
+      await register(server, 'kept', version, mlpModel(seed).bytes);
+    }
+    await api('POST', '/v1/devices', { id: 'keeper-1', tags: ['group=keeper'] });
+    await api('POST', '/v1/devices', { id: 'keeper-2', tags: ['group=keeper'] });
+    for (const id of ['keeper-1', 'keeper-2']) await api('PUT', `/v1/devices/${id}/desired/kept`, { version: '1.0.0' });
+    const del = (version: string) =>
+      server.app.inject({ method: 'DELETE', url: `/v1/models/kept/versions/${version}`, headers: server.auth });
+
+    const running = await del('1.0.0');
+    expect(running.statusCode).toBe(409);
+    expect(running.json()).toMatchObject({ code: 'EF_MODEL_VERSION_IN_USE' });
+    expect(running.json().detail).toMatch(/keeper-1/);
+    // Stage 1 moves keeper-1 (by cohort) to 2.0.0; a rollback would return it to 1.0.0.
+    const rollout = await api('POST', '/v1/rollouts', {
+      model: 'kept',
+      version: '2.0.0',
+      selector: { devices: ['keeper-1', 'keeper-2'] },
+      stages: [{ count: 1 }, { percent: 100 }],
+    });
+    const moved = rollout.devices.find((d: { stage: number }) => d.stage === 0).id;
+    const stayed = moved === 'keeper-1' ? 'keeper-2' : 'keeper-1';
+    await api('PUT', `/v1/devices/${stayed}/desired/kept`, { version: '3.0.0' });
+    // Nobody's document names 1.0.0 now, but the rollout would roll `moved` back to it.
+    for (const id of ['keeper-1', 'keeper-2']) expect(JSON.stringify(await desiredOf(id))).not.toContain('"version":"1.0.0"');
+    const target = await del('1.0.0');
+    expect(target.json()).toMatchObject({ code: 'EF_MODEL_VERSION_IN_USE' });
+    expect(target.json().detail).toContain(rollout.id);
+    expect((await del('2.0.0')).json()).toMatchObject({ code: 'EF_MODEL_VERSION_IN_USE' });
+    await api('POST', `/v1/rollouts/${rollout.id}/abort`);
+    // Once nothing needs it, it goes; its name stays taken by its bytes.
+    await api('PUT', `/v1/devices/${moved}/desired/kept`, { version: '3.0.0' });
+    expect((await del('2.0.0')).statusCode).toBe(204);
+    expect((await del('1.0.0')).statusCode).toBe(204);
+    const reused = await server.app.inject({
+      method: 'POST',
+      url: '/v1/models/kept/versions',
+      headers: server.auth,
+      payload: uploadForm('1.0.0', mlpModel(99).bytes),
+    });
+    expect(reused.statusCode).toBe(409);
+    expect(reused.json()).toMatchObject({ code: 'EF_MODEL_VERSION_DELETED' });
+    // The same bytes may come back under their own version.
+    await register(server, 'kept', '1.0.0', mlpModel(11).bytes);
+  });
+
   it('fails a device whose document would exceed the broker limit, visibly, without rewriting it again and again', async () => {
     const small = await startTestServer({ mqttMaxPayload: 4096 });
     try {

@@ -276,6 +276,20 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.alterTable('rollout_devices').addColumn('previous_entry', 'text').execute();
       },
     },
+    // A deleted version keeps its number bound to its bytes: name@version means one sha256 forever.
+    '0011-deleted-versions': {
+      async up(db) {
+        await db.schema
+          .createTable('deleted_versions')
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('deleted_at', 'text', (c) => c.notNull())
+          .addColumn('deleted_by', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('deleted_versions_pk', ['name', 'version'])
+          .execute();
+      },
+    },
   };
 }
 

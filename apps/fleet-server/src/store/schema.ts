@@ -26,6 +26,15 @@ export interface VersionArtifactsTable {
   role: string;
 }
 
+/** A deleted version's tombstone: its number stays bound to its bytes. */
+export interface DeletedVersionsTable {
+  name: string;
+  version: string;
+  sha256: string;
+  deleted_at: string;
+  deleted_by: string;
+}
+
 export interface AliasesTable {
   name: string;
   alias: string;
@@ -203,6 +212,7 @@ export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
   version_artifacts: VersionArtifactsTable;
+  deleted_versions: DeletedVersionsTable;
   aliases: AliasesTable;
   devices: DevicesTable;
   enrollment_tokens: EnrollmentTokensTable;

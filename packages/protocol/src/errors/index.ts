@@ -287,7 +287,12 @@ export const ERRORS = defineErrors({
   EF_MODEL_VERSION_IN_USE: {
     status: 409,
     title: 'The model version is in use',
-    fix: 'Move the aliases and finish the rollouts that use this version before deleting it.',
+    fix: 'The message says by what: move its aliases, finish or abort the rollouts that install it or would roll back to it, and move the devices that run it to another version before deleting it.',
+  },
+  EF_MODEL_VERSION_DELETED: {
+    status: 409,
+    title: 'This version was deleted, and a version names one set of bytes forever',
+    fix: 'Publish these bytes under a new semantic version; only the deleted version’s own bytes may be registered under its number again.',
   },
   EF_DEVICE_UNKNOWN: {
     status: 404,
