@@ -12,7 +12,7 @@ import { ALL_DEVICES, FAMILY_P_VALUE, mergeWindows, scoreBucket, verifyWebhookSi
 import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
 import { mlpModel, splitmix } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 
 const SECRET = 'whsec-test-0123456789';
 const TABULAR: TelemetrySpec = {
@@ -125,7 +125,7 @@ describe('fleet-wide drift', () => {
     const response = await fleet.server.app.inject({
       method: 'POST',
       url: '/v1/models/churn/versions',
-      headers: { authorization: 'Bearer e2e-admin-token' },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       payload: form,
     });
     expect(response.statusCode, response.body).toBe(201);

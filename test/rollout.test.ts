@@ -6,7 +6,7 @@ import { encodeTensor, type GoldenVector } from '@edgefleet/protocol';
 import { heavyMlpModel, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cohortOf, stageSizes } from '../apps/fleet-server/src/rollouts/engine.ts';
-import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 
 let fleet: Fleet;
 const sample = [[encodeTensor('features', 'float32', [1, 4], seededValues(4, 1))]];
@@ -170,6 +170,45 @@ describe('staged rollouts over MQTT', () => {
     }
   }, 120_000);
 
+  it('rolls the whole group back to an older version only as a signed, audited rollback; a plain downgrade is refused at creation', async () => {
+    const all = await devices('back', 3, 'group=back');
+    await baseline(all, '1.0.0');
+    const forward = await fleet.api('POST', '/v1/rollouts', {
+      model: 'mlp',
+      version: '2.0.0',
+      selector: { tags: ['group=back'] },
+      stages: [{ percent: 100 }],
+    });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${forward.id}`)).state === 'completed', 'the rollout to 2.0.0', 60_000);
+    const spec = { model: 'mlp', version: '1.0.0', selector: { tags: ['group=back'] }, stages: [{ count: 1 }, { percent: 100 }] };
+    const plain = await fleet.server.app.inject({
+      method: 'POST',
+      url: '/v1/rollouts',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: spec,
+    });
+    expect(plain.statusCode).toBe(409);
+    expect(plain.json()).toMatchObject({ code: 'EF_MODEL_DOWNGRADE' });
+    expect(plain.json().detail).toContain('"rollback": true');
+    const back = await fleet.api('POST', '/v1/rollouts', { ...spec, rollback: true });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${back.id}`)).state === 'completed', 'the rollback rollout', 60_000);
+    for (const device of all) {
+      expect(device.activeVersion('mlp')).toBe('1.0.0');
+      const document = await fleet.api('GET', `/v1/devices/${device.id}/desired`);
+      expect(document.payload).toMatchObject({
+        rollback: true,
+        models: [{ manifest: { payload: { version: '1.0.0' } }, rolloutId: back.id }],
+      });
+    }
+    const audit = await fleet.api('GET', `/v1/audit?target=rollout:${back.id}`);
+    expect(audit.entries.find((e: { action: string }) => e.action === 'rollout.create').after).toMatchObject({
+      rollback: true,
+      version: '1.0.0',
+    });
+    expect(audit.entries.filter((e: { action: string }) => e.action === 'device.desired.rollback')).toHaveLength(2);
+    for (const d of all) await d.stop();
+  }, 120_000);
+
   it('refuses a second active rollout of the same model on the same devices', async () => {
     const [device] = await devices('busy', 1, 'group=busy');
     await fleet.api('POST', '/v1/rollouts', {
@@ -181,14 +220,14 @@ describe('staged rollouts over MQTT', () => {
     const response = await fleet.server.app.inject({
       method: 'POST',
       url: '/v1/rollouts',
-      headers: { authorization: 'Bearer e2e-admin-token' },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       payload: { model: 'mlp', version: '1.0.0', selector: { tags: ['group=busy'] }, stages: [{ percent: 100 }] },
     });
     expect(response.json()).toMatchObject({ code: 'EF_ROLLOUT_CONFLICT', status: 409 });
     const del = await fleet.server.app.inject({
       method: 'DELETE',
       url: '/v1/models/mlp/versions/2.0.0',
-      headers: { authorization: 'Bearer e2e-admin-token' },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
     expect(del.json()).toMatchObject({ code: 'EF_MODEL_VERSION_IN_USE' });
     await device?.stop();

@@ -7,7 +7,7 @@ import { encodeMessage } from '@edgefleet/protocol';
 import { mlpModel, seededValues, splitmix } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 import { sampleWindow } from './helpers/telemetry.ts';
 
 let fleet: Fleet;
@@ -30,7 +30,7 @@ async function deviceWithModel(id: string): Promise<FleetDevice> {
 }
 
 async function refusedCount(reason: string): Promise<number> {
-  const response = await fleet.server.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer e2e-admin-token' } });
+  const response = await fleet.server.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   const line = response.body.split('\n').find((l) => l.startsWith(`edgefleet_mqtt_refused_total{reason="${reason}"}`));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
@@ -253,7 +253,7 @@ describe('telemetry from devices', () => {
     const missing = await fleet.server.app.inject({
       method: 'GET',
       url: '/v1/drift?model=mlp&version=9.9.9',
-      headers: { authorization: 'Bearer e2e-admin-token' },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
     expect(missing.json()).toMatchObject({ code: 'EF_NOT_FOUND' });
     await steady.stop();

@@ -52,6 +52,9 @@ export interface FleetDevice {
   stop(): Promise<void>;
 }
 
+/** The admin token of test fleets (32 characters or more: the server refuses shorter ones). */
+export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdefghij';
+
 export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
@@ -62,9 +65,9 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
 
 export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fleet> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-fleet-'));
-  let server = await createFleetServer({ env: {}, config: { ...config, dataDir, port: 0, mqttPort: 0, adminToken: 'e2e-admin-token' } });
+  let server = await createFleetServer({ env: {}, config: { ...config, dataDir, port: 0, mqttPort: 0, adminToken: ADMIN_TOKEN } });
   const ports = { http: new URL(server.url).port, mqtt: new URL(server.broker.urls.tcp).port };
-  const auth = { authorization: 'Bearer e2e-admin-token' };
+  const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
   const keySet = ((await server.app.inject({ method: 'GET', url: '/v1/keyset' })).json() as SignedDocument<KeySetPayload>).payload;
   const devices: FleetDevice[] = [];
 
@@ -154,7 +157,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
     async startServer() {
       server = await createFleetServer({
         env: {},
-        config: { ...config, dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: 'e2e-admin-token' },
+        config: { ...config, dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: ADMIN_TOKEN },
       });
     },
     async close() {

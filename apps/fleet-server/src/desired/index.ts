@@ -5,12 +5,14 @@
  * broker without persistence still gives each (re)connecting device its current state.
  */
 import {
+  compareSemver,
   createDesiredState,
   type DesiredStatePayload,
   EdgefleetError,
   encodeMessage,
   type ManifestPayload,
   MESSAGE_LIMITS,
+  type ReportedState,
   type SignedDocument,
   signDesiredState,
   signManifest,
@@ -60,6 +62,12 @@ export interface DesiredStateService {
   current(deviceId: string): Promise<SignedDocument<DesiredStatePayload> | undefined>;
   /** The entry of `model` in each device's current document (null: none). */
   currentEntries(deviceIds: readonly string[], model: string): Promise<Map<string, DesiredEntry | null>>;
+  /**
+   * The highest version of `model` each device runs or is meant to run: its desired entry, and
+   * what it reports (active version and version floor). Below it, a device installs only a signed
+   * rollback.
+   */
+  versionsRun(deviceIds: readonly string[], model: string): Promise<Map<string, string>>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
 }
@@ -67,6 +75,22 @@ export interface DesiredStateService {
 const PUBLISH_CONCURRENCY = 256;
 /** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
 const CHUNK = 500;
+
+/**
+ * Refuses a plain downgrade (THREATS 23): devices would refuse it one by one
+ * (EF_MODEL_VERSION_ROLLBACK); the server says so at once and names the signed way back.
+ */
+export function checkNotDowngrade(model: string, version: string, running: ReadonlyMap<string, string>, rollback: boolean): void {
+  if (rollback) return;
+  const newer = [...running].filter(([, current]) => compareSemver(version, current) < 0).map(([deviceId]) => deviceId);
+  if (newer.length === 0) return;
+  const first = newer[0] as string;
+  throw new EdgefleetError(
+    'EF_MODEL_DOWNGRADE',
+    `${model}@${version} is older than ${model}@${running.get(first)}, which device ${newer.slice(0, 5).join(', ')}${newer.length > 5 ? ` and ${newer.length - 5} more` : ''} run${newer.length === 1 ? 's' : ''}; to go back, send it as a signed rollback with "rollback": true`,
+    { details: { devices: newer.length } },
+  );
+}
 
 /** Re-sign a manifest whose validity ends within this margin, so devices can still install it. */
 const RESIGN_MARGIN_MS = 30 * 24 * 3600 * 1000;
@@ -286,6 +310,29 @@ export function createDesiredStateService(options: {
         }
       }
       return entries;
+    },
+
+    async versionsRun(deviceIds, model) {
+      const highest = new Map<string, string>();
+      const raise = (deviceId: string, version: string | undefined) => {
+        const seen = highest.get(deviceId);
+        if (version !== undefined && (seen === undefined || compareSemver(version, seen) > 0)) highest.set(deviceId, version);
+      };
+      for (const [deviceId, entry] of await this.currentEntries(deviceIds, model)) raise(deviceId, entry?.manifest.payload.version);
+      for (let i = 0; i < deviceIds.length; i += CHUNK) {
+        const rows = await db
+          .selectFrom('devices')
+          .select(['id', 'reported'])
+          .where('id', 'in', deviceIds.slice(i, i + CHUNK))
+          .where('reported', 'is not', null)
+          .execute();
+        for (const row of rows) {
+          const reported = (JSON.parse(row.reported as string) as ReportedState).models.find((m) => m.name === model);
+          raise(row.id, reported?.active?.version);
+          raise(row.id, reported?.floor);
+        }
+      }
+      return highest;
     },
 
     async current(deviceId) {

@@ -9,6 +9,7 @@ import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
 import type { ServerContext } from '../context.ts';
+import { checkNotDowngrade } from '../desired/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 
 const Tag = Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$', description: 'a tag such as region=eu or line-3' });
@@ -175,6 +176,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     async (request) => {
       const { id, model } = request.params as { id: string; model: string };
       const body = request.body as { version: string; rollback?: boolean };
+      checkNotDowngrade(model, body.version, await context.desired.versionsRun([id], model), body.rollback ?? false);
       return context.desired.assign(
         id,
         { set: [{ name: model, version: body.version }], rollback: body.rollback ?? false },

@@ -18,7 +18,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type DeviceEvent, type DeviceTopic, decodeMessage, EdgefleetError, type ReportedState } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import { audit } from '../audit/index.ts';
-import type { DesiredChange, DesiredEntry, DesiredStateService } from '../desired/index.ts';
+import { checkNotDowngrade, type DesiredChange, type DesiredEntry, type DesiredStateService } from '../desired/index.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import { checkTelemetryGates } from './telemetry-gates.ts';
@@ -631,6 +631,10 @@ export function createRolloutEngine(options: {
         sorted.map((d) => d.id),
         spec.model,
       );
+      const running = await desired.versionsRun(
+        sorted.map((d) => d.id),
+        spec.model,
+      );
       await db.transaction().execute(async (trx) => {
         const busy: { device_id: string; id: string }[] = [];
         for (let i = 0; i < sorted.length; i += CHUNK) {
@@ -655,6 +659,7 @@ export function createRolloutEngine(options: {
             `device ${busy[0]?.device_id} is already in rollout ${busy[0]?.id} of ${spec.model}${busy.length > 1 ? ` (and ${busy.length - 1} more)` : ''}`,
           );
         }
+        checkNotDowngrade(spec.model, spec.version, running, spec.rollback === true);
         await trx
           .insertInto('rollouts')
           .values({

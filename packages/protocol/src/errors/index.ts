@@ -135,7 +135,7 @@ export const ERRORS = defineErrors({
   EF_MODEL_VERSION_ROLLBACK: {
     status: 409,
     title: 'The model version is older than the version floor',
-    fix: 'Only a signed desired-state document with rollback set may install an older version; start a rollback from the server instead.',
+    fix: 'Only a signed desired-state document with rollback set may install an older version: roll back from the server with a rollout created with "rollback": true (POST /v1/rollouts), or PUT /v1/devices/{id}/desired/{model} with "rollback": true.',
   },
   EF_MANIFEST_TOO_LARGE: {
     status: 422,
