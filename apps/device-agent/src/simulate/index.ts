@@ -2,16 +2,22 @@
  * N lightweight simulated devices in one process. Each speaks real MQTT with its own credential,
  * verifies its signed desired state with the fleet's key set, downloads and hash-verifies the real
  * artifacts over HTTP (with Range resume), and reports state and events like a real agent; it only
- * skips inference. Faults can be injected: failed acceptance tests, added latency, devices offline,
- * downloads dropped half-way.
+ * skips inference. It applies the agent's rules (signature and expiry, version floor unless a
+ * signed rollback, device class, acceptance data that must be readable and fit the model), so a
+ * rollout that simulated devices accept is one real devices accept. Faults can be injected: failed
+ * acceptance tests, added latency, devices offline, downloads dropped half-way.
  */
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, get as httpGet, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { telemetryMessage } from '@edgefleet/agent';
 import {
+  checkVersionFloor,
+  compareSemver,
   createTopicScheme,
   createTrust,
+  decodeGoldenVectors,
+  EdgefleetError,
   type DeviceEvent,
   encodeMessage,
   type KeySetPayload,
@@ -120,6 +126,9 @@ function connectOnce(url: string, options: mqtt.IClientOptions): Promise<MqttCli
   });
 }
 
+/** The device class simulated devices report and are checked against (a manifest's runtime.deviceClasses). */
+export const SIMULATED_CLASS = 'simulated';
+
 /** A stable share in [0, 1) per device and purpose: faults hit the same devices on every run. */
 export function deviceShare(id: string, purpose: string): number {
   return createHash('sha256').update(`${purpose}\n${id}`).digest().readUInt32BE(0) / 2 ** 32;
@@ -157,6 +166,40 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     if (next) next();
     else slots++;
   };
+  /**
+   * What a real device checks before downloading a byte: the device class, then the version floor
+   * (TUF rollback attack: only a verified rollback document installs an older version).
+   */
+  function checkTarget(manifest: ManifestPayload, floor: string | undefined, rollback: boolean): void {
+    const classes = manifest.runtime.deviceClasses;
+    if (classes && !classes.includes(SIMULATED_CLASS)) {
+      throw new EdgefleetError(
+        'EF_MODEL_TARGET_MISMATCH',
+        `${manifest.name}@${manifest.version} is built for device classes ${classes.join(', ')}; this device is ${SIMULATED_CLASS}`,
+      );
+    }
+    checkVersionFloor(manifest.name, manifest.version, floor, rollback);
+  }
+
+  /**
+   * The acceptance data a real device needs before it may activate (short of running the model):
+   * inline golden vectors, or a golden vectors file (downloaded and hash-checked) that decodes and
+   * fits the model's inputs and outputs. A model whose acceptance test cannot run never activates.
+   */
+  function checkAcceptanceData(manifest: ManifestPayload, files: ReadonlyMap<string, Uint8Array>): void {
+    const acceptance = manifest.acceptance;
+    if (!acceptance) return;
+    let vectors = acceptance.vectors.length;
+    if (acceptance.vectorsFile !== undefined) {
+      const bytes = files.get(acceptance.vectorsFile);
+      if (!bytes) throw new EdgefleetError('EF_ACCEPTANCE_DATA_INVALID', `${manifest.name}@${manifest.version}: no golden vectors file`);
+      vectors += decodeGoldenVectors(bytes, manifest).length;
+    }
+    if (vectors === 0) {
+      throw new EdgefleetError('EF_ACCEPTANCE_DATA_INVALID', `${manifest.name}@${manifest.version} has an acceptance test without golden vectors`);
+    }
+  }
+
   const devices: (SimulatedDevice & {
     client?: MqttClient | undefined;
     active: Map<string, string>;
@@ -179,6 +222,8 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     };
     /** The verified manifest of each active model (what its telemetry is shaped by). */
     const manifests = new Map<string, ManifestPayload>();
+    /** The version floor of each model: below it, only a signed rollback installs. */
+    const floors = new Map<string, string>();
     devices.push(state);
     if (deviceShare(id, 'offline') < (faults.offline ?? 0)) return;
     const bootId = globalThis.crypto.randomUUID();
@@ -252,28 +297,36 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         bootId,
         reportedAt: timestamp(Date.now()),
         appliedSequence: applied,
-        agent: { version: '0.1.0', platform: 'node', deviceClass: 'simulated' },
+        agent: { version: '0.1.0', platform: 'node', deviceClass: SIMULATED_CLASS },
         capabilities: { executionProviders: ['wasm'] },
         models: [...state.active].map(([name, version]) => ({
           name,
           state: 'active' as const,
-          active: { version, sha256: '0'.repeat(64), executionProvider: 'wasm' as const, activatedAt: timestamp(Date.now()) },
+          active: {
+            version,
+            sha256: manifests.get(name)?.artifact.sha256 ?? '0'.repeat(64),
+            executionProvider: 'wasm' as const,
+            activatedAt: timestamp(Date.now()),
+          },
+          ...(floors.has(name) ? { floor: floors.get(name) as string } : {}),
         })),
       };
       client.publish(topics.build('reported', id), Buffer.from(encodeMessage('reported', reported)), { qos: 1, retain: true });
     };
 
-    async function download(sha256: string, size: number, dropFirst: boolean): Promise<void> {
+    /** Downloads and hash-checks an artifact; `keep` returns its bytes (small files only). */
+    async function download(sha256: string, size: number, dropFirst: boolean, keep = false): Promise<Uint8Array | undefined> {
       await acquire();
       try {
-        await downloadOnce(sha256, size, dropFirst);
+        return await downloadOnce(sha256, size, dropFirst, keep);
       } finally {
         release();
       }
     }
 
-    async function downloadOnce(sha256: string, size: number, dropFirst: boolean): Promise<void> {
+    async function downloadOnce(sha256: string, size: number, dropFirst: boolean, keep: boolean): Promise<Uint8Array | undefined> {
       const hash = createHash('sha256');
+      const kept: Buffer[] = [];
       let received = 0;
       for (let attempt = 0; attempt < 5 && received < size; attempt++) {
         const response = await get(`${options.serverUrl}/v1/artifacts/${sha256}`, {
@@ -291,6 +344,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
             throw Object.assign(new Error('more than the signed size'), { code: 'EF_DOWNLOAD_TOO_LARGE' });
           }
           hash.update(chunk);
+          if (keep) kept.push(chunk);
           if (dropFirst && attempt === 0 && received >= size / 2) {
             response.destroy(); // the link drops half-way: resume with Range on the next attempt
             break;
@@ -299,6 +353,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       }
       if (received !== size) throw Object.assign(new Error(`got ${received} of ${size} bytes`), { code: 'EF_DOWNLOAD_INCOMPLETE' });
       if (hash.digest('hex') !== sha256) throw Object.assign(new Error('sha256 mismatch'), { code: 'EF_ARTIFACT_HASH_MISMATCH' });
+      return keep ? new Uint8Array(Buffer.concat(kept)) : undefined;
     }
 
     async function reconcile(document: unknown): Promise<void> {
@@ -317,13 +372,24 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         const model = { name: manifest.name, version: manifest.version };
         if (state.active.get(manifest.name) === manifest.version) continue;
         try {
+          checkTarget(manifest, floors.get(manifest.name), verified.payload.rollback);
           if (faults.latencyMs) await new Promise((resolve) => setTimeout(resolve, faults.latencyMs));
+          const files = new Map<string, Uint8Array>();
+          for (const file of manifest.files) {
+            files.set(file.name, (await download(file.sha256, file.size, false, true)) as Uint8Array);
+          }
+          checkAcceptanceData(manifest, files);
           await download(manifest.artifact.sha256, manifest.artifact.size, deviceShare(id, 'drop') < (faults.dropDownload ?? 0));
           event('verified', { model, ...(rolloutId ? { rolloutId } : {}) });
           if (deviceShare(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
             throw Object.assign(new Error('simulated acceptance failure'), { code: 'EF_ACCEPTANCE_FAILED' });
           }
           const replaced = state.active.get(manifest.name);
+          // The floor follows the runtime's rule: raised by a newer version, set by a rollback.
+          const floor = floors.get(manifest.name);
+          if (verified.payload.rollback || floor === undefined || compareSemver(manifest.version, floor) > 0) {
+            floors.set(manifest.name, manifest.version);
+          }
           state.active.set(manifest.name, manifest.version);
           manifests.set(manifest.name, manifest);
           state.installs++;
