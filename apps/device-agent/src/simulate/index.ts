@@ -16,9 +16,9 @@ import {
   compareSemver,
   createTopicScheme,
   createTrust,
+  type DeviceEvent,
   decodeGoldenVectors,
   EdgefleetError,
-  type DeviceEvent,
   encodeMessage,
   type KeySetPayload,
   type ManifestPayload,
@@ -196,7 +196,10 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       vectors += decodeGoldenVectors(bytes, manifest).length;
     }
     if (vectors === 0) {
-      throw new EdgefleetError('EF_ACCEPTANCE_DATA_INVALID', `${manifest.name}@${manifest.version} has an acceptance test without golden vectors`);
+      throw new EdgefleetError(
+        'EF_ACCEPTANCE_DATA_INVALID',
+        `${manifest.name}@${manifest.version} has an acceptance test without golden vectors`,
+      );
     }
   }
 

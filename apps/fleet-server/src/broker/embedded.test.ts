@@ -215,3 +215,94 @@ describe('embedded broker isolation', () => {
     }
   });
 });
+
+/** An MQTT 3.1.1 CONNECT packet, built by hand: raw sockets say exactly what an attacker sends. */
+function connectPacket(id: string, secret: string, keepalive = 30): Buffer {
+  const field = (text: string) => {
+    const bytes = Buffer.from(text, 'utf8');
+    return Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes]);
+  };
+  const body = Buffer.concat([
+    field('MQTT'),
+    Buffer.from([4, 0xc2, keepalive >> 8, keepalive & 0xff]), // level 4, username + password + clean session
+    field(id),
+    field(id),
+    field(secret),
+  ]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]); // bodies under 128 bytes: one length byte
+}
+
+/** 256 MiB as an MQTT remaining length: the largest the encoding allows is 256 MiB - 1. */
+const HUGE = [0xff, 0xff, 0xff, 0x7f];
+
+/**
+ * Writes `header`, then zeros 1 MiB at a time up to `total`, each write awaited, until the server
+ * closes the connection; returns how many bytes the connection took before it was closed.
+ */
+async function flood(header: Buffer, total: number, before?: (socket: import('node:net').Socket) => Promise<void>): Promise<number> {
+  const url = new URL(server.broker.urls.tcp);
+  const socket = connectTcp(Number(url.port), url.hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const gone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined);
+  await before?.(socket);
+  let taken = 0;
+  const chunk = Buffer.alloc(1024 * 1024);
+  const write = (bytes: Buffer) =>
+    new Promise<boolean>((resolve) => {
+      if (socket.destroyed) return resolve(false);
+      socket.write(bytes, (error) => resolve(!error));
+    });
+  if (await write(header)) {
+    while (taken < total && (await write(chunk))) taken += chunk.length;
+  }
+  await gone;
+  return taken;
+}
+
+async function refusedCount(reason: string): Promise<number> {
+  const text = (await server.app.inject({ method: 'GET', url: '/metrics', headers: server.auth })).body;
+  return Number(new RegExp(`edgefleet_mqtt_refused_total\\{reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+}
+
+describe('embedded broker limits (THREATS 18)', () => {
+  it('closes a connection whose CONNECT declares 256 MiB as soon as the fixed header is read, before authentication', async () => {
+    const before = await refusedCount('packet-too-large');
+    const taken = await Promise.all(Array.from({ length: 4 }, () => flood(Buffer.from([0x10, ...HUGE]), 64 * 1024 * 1024)));
+    // What the kernel's socket buffers absorbed, not what the broker read: far below what was sent.
+    for (const bytes of taken) expect(bytes).toBeLessThan(32 * 1024 * 1024);
+    expect(await refusedCount('packet-too-large')).toBe(before + 4);
+    expect((await device('dev-a')).connected).toBe(true);
+  });
+
+  it('closes an authenticated device whose PUBLISH declares 256 MiB as soon as the fixed header is read', async () => {
+    const before = await refusedCount('packet-too-large');
+    const taken = await flood(Buffer.from([0x32, ...HUGE]), 64 * 1024 * 1024, async (socket) => {
+      const connack = new Promise<Buffer>((resolve) => socket.once('data', resolve));
+      socket.write(connectPacket('dev-b', secrets.get('dev-b') ?? ''));
+      expect([...(await connack)]).toEqual([0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
+    });
+    expect(taken).toBeLessThan(32 * 1024 * 1024);
+    expect(await refusedCount('packet-too-large')).toBe(before + 1);
+  });
+
+  it.each([0, 1201, 65_535])(
+    'accepts keepalive %i, as MQTT 3.1.1 allows (0 turns it off), answering only defined return codes',
+    async (keepalive) => {
+      const client = await mqtt.connectAsync(server.broker.urls.tcp, {
+        clientId: 'dev-b',
+        username: 'dev-b',
+        password: secrets.get('dev-b') ?? '',
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        keepalive,
+      });
+      clients.push(client);
+      expect(client.connected).toBe(true);
+      await client.endAsync();
+    },
+  );
+});

@@ -8,6 +8,7 @@
  * them). The server publishes through the broker object itself, never as a client.
  */
 import { type AddressInfo, createServer as createNetServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { decodeMessage, EdgefleetError, type Presence, type ReportedState, type TopicScheme } from '@edgefleet/protocol';
 import { Aedes, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
@@ -17,6 +18,7 @@ import type { ServerMetrics } from '../metrics/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import type { FleetBroker } from './index.ts';
+import { GuardedConnection, type PacketLimits } from './packet-guard.ts';
 
 export interface EmbeddedBrokerOptions {
   readonly config: ServerConfig;
@@ -39,9 +41,23 @@ const BROKER_DEFAULTS = {
   maxTopicLevels: 16,
   // Device ids are up to 64 characters and are the client id.
   maxClientsIdLength: 64,
-  // Keepalive up to 20 minutes: battery devices on cellular links ping rarely.
-  keepaliveLimit: 1200,
+  // No keepaliveLimit: aedes refuses keepalives above it, and 0, with CONNACK code 6, which MQTT
+  // 3.1.1 does not define ([MQTT-3.2.2-6] allows 0-5 only). A client's keepalive is honoured as it
+  // declares it (0 turns it off, [MQTT-3.1.2-10]); TCP keepalive reaps dead peers instead.
 } as const;
+
+/**
+ * Packet size limits read from each fixed header (broker/packet-guard.ts). A CONNECT holds a
+ * client id, username and password of a few dozen bytes and a presence will of ~200: 8 KiB is
+ * plenty, and nothing larger is read from a connection that has not authenticated.
+ */
+const CONNECT_LIMIT = 8 * 1024;
+/** Room for a PUBLISH's topic (ours are under 200 bytes) and packet id beside its payload. */
+const PUBLISH_OVERHEAD = 1024;
+/** SUBSCRIBE, UNSUBSCRIBE and acknowledgements: our devices subscribe to two topics. */
+const OTHER_LIMIT = 64 * 1024;
+/** Dead peers (keepalive 0, or a cable pulled) are found by TCP within minutes. */
+const TCP_KEEPALIVE_MS = 60_000;
 
 function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 | 5 } {
   return Object.assign(new Error(message), { returnCode });
@@ -66,7 +82,11 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
         return;
       }
       devices.verify(username, password.toString('utf8')).then(
-        () => done(null, true),
+        () => {
+          // From now on the connection may carry packets up to the payload limit.
+          if (client.conn instanceof GuardedConnection) client.conn.scanner.authenticated = true;
+          done(null, true);
+        },
         (error: unknown) => {
           metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'error');
           done(
@@ -152,7 +172,23 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   aedes.on('clientError', (client, error) => log.info({ deviceId: client.id, err: error.message }, 'mqtt client error'));
   aedes.on('connectionError', (_client, error) => log.info({ err: error.message }, 'mqtt connection error'));
 
-  const tcp: Server = createNetServer(aedes.handle);
+  const limits: PacketLimits = {
+    beforeAuthentication: CONNECT_LIMIT,
+    publish: config.mqttMaxPayload + PUBLISH_OVERHEAD,
+    other: OTHER_LIMIT,
+  };
+  /** Every connection reaches aedes through the packet guard. */
+  const handle = (stream: Duplex, request?: import('node:http').IncomingMessage) => {
+    const guarded = new GuardedConnection(stream, limits, (verdict) => {
+      metrics.mqttRefused(verdict.reason);
+      log.info({ reason: verdict.reason, err: verdict.message }, 'mqtt connection refused');
+    });
+    aedes.handle(guarded, request as never);
+  };
+  const tcp: Server = createNetServer((socket) => {
+    socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    handle(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen(config.mqttPort, config.host, () => resolve());
@@ -160,7 +196,8 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.mqttMaxPayload + 1024 });
   const onUpgrade = (request: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
     if (new URL(request.url ?? '/', 'http://localhost').pathname !== '/mqtt') return;
-    wss.handleUpgrade(request, socket, head, (ws) => aedes.handle(createWebSocketStream(ws), request));
+    if ('setKeepAlive' in socket) (socket as import('node:net').Socket).setKeepAlive(true, TCP_KEEPALIVE_MS);
+    wss.handleUpgrade(request, socket, head, (ws) => handle(createWebSocketStream(ws), request));
   };
   options.http.on('upgrade', onUpgrade);
   const tcpPort = (tcp.address() as AddressInfo).port;
