@@ -83,4 +83,4 @@ export {
   type TopicKindSpec,
   type TopicScheme,
 } from './topics/index.ts';
-export { matches, type ParseJsonOptions, parseJson, type ValidationIssue, validate } from './validation/index.ts';
+export { findForbiddenKey, matches, type ParseJsonOptions, parseJson, type ValidationIssue, validate } from './validation/index.ts';

@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { createTrust, verifyDesiredState, verifyKeySetUpdate, verifyManifest } from '../documents/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import { ManifestPayload, MESSAGE_SCHEMAS, SignedManifest } from '../schemas/index.ts';
+import { signPayload } from '../signing/index.ts';
 import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '../testing/index.ts';
-import { parseJson, validate } from './index.ts';
+import { findForbiddenKey, parseJson, validate } from './index.ts';
 
 const keys = createTestKeys();
 
@@ -76,9 +77,26 @@ describe('validate', () => {
       expect.unreachable('validate accepted __proto__');
     } catch (error) {
       expect(error).toMatchObject({ code: 'EF_SCHEMA_INVALID' });
-      expect((error as EdgefleetError).message).toContain('/__proto__: is not a known field');
+      expect((error as EdgefleetError).message).toContain('/__proto__: a key named "__proto__" is never allowed');
     }
     expect(({} as { admin?: boolean }).admin).toBeUndefined();
+  });
+
+  it('refuses __proto__, constructor and prototype keys anywhere, also where a schema takes free keys (metadata), and in signed manifests', () => {
+    const keys = createTestKeys();
+    for (const key of ['__proto__', 'constructor', 'prototype']) {
+      const payload = JSON.parse(
+        JSON.stringify(sampleManifest())
+          .replace('{', `{"metadata":{"${key}":{"admin":"yes"}},`)
+          .replace(/,"metadata":\{[^}]*\}/, ''),
+      );
+      expect(() => validate(ManifestPayload, payload), key).toThrow(new RegExp(`/metadata/${key}: a key named`));
+      // Signed by a trusted key all the same (an older server signed what it was given): the device refuses it.
+      const signed = signPayload(payload, [keys.manifest]);
+      expect(() => verifyManifest(JSON.parse(JSON.stringify(signed)), keys.trust, { now: TEST_NOW }), key).toThrow(/EF_SCHEMA_INVALID/);
+    }
+    expect(findForbiddenKey({ a: [{ b: { c: 1 } }, { d: { prototype: 1 } }] })).toBe('/a/1/d/prototype');
+    expect(findForbiddenKey(JSON.parse('[[[[[[[[[[{"x":{"__proto__":{}}}]]]]]]]]]]'))).toBe('/0/0/0/0/0/0/0/0/0/0/x/__proto__');
   });
 
   it('describes an enum by its allowed values', () => {

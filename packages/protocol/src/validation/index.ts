@@ -32,9 +32,34 @@ function validatorFor(schema: TSchema): Validator<Record<PropertyKey, TSchema>, 
   return validator;
 }
 
+/**
+ * Keys that reach an object's prototype when code copies or merges it (`{...x}`, Object.assign,
+ * lodash.merge): never valid in any edgefleet message or document, whatever its schema says
+ * (TypeBox's Record accepts an own `__proto__` key from JSON.parse).
+ */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The JSON pointer of the first forbidden key in `value`, or undefined. Iterative: no stack limit on deep input. */
+export function findForbiddenKey(value: unknown): string | undefined {
+  const stack: [unknown, string][] = [[value, '']];
+  while (stack.length > 0) {
+    const [node, path] = stack.pop() as [unknown, string];
+    if (node === null || typeof node !== 'object') continue;
+    if (Array.isArray(node)) {
+      for (let i = node.length - 1; i >= 0; i--) stack.push([node[i], `${path}/${i}`]);
+      continue;
+    }
+    for (const key of Object.keys(node)) {
+      if (FORBIDDEN_KEYS.has(key)) return `${path}/${escapePointer(key)}`;
+      stack.push([(node as Record<string, unknown>)[key], `${path}/${escapePointer(key)}`]);
+    }
+  }
+  return undefined;
+}
+
 /** True when `value` matches `schema`. Never throws. */
 export function matches<T extends TSchema>(schema: T, value: unknown): value is Static<T> {
-  return validatorFor(schema).Check(value);
+  return findForbiddenKey(value) === undefined && validatorFor(schema).Check(value);
 }
 
 /**
@@ -46,6 +71,16 @@ export function matches<T extends TSchema>(schema: T, value: unknown): value is 
  */
 export function validate<T extends TSchema>(schema: T, value: unknown, what?: string): Static<T> {
   const validator = validatorFor(schema);
+  const forbidden = findForbiddenKey(value);
+  if (forbidden !== undefined) {
+    const subject = what ?? titleOf(schema);
+    const key = forbidden.slice(forbidden.lastIndexOf('/') + 1);
+    throw new EdgefleetError(
+      'EF_SCHEMA_INVALID',
+      `${subject} is invalid at ${forbidden}: a key named "${key}" is never allowed (it would reach object prototypes); remove it`,
+      { details: { subject, issues: [{ path: forbidden, message: 'is a forbidden key' }] } },
+    );
+  }
   if (validator.Check(value)) return value as Static<T>;
   const issues = explain(schema, validator.Errors(value));
   const subject = what ?? titleOf(schema);
