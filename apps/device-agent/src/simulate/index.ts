@@ -203,6 +203,8 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     }
   }
 
+  /** The bytes of manifest files (golden vectors) by hash, shared by every simulated device. */
+  const fileCache = new Map<string, Uint8Array>();
   const devices: (SimulatedDevice & {
     client?: MqttClient | undefined;
     active: Map<string, string>;
@@ -227,6 +229,11 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     const manifests = new Map<string, ManifestPayload>();
     /** The version floor of each model: below it, only a signed rollback installs. */
     const floors = new Map<string, string>();
+    /** The version each model replaced: kept, as a runtime keeps it, to roll back to without a download. */
+    const previous = new Map<string, ManifestPayload>();
+    /** Artifacts this device holds (those of the active and previous versions), as a runtime's store. */
+    const held = () =>
+      new Set([...manifests.values(), ...previous.values()].flatMap((m) => [m.artifact.sha256, ...m.files.map((f) => f.sha256)]));
     devices.push(state);
     if (deviceShare(id, 'offline') < (faults.offline ?? 0)) return;
     const bootId = globalThis.crypto.randomUUID();
@@ -311,6 +318,9 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
             executionProvider: 'wasm' as const,
             activatedAt: timestamp(Date.now()),
           },
+          ...(previous.has(name)
+            ? { previous: { version: previous.get(name)?.version as string, sha256: previous.get(name)?.artifact.sha256 as string } }
+            : {}),
           ...(floors.has(name) ? { floor: floors.get(name) as string } : {}),
         })),
       };
@@ -359,6 +369,19 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       return keep ? new Uint8Array(Buffer.concat(kept)) : undefined;
     }
 
+    /**
+     * A small file of a manifest (golden vectors): from this process's cache when the device holds
+     * it already, else downloaded and hash-checked. The cache is by hash, so thousands of
+     * simulated devices share one copy of the bytes.
+     */
+    async function fileBytes(sha256: string, size: number, stored: ReadonlySet<string>): Promise<Uint8Array> {
+      const cached = fileCache.get(sha256);
+      if (cached && stored.has(sha256)) return cached;
+      const bytes = (await download(sha256, size, false, true)) as Uint8Array;
+      fileCache.set(sha256, bytes);
+      return bytes;
+    }
+
     async function reconcile(document: unknown): Promise<void> {
       let verified: ReturnType<typeof verifyDesiredState>;
       try {
@@ -377,12 +400,13 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
         try {
           checkTarget(manifest, floors.get(manifest.name), verified.payload.rollback);
           if (faults.latencyMs) await new Promise((resolve) => setTimeout(resolve, faults.latencyMs));
+          const stored = held();
           const files = new Map<string, Uint8Array>();
-          for (const file of manifest.files) {
-            files.set(file.name, (await download(file.sha256, file.size, false, true)) as Uint8Array);
-          }
+          for (const file of manifest.files) files.set(file.name, await fileBytes(file.sha256, file.size, stored));
           checkAcceptanceData(manifest, files);
-          await download(manifest.artifact.sha256, manifest.artifact.size, deviceShare(id, 'drop') < (faults.dropDownload ?? 0));
+          if (!stored.has(manifest.artifact.sha256)) {
+            await download(manifest.artifact.sha256, manifest.artifact.size, deviceShare(id, 'drop') < (faults.dropDownload ?? 0));
+          }
           event('verified', { model, ...(rolloutId ? { rolloutId } : {}) });
           if (deviceShare(id, 'acceptance') < (faults.failAcceptance ?? 0)) {
             throw Object.assign(new Error('simulated acceptance failure'), { code: 'EF_ACCEPTANCE_FAILED' });
@@ -393,6 +417,9 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
           if (verified.payload.rollback || floor === undefined || compareSemver(manifest.version, floor) > 0) {
             floors.set(manifest.name, manifest.version);
           }
+          const replacedManifest = manifests.get(manifest.name);
+          if (replacedManifest && replacedManifest.artifact.sha256 !== manifest.artifact.sha256)
+            previous.set(manifest.name, replacedManifest);
           state.active.set(manifest.name, manifest.version);
           manifests.set(manifest.name, manifest);
           state.installs++;
@@ -410,7 +437,11 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
           });
         }
       }
-      for (const name of verified.payload.remove) state.active.delete(name);
+      for (const name of verified.payload.remove) {
+        state.active.delete(name);
+        manifests.delete(name);
+        previous.delete(name);
+      }
       applied = verified.payload.sequence;
       report();
     }
