@@ -20,7 +20,7 @@ import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const [deviceCount = 200, perDevice = 50] = process.argv.slice(2).map(Number);
 const RUNS_PER_WINDOW = 60;
-const TOKEN = 'bench-admin-token';
+const TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
 
 async function cpuSeconds(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];

@@ -23,7 +23,7 @@ import mqtt from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
-const TOKEN = 'bench-admin-token';
+const TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
 
 /** CPU seconds (user + system) a process has used. */
 async function cpuSeconds(pid: number): Promise<number> {

@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     line(`admin API     ${server.url}   (OpenAPI: ${server.url}/docs)`);
     line(`MQTT          ${server.broker.urls.tcp}   ${server.broker.urls.ws}`);
     line(`data folder   ${dataDir} (SQLite, artifacts, signing key with mode 0600)`);
-    line(`admin token   ${token}   (printed once)`);
+    line(`admin token   in ${server.adminTokenFile}   (mode 0600; never printed or logged)`);
     line(`drift webhook ${webhookUrl}   (HMAC-SHA256 signed)`);
 
     step('Silero VAD v5 (from @ricky0123/vad-web) is registered with a sample input');

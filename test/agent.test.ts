@@ -12,7 +12,7 @@ import {
 } from '@edgefleet/protocol';
 import { mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fleet, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, startFleet, until } from './helpers/fleet.ts';
 
 let fleet: Fleet;
 
@@ -80,8 +80,15 @@ describe('agent and server over real MQTT', () => {
     const device = await fleet.startDevice('agent-4');
     await fleet.api('PUT', '/v1/devices/agent-4/desired/mlp', { version: '2.0.0' });
     await until(() => device.activeVersion('mlp') === '2.0.0', 'mlp 2.0.0');
-    await fleet.api('PUT', '/v1/devices/agent-4/desired/mlp', { version: '1.0.0' });
-    await until(() => device.runtime.models()[0]?.lastError?.code === 'EF_MODEL_VERSION_ROLLBACK', 'the downgrade refused');
+    // A plain downgrade is refused by the server, naming the signed way back (the device would
+    // refuse it too: test/simulator-agreement.test.ts sends it one).
+    const plain = await fleet.server.app.inject({
+      method: 'PUT',
+      url: '/v1/devices/agent-4/desired/mlp',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: { version: '1.0.0' },
+    });
+    expect(plain.json()).toMatchObject({ code: 'EF_MODEL_DOWNGRADE', status: 409 });
     expect(device.activeVersion('mlp')).toBe('2.0.0');
     await fleet.api('PUT', '/v1/devices/agent-4/desired/mlp', { version: '1.0.0', rollback: true });
     await until(() => device.activeVersion('mlp') === '1.0.0', 'mlp rolled back to 1.0.0');

@@ -11,7 +11,8 @@ describe('pnpm demo', () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], { cwd: root, timeout: 120_000 });
     expect(stdout).toMatch(/admin API {5}http:\/\/127\.0\.0\.1:\d+ {3}\(OpenAPI: http:\/\/127\.0\.0\.1:\d+\/docs\)/);
     expect(stdout).toMatch(/MQTT {10}mqtt:\/\/127\.0\.0\.1:\d+ {3}ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
-    expect(stdout).toMatch(/admin token {3}efa_\w+_[\w-]{43}/);
+    expect(stdout).toMatch(/admin token {3}in \/\S+\/admin-token {3}\(mode 0600; never printed or logged\)/);
+    expect(stdout).not.toMatch(/efa_\w+_[\w-]{43}/);
     expect(stdout).toContain('silero-vad@5.0.0: 2327524 bytes');
     expect(stdout).toMatch(/inputs input float32\[.*\], state float32\[2,.*,128\], sr int64\[\]/);
     expect(stdout).toContain('10 devices connected over MQTT');

@@ -142,8 +142,15 @@ describe('fleet-wide drift', () => {
   it('flags the shifted group, only it among the groups, alerts once through the signed webhook, and resolves when it recovers', async () => {
     // Before the shift: four seconds of telemetry, scored; no alert. (A bucket is flagged wrongly
     // at most 1% of the time, so at most one of a group's buckets may be; an alert needs three.)
-    await new Promise((resolve) => setTimeout(resolve, 4000));
-    await evaluate();
+    // Wait until every group has three buckets of four devices scored (the evaluation is the witness).
+    await until(async () => {
+      await evaluate();
+      for (const group of GROUPS) {
+        const series = await scores(`group=${group}`);
+        if (series.filter((s) => s.devices === 4).length < 3) return false;
+      }
+      return true;
+    }, 'three scored buckets of every group');
     for (const group of GROUPS) {
       const series = await scores(`group=${group}`);
       expect(series.length).toBeGreaterThanOrEqual(3);
@@ -170,9 +177,13 @@ describe('fleet-wide drift', () => {
     );
     // Flagged from the first whole bucket after the shift, on income; the other groups not (at
     // most one stray bucket each, never an alert).
-    const shifted = (await scores(SHIFTED)).filter((s) => Date.parse(s.bucketStart) >= shiftedAt - 1000);
-    const firstFlagged = shifted.find((s) => s.drifted);
-    expect(Date.parse(firstFlagged?.bucketStart ?? '') - shiftedAt).toBeLessThanOrEqual(2000);
+    // Counted in buckets, not wall-clock time: a loaded machine scores fewer buckets per second.
+    const whole = (await scores(SHIFTED))
+      .filter((s) => Date.parse(s.bucketStart) >= shiftedAt)
+      .sort((a, b) => Date.parse(a.bucketStart) - Date.parse(b.bucketStart));
+    const firstFlagged = whole.find((s) => s.drifted);
+    expect(whole.indexOf(firstFlagged as (typeof whole)[number])).toBeGreaterThanOrEqual(0);
+    expect(whole.indexOf(firstFlagged as (typeof whole)[number])).toBeLessThanOrEqual(1);
     expect(firstFlagged?.driftedFeatures).toContain('income');
     for (const group of GROUPS.filter((g) => `group=${g}` !== SHIFTED)) {
       expect((await scores(`group=${group}`)).filter((s) => s.drifted).length).toBeLessThanOrEqual(1);

@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { adminApi, freePort, startChildServer } from './helpers/child-server.ts';
 import { until } from './helpers/fleet.ts';
 
-const TOKEN = 'crash-test-admin-token';
+const TOKEN = 'crash-test-admin-token-0123456789abcdefgh';
 const children: ChildProcess[] = [];
 let simulation: Simulation | undefined;
 

@@ -146,7 +146,8 @@ describe('staged rollouts over MQTT', () => {
       model: 'mlp',
       version: '2.0.0',
       selector: { tags: ['group=resume'] },
-      stages: [{ count: 1, soakSeconds: 2 }, { percent: 100 }],
+      // Two in the first stage: a stage nobody can report on (the sleeper alone) never passes.
+      stages: [{ count: 2, soakSeconds: 2 }, { percent: 100 }],
       offlineAfterSeconds: 10,
     });
     await fleet.restartServer();

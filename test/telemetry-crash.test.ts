@@ -17,7 +17,7 @@ import { adminApi, freePort, startChildServer } from './helpers/child-server.ts'
 import { until } from './helpers/fleet.ts';
 import { sampleWindow, windowMessage } from './helpers/telemetry.ts';
 
-const TOKEN = 'ingest-crash-admin-token';
+const TOKEN = 'ingest-crash-admin-token-0123456789abcdefgh';
 const BOOT = '0dead0be-0000-4000-8000-000000000000';
 const children: ChildProcess[] = [];
 const clients: mqtt.MqttClient[] = [];

@@ -19,7 +19,7 @@ import type { StaticServer } from '../helpers/static-server.ts';
 const entry = fileURLToPath(new URL('./fleet-member-page.ts', import.meta.url));
 const model = mlpModel(7);
 const input = seededValues(8, 3);
-const TOKEN = 'browser-admin-token';
+const TOKEN = 'browser-admin-token-0123456789abcdefghij';
 
 let app: StaticServer;
 let server: FleetServer;

@@ -1,7 +1,7 @@
 import type { TopicScheme } from '@edgefleet/protocol';
 import type {} from '@fastify/multipart';
 import type {} from '@fastify/swagger';
-import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { onRequestAsyncHookHandler } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { ArtifactStore } from './artifacts/store.ts';
 import type { Principal } from './auth/index.ts';
@@ -11,6 +11,7 @@ import type { DesiredStateService } from './desired/index.ts';
 import type { DeviceAuthenticator } from './devices/credentials.ts';
 import type { FleetKeys } from './keys/index.ts';
 import type { ServerMetrics } from './metrics/index.ts';
+import type { ModelCheck } from './registry/model-check.ts';
 import type { Database } from './store/schema.ts';
 import type { WriteBehind } from './store/write-behind.ts';
 
@@ -34,10 +35,12 @@ export interface ServerContext {
   readonly metrics: ServerMetrics;
   readonly broker: () => FleetBroker;
   readonly desired: DesiredStateService;
-  readonly requireAdmin: preHandlerAsyncHookHandler;
-  readonly requireRead: preHandlerAsyncHookHandler;
+  /** Loads uploaded models in onnxruntime (bounded in time) and computes golden vectors. */
+  readonly modelCheck: ModelCheck;
+  readonly requireAdmin: onRequestAsyncHookHandler;
+  readonly requireRead: onRequestAsyncHookHandler;
   /** Admin/read tokens, or a device's own credential (HTTP Basic deviceId:secret). */
-  readonly requireReadOrDevice: preHandlerAsyncHookHandler;
+  readonly requireReadOrDevice: onRequestAsyncHookHandler;
   /** Deletes artifacts no model version refers to. */
   collectArtifacts(): Promise<void>;
 }

@@ -16,7 +16,15 @@ import Type from 'typebox';
 import { registerArtifactRoutes } from './artifacts/routes.ts';
 import { createArtifactStore } from './artifacts/store.ts';
 import { audit } from './audit/index.ts';
-import { createAuthenticator, formatAdminToken, newSecret, type Principal, requireScope, sha256 } from './auth/index.ts';
+import {
+  createAuthenticator,
+  createFailureLimiter,
+  formatAdminToken,
+  newSecret,
+  type Principal,
+  requireScope,
+  sha256,
+} from './auth/index.ts';
 import { createEmbeddedBroker } from './broker/embedded.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
@@ -24,13 +32,15 @@ import type { ServerContext } from './context.ts';
 import { createDesiredStateService } from './desired/index.ts';
 import { createDeviceAuthenticator } from './devices/credentials.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
-import { registerProblemHandlers } from './http/problem.ts';
+import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
 import { createMetrics } from './metrics/index.ts';
+import { createModelCheck } from './registry/model-check.ts';
 import { registerRegistryRoutes } from './registry/routes.ts';
 import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
+import { writeFileDurably } from './store/durable-write.ts';
 import { createWriteBehind } from './store/write-behind.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './telemetry/evaluator.ts';
 import { createTelemetryIngest, type TelemetryIngest } from './telemetry/ingest.ts';
@@ -45,8 +55,13 @@ export interface FleetServer {
   readonly config: ServerConfig;
   /** http://host:port of the admin API. */
   readonly url: string;
-  /** Set only on the start that created the first admin token: show it once. */
+  /**
+   * Set only on the start that created the first admin token, for programs that embed the server;
+   * it is never logged. People read it from `adminTokenFile`.
+   */
   readonly createdAdminToken: string | undefined;
+  /** Where that first admin token was written (mode 0600, in the data folder); undefined on other starts. */
+  readonly adminTokenFile: string | undefined;
   close(): Promise<void>;
 }
 
@@ -104,11 +119,24 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     genReqId: () => randomUUID(),
     // Unknown fields are errors (removeAdditional off), types are not coerced: a wrong body is a 400.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+    // Errors the router raises before any route (over-long or undecodable paths) answer problem+json too.
+    frameworkErrors: (error, request, reply) => frameworkError(error, request, reply),
   });
   registerProblemHandlers(app);
 
+  const failures = createFailureLimiter(config.authFailuresPerMinute);
+  /** Runs a credential check for a request's address: refused outright once it failed too often, counted when it fails. */
+  const guarded = async <T>(request: FastifyRequest, check: () => Promise<T>): Promise<T> => {
+    failures.check(request.ip);
+    try {
+      return await check();
+    } catch (error) {
+      if (error instanceof EdgefleetError && error.code === 'EF_UNAUTHORIZED') failures.failed(request.ip);
+      throw error;
+    }
+  };
   const principal = async (request: FastifyRequest): Promise<Principal> => {
-    request.principal ??= await authenticate(request.headers.authorization);
+    request.principal ??= await guarded(request, () => authenticate(request.headers.authorization));
     return request.principal;
   };
   let broker: FleetBroker | undefined;
@@ -125,6 +153,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     maxDocumentBytes: config.mqttMaxPayload,
   });
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
+  const modelCheck = createModelCheck({ timeoutMs: config.modelLoadTimeoutMs });
   const context: ServerContext = {
     config,
     db,
@@ -136,14 +165,19 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     metrics,
     broker: brokerOf,
     desired,
+    modelCheck,
     requireAdmin: async (request) => requireScope(await principal(request), 'admin'),
     requireRead: async (request) => requireScope(await principal(request), 'read'),
     requireReadOrDevice: async (request) => {
       const basic = /^Basic ([A-Za-z0-9+/=]+)$/.exec(request.headers.authorization ?? '')?.[1];
       if (basic) {
-        const decoded = Buffer.from(basic, 'base64').toString('utf8');
-        const colon = decoded.indexOf(':');
-        const row = await devices.verify(decoded.slice(0, colon), decoded.slice(colon + 1));
+        const row = await guarded(request, () => {
+          const decoded = Buffer.from(basic, 'base64').toString('utf8');
+          const colon = decoded.indexOf(':');
+          // RFC 7617: user-id ":" password. Without a colon there is no secret to check.
+          if (colon < 1) throw new EdgefleetError('EF_UNAUTHORIZED', 'unknown device or wrong secret');
+          return devices.verify(decoded.slice(0, colon), decoded.slice(colon + 1));
+        });
         request.principal = { kind: 'device', id: row.id, scope: 'read' };
         return;
       }
@@ -157,9 +191,14 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // A crash between storing an upload's bytes and writing its row leaves an unreferenced file.
   await context.collectArtifacts();
   const createdAdminToken = await ensureAdminToken(context);
+  // Written where only the server's user can read it, never to stdout, where log shippers collect it.
+  const adminTokenFile = createdAdminToken ? join(config.dataDir, 'admin-token') : undefined;
+  if (adminTokenFile && createdAdminToken) await writeFileDurably(adminTokenFile, `${createdAdminToken}\n`, 0o600);
 
   await app.register(helmet, {
-    contentSecurityPolicy: false,
+    // Pages this server sends (the OpenAPI viewer, the dashboard) load scripts and styles from
+    // itself only. No upgrade-insecure-requests: a server on a LAN is often plain http.
+    contentSecurityPolicy: { useDefaults: true, directives: { 'upgrade-insecure-requests': null } },
     crossOriginResourcePolicy: { policy: config.corsOrigins.length > 0 ? 'cross-origin' : 'same-origin' },
   });
   if (config.corsOrigins.length > 0) {
@@ -220,13 +259,13 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
         });
     }
   });
-  app.get('/metrics', { preHandler: context.requireRead, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) =>
+  app.get('/metrics', { onRequest: context.requireRead, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   app.get(
     '/v1/audit',
     {
-      preHandler: context.requireRead,
+      onRequest: context.requireRead,
       schema: {
         summary: 'The audit log: who changed what, when, before and after',
         querystring: Type.Object(
@@ -260,7 +299,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   app.post(
     '/v1/admin-tokens',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: {
         summary: 'Create an admin or read-only token; returned once',
         body: Type.Object(
@@ -313,7 +352,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerTelemetryRoutes(app, context, drift);
 
   await app.listen({ host: config.host, port: config.port });
-  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log });
+  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures });
   // The embedded broker keeps retained messages in memory: give it every device's current document.
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
@@ -335,6 +374,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     config,
     url,
     createdAdminToken,
+    adminTokenFile,
     async close() {
       await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
@@ -343,6 +383,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       await telemetry.close();
       await writes.close();
       await app.close();
+      await modelCheck.close();
       await database.close();
     },
   };

@@ -1,5 +1,6 @@
 /**
- * GET /v1/artifacts/{sha256}: the bytes of a model, for authenticated devices and admins, with
+ * GET /v1/artifacts/{sha256}: the bytes of a model or one of its files, for admins and for the
+ * devices it is assigned to (see assignedAny), with
  * Range (resumable downloads), ETag (the hash) and immutable caching: content never changes
  * under a hash. Small artifacts (the common edge model) are served from memory after their first
  * read: a rollout to 10,000 devices is 10,000 downloads of the same bytes.
@@ -7,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { EdgefleetError } from '@edgefleet/protocol';
+import { EdgefleetError, type ReportedState } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
@@ -67,14 +68,45 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
     return { size: bytes.length, bytes };
   }
 
+  /**
+   * May this device read an artifact of these versions? Models are often the vendor's IP: a device
+   * reads only the versions assigned to it (its desired state), the ones it reports running or
+   * keeping to roll back to, and the ones a live rollout moves it to or from. Anything else answers
+   * as if it did not exist.
+   */
+  async function assignedAny(deviceId: string, owners: readonly { name: string; version: string }[]): Promise<boolean> {
+    const wanted = (name: string, version: string) => owners.some((o) => o.name === name && o.version === version);
+    const desired = await context.desired.current(deviceId);
+    if (desired?.payload.models.some((m) => wanted(m.manifest.payload.name, m.manifest.payload.version))) return true;
+    const device = await context.db.selectFrom('devices').select('reported').where('id', '=', deviceId).executeTakeFirst();
+    const reported = device?.reported ? (JSON.parse(device.reported) as ReportedState) : undefined;
+    if (
+      reported?.models.some(
+        (m) => (m.active && wanted(m.name, m.active.version)) || (m.previous !== undefined && wanted(m.name, m.previous.version)),
+      )
+    ) {
+      return true;
+    }
+    const rollouts = await context.db
+      .selectFrom('rollout_devices')
+      .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+      .select(['rollouts.model', 'rollouts.version', 'rollout_devices.previous_version'])
+      .where('rollout_devices.device_id', '=', deviceId)
+      .where('rollouts.state', 'in', ['running', 'paused', 'rolling_back'])
+      .execute();
+    return rollouts.some((r) => wanted(r.model, r.version) || (r.previous_version !== null && wanted(r.model, r.previous_version)));
+  }
+
   app.get(
     '/v1/artifacts/:sha256',
-    { preHandler: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
+    { onRequest: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
     async (request, reply) => {
       const { sha256 } = request.params as { sha256: string };
-      const known = await context.db.selectFrom('version_artifacts').select('sha256').where('sha256', '=', sha256).executeTakeFirst();
+      const owners = await context.db.selectFrom('version_artifacts').select(['name', 'version']).where('sha256', '=', sha256).execute();
+      const principal = request.principal;
+      const allowed = owners.length > 0 && (principal?.kind !== 'device' || (await assignedAny(principal.id, owners)));
       const path = context.artifacts.pathOf(sha256);
-      const info = known ? await open(sha256) : undefined;
+      const info = allowed ? await open(sha256) : undefined;
       if (!info) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);
       const etag = `"${sha256}"`;
       reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, max-age=31536000, immutable');

@@ -92,3 +92,45 @@ export function requireScope(principal: Principal, scope: Scope): void {
     throw new EdgefleetError('EF_FORBIDDEN', `this needs an admin token; ${principal.id} is read-only`);
   }
 }
+
+/**
+ * Counts failed authentications per address in one-minute windows (THREATS 18, 20): an address
+ * that used up its failures is refused outright (EF_RATE_LIMITED) until its window ends, with no
+ * lookup and no hash, whatever credential it tries. Successful authentications cost nothing here.
+ */
+export interface FailureLimiter {
+  /** Throws EF_RATE_LIMITED (with `retryAfterSeconds`) when `address` has no failures left. */
+  check(address: string): void;
+  failed(address: string): void;
+}
+
+export function createFailureLimiter(perMinute: number, now: () => number = Date.now): FailureLimiter {
+  const windowMs = 60_000;
+  const windows = new Map<string, { start: number; failures: number }>();
+  const current = (address: string) => {
+    const at = now();
+    let entry = windows.get(address);
+    if (!entry || at - entry.start >= windowMs) {
+      // Expired windows are dropped as new ones open, so the map holds the last minute's addresses only.
+      if (windows.size > 10_000) for (const [key, old] of windows) if (at - old.start >= windowMs) windows.delete(key);
+      entry = { start: at, failures: 0 };
+      windows.set(address, entry);
+    }
+    return entry;
+  };
+  return {
+    check(address) {
+      const entry = windows.get(address);
+      if (!entry || now() - entry.start >= windowMs || entry.failures < perMinute) return;
+      const retryAfterSeconds = Math.max(1, Math.ceil((entry.start + windowMs - now()) / 1000));
+      throw new EdgefleetError(
+        'EF_RATE_LIMITED',
+        `too many failed authentications from ${address}; try again in ${retryAfterSeconds} s with the right credential`,
+        { details: { retryAfterSeconds } },
+      );
+    },
+    failed(address) {
+      current(address).failures++;
+    },
+  };
+}

@@ -289,6 +289,24 @@ describe('embedded broker limits (THREATS 18)', () => {
     expect(await refusedCount('packet-too-large')).toBe(before + 1);
   });
 
+  it('refuses a flood of bad credentials from one address before checking them, the right secret too, until its minute ends', async () => {
+    const strict = await startTestServer({ authFailuresPerMinute: 3 });
+    try {
+      const { secret } = (
+        await strict.app.inject({ method: 'POST', url: '/v1/devices', headers: strict.auth, payload: { id: 'flooded' } })
+      ).json();
+      const attempt = (password: string) =>
+        mqtt.connectAsync(strict.broker.urls.tcp, { clientId: 'flooded', username: 'flooded', password, reconnectPeriod: 0 });
+      for (let i = 0; i < 3; i++) await expect(attempt(`guess-${i}`)).rejects.toMatchObject({ code: 4 });
+      await expect(attempt(secret)).rejects.toMatchObject({ code: 4 });
+      // The limit is per address, HTTP and MQTT alike: read the metrics from another one.
+      const metrics = (await strict.app.inject({ method: 'GET', url: '/metrics', headers: strict.auth, remoteAddress: '10.1.2.3' })).body;
+      expect(metrics).toMatch(/edgefleet_mqtt_refused_total\{reason="rate-limited"\} 1/);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it.each([0, 1201, 65_535])(
     'accepts keepalive %i, as MQTT 3.1.1 allows (0 turns it off), answering only defined return codes',
     async (keepalive) => {

@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import { decodeMessage, EdgefleetError, type Presence, type ReportedState, type TopicScheme } from '@edgefleet/protocol';
 import { Aedes, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { FailureLimiter } from '../auth/index.ts';
 import type { ServerConfig } from '../config/index.ts';
 import type { DeviceAuthenticator } from '../devices/credentials.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
@@ -30,6 +31,8 @@ export interface EmbeddedBrokerOptions {
   /** The HTTP server whose /mqtt path carries MQTT over WebSocket. */
   readonly http: import('node:http').Server;
   readonly log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  /** Failed logins per address, shared with the HTTP API: a flood is refused before any lookup. */
+  readonly failures: FailureLimiter;
 }
 
 const BROKER_DEFAULTS = {
@@ -64,7 +67,7 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 }
 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
-  const { topics, devices, metrics, writes, config, log } = options;
+  const { topics, devices, metrics, writes, config, log, failures } = options;
   const clients = new Map<string, Client>();
   const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
     writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date().toISOString() }, (trx, set) =>
@@ -81,6 +84,14 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
         done(authError('client id and username must be the device id, with its secret as password', 4), false);
         return;
       }
+      const address = client.conn instanceof GuardedConnection ? client.conn.remoteAddress : 'unknown';
+      try {
+        failures.check(address);
+      } catch (error) {
+        metrics.mqttRefused('rate-limited');
+        done(authError((error as Error).message, 4), false);
+        return;
+      }
       devices.verify(username, password.toString('utf8')).then(
         () => {
           // From now on the connection may carry packets up to the payload limit.
@@ -88,6 +99,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
           done(null, true);
         },
         (error: unknown) => {
+          if (error instanceof EdgefleetError && error.code === 'EF_UNAUTHORIZED') failures.failed(address);
           metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'error');
           done(
             authError(
@@ -178,16 +190,21 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
     other: OTHER_LIMIT,
   };
   /** Every connection reaches aedes through the packet guard. */
-  const handle = (stream: Duplex, request?: import('node:http').IncomingMessage) => {
-    const guarded = new GuardedConnection(stream, limits, (verdict) => {
-      metrics.mqttRefused(verdict.reason);
-      log.info({ reason: verdict.reason, err: verdict.message }, 'mqtt connection refused');
-    });
+  const handle = (stream: Duplex, address: string | undefined, request?: import('node:http').IncomingMessage) => {
+    const guarded = new GuardedConnection(
+      stream,
+      limits,
+      (verdict) => {
+        metrics.mqttRefused(verdict.reason);
+        log.info({ reason: verdict.reason, err: verdict.message }, 'mqtt connection refused');
+      },
+      address ?? 'unknown',
+    );
     aedes.handle(guarded, request as never);
   };
   const tcp: Server = createNetServer((socket) => {
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
-    handle(socket);
+    handle(socket, socket.remoteAddress);
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
@@ -197,7 +214,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   const onUpgrade = (request: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => {
     if (new URL(request.url ?? '/', 'http://localhost').pathname !== '/mqtt') return;
     if ('setKeepAlive' in socket) (socket as import('node:net').Socket).setKeepAlive(true, TCP_KEEPALIVE_MS);
-    wss.handleUpgrade(request, socket, head, (ws) => handle(createWebSocketStream(ws), request));
+    wss.handleUpgrade(request, socket, head, (ws) => handle(createWebSocketStream(ws), request.socket.remoteAddress, request));
   };
   options.http.on('upgrade', onUpgrade);
   const tcpPort = (tcp.address() as AddressInfo).port;

@@ -96,6 +96,8 @@ export class GuardedConnection extends Duplex {
     private readonly inner: Duplex,
     limits: PacketLimits,
     onRefused: (verdict: Exclude<PacketVerdict, { ok: true }>) => void,
+    /** The peer's address, for limits per address (failed logins). */
+    readonly remoteAddress: string,
   ) {
     super({ allowHalfOpen: false });
     this.scanner = new PacketScanner(limits);

@@ -18,8 +18,12 @@ async function main(): Promise<void> {
     `  MQTT (WS)      ${server.broker.urls.ws}`,
     `  data folder    ${server.config.dataDir}`,
   ];
-  if (server.createdAdminToken) {
-    lines.push('', `  admin token (shown once, keep it): ${server.createdAdminToken}`, '  use it as: Authorization: Bearer <token>');
+  if (server.adminTokenFile) {
+    lines.push(
+      '',
+      `  the first admin token is in ${server.adminTokenFile} (readable by this user only)`,
+      `  use it as: Authorization: Bearer $(cat ${server.adminTokenFile})`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   const stop = async (signal: string) => {

@@ -45,6 +45,10 @@ export interface ServerConfig {
   readonly webhookUrl: string | undefined;
   /** The HMAC-SHA256 key of webhook bodies; required with a webhook URL. */
   readonly webhookSecret: string | undefined;
+  /** Failed authentications (admin or device, HTTP or MQTT) one address may make per minute before it is refused outright. */
+  readonly authFailuresPerMinute: number;
+  /** How long registration may take to load a model in onnxruntime (and compute its golden vectors) before refusing it. */
+  readonly modelLoadTimeoutMs: number;
 }
 
 interface Setting {
@@ -205,7 +209,43 @@ export const SETTINGS: readonly Setting[] = [
     parse: (v) => v,
     fallback: () => undefined,
   },
+  {
+    env: 'EDGEFLEET_AUTH_FAILURES_PER_MINUTE',
+    key: 'authFailuresPerMinute',
+    description: 'failed authentications per minute from one address before it is refused (429) without a check',
+    parse: integer('EDGEFLEET_AUTH_FAILURES_PER_MINUTE', 1, 1e6),
+    fallback: () => 20,
+  },
+  {
+    env: 'EDGEFLEET_MODEL_LOAD_TIMEOUT_MS',
+    key: 'modelLoadTimeoutMs',
+    description: 'time allowed to load an uploaded model in onnxruntime and compute its golden vectors',
+    parse: integer('EDGEFLEET_MODEL_LOAD_TIMEOUT_MS', 1000, 3_600_000),
+    fallback: () => 60_000,
+  },
 ];
+
+/** The least an admin token may be: 32 characters and about 100 bits by its character frequencies. */
+const MIN_TOKEN_LENGTH = 32;
+const MIN_TOKEN_BITS = 100;
+
+/**
+ * Refuses a guessable EDGEFLEET_ADMIN_TOKEN (THREATS 22): under 32 characters, or whose characters
+ * carry little entropy ("aaaa…", "abab…"), estimated as length × the Shannon entropy of its
+ * character frequencies. A random 32-character hex token estimates at ~118 bits, base64url ~145.
+ */
+export function checkAdminToken(token: string): void {
+  const counts = new Map<string, number>();
+  for (const char of token) counts.set(char, (counts.get(char) ?? 0) + 1);
+  let perChar = 0;
+  for (const count of counts.values()) perChar -= (count / token.length) * Math.log2(count / token.length);
+  const bits = perChar * token.length;
+  if (token.length < MIN_TOKEN_LENGTH || bits < MIN_TOKEN_BITS) {
+    throw new Error(
+      `EDGEFLEET_ADMIN_TOKEN is too weak (${token.length} characters, about ${Math.floor(bits)} bits): use at least ${MIN_TOKEN_LENGTH} random characters, e.g. $(openssl rand -base64 32), or leave it unset to have one generated`,
+    );
+  }
+}
 
 /** Reads the configuration from the environment, with overrides (tests, embedding). */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<ServerConfig> = {}): ServerConfig {
@@ -215,6 +255,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     config[setting.key] = raw === undefined || raw === '' ? setting.fallback(env) : setting.parse(raw);
   }
   const loaded = { ...(config as unknown as ServerConfig), ...overrides };
+  if (loaded.adminToken !== undefined) checkAdminToken(loaded.adminToken);
   if (loaded.webhookUrl && !loaded.webhookSecret) {
     throw new Error('EDGEFLEET_WEBHOOK_URL needs EDGEFLEET_WEBHOOK_SECRET: receivers verify every alert by its HMAC-SHA256 signature');
   }

@@ -85,7 +85,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/devices',
-    { preHandler: context.requireAdmin, schema: { summary: 'Create a device; its secret is returned once', body: CreateDevice } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Create a device; its secret is returned once', body: CreateDevice } },
     async (request, reply) => {
       const body = request.body as { id?: string; tags?: string[] };
       const created = await createDevice(body.id ?? `dev-${randomUUID().slice(0, 8)}`, body.tags ?? [], request.principal?.id ?? 'unknown');
@@ -95,7 +95,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/devices',
-    { preHandler: context.requireRead, schema: { summary: 'List devices, by tag and status', querystring: ListDevices } },
+    { onRequest: context.requireRead, schema: { summary: 'List devices, by tag and status', querystring: ListDevices } },
     async (request) => {
       const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string };
       await context.writes.flush();
@@ -108,7 +108,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     },
   );
 
-  app.get('/v1/devices/:id', { preHandler: context.requireRead, schema: { summary: 'One device', params: IdParams } }, async (request) => {
+  app.get('/v1/devices/:id', { onRequest: context.requireRead, schema: { summary: 'One device', params: IdParams } }, async (request) => {
     const { id } = request.params as { id: string };
     await context.writes.flush();
     const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
@@ -118,7 +118,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/devices/:id/revoke',
-    { preHandler: context.requireAdmin, schema: { summary: 'Revoke a device and disconnect it now', params: IdParams } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Revoke a device and disconnect it now', params: IdParams } },
     async (request) => {
       const { id } = request.params as { id: string };
       await db.transaction().execute(async (trx) => {
@@ -141,7 +141,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.delete(
     '/v1/devices/:id',
-    { preHandler: context.requireAdmin, schema: { summary: 'Delete a device', params: IdParams } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Delete a device', params: IdParams } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       await db.transaction().execute(async (trx) => {
@@ -158,7 +158,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/devices/:id/desired',
-    { preHandler: context.requireRead, schema: { summary: 'The signed desired state of a device', params: IdParams } },
+    { onRequest: context.requireRead, schema: { summary: 'The signed desired state of a device', params: IdParams } },
     async (request) => {
       const { id } = request.params as { id: string };
       const document = await context.desired.current(id);
@@ -170,7 +170,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
   app.put(
     '/v1/devices/:id/desired/:model',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: { summary: 'Assign a model version to one device (rollouts do this in stages)', params: DesiredParams, body: DesiredBody },
     },
     async (request) => {
@@ -187,7 +187,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.delete(
     '/v1/devices/:id/desired/:model',
-    { preHandler: context.requireAdmin, schema: { summary: 'Uninstall a model from one device', params: DesiredParams } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Uninstall a model from one device', params: DesiredParams } },
     async (request) => {
       const { id, model } = request.params as { id: string; model: string };
       return context.desired.assign(id, { remove: [model] }, request.principal?.id ?? 'unknown');
@@ -196,7 +196,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/enrollment-tokens',
-    { preHandler: context.requireAdmin, schema: { summary: 'Create a reusable enrollment token; returned once', body: CreateToken } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Create a reusable enrollment token; returned once', body: CreateToken } },
     async (request, reply) => {
       const body = request.body as { tags?: string[]; uses?: number; expiresInSeconds?: number };
       const id = randomUUID().replaceAll('-', '').slice(0, 16);

@@ -16,18 +16,33 @@ export interface Problem {
   errors?: unknown;
 }
 
+/** How much of the request's path a problem repeats: enough to recognize it, never a whole hostile URL. */
+const INSTANCE_URL_CHARS = 200;
+
 function send(reply: FastifyReply, request: FastifyRequest, code: ErrorCode, detail: string, extra: Partial<Problem> = {}): FastifyReply {
   const definition = ERRORS[code];
+  const url = request.url.length > INSTANCE_URL_CHARS ? `${request.url.slice(0, INSTANCE_URL_CHARS)}…` : request.url;
   const problem: Problem = {
     type: `urn:edgefleet:error:${code}`,
     title: definition.title,
     status: definition.status,
     detail,
     code,
-    instance: `${request.url} (request ${request.id})`,
+    instance: code === 'EF_URL_TOO_LONG' ? `request ${request.id}` : `${url} (request ${request.id})`,
     ...extra,
   };
   return reply.status(definition.status).type('application/problem+json').send(problem);
+}
+
+/** Router errors raised before any route is found (fastify's frameworkErrors), as problem+json. */
+export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return send(reply, request, 'EF_URL_TOO_LONG', 'a segment of the path is longer than any name, id, version or hash can be');
+  }
+  if (error.code === 'FST_ERR_BAD_URL')
+    return send(reply, request, 'EF_SCHEMA_INVALID', 'the path is not a valid URL (bad percent-encoding)');
+  request.log.error({ err: error }, 'unexpected router error');
+  return send(reply, request, 'EF_INTERNAL_ERROR', `unexpected error; the server log has the details under request ${request.id}`);
 }
 
 /** Maps fastify's own error codes (validation, body limits, content types...) to ours. */
@@ -69,6 +84,8 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof EdgefleetError) {
       if (error.status >= 500) request.log.error({ err: error }, error.message);
+      const retryAfter = error.details.retryAfterSeconds;
+      if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
       return send(reply, request, error.code, error.message);
     }
     const mapped = fromFastify(error);

@@ -3,7 +3,7 @@
  * folder 0700), and the key set devices are provisioned with. One key holds every role for now;
  * the key set format already allows splitting roles and thresholds.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   createKeySet,
@@ -15,6 +15,7 @@ import {
   toBase64Url,
 } from '@edgefleet/protocol';
 import { nodeSigningKey } from '@edgefleet/protocol/node';
+import { writeFileDurably } from '../store/durable-write.ts';
 
 export interface FleetKeys {
   readonly signing: SigningKey;
@@ -53,16 +54,4 @@ export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
     await writeFileDurably(keySetPath, JSON.stringify(keySet, null, 2), 0o644);
   }
   return { signing, keySet };
-}
-
-async function writeFileDurably(path: string, text: string, mode: number): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  const handle = await open(temp, 'w', mode);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }

@@ -3,7 +3,7 @@
  * no temp file, and no artifact without its row.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { readModel, SILERO_VAD_V5_PATH } from '@edgefleet/test-utils';
 import { describe, expect, it } from 'vitest';
 import { startTestServer } from '../testing.ts';
 
+const RESTART_TOKEN = 'restart-token-0123456789abcdefghijklmn';
 const main = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 
@@ -27,10 +28,10 @@ async function startChild(dataDir: string): Promise<{ child: ChildProcess; url: 
     child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       const url = /admin API\s+(http:\/\/\S+)/.exec(output)?.[1];
-      const token = /admin token \(shown once, keep it\): (\S+)/.exec(output)?.[1];
-      if (url && token) {
+      const tokenFile = /the first admin token is in (\S+)/.exec(output)?.[1];
+      if (url && tokenFile) {
         clearTimeout(timer);
-        resolve({ child, url, token });
+        void readFile(tokenFile, 'utf8').then((token) => resolve({ child, url, token: token.trim() }), reject);
       }
     });
     child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${output}`)));
@@ -64,9 +65,9 @@ describe('kill -9 during an upload', () => {
     // A crash after the bytes were stored but before the row: an artifact nobody refers to.
     await writeFile(join(dataDir, 'artifacts', 'f'.repeat(64)), 'orphan');
 
-    const restarted = await startTestServer({ dataDir, adminToken: 'restart-token' });
+    const restarted = await startTestServer({ dataDir, adminToken: RESTART_TOKEN });
     try {
-      const auth = { authorization: 'Bearer restart-token' };
+      const auth = { authorization: `Bearer ${RESTART_TOKEN}` };
       expect((await restarted.app.inject({ method: 'GET', url: '/v1/models/crashy/versions', headers: auth })).statusCode).toBe(404);
       expect(await readdir(tmp)).toEqual([]);
       expect((await readdir(join(dataDir, 'artifacts'))).filter((f) => f !== 'tmp')).toEqual([]);

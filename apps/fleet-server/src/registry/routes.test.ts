@@ -184,6 +184,13 @@ describe('model registry', () => {
     const device = (
       await server.app.inject({ method: 'POST', url: '/v1/devices', headers: server.auth, payload: { id: 'downloader' } })
     ).json();
+    // A device reads the artifacts of versions assigned to it.
+    await server.app.inject({
+      method: 'PUT',
+      url: '/v1/devices/downloader/desired/silero-vad',
+      headers: server.auth,
+      payload: { version: '5.0.0' },
+    });
     const basic = `Basic ${Buffer.from(`downloader:${device.secret}`).toString('base64')}`;
     expect((await server.app.inject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: { authorization: basic } })).statusCode).toBe(
       200,

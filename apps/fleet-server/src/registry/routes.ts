@@ -36,7 +36,6 @@ import type { ServerContext } from '../context.ts';
 import type { Database } from '../store/schema.ts';
 import { storeReference } from '../telemetry/drift.ts';
 import { type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
-import { computeGoldenVectors } from './golden.ts';
 import { readOnnxSummary } from './onnx.ts';
 
 const JSON_FIELD_LIMIT = 8 * 1024 * 1024;
@@ -82,6 +81,27 @@ export async function findVersion(db: Kysely<Database>, name: string, version: s
   const row = await db.selectFrom('model_versions').selectAll().where('name', '=', name).where('version', '=', version).executeTakeFirst();
   if (!row) throw new EdgefleetError('EF_NOT_FOUND', `${name}@${version} is not in the registry`);
   return row;
+}
+
+/**
+ * What goes wrong while reading a multipart body that is not ours to fix: a missing or wrong
+ * boundary, a truncated or garbled body. busboy reports these as plain Errors, which would
+ * otherwise answer 500; they are the client's (EF_MULTIPART_INVALID). Coded errors, fastify's own
+ * (limits) and the system's (a full disk) pass through as they are.
+ */
+function asUploadError(error: unknown): unknown {
+  if (error instanceof EdgefleetError) return error;
+  const { code, statusCode } = error as { code?: unknown; statusCode?: unknown };
+  if (typeof statusCode === 'number' || (typeof code === 'string' && /^(E[A-Z]+|ERR_FS_)/.test(code) && !code.startsWith('ERR_STREAM'))) {
+    return error;
+  }
+  return new EdgefleetError(
+    'EF_MULTIPART_INVALID',
+    `the multipart body is malformed: ${String((error as Error).message ?? error).slice(0, 200)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** How many ids a refusal names before "and N more". */
@@ -168,7 +188,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
   app.post(
     '/v1/models/:name/versions',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: {
         summary:
           'Upload a model version (multipart: fields first, then the ONNX file as "model" and optionally a reference dataset, CSV or JSON lines, as "reference")',
@@ -183,60 +203,64 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
       let goldenFile: StagedUpload | undefined;
       let reference: (DatasetProfile & { fileName: string }) | undefined;
       try {
-        for await (const part of request.parts()) {
-          if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
-            const format = datasetFormat(part.filename, part.mimetype);
-            if (!format) {
-              part.file.resume();
-              throw new EdgefleetError(
-                'EF_REFERENCE_INVALID',
-                `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
-              );
+        try {
+          for await (const part of request.parts()) {
+            if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
+              const format = datasetFormat(part.filename, part.mimetype);
+              if (!format) {
+                part.file.resume();
+                throw new EdgefleetError(
+                  'EF_REFERENCE_INVALID',
+                  `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
+                );
+              }
+              const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
+              const profile = await profileDataset(part.file, {
+                format,
+                maxBytes: config.maxReferenceBytes,
+                ...(telemetry ? { telemetry } : {}),
+              });
+              reference = { ...profile, fileName: part.filename.slice(0, 128) };
+            } else if (part.type === 'file') {
+              if (part.fieldname !== 'model' || staged) {
+                part.file.resume();
+                throw new EdgefleetError(
+                  'EF_SCHEMA_INVALID',
+                  `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
+                );
+              }
+              if (typeof raw.version !== 'string') {
+                part.file.resume();
+                throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
+              }
+              const version = versionOf(raw.version);
+              const existing = await db
+                .selectFrom('model_versions')
+                .select('version')
+                .where('name', '=', name)
+                .where('version', '=', version)
+                .executeTakeFirst();
+              if (existing) {
+                part.file.resume();
+                throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+              }
+              staged = await artifacts.stage(part.file, config.maxModelBytes);
+            } else {
+              if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
+                throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
+              }
+              if (part.fieldname === 'telemetry' && reference) {
+                throw new EdgefleetError(
+                  'EF_SCHEMA_INVALID',
+                  'send the "telemetry" field before the "reference" file: its columns are checked against it',
+                );
+              }
+              const value = String(part.value);
+              raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
             }
-            const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
-            const profile = await profileDataset(part.file, {
-              format,
-              maxBytes: config.maxReferenceBytes,
-              ...(telemetry ? { telemetry } : {}),
-            });
-            reference = { ...profile, fileName: part.filename.slice(0, 128) };
-          } else if (part.type === 'file') {
-            if (part.fieldname !== 'model' || staged) {
-              part.file.resume();
-              throw new EdgefleetError(
-                'EF_SCHEMA_INVALID',
-                `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
-              );
-            }
-            if (typeof raw.version !== 'string') {
-              part.file.resume();
-              throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
-            }
-            const version = versionOf(raw.version);
-            const existing = await db
-              .selectFrom('model_versions')
-              .select('version')
-              .where('name', '=', name)
-              .where('version', '=', version)
-              .executeTakeFirst();
-            if (existing) {
-              part.file.resume();
-              throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
-            }
-            staged = await artifacts.stage(part.file, config.maxModelBytes);
-          } else {
-            if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
-              throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
-            }
-            if (part.fieldname === 'telemetry' && reference) {
-              throw new EdgefleetError(
-                'EF_SCHEMA_INVALID',
-                'send the "telemetry" field before the "reference" file: its columns are checked against it',
-              );
-            }
-            const value = String(part.value);
-            raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
           }
+        } catch (error) {
+          throw asUploadError(error);
         }
         if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
         const fields = validate(UploadFields, raw);
@@ -244,10 +268,9 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
         const handle = await open(staged.path, 'r');
         const summary = await readOnnxSummary(handle).finally(() => handle.close());
-        let vectors = fields.goldenVectors ?? [];
-        if (fields.sampleInputs?.length) {
-          vectors = [...vectors, ...(await computeGoldenVectors(await readFile(staged.path), fields.sampleInputs, summary.outputs))];
-        }
+        // Every model is loaded in onnxruntime before it is signed; sample inputs run in the same session.
+        const computed = await context.modelCheck.check(await readFile(staged.path), fields.sampleInputs ?? [], summary.outputs);
+        const vectors = [...(fields.goldenVectors ?? []), ...computed];
         checkGoldenVectors({ model: summary }, vectors, `${name}@${version}`);
         // Golden vectors travel as a file the manifest lists by hash, never inline: one realistic
         // sample image is hundreds of kilobytes, and manifests ride in every desired-state document.
@@ -376,7 +399,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     },
   );
 
-  app.get('/v1/models', { preHandler: context.requireRead, schema: { summary: 'List models' } }, async () => {
+  app.get('/v1/models', { onRequest: context.requireRead, schema: { summary: 'List models' } }, async () => {
     const rows = await db
       .selectFrom('models')
       .leftJoin('model_versions', 'model_versions.name', 'models.name')
@@ -389,7 +412,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models/:name/versions',
-    { preHandler: context.requireRead, schema: { summary: 'List the versions of a model', params: NameParams } },
+    { onRequest: context.requireRead, schema: { summary: 'List the versions of a model', params: NameParams } },
     async (request) => {
       const name = assertModelName((request.params as { name: string }).name);
       const rows = await db.selectFrom('model_versions').selectAll().where('name', '=', name).orderBy('created_at').execute();
@@ -402,7 +425,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models/:name/versions/:version',
-    { preHandler: context.requireRead, schema: { summary: 'A model version with its signed manifest', params: VersionParams } },
+    { onRequest: context.requireRead, schema: { summary: 'A model version with its signed manifest', params: VersionParams } },
     async (request) => {
       const params = request.params as { name: string; version: string };
       const row = await findVersion(db, assertModelName(params.name), versionOf(params.version));
@@ -412,7 +435,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.delete(
     '/v1/models/:name/versions/:version',
-    { preHandler: context.requireAdmin, schema: { summary: 'Delete a version no alias or rollout uses', params: VersionParams } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Delete a version no alias or rollout uses', params: VersionParams } },
     async (request, reply) => {
       const params = request.params as { name: string; version: string };
       const name = assertModelName(params.name);
@@ -460,7 +483,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.put(
     '/v1/models/:name/aliases/:alias',
-    { preHandler: context.requireAdmin, schema: { summary: 'Point an alias at a version', params: AliasParams, body: AliasBody } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Point an alias at a version', params: AliasParams, body: AliasBody } },
     async (request) => {
       const params = request.params as { name: string; alias: string };
       const name = assertModelName(params.name);
@@ -493,7 +516,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models/:name/aliases',
-    { preHandler: context.requireRead, schema: { summary: 'The aliases of a model', params: NameParams } },
+    { onRequest: context.requireRead, schema: { summary: 'The aliases of a model', params: NameParams } },
     async (request) => {
       const name = assertModelName((request.params as { name: string }).name);
       const rows = await db.selectFrom('aliases').selectAll().where('name', '=', name).orderBy('alias').execute();

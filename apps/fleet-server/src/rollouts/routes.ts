@@ -58,25 +58,25 @@ const IdParams = Type.Object({ id: Type.String({ pattern: '^ro-[0-9a-f]{8}$' }) 
 export async function registerRolloutRoutes(app: FastifyInstance, context: ServerContext, engine: RolloutEngine): Promise<void> {
   app.post(
     '/v1/rollouts',
-    { preHandler: context.requireAdmin, schema: { summary: 'Start a staged rollout of a model version', body: CreateRollout } },
+    { onRequest: context.requireAdmin, schema: { summary: 'Start a staged rollout of a model version', body: CreateRollout } },
     async (request, reply) => {
       const rollout = await engine.create(request.body as RolloutSpec, request.principal?.id ?? 'unknown');
       return reply.status(201).send(rollout);
     },
   );
-  app.get('/v1/rollouts', { preHandler: context.requireRead, schema: { summary: 'Rollouts, newest first' } }, async () => ({
+  app.get('/v1/rollouts', { onRequest: context.requireRead, schema: { summary: 'Rollouts, newest first' } }, async () => ({
     rollouts: await engine.list(),
   }));
   app.get(
     '/v1/rollouts/:id',
-    { preHandler: context.requireRead, schema: { summary: 'A rollout: stages and per-device state', params: IdParams } },
+    { onRequest: context.requireRead, schema: { summary: 'A rollout: stages and per-device state', params: IdParams } },
     async (request) => engine.get((request.params as { id: string }).id),
   );
   for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
     app.post(
       `/v1/rollouts/:id/${action}`,
       {
-        preHandler: context.requireAdmin,
+        onRequest: context.requireAdmin,
         schema: { summary: `${action[0]?.toUpperCase()}${action.slice(1)} a rollout`, params: IdParams },
       },
       async (request) => engine[action]((request.params as { id: string }).id, request.principal?.id ?? 'unknown'),

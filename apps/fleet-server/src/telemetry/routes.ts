@@ -118,7 +118,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.get(
     '/v1/drift/scores',
     {
-      preHandler: context.requireRead,
+      onRequest: context.requireRead,
       schema: {
         summary: 'The stored drift scores of a version: one per device group and time bucket, oldest first',
         querystring: ScoresQuery,
@@ -143,7 +143,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.get(
     '/v1/drift/alerts',
     {
-      preHandler: context.requireRead,
+      onRequest: context.requireRead,
       schema: { summary: 'Drift alerts, newest first, with their webhook deliveries', querystring: AlertsQuery },
     },
     async (request) => {
@@ -198,7 +198,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.get(
     '/v1/models/:name/versions/:version/drift',
     {
-      preHandler: context.requireRead,
+      onRequest: context.requireRead,
       schema: {
         summary: 'The drift status of a version, per device group: ok, warning (last bucket drifted) or drifting (alert firing)',
         params: VersionParams,
@@ -266,7 +266,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.post(
     '/v1/drift/evaluate',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: { summary: 'Score new telemetry for drift now (otherwise every EDGEFLEET_DRIFT_EVALUATE_MS)' },
     },
     async () => drift.evaluate(),
@@ -275,7 +275,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.post(
     '/v1/models/:name/versions/:version/reference',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: { summary: 'Make a period of live telemetry the reference profile of a version', params: VersionParams, body: ReferenceBody },
     },
     async (request, reply) => {
@@ -298,7 +298,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.get(
     '/v1/models/:name/versions/:version/reference',
     {
-      preHandler: context.requireRead,
+      onRequest: context.requireRead,
       schema: { summary: 'The reference profile of a version, summarized per feature', params: VersionParams },
     },
     async (request) => {
@@ -335,7 +335,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
   app.put(
     '/v1/models/:name/versions/:version/reference',
     {
-      preHandler: context.requireAdmin,
+      onRequest: context.requireAdmin,
       schema: {
         summary: 'Make a reference dataset (body: text/csv with a header row, or application/x-ndjson) the reference profile of a version',
         params: VersionParams,
@@ -383,7 +383,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
 
   app.get(
     '/v1/drift',
-    { preHandler: context.requireRead, schema: { summary: 'Drift per window against the reference profile', querystring: DriftQuery } },
+    { onRequest: context.requireRead, schema: { summary: 'Drift per window against the reference profile', querystring: DriftQuery } },
     async (request) => {
       const query = request.query as { model: string; version: string; tag?: string; since?: string; bucketSeconds?: string };
       return evaluateDrift(context.db, {
@@ -398,7 +398,7 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
 
   app.get(
     '/v1/telemetry/windows',
-    { preHandler: context.requireRead, schema: { summary: 'Telemetry windows stored, newest first', querystring: ListWindows } },
+    { onRequest: context.requireRead, schema: { summary: 'Telemetry windows stored, newest first', querystring: ListWindows } },
     async (request) => {
       const query = request.query as { device?: string; model?: string; version?: string; limit?: string };
       let select = context.db

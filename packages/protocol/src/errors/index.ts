@@ -259,6 +259,16 @@ export const ERRORS = defineErrors({
     title: 'There is nothing at this address',
     fix: 'Check the path and the name, version or id in it; GET /docs lists every route.',
   },
+  EF_URL_TOO_LONG: {
+    status: 414,
+    title: 'The URL is longer than the server accepts',
+    fix: 'Names, ids and versions in a path are at most 64 characters, hashes 64 hex digits: check what built the URL.',
+  },
+  EF_MULTIPART_INVALID: {
+    status: 400,
+    title: 'The upload is not a well-formed multipart/form-data body',
+    fix: 'Send multipart/form-data with its boundary in the Content-Type header, the fields first and the model file last (curl -F or FormData do this); the message says what was malformed.',
+  },
   EF_RATE_LIMITED: {
     status: 429,
     title: 'Too many requests',

@@ -1,0 +1,51 @@
+/**
+ * `edgefleet-server` as an operator starts it: the first admin token lands in a 0600 file in the
+ * data folder and is never written to stdout or stderr, where log shippers collect it.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const main = fileURLToPath(new URL('../apps/fleet-server/src/cli/main.ts', import.meta.url));
+
+describe('edgefleet-server', () => {
+  it('writes the first admin token to a 0600 file and prints where it is, never the token', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'ef-cli-'));
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      EDGEFLEET_DATA_DIR: dataDir,
+      EDGEFLEET_PORT: '0',
+      EDGEFLEET_MQTT_PORT: '0',
+      EDGEFLEET_LOG_LEVEL: 'debug',
+    };
+    delete env.EDGEFLEET_ADMIN_TOKEN;
+    const child = spawn(process.execPath, ['--import', 'tsx', main], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const read = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('Bearer $(cat')) resolve();
+        };
+        child.stdout.on('data', read);
+        child.stderr.on('data', read);
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
+      });
+      const file = join(dataDir, 'admin-token');
+      expect(output).toContain(`the first admin token is in ${file}`);
+      const token = (await readFile(file, 'utf8')).trim();
+      expect(token).toMatch(/^efa_\w+_[\w-]{43}$/);
+      expect((await stat(file)).mode & 0o777).toBe(0o600);
+      expect(output).not.toContain(token);
+      expect(output).not.toMatch(/efa_\w+_[\w-]{20}/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+    expect(output).not.toMatch(/efa_\w+_[\w-]{20}/);
+  });
+});
