@@ -67,6 +67,7 @@ export {
   decodeTensor,
   elementCount,
   encodeTensor,
+  findSharedDimensionMismatch,
   shapeFits,
   type TensorArray,
   type ToleranceReport,

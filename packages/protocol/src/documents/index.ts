@@ -20,6 +20,7 @@ import {
   type SignedDocument,
   SignedKeySet,
   SignedManifest,
+  type TensorSpec,
 } from '../schemas/index.ts';
 import { compareSemver } from '../semver/index.ts';
 import {
@@ -31,7 +32,7 @@ import {
   signPayload,
   verifySignatures,
 } from '../signing/index.ts';
-import { checkTensorAgainstSpec, decodeTensor } from '../tensor/index.ts';
+import { checkTensorAgainstSpec, decodeTensor, findSharedDimensionMismatch } from '../tensor/index.ts';
 import { validate } from '../validation/index.ts';
 
 /** How far ahead of the verifier's clock a document may have been issued (clock drift between hosts). */
@@ -253,6 +254,11 @@ export function checkGoldenVectors(
     }
     const missing = [...inputs.keys()].find((name) => !vector.inputs.some((t) => t.name === name));
     if (missing !== undefined) fail(`${what} golden vector ${index} does not give input "${missing}"`);
+    const mismatch = findSharedDimensionMismatch([
+      ...vector.inputs.map((t) => ({ spec: inputs.get(t.name) as TensorSpec, shape: t.shape, kind: 'input' })),
+      ...vector.outputs.map((t) => ({ spec: outputs.get(t.name) as TensorSpec, shape: t.shape, kind: 'output' })),
+    ]);
+    if (mismatch) fail(`${what} golden vector ${index}: ${mismatch}`);
   });
 }
 

@@ -100,9 +100,36 @@ function swapBytes(bytes: Uint8Array, width: number): void {
   for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
 }
 
-/** Does a concrete shape fit a declared one? Fixed dims must be equal; symbolic dims take any size. */
+/**
+ * Does a concrete shape fit a declared one? Fixed dims must be equal; symbolic dims take any size.
+ * A declared scalar ([]) takes any tensor of exactly one element ([], [1], [1, 1]...), as
+ * onnxruntime does (measured with onnxruntime-web and -node 1.30: it does not check a scalar's rank).
+ */
 export function shapeFits(declared: readonly Dimension[], actual: readonly number[]): boolean {
+  if (declared.length === 0) return actual.every((dim) => dim === 1);
   return declared.length === actual.length && declared.every((dim, i) => typeof dim === 'string' || dim === actual[i]);
+}
+
+/**
+ * A symbolic dimension named in several tensors (`batch` in input, h and c) is one size: the first
+ * mismatch, in words, or undefined. "?" names nothing and binds nothing. Shapes must already fit
+ * their declarations (same rank).
+ */
+export function findSharedDimensionMismatch(
+  tensors: readonly { readonly spec: TensorSpec; readonly shape: readonly number[]; readonly kind: string }[],
+): string | undefined {
+  const bound = new Map<string, { size: number; where: string }>();
+  for (const { spec, shape, kind } of tensors) {
+    for (let axis = 0; axis < spec.shape.length; axis++) {
+      const dim = spec.shape[axis];
+      if (typeof dim !== 'string' || dim === '?') continue;
+      const size = shape[axis] as number;
+      const seen = bound.get(dim);
+      if (!seen) bound.set(dim, { size, where: `${kind} "${spec.name}"` });
+      else if (seen.size !== size) return `dimension "${dim}" is ${seen.size} in ${seen.where} but ${size} in ${kind} "${spec.name}"`;
+    }
+  }
+  return undefined;
 }
 
 /** Checks a concrete tensor against its declaration; the message says which part does not fit. */

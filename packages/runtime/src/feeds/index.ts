@@ -2,7 +2,7 @@
  * Checks inputs against what the model declares before onnxruntime sees them, so a wrong feed is
  * an EF_INPUT_INVALID that names the input and the problem instead of an engine crash message.
  */
-import { type Dtype, EdgefleetError, elementCount, shapeFits, type TensorSpec } from '@edgefleet/protocol';
+import { type Dtype, EdgefleetError, elementCount, findSharedDimensionMismatch, shapeFits, type TensorSpec } from '@edgefleet/protocol';
 import type { Feeds, RuntimeTensor } from '../engine/types.ts';
 
 /** The typed array each dtype must arrive in (float16 as raw 16-bit words, bool as bytes). */
@@ -64,7 +64,7 @@ export function checkFeeds(feeds: Feeds, inputs: readonly TensorSpec[], model: s
     }
     if (!shapeFits(spec.shape, tensor.shape)) {
       throw invalid(
-        `${model} input "${spec.name}" must have shape [${spec.shape.join(', ')}], got [${tensor.shape.join(', ')}]`,
+        `${model} input "${spec.name}" must have shape [${spec.shape.join(', ')}]${spec.shape.length === 0 ? ' (one element)' : ''}, got [${tensor.shape.join(', ')}]`,
         spec.name,
       );
     }
@@ -86,6 +86,28 @@ export function checkFeeds(feeds: Feeds, inputs: readonly TensorSpec[], model: s
       );
     }
   }
+  checkSharedDimensions(feeds, inputs, model);
+}
+
+/** Inputs of a manifest that name a symbolic dimension, built once per manifest (none: nothing to check per run). */
+const sharingInputs = new WeakMap<readonly TensorSpec[], readonly TensorSpec[]>();
+
+/** Throws EF_INPUT_INVALID when a symbolic dimension shared by several inputs has different sizes in the feeds. */
+function checkSharedDimensions(feeds: Feeds, inputs: readonly TensorSpec[], model: string): void {
+  let named = sharingInputs.get(inputs);
+  if (!named) {
+    const counts = new Map<string, number>();
+    for (const spec of inputs) {
+      for (const dim of new Set(spec.shape)) if (typeof dim === 'string' && dim !== '?') counts.set(dim, (counts.get(dim) ?? 0) + 1);
+    }
+    named = inputs.filter((spec) => spec.shape.some((dim) => typeof dim === 'string' && (counts.get(dim) ?? 0) > 1));
+    sharingInputs.set(inputs, named);
+  }
+  if (named.length === 0) return;
+  const mismatch = findSharedDimensionMismatch(
+    named.map((spec) => ({ spec, shape: (feeds[spec.name] as RuntimeTensor).shape, kind: 'input' })),
+  );
+  if (mismatch) throw invalid(`${model}: ${mismatch}; inputs that share a dimension name must agree on its size`);
 }
 
 function invalid(message: string, input?: string): EdgefleetError {

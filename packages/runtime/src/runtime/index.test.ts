@@ -22,7 +22,10 @@ import {
   mlpModel,
   readModel,
   SILERO_INPUTS,
+  SILERO_LEGACY_INPUTS,
+  SILERO_LEGACY_OUTPUTS,
   SILERO_OUTPUTS,
+  SILERO_VAD_LEGACY_PATH,
   SILERO_VAD_V5_PATH,
   seededValues,
   sileroFrame,
@@ -659,6 +662,51 @@ describe('runtime: rollback, fallback, inputs', () => {
     await expect(bad({ features: { ...features, shape: [3, 4] } })).rejects.toThrow(/has 8 elements, shape \[3, 4\] needs 12/);
     await expect(bad({ features: new ort.Tensor('float32', features.data, [2, 4]) })).resolves.toHaveProperty('scores');
     await expect(h.runtime.run('nope', { features })).rejects.toMatchObject({ code: 'EF_MODEL_NOT_INSTALLED' });
+    await h.runtime.close();
+  });
+
+  it('checks a symbolic dimension shared by several inputs (Silero legacy batch), and takes a scalar as onnxruntime does', async () => {
+    const bytes = readModel(SILERO_VAD_LEGACY_PATH);
+    const frame = sileroFrame(2);
+    const state = (batch: number) => ({ dtype: 'float32' as const, shape: [2, batch, 64], data: new Float32Array(2 * batch * 64) });
+    const feeds = (batch: number, sr: { shape: number[] }) => ({
+      input: { dtype: 'float32' as const, shape: [1, 512], data: frame.input },
+      sr: { dtype: 'int64' as const, shape: sr.shape, data: frame.sr },
+      h: state(batch),
+      c: state(1),
+    });
+    const raw = await rawRun(bytes, {
+      input: new ort.Tensor('float32', frame.input, [1, 512]),
+      sr: new ort.Tensor('int64', frame.sr, []),
+      h: new ort.Tensor('float32', new Float32Array(128), [2, 1, 64]),
+      c: new ort.Tensor('float32', new Float32Array(128), [2, 1, 64]),
+    });
+    const manifest = manifestFor({
+      name: 'silero-legacy',
+      version: '4.0.0',
+      bytes,
+      inputs: SILERO_LEGACY_INPUTS,
+      outputs: SILERO_LEGACY_OUTPUTS,
+      key: keys.manifest,
+      executionProviders: ['wasm'],
+    });
+    const h = await start();
+    await h.runtime.install(manifest, bytes);
+    // "batch" is 1 for input and c, 2 for h: refused before onnxruntime sees it, naming the dimension.
+    const mismatch = await h.runtime.run('silero-legacy', feeds(2, { shape: [] })).catch((error: unknown) => error);
+    expect(mismatch).toMatchObject({ code: 'EF_INPUT_INVALID' });
+    expect(String(mismatch)).toMatch(/dimension "batch" is 1 in input "input" but 2 in input "h"/);
+    // A scalar given as [1] (or [1, 1]): onnxruntime takes any one-element tensor for a declared scalar.
+    for (const shape of [[], [1], [1, 1]]) {
+      const outputs = await h.runtime.run('silero-legacy', feeds(1, { shape }));
+      expect(outputs.output?.data, JSON.stringify(shape)).toEqual(raw.output?.data);
+    }
+    await expect(
+      h.runtime.run('silero-legacy', {
+        ...feeds(1, { shape: [] }),
+        sr: { dtype: 'int64', shape: [2], data: BigInt64Array.from([16000n, 16000n]) },
+      }),
+    ).rejects.toThrow(/"sr" must have shape \[\] \(one element\), got \[2\]/);
     await h.runtime.close();
   });
 
