@@ -39,7 +39,8 @@ describe('tensor data', () => {
       true,
     );
     const report = compareWithTolerance(expected, Float32Array.from([1, 100.5, Number.NaN]), { absolute: 1e-3, relative: 1e-3 });
-    expect(report).toMatchObject({ ok: false, firstMismatch: 1 });
+    expect(report).toMatchObject({ ok: false, outside: 1, worst: 1 });
+    expect(report.worstError).toBeCloseTo(0.5, 5);
     expect(report.maxAbsoluteError).toBeCloseTo(0.5, 5);
     expect(compareWithTolerance(Float32Array.from([Number.NaN]), Float32Array.from([0]), { absolute: 1, relative: 1 }).ok).toBe(false);
   });

@@ -150,10 +150,17 @@ export function checkTensorAgainstSpec(tensor: { name: string; dtype: string; sh
 
 export interface ToleranceReport {
   readonly ok: boolean;
-  /** Largest |actual - expected| seen. */
+  /** Largest |actual - expected| seen (inside the tolerance or not). */
   readonly maxAbsoluteError: number;
-  /** Index of the first element outside the tolerance, or -1. */
-  readonly firstMismatch: number;
+  /** How many elements are outside the tolerance. */
+  readonly outside: number;
+  /**
+   * The worst element outside the tolerance: the largest |actual - expected| among them (a NaN or
+   * infinity where another value was expected counts as infinite), or -1 when none is.
+   */
+  readonly worst: number;
+  /** |actual - expected| of the worst element (Infinity for NaN or infinity mismatches). */
+  readonly worstError: number;
 }
 
 /**
@@ -162,21 +169,42 @@ export interface ToleranceReport {
  * are zero and otherwise as numbers.
  */
 export function compareWithTolerance(expected: TensorArray, actual: TensorArray, tolerance: Tolerance): ToleranceReport {
-  if (expected.length !== actual.length) return { ok: false, maxAbsoluteError: Number.POSITIVE_INFINITY, firstMismatch: 0 };
+  if (expected.length !== actual.length) {
+    return {
+      ok: false,
+      maxAbsoluteError: Number.POSITIVE_INFINITY,
+      outside: expected.length,
+      worst: 0,
+      worstError: Number.POSITIVE_INFINITY,
+    };
+  }
   let maxAbsoluteError = 0;
-  let firstMismatch = -1;
+  let outside = 0;
+  let worst = -1;
+  let worstError = -1;
   for (let i = 0; i < expected.length; i++) {
     const e = Number(expected[i]);
     const a = Number(actual[i]);
     let within: boolean;
-    if (Number.isNaN(e) || Number.isNaN(a)) within = Number.isNaN(e) && Number.isNaN(a);
-    else if (!Number.isFinite(e) || !Number.isFinite(a)) within = e === a;
-    else {
-      const error = Math.abs(a - e);
+    let error: number;
+    if (Number.isNaN(e) || Number.isNaN(a)) {
+      within = Number.isNaN(e) && Number.isNaN(a);
+      error = within ? 0 : Number.POSITIVE_INFINITY;
+    } else if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      within = e === a;
+      error = within ? 0 : Number.POSITIVE_INFINITY;
+    } else {
+      error = Math.abs(a - e);
       if (error > maxAbsoluteError) maxAbsoluteError = error;
       within = error <= tolerance.absolute + tolerance.relative * Math.abs(e);
     }
-    if (!within && firstMismatch < 0) firstMismatch = i;
+    if (!within) {
+      outside++;
+      if (error > worstError) {
+        worstError = error;
+        worst = i;
+      }
+    }
   }
-  return { ok: firstMismatch < 0, maxAbsoluteError, firstMismatch };
+  return { ok: outside === 0, maxAbsoluteError, outside, worst, worstError: worst < 0 ? 0 : worstError };
 }

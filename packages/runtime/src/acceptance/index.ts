@@ -44,10 +44,11 @@ export async function runAcceptance(
       const report = compareWithTolerance(decoded.data, actual.data as typeof decoded.data, tolerance);
       maxAbsoluteError = Math.max(maxAbsoluteError, report.maxAbsoluteError);
       if (!report.ok) {
-        const at = report.firstMismatch;
+        // The worst element outside the tolerance, with its own numbers: the one to look at first.
+        const at = report.worst;
         return {
           passed: false,
-          reason: `golden vector ${index}: output "${expected.name}"[${at}] is ${String(actual.data[at])}, expected ${String(decoded.data[at])} (max |error| ${report.maxAbsoluteError.toExponential(3)}, tolerance ${tolerance.absolute} + ${tolerance.relative}·|expected|)`,
+          reason: `golden vector ${index}: output "${expected.name}"[${at}] is ${String(actual.data[at])}, expected ${String(decoded.data[at])} (|error| ${report.worstError.toExponential(3)}; ${report.outside} of ${decoded.data.length} elements outside the tolerance ${tolerance.absolute} + ${tolerance.relative}·|expected|)`,
           maxAbsoluteError,
         };
       }
