@@ -8,6 +8,7 @@ import {
   encodeMessage,
   encodeTensor,
   generateSigningKey,
+  type ReportedState,
   signDesiredState,
 } from '@edgefleet/protocol';
 import { mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues } from '@edgefleet/test-utils';
@@ -52,15 +53,24 @@ describe('agent and server over real MQTT', () => {
     await fleet.api('PUT', '/v1/devices/agent-2/desired/mlp', { version: '1.0.0' });
     await until(() => device.activeVersion('mlp') === '1.0.0', 'mlp 1.0.0 active');
     const downloaded = device.downloads();
+    // Witness: the agent answers a document it has already applied with its reported state.
+    const reports: ReportedState[] = [];
+    const off = fleet.server.broker.onDeviceMessage((address, _payload, message) => {
+      if (address.deviceId === 'agent-2' && address.kind === 'reported') reports.push(message as ReportedState);
+    });
     const document = await fleet.api('GET', '/v1/devices/agent-2/desired');
+    const before = reports.length;
     await fleet.server.broker.publish(createTopicScheme().build('desired', 'agent-2'), JSON.stringify(document), { retain: true });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await until(() => reports.length > before, 'the agent to answer the repeated document');
     await device.agent.idle();
     expect(device.downloads()).toBe(downloaded);
     await device.stop();
     const restarted = await fleet.startDevice('agent-2', { existing: device });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The new boot reports once on connecting, and once more when it has handled the retained document.
+    const firstBoot = reports[before]?.bootId;
+    await until(() => reports.filter((r) => r.bootId !== firstBoot).length >= 2, 'the restarted agent to handle its retained document');
     await restarted.agent.idle();
+    off();
     expect(restarted.activeVersion('mlp')).toBe('1.0.0');
     expect(restarted.downloads()).toBe(0);
     await restarted.stop();

@@ -236,7 +236,8 @@ describe('telemetry from devices', () => {
     const reference = await fleet.api('POST', '/v1/models/mlp/versions/1.0.0/reference', { from, to, tag: 'fleet=drift' });
     expect(reference).toMatchObject({ windows: 2, runs: 600 });
     expect(reference.features).toContain('features.mean');
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Later windows must start after the reference period: wait for its end on the clock.
+    await until(() => Date.now() > Date.parse(to), 'the reference period to end');
     const since = new Date().toISOString();
     await runs(steady, 300, 0);
     await runs(moving, 300, 0.5);

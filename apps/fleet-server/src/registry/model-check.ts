@@ -36,32 +36,32 @@ export interface ModelCheck {
 }
 
 export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
-  let worker: Worker | undefined;
+  /** The live worker and the jobs sent to it (a worker that dies fails its own jobs only). */
+  let current: { worker: Worker; pending: Map<number, Job> } | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let nextId = 0;
-  const pending = new Map<number, Job>();
 
-  function start(): Worker {
-    const started = new Worker(new URL('./load-worker.mjs', import.meta.url));
-    started.unref(); // an idle checker never keeps the process alive
-    started.on('message', (answer: WorkerAnswer) => {
-      const job = pending.get(answer.id);
-      pending.delete(answer.id);
+  function start(): { worker: Worker; pending: Map<number, Job> } {
+    const started = { worker: new Worker(new URL('./load-worker.mjs', import.meta.url)), pending: new Map<number, Job>() };
+    started.worker.unref(); // an idle checker never keeps the process alive
+    started.worker.on('message', (answer: WorkerAnswer) => {
+      const job = started.pending.get(answer.id);
+      started.pending.delete(answer.id);
       job?.resolve(answer);
     });
     const fail = (error: Error) => {
-      if (worker === started) worker = undefined;
-      for (const job of pending.values()) job.reject(error);
-      pending.clear();
+      if (current === started) current = undefined;
+      for (const job of started.pending.values()) job.reject(error);
+      started.pending.clear();
     };
-    started.on('error', fail);
-    started.on('exit', (code) => fail(new Error(`onnxruntime stopped (worker exit code ${code})`)));
+    started.worker.on('error', fail);
+    started.worker.on('exit', (code) => fail(new Error(`onnxruntime stopped (worker exit code ${code})`)));
     return started;
   }
 
   async function run(model: Uint8Array, samples: readonly (readonly TensorData[])[]): Promise<WorkerAnswer> {
-    worker ??= start();
-    const current = worker;
+    current ??= start();
+    const { worker, pending } = current;
     const id = nextId++;
     const feeds = samples.map((inputs) =>
       inputs.map((input) => {
@@ -73,8 +73,9 @@ export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
       const timer = setTimeout(() => {
         pending.delete(id);
         reject(new Error(`onnxruntime did not load and run it within ${options.timeoutMs} ms (EDGEFLEET_MODEL_LOAD_TIMEOUT_MS)`));
-        if (worker === current) worker = undefined;
-        void current.terminate();
+        // The worker may be stuck in the model: it goes, and the next upload gets a fresh one.
+        if (current?.worker === worker) current = undefined;
+        void worker.terminate();
       }, options.timeoutMs);
       pending.set(id, {
         id,
@@ -87,7 +88,7 @@ export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
           reject(error);
         },
       });
-      current.postMessage({ id, model, samples: feeds });
+      worker.postMessage({ id, model, samples: feeds });
     });
   }
 
@@ -120,9 +121,9 @@ export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
       return job;
     },
     async close() {
-      const current = worker;
-      worker = undefined;
-      await current?.terminate();
+      const closing = current;
+      current = undefined;
+      await closing?.worker.terminate();
     },
   };
 }

@@ -16,7 +16,7 @@ describe('live session', () => {
       expect(Array.from(outputs.scores?.data as Float32Array)).toEqual(Array.from(expected.scores?.data as Float32Array));
     }
     // Released once the last of them answered: the session refuses further work.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await live.whenReleased();
     await expect(live.run(feeds)).rejects.toMatchObject({ code: 'EF_INFERENCE_FAILED' });
   });
 

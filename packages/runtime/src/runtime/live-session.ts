@@ -8,11 +8,23 @@ export class LiveSession {
   private inFlight = 0;
   private retired = false;
   private released: Promise<void> | undefined;
+  private readonly onReleased: { promise: Promise<void>; resolve: () => void };
 
   constructor(
     readonly session: EngineSession,
     readonly engine: string,
-  ) {}
+  ) {
+    let resolve = () => {};
+    const promise = new Promise<void>((done) => {
+      resolve = done;
+    });
+    this.onReleased = { promise, resolve };
+  }
+
+  /** Resolves once the session is released: retired and its last run finished. */
+  whenReleased(): Promise<void> {
+    return this.onReleased.promise;
+  }
 
   run(feeds: Feeds): Promise<Outputs> {
     this.inFlight++;
@@ -35,7 +47,10 @@ export class LiveSession {
   }
 
   private release(): Promise<void> {
-    this.released ??= this.session.release().catch(() => undefined);
+    this.released ??= this.session
+      .release()
+      .catch(() => undefined)
+      .then(() => this.onReleased.resolve());
     return this.released;
   }
 }
