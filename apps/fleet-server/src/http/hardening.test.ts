@@ -110,6 +110,22 @@ describe('hostile bodies', () => {
     expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
 
+  it('refuses __proto__ and constructor keys in JSON bodies with a coded 400, creating nothing', async () => {
+    for (const payload of ['{"__proto__":{"admin":true},"id":"proto-1"}', '{"id":"proto-2","constructor":{"prototype":{"admin":true}}}']) {
+      const response = await server.app.inject({
+        method: 'POST',
+        url: '/v1/devices',
+        headers: { ...server.auth, 'content-type': 'application/json' },
+        payload,
+      });
+      expect(response.statusCode, payload).toBe(400);
+      expect(response.json().code).toMatch(/^EF_(JSON|SCHEMA)_INVALID$/);
+    }
+    for (const id of ['proto-1', 'proto-2']) {
+      expect((await server.app.inject({ method: 'GET', url: `/v1/devices/${id}`, headers: server.auth })).statusCode).toBe(404);
+    }
+  });
+
   it('refuses a model onnxruntime cannot load, even without sample inputs', async () => {
     const absurd = buildOnnxModel({
       inputs: [{ name: 'x', dtype: 'float32', shape: [1] }],
