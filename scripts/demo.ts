@@ -56,8 +56,10 @@ async function refused(what: string, attempt: () => unknown): Promise<void> {
   try {
     await attempt();
   } catch (error) {
-    if (error instanceof EdgefleetError) {
-      line(`✗ ${what}: refused with ${error.code}`);
+    // Thrown by the runtime (EdgefleetError), or an admin API answer carrying its problem's code.
+    const code = error instanceof EdgefleetError ? error.code : (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('EF_')) {
+      line(`✗ ${what}: refused with ${code}`);
       return;
     }
     throw error;
@@ -91,7 +93,8 @@ async function api<T>(base: string, token: string, method: string, path: string,
     ...(body === undefined ? {} : { body: body instanceof FormData ? body : JSON.stringify(body) }),
   });
   const json = (await response.json()) as T & { code?: string; detail?: string };
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${json.code} ${json.detail}`);
+  if (!response.ok)
+    throw Object.assign(new Error(`${method} ${path}: ${response.status} ${json.code} ${json.detail}`), { code: json.code });
   return json;
 }
 
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
       `silero-vad@5.0.0: ${registered.size} bytes, sha256 ${short(registered.sha256)}, opset ${model.opsets.map((o) => o.version).join('/')}, ${model.operators.length} operator types`,
     );
     line(`inputs ${model.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(',')}]`).join(', ')}`);
-    line(`manifest signed by the server, golden outputs computed by onnxruntime-web on the server`);
+    line(`loaded in onnxruntime-web on the server, which computed the golden outputs: a hash-listed file the signed manifest names`);
 
     step(`${DEVICE} (a real runtime + agent) and 9 simulated devices enroll; each pins the server's key set`);
     const device = await api<{ id: string; secret: string; keySet: SignedDocument<KeySetPayload>; mqtt: { tcp: string } }>(
@@ -338,6 +341,20 @@ async function main(): Promise<void> {
     line(
       `signed by the server: ${next.payload.name}@${next.payload.version} (${short(next.payload.artifact.sha256)}), ${older.payload.name}@${older.payload.version}`,
     );
+
+    step("A careless admin's mistakes are refused with a code that names the right way");
+    await refused('a rollout with an empty selector (it would mean the whole fleet)', () =>
+      api(server.url, token, 'POST', '/v1/rollouts', { model: 'silero-vad', version: '6.0.0', selector: {}, stages: [{ percent: 100 }] }),
+    );
+    await refused('a plain rollout of 4.0.0 to devices on 5.0.0 (a rollback must be signed as one: "rollback": true)', () =>
+      api(server.url, token, 'POST', '/v1/rollouts', {
+        model: 'silero-vad',
+        version: '4.0.0',
+        selector: { tags: ['site=demo'] },
+        stages: [{ percent: 100 }],
+      }),
+    );
+    await refused('deleting 5.0.0 while the fleet runs it', () => api(server.url, token, 'DELETE', '/v1/models/silero-vad/versions/5.0.0'));
 
     step('The server goes away and the device restarts: it serves from its store, offline');
     await server.close();

@@ -21,6 +21,11 @@ describe('pnpm demo', () => {
     expect(stdout).toMatch(/ro-[0-9a-f]{8} running +stage 1\/3: /);
     expect(stdout).toMatch(/ro-[0-9a-f]{8} completed stage 3\/3: 10\/10 active, 0 failed/);
     expect(stdout).toContain('simulated devices on 5.0.0: 9/9');
+    expect(stdout).toContain(
+      '✗ a rollout with an empty selector (it would mean the whole fleet): refused with EF_ROLLOUT_SELECTOR_INVALID',
+    );
+    expect(stdout).toMatch(/✗ a plain rollout of 4\.0\.0 .*: refused with EF_MODEL_DOWNGRADE/);
+    expect(stdout).toContain('✗ deleting 5.0.0 while the fleet runs it: refused with EF_MODEL_VERSION_IN_USE');
     expect(stdout).toMatch(/rollout-engine +rollout\.complete/);
     // Drift: the east zone's shifted audio is flagged, it alone among the zones, and the signed webhook fires.
     expect(stdout).toMatch(/reference: \d+ windows, \d+ runs, features input\.mean, input\.std, input\.energy/);
