@@ -151,6 +151,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     topic: (deviceId) => topics.build('desired', deviceId),
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
     maxDocumentBytes: config.mqttMaxPayload,
+    log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
   const modelCheck = createModelCheck({ timeoutMs: config.modelLoadTimeoutMs });
@@ -376,6 +377,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     createdAdminToken,
     adminTokenFile,
     async close() {
+      desired.stop();
       await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
       await rollouts.stop();

@@ -1,6 +1,6 @@
 /**
  * GET /v1/artifacts/{sha256}: the bytes of a model or one of its files, for admins and for the
- * devices it is assigned to (see assignedAny), with
+ * devices it is assigned to (see deviceMayRead), with
  * Range (resumable downloads), ETag (the hash) and immutable caching: content never changes
  * under a hash. Small artifacts (the common edge model) are served from memory after their first
  * read: a rollout to 10,000 devices is 10,000 downloads of the same bytes.
@@ -69,15 +69,23 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
   }
 
   /**
-   * May this device read an artifact of these versions? Models are often the vendor's IP: a device
-   * reads only the versions assigned to it (its desired state), the ones it reports running or
-   * keeping to roll back to, and the ones a live rollout moves it to or from. Anything else answers
-   * as if it did not exist.
+   * May this device read this artifact? Models are often the vendor's IP: a device reads only the
+   * artifacts of versions assigned to it: named in its desired state (the common case, one indexed
+   * read and a text match, no JSON parsed: a hash in a document is an artifact or file of one of
+   * its manifests), reported running or kept to roll back to, or moved to or from by a live
+   * rollout. Anything else answers as if it did not exist.
    */
-  async function assignedAny(deviceId: string, owners: readonly { name: string; version: string }[]): Promise<boolean> {
+  async function deviceMayRead(deviceId: string, sha256: string): Promise<boolean> {
+    const named = await context.db
+      .selectFrom('device_desired')
+      .select('device_id')
+      .where('device_id', '=', deviceId)
+      .where('document', 'like', `%${sha256}%`)
+      .executeTakeFirst();
+    if (named) return true;
+    const owners = await context.db.selectFrom('version_artifacts').select(['name', 'version']).where('sha256', '=', sha256).execute();
+    if (owners.length === 0) return false;
     const wanted = (name: string, version: string) => owners.some((o) => o.name === name && o.version === version);
-    const desired = await context.desired.current(deviceId);
-    if (desired?.payload.models.some((m) => wanted(m.manifest.payload.name, m.manifest.payload.version))) return true;
     const device = await context.db.selectFrom('devices').select('reported').where('id', '=', deviceId).executeTakeFirst();
     const reported = device?.reported ? (JSON.parse(device.reported) as ReportedState) : undefined;
     if (
@@ -102,9 +110,12 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
     { onRequest: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
     async (request, reply) => {
       const { sha256 } = request.params as { sha256: string };
-      const owners = await context.db.selectFrom('version_artifacts').select(['name', 'version']).where('sha256', '=', sha256).execute();
       const principal = request.principal;
-      const allowed = owners.length > 0 && (principal?.kind !== 'device' || (await assignedAny(principal.id, owners)));
+      const allowed =
+        principal?.kind === 'device'
+          ? await deviceMayRead(principal.id, sha256)
+          : (await context.db.selectFrom('version_artifacts').select('sha256').where('sha256', '=', sha256).executeTakeFirst()) !==
+            undefined;
       const path = context.artifacts.pathOf(sha256);
       const info = allowed ? await open(sha256) : undefined;
       if (!info) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);

@@ -19,7 +19,7 @@ import type { ServerMetrics } from '../metrics/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import type { FleetBroker } from './index.ts';
-import { GuardedConnection, type PacketLimits } from './packet-guard.ts';
+import { guardConnection, type PacketLimits, type PacketScanner } from './packet-guard.ts';
 
 export interface EmbeddedBrokerOptions {
   readonly config: ServerConfig;
@@ -69,6 +69,8 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
   const { topics, devices, metrics, writes, config, log, failures } = options;
   const clients = new Map<string, Client>();
+  /** Each connection's packet guard and peer address (aedes keeps the stream as client.conn). */
+  const guards = new WeakMap<Duplex, { scanner: PacketScanner; address: string }>();
   const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
     writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date().toISOString() }, (trx, set) =>
       trx.updateTable('devices').set(set).where('id', '=', deviceId).execute(),
@@ -84,7 +86,8 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
         done(authError('client id and username must be the device id, with its secret as password', 4), false);
         return;
       }
-      const address = client.conn instanceof GuardedConnection ? client.conn.remoteAddress : 'unknown';
+      const guard = guards.get(client.conn as Duplex);
+      const address = guard?.address ?? 'unknown';
       try {
         failures.check(address);
       } catch (error) {
@@ -95,7 +98,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       devices.verify(username, password.toString('utf8')).then(
         () => {
           // From now on the connection may carry packets up to the payload limit.
-          if (client.conn instanceof GuardedConnection) client.conn.scanner.authenticated = true;
+          if (guard) guard.scanner.authenticated = true;
           done(null, true);
         },
         (error: unknown) => {
@@ -191,16 +194,12 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   };
   /** Every connection reaches aedes through the packet guard. */
   const handle = (stream: Duplex, address: string | undefined, request?: import('node:http').IncomingMessage) => {
-    const guarded = new GuardedConnection(
-      stream,
-      limits,
-      (verdict) => {
-        metrics.mqttRefused(verdict.reason);
-        log.info({ reason: verdict.reason, err: verdict.message }, 'mqtt connection refused');
-      },
-      address ?? 'unknown',
-    );
-    aedes.handle(guarded, request as never);
+    const scanner = guardConnection(stream, limits, (verdict) => {
+      metrics.mqttRefused(verdict.reason);
+      log.info({ reason: verdict.reason, err: verdict.message }, 'mqtt connection refused');
+    });
+    guards.set(stream, { scanner, address: address ?? 'unknown' });
+    aedes.handle(stream, request as never);
   };
   const tcp: Server = createNetServer((socket) => {
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);

@@ -8,7 +8,7 @@
  * [MQTT-2.2.3] The remaining length is 1-4 bytes, 7 bits each, least significant first; a fifth
  * continuation byte is malformed. [MQTT-3.1.0-1] The first packet must be CONNECT.
  */
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
 export interface PacketLimits {
   /** The largest CONNECT, and any packet before the connection is authenticated. */
@@ -86,49 +86,29 @@ export class PacketScanner {
 }
 
 /**
- * Wraps a connection so that its bytes reach the broker only through a PacketScanner. On a
- * violation the connection is destroyed before the packet's body is read, and `onRefused` says why.
+ * Puts a PacketScanner in front of a connection's readable side: every chunk the connection
+ * pushes (net.Socket from its handle, ws' stream from its messages) is scanned first, and on a
+ * violation the connection is destroyed before the chunk reaches the parser. The hook sits on the
+ * stream's own `push` (the Readable API its producer calls), so reads and writes pass through no
+ * extra stream layer: a broker serving 10,000 devices pays one function call per chunk.
  */
-export class GuardedConnection extends Duplex {
-  readonly scanner: PacketScanner;
-
-  constructor(
-    private readonly inner: Duplex,
-    limits: PacketLimits,
-    onRefused: (verdict: Exclude<PacketVerdict, { ok: true }>) => void,
-    /** The peer's address, for limits per address (failed logins). */
-    readonly remoteAddress: string,
-  ) {
-    super({ allowHalfOpen: false });
-    this.scanner = new PacketScanner(limits);
-    inner.on('data', (chunk: Buffer) => {
-      const verdict = this.scanner.feed(chunk);
+export function guardConnection(
+  stream: Duplex,
+  limits: PacketLimits,
+  onRefused: (verdict: Exclude<PacketVerdict, { ok: true }>) => void,
+): PacketScanner {
+  const scanner = new PacketScanner(limits);
+  const push = stream.push.bind(stream);
+  stream.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (chunk !== null && chunk !== undefined && !stream.destroyed) {
+      const verdict = scanner.feed(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Uint8Array));
       if (!verdict.ok) {
         onRefused(verdict);
-        this.destroy();
-        return;
+        stream.destroy();
+        return false;
       }
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.once('end', () => this.push(null));
-    inner.once('error', (error) => this.destroy(error));
-    inner.once('close', () => this.destroy());
-  }
-
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.inner.write(chunk, encoding, callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.inner.end(() => callback());
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.inner.destroy();
-    callback(error);
-  }
+    }
+    return push(chunk, encoding);
+  };
+  return scanner;
 }

@@ -67,9 +67,15 @@ export interface DesiredStateService {
    * what it reports (active version and version floor). Below it, a device installs only a signed
    * rollback.
    */
-  versionsRun(deviceIds: readonly string[], model: string): Promise<Map<string, string>>;
+  versionsRun(
+    deviceIds: readonly string[],
+    model: string,
+    entries?: ReadonlyMap<string, DesiredEntry | null>,
+  ): Promise<Map<string, string>>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
+  /** Stops retrying documents whose publish failed (the server is closing). */
+  stop(): void;
 }
 
 const PUBLISH_CONCURRENCY = 256;
@@ -104,6 +110,9 @@ export function createDesiredStateService(options: {
   desiredTtlMs?: number;
   /** The largest document the broker delivers, in bytes (its message limit). */
   maxDocumentBytes?: number;
+  /** Pause before a failed publish is tried again; default 5 s. */
+  retryPublishMs?: number;
+  log?: { warn(obj: object, msg: string): void };
 }): DesiredStateService {
   const maxDocumentBytes = Math.min(options.maxDocumentBytes ?? MESSAGE_LIMITS.desired, MESSAGE_LIMITS.desired);
   const { db, keys } = options;
@@ -240,17 +249,45 @@ export function createDesiredStateService(options: {
     await options.broker().publish(options.topic(deviceId), encodeMessage('desired', document), { retain: true, qos: 1 });
   }
 
+  /**
+   * Devices whose current document is stored but whose publish failed (a broker hiccup): published
+   * again, from the store, until it goes through. A written document is never rewritten for this.
+   */
+  const unpublished = new Set<string>();
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  function retryLater(deviceId: string, error: unknown): void {
+    unpublished.add(deviceId);
+    options.log?.warn({ deviceId, err: error }, 'could not publish a desired-state document; it is published again shortly');
+    if (retryTimer || stopped) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      const ids = [...unpublished];
+      unpublished.clear();
+      void (async () => {
+        for (const id of ids) {
+          const document = await service.current(id).catch(() => undefined);
+          if (document) await publish(id, document).catch((error: unknown) => retryLater(id, error));
+        }
+      })();
+    }, options.retryPublishMs ?? 5000);
+    (retryTimer as { unref?: () => void }).unref?.();
+  }
+
   /** Publishes many documents with a bounded number in flight (the broker queues the rest in memory). */
   async function publishAll(documents: readonly { deviceId: string; document: SignedDocument<DesiredStatePayload> }[]): Promise<void> {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(PUBLISH_CONCURRENCY, documents.length) }, async () => {
-        for (let item = documents[next++]; item; item = documents[next++]) await publish(item.deviceId, item.document);
+        for (let item = documents[next++]; item; item = documents[next++]) {
+          const { deviceId } = item;
+          await publish(deviceId, item.document).catch((error: unknown) => retryLater(deviceId, error));
+        }
       }),
     );
   }
 
-  return {
+  const service: DesiredStateService = {
     async assign(deviceId, change, actor) {
       const entries = await manifestsFor(change);
       const signed = await db.transaction().execute(async (trx) => {
@@ -267,7 +304,7 @@ export function createDesiredStateService(options: {
         });
         return one;
       });
-      await publish(deviceId, signed.document);
+      await publish(deviceId, signed.document).catch((error: unknown) => retryLater(deviceId, error));
       return signed.document;
     },
 
@@ -312,13 +349,14 @@ export function createDesiredStateService(options: {
       return entries;
     },
 
-    async versionsRun(deviceIds, model) {
+    async versionsRun(deviceIds, model, known) {
       const highest = new Map<string, string>();
       const raise = (deviceId: string, version: string | undefined) => {
         const seen = highest.get(deviceId);
         if (version !== undefined && (seen === undefined || compareSemver(version, seen) > 0)) highest.set(deviceId, version);
       };
-      for (const [deviceId, entry] of await this.currentEntries(deviceIds, model)) raise(deviceId, entry?.manifest.payload.version);
+      for (const [deviceId, entry] of known ?? (await service.currentEntries(deviceIds, model)))
+        raise(deviceId, entry?.manifest.payload.version);
       for (let i = 0; i < deviceIds.length; i += CHUNK) {
         const rows = await db
           .selectFrom('devices')
@@ -352,5 +390,12 @@ export function createDesiredStateService(options: {
       );
       return rows.length;
     },
+
+    stop() {
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      retryTimer = undefined;
+    },
   };
+  return service;
 }

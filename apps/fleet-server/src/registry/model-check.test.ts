@@ -21,6 +21,24 @@ describe('model check (onnxruntime in a worker thread)', () => {
     }
   });
 
+  it('stops its idle worker (onnxruntime holds tens of MB) and starts a fresh one for the next upload', async () => {
+    const check = createModelCheck({ timeoutMs: 30_000, idleMs: 1 });
+    try {
+      const ports = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+      const before = ports();
+      await check.check(identityModel().bytes, [], outputs);
+      // The witness: the worker's message port is there while it lives, and goes once it is stopped.
+      expect(ports()).toBe(before + 1);
+      const deadline = Date.now() + 10_000;
+      while (ports() > before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(ports()).toBe(before);
+      const [vector] = await check.check(identityModel().bytes, sample, outputs);
+      expect(vector?.outputs[0]?.name).toBe('y');
+    } finally {
+      await check.close();
+    }
+  });
+
   it('gives up on a model that takes longer than its time bound, with a code that names the setting', async () => {
     const check = createModelCheck({ timeoutMs: 1 });
     try {

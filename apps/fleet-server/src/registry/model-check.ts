@@ -35,7 +35,12 @@ export interface ModelCheck {
   close(): Promise<void>;
 }
 
-export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
+export function createModelCheck(options: {
+  timeoutMs: number;
+  /** An idle worker (onnxruntime's WASM heap, tens of MB) is stopped after this long; default 30 s. */
+  idleMs?: number;
+}): ModelCheck {
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** The live worker and the jobs sent to it (a worker that dies fails its own jobs only). */
   let current: { worker: Worker; pending: Map<number, Job> } | undefined;
   let queue: Promise<unknown> = Promise.resolve();
@@ -59,7 +64,20 @@ export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
     return started;
   }
 
+  /** Stops the worker once no upload has needed it for idleMs: registration is rare. */
+  function idleLater(): void {
+    if (idleTimer) clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      const idle = current;
+      if (!idle || idle.pending.size > 0) return;
+      current = undefined;
+      void idle.worker.terminate();
+    }, options.idleMs ?? 30_000);
+    idleTimer.unref();
+  }
+
   async function run(model: Uint8Array, samples: readonly (readonly TensorData[])[]): Promise<WorkerAnswer> {
+    if (idleTimer) clearTimeout(idleTimer);
     current ??= start();
     const { worker, pending } = current;
     const id = nextId++;
@@ -118,9 +136,11 @@ export function createModelCheck(options: { timeoutMs: number }): ModelCheck {
         });
       });
       queue = job.catch(() => undefined);
+      void queue.then(idleLater);
       return job;
     },
     async close() {
+      if (idleTimer) clearTimeout(idleTimer);
       const closing = current;
       current = undefined;
       await closing?.worker.terminate();

@@ -634,6 +634,7 @@ export function createRolloutEngine(options: {
       const running = await desired.versionsRun(
         sorted.map((d) => d.id),
         spec.model,
+        previous,
       );
       await db.transaction().execute(async (trx) => {
         const busy: { device_id: string; id: string }[] = [];

@@ -9,6 +9,7 @@ import {
   checkVersionFloor,
   createKeySet,
   createTrust,
+  desiredEntryBytes,
   revokedKeyIds,
   signKeySet,
   signManifest,
@@ -304,5 +305,14 @@ describe('version floor (rollback attack)', () => {
     expect(codeOf(() => checkVersionFloor('vad', '5.0.0', '5.0.0', false))).toBeUndefined();
     expect(codeOf(() => checkVersionFloor('vad', '5.1.0-rc.1', '5.0.0', false))).toBeUndefined();
     expect(codeOf(() => checkVersionFloor('vad', '1.0.0', undefined, false))).toBeUndefined();
+  });
+});
+
+describe('desired-state entry size', () => {
+  it('is the entry as it travels, in UTF-8 bytes, with and without a rollout id', () => {
+    const manifest = sampleSignedManifest(keys, { metadata: { note: 'café ☕' } });
+    for (const entry of [{ manifest }, { manifest, rolloutId: 'ro-12345678' }]) {
+      expect(desiredEntryBytes(entry)).toBe(new TextEncoder().encode(JSON.stringify(entry)).length);
+    }
   });
 });

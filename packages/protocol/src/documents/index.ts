@@ -370,9 +370,18 @@ export function verifyDesiredState(document: unknown, trust: Trust, options: Ver
   return { payload, manifests };
 }
 
+/** Bytes of each manifest's JSON, by document object: a rollout puts one manifest in thousands of documents. */
+const manifestBytes = new WeakMap<object, number>();
+
 /** The size of a desired-state model entry as it travels (JSON, UTF-8 bytes). */
 export function desiredEntryBytes(entry: DesiredStatePayload['models'][number]): number {
-  return utf8Encode(JSON.stringify(entry)).length;
+  let bytes = manifestBytes.get(entry.manifest);
+  if (bytes === undefined) {
+    bytes = utf8Encode(JSON.stringify(entry.manifest)).length;
+    manifestBytes.set(entry.manifest, bytes);
+  }
+  // {"manifest":…} or {"manifest":…,"rolloutId":"…"}: a rollout id is ASCII (Identifier).
+  return bytes + '{"manifest":}'.length + (entry.rolloutId === undefined ? 0 : ',"rolloutId":""'.length + entry.rolloutId.length);
 }
 
 /**

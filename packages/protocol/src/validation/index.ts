@@ -39,22 +39,44 @@ function validatorFor(schema: TSchema): Validator<Record<PropertyKey, TSchema>, 
  */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-/** The JSON pointer of the first forbidden key in `value`, or undefined. Iterative: no stack limit on deep input. */
+/**
+ * The JSON pointer of the first forbidden key in `value`, or undefined. Iterative (no stack limit
+ * on deep input), and the pointer is built only for a key it finds: every message and document
+ * goes through here, most of them clean.
+ */
 export function findForbiddenKey(value: unknown): string | undefined {
-  const stack: [unknown, string][] = [[value, '']];
+  const stack: Step[] = [{ node: value, parent: undefined, key: '' }];
   while (stack.length > 0) {
-    const [node, path] = stack.pop() as [unknown, string];
+    const step = stack.pop() as Step;
+    const node = step.node;
     if (node === null || typeof node !== 'object') continue;
     if (Array.isArray(node)) {
-      for (let i = node.length - 1; i >= 0; i--) stack.push([node[i], `${path}/${i}`]);
+      for (let i = node.length - 1; i >= 0; i--) {
+        const item = node[i];
+        if (item !== null && typeof item === 'object') stack.push({ node: item, parent: step, key: String(i) });
+      }
       continue;
     }
     for (const key of Object.keys(node)) {
-      if (FORBIDDEN_KEYS.has(key)) return `${path}/${escapePointer(key)}`;
-      stack.push([(node as Record<string, unknown>)[key], `${path}/${escapePointer(key)}`]);
+      if (FORBIDDEN_KEYS.has(key)) return pointerOf({ node: undefined, parent: step, key });
+      const child = (node as Record<string, unknown>)[key];
+      if (child !== null && typeof child === 'object') stack.push({ node: child, parent: step, key });
     }
   }
   return undefined;
+}
+
+/** One node of the walk, with the way back to the root (the root has no parent). */
+interface Step {
+  readonly node: unknown;
+  readonly parent: Step | undefined;
+  readonly key: string;
+}
+
+function pointerOf(step: Step): string {
+  const keys: string[] = [];
+  for (let at: Step | undefined = step; at?.parent !== undefined; at = at.parent) keys.push(escapePointer(at.key));
+  return keys.length === 0 ? '' : `/${keys.reverse().join('/')}`;
 }
 
 /** True when `value` matches `schema`. Never throws. */
