@@ -27,7 +27,7 @@ import {
   Tolerance,
   validate,
 } from '@edgefleet/protocol';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Kysely, Transaction } from 'kysely';
 import Type from 'typebox';
 import type { StagedUpload } from '../artifacts/store.ts';
@@ -185,6 +185,85 @@ function summarizeRow(row: {
 export async function registerRegistryRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
   const { db, artifacts, keys, config } = context;
 
+  /**
+   * Reads the multipart body: fields (JSON ones parsed), the model streamed to a staged file, the
+   * optional reference dataset profiled as it streams. On any failure the staged file is gone and
+   * the error is coded (see asUploadError).
+   */
+  async function readUpload(
+    request: FastifyRequest,
+    name: string,
+  ): Promise<{
+    raw: Record<string, unknown>;
+    staged: StagedUpload | undefined;
+    reference: (DatasetProfile & { fileName: string }) | undefined;
+  }> {
+    const raw: Record<string, unknown> = {};
+    let staged: StagedUpload | undefined;
+    let reference: (DatasetProfile & { fileName: string }) | undefined;
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
+          const format = datasetFormat(part.filename, part.mimetype);
+          if (!format) {
+            part.file.resume();
+            throw new EdgefleetError(
+              'EF_REFERENCE_INVALID',
+              `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
+            );
+          }
+          const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
+          const profile = await profileDataset(part.file, {
+            format,
+            maxBytes: config.maxReferenceBytes,
+            ...(telemetry ? { telemetry } : {}),
+          });
+          reference = { ...profile, fileName: part.filename.slice(0, 128) };
+        } else if (part.type === 'file') {
+          if (part.fieldname !== 'model' || staged) {
+            part.file.resume();
+            throw new EdgefleetError(
+              'EF_SCHEMA_INVALID',
+              `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
+            );
+          }
+          if (typeof raw.version !== 'string') {
+            part.file.resume();
+            throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
+          }
+          const version = versionOf(raw.version);
+          const existing = await db
+            .selectFrom('model_versions')
+            .select('version')
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (existing) {
+            part.file.resume();
+            throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+          }
+          staged = await artifacts.stage(part.file, config.maxModelBytes);
+        } else {
+          if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
+            throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
+          }
+          if (part.fieldname === 'telemetry' && reference) {
+            throw new EdgefleetError(
+              'EF_SCHEMA_INVALID',
+              'send the "telemetry" field before the "reference" file: its columns are checked against it',
+            );
+          }
+          const value = String(part.value);
+          raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
+        }
+      }
+      return { raw, staged, reference };
+    } catch (error) {
+      if (staged) await artifacts.discard(staged);
+      throw asUploadError(error);
+    }
+  }
+
   app.post(
     '/v1/models/:name/versions',
     {
@@ -198,70 +277,11 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     },
     async (request, reply) => {
       const name = assertModelName((request.params as { name: string }).name);
-      const raw: Record<string, unknown> = {};
-      let staged: StagedUpload | undefined;
+      const upload = await readUpload(request, name);
+      const { raw, reference } = upload;
+      let staged = upload.staged;
       let goldenFile: StagedUpload | undefined;
-      let reference: (DatasetProfile & { fileName: string }) | undefined;
       try {
-        try {
-          for await (const part of request.parts()) {
-            if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
-              const format = datasetFormat(part.filename, part.mimetype);
-              if (!format) {
-                part.file.resume();
-                throw new EdgefleetError(
-                  'EF_REFERENCE_INVALID',
-                  `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
-                );
-              }
-              const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
-              const profile = await profileDataset(part.file, {
-                format,
-                maxBytes: config.maxReferenceBytes,
-                ...(telemetry ? { telemetry } : {}),
-              });
-              reference = { ...profile, fileName: part.filename.slice(0, 128) };
-            } else if (part.type === 'file') {
-              if (part.fieldname !== 'model' || staged) {
-                part.file.resume();
-                throw new EdgefleetError(
-                  'EF_SCHEMA_INVALID',
-                  `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
-                );
-              }
-              if (typeof raw.version !== 'string') {
-                part.file.resume();
-                throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
-              }
-              const version = versionOf(raw.version);
-              const existing = await db
-                .selectFrom('model_versions')
-                .select('version')
-                .where('name', '=', name)
-                .where('version', '=', version)
-                .executeTakeFirst();
-              if (existing) {
-                part.file.resume();
-                throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
-              }
-              staged = await artifacts.stage(part.file, config.maxModelBytes);
-            } else {
-              if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
-                throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
-              }
-              if (part.fieldname === 'telemetry' && reference) {
-                throw new EdgefleetError(
-                  'EF_SCHEMA_INVALID',
-                  'send the "telemetry" field before the "reference" file: its columns are checked against it',
-                );
-              }
-              const value = String(part.value);
-              raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
-            }
-          }
-        } catch (error) {
-          throw asUploadError(error);
-        }
         if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
         const fields = validate(UploadFields, raw);
         const version = versionOf(fields.version);
