@@ -258,8 +258,9 @@ export function createDesiredStateService(options: {
   let stopped = false;
   function retryLater(deviceId: string, error: unknown): void {
     unpublished.add(deviceId);
-    options.log?.warn({ deviceId, err: error }, 'could not publish a desired-state document; it is published again shortly');
     if (retryTimer || stopped) return;
+    // Once per round, however many devices failed with it (a broker that is down fails them all).
+    options.log?.warn({ deviceId, err: error }, 'could not publish desired-state documents; they are published again shortly');
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
       const ids = [...unpublished];
