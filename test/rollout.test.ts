@@ -5,7 +5,7 @@
 import { encodeTensor, type GoldenVector } from '@edgefleet/protocol';
 import { heavyMlpModel, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cohortOf, stageSizes } from '../apps/fleet-server/src/rollouts/engine.ts';
+import { cohortOf, stageSizes } from '../apps/fleet-server/src/rollouts/spec.ts';
 import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 
 let fleet: Fleet;

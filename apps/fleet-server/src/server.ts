@@ -70,6 +70,11 @@ export interface CreateServerOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Log to stdout (pino); off in tests unless asked. */
   readonly logger?: boolean;
+  /**
+   * The clock every time-based decision reads (rollout soaks and offline cut-offs, drift buckets,
+   * last-seen and received-at times), in ms since the epoch; tests move it instead of waiting.
+   */
+  readonly clock?: () => number;
 }
 
 /** Creates the first admin token when there is none and no EDGEFLEET_ADMIN_TOKEN is set. */
@@ -103,6 +108,7 @@ async function ensureAdminToken(context: Pick<ServerContext, 'db' | 'config'>): 
 
 export async function createFleetServer(options: CreateServerOptions = {}): Promise<FleetServer> {
   const config = loadConfig(options.env ?? process.env, options.config ?? {});
+  const clock = options.clock ?? Date.now;
   const database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const { db } = database;
   const artifacts = await createArtifactStore(join(config.dataDir, 'artifacts'));
@@ -335,8 +341,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       return reply.status(201).send({ id, token: formatAdminToken(id, secret), scope: body.scope, name: body.name });
     },
   );
-  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log });
-  const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log });
+  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock });
+  const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
   const drift = createDriftEvaluator({
     db,
     bucketMs: config.driftBucketSeconds * 1000,
@@ -345,6 +351,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     retentionDays: config.telemetryRetentionDays,
     webhook: config.webhookUrl && config.webhookSecret ? { url: config.webhookUrl, secret: config.webhookSecret } : undefined,
     log: app.log,
+    now: clock,
   });
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
@@ -353,7 +360,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerTelemetryRoutes(app, context, drift);
 
   await app.listen({ host: config.host, port: config.port });
-  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures });
+  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });
   // The embedded broker keeps retained messages in memory: give it every device's current document.
   const republished = await desired.republishAll();
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');

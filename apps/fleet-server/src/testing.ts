@@ -10,9 +10,13 @@ export interface TestServer extends FleetServer {
   readonly auth: { authorization: string };
 }
 
-export async function startTestServer(config: Partial<ServerConfig> = {}): Promise<TestServer> {
+export async function startTestServer(config: Partial<ServerConfig> = {}, options: { clock?: () => number } = {}): Promise<TestServer> {
   const dataDir = config.dataDir ?? (await mkdtemp(join(tmpdir(), 'edgefleet-server-')));
-  const server = await createFleetServer({ env: {}, config: { port: 0, mqttPort: 0, rateLimitPerMinute: 100_000, ...config, dataDir } });
+  const server = await createFleetServer({
+    env: {},
+    config: { port: 0, mqttPort: 0, rateLimitPerMinute: 100_000, ...config, dataDir },
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   const token = server.createdAdminToken ?? config.adminToken ?? '';
   return Object.assign(server, { token, auth: { authorization: `Bearer ${token}` } });
 }

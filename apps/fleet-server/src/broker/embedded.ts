@@ -33,6 +33,8 @@ export interface EmbeddedBrokerOptions {
   readonly log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
   /** Failed logins per address, shared with the HTTP API: a flood is refused before any lookup. */
   readonly failures: FailureLimiter;
+  /** The server's clock (last-seen times). */
+  readonly now?: () => number;
 }
 
 const BROKER_DEFAULTS = {
@@ -68,11 +70,12 @@ function authError(message: string, returnCode: 4 | 5): Error & { returnCode: 4 
 
 export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<FleetBroker> {
   const { topics, devices, metrics, writes, config, log, failures } = options;
+  const now = options.now ?? Date.now;
   const clients = new Map<string, Client>();
   /** Each connection's packet guard and peer address (aedes keeps the stream as client.conn). */
   const guards = new WeakMap<Duplex, { scanner: PacketScanner; address: string }>();
   const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
-    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date().toISOString() }, (trx, set) =>
+    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date(now()).toISOString() }, (trx, set) =>
       trx.updateTable('devices').set(set).where('id', '=', deviceId).execute(),
     );
   const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array, message?: unknown) => void>();

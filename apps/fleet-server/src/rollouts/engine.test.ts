@@ -4,7 +4,7 @@
  * assertion that something did not happen is made after `rollouts.tick()`, the engine's own step,
  * has run: the witness that it had its chance.
  */
-import { encodeTensor, type SignedDesiredState } from '@edgefleet/protocol';
+import { type DeviceEvent, encodeTensor, type SignedDesiredState } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer, uploadForm } from '../testing.ts';
@@ -194,6 +194,44 @@ describe('rollout engine', () => {
       expect(audit.entries.filter((e: { action: string }) => e.action.startsWith('device.desired'))).toHaveLength(1);
     } finally {
       await small.close();
+    }
+  });
+
+  it('soaks a stage by the injected clock, not the wall clock: the next stage opens when an hour has passed on it', async () => {
+    let clock = Date.now();
+    const timed = await startTestServer({}, { clock: () => clock });
+    try {
+      await register(timed, 'mlp', '1.0.0', mlpModel(1).bytes);
+      for (const id of ['soak-1', 'soak-2']) await api('POST', '/v1/devices', { id, tags: ['group=soak'] }, timed);
+      const rollout = await api(
+        'POST',
+        '/v1/rollouts',
+        { model: 'mlp', version: '1.0.0', selector: { tags: ['group=soak'] }, stages: [{ count: 1, soakSeconds: 3600 }, { percent: 100 }] },
+        timed,
+      );
+      const first = rollout.devices.find((d: { stage: number }) => d.stage === 0).id as string;
+      // The first stage's device says it activated (as its agent would, over MQTT).
+      const activated = (deviceId: string): DeviceEvent => ({
+        type: 'edgefleet.event/v1',
+        deviceId,
+        bootId: '00000000-boot-0001',
+        seq: 0,
+        at: new Date(clock).toISOString().replace('.000Z', 'Z'),
+        kind: 'activated',
+        model: { name: 'mlp', version: '1.0.0' },
+      });
+      timed.rollouts.observe({ deviceId: first, kind: 'events' }, new Uint8Array(), activated(first));
+      const stageOf = async () => (await api('GET', `/v1/rollouts/${rollout.id}`, undefined, timed)).currentStage as number;
+      await timed.rollouts.tick();
+      expect((await api('GET', `/v1/rollouts/${rollout.id}`, undefined, timed)).stages[0]).toMatchObject({ active: 1 });
+      clock += 3599_000;
+      await timed.rollouts.tick();
+      expect(await stageOf()).toBe(0);
+      clock += 1000;
+      await timed.rollouts.tick();
+      expect(await stageOf()).toBe(1);
+    } finally {
+      await timed.close();
     }
   });
 });

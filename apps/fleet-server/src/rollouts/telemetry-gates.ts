@@ -23,8 +23,8 @@ import { FAMILY_P_VALUE, mergeWindows, parseReference, scoreBucket } from '../te
 const LOOKBACK_MS = 3600_000;
 
 export interface TelemetryGateSpec {
-  readonly maxDriftScore?: number;
-  readonly maxOutputShift?: number;
+  readonly maxDriftScore?: number | undefined;
+  readonly maxOutputShift?: number | undefined;
 }
 
 export type TelemetryGateResult =

@@ -33,6 +33,8 @@ export interface DriftEvaluatorOptions {
   /** Windows and scores older than this are deleted, once an hour (0: kept forever). */
   readonly retentionDays?: number;
   readonly log: { info: (details: object, message: string) => void; warn: (details: object, message: string) => void };
+  /** The server's clock: the same one ingest stamps `received_at` with. */
+  readonly now?: () => number;
 }
 
 export interface DriftPass {
@@ -54,7 +56,7 @@ export interface DriftEvaluator {
 export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvaluator {
   const { db, bucketMs, alertWindows: k, log } = options;
   // The server's clock, as ingest stamps `received_at` with it.
-  const now = Date.now;
+  const now = options.now ?? Date.now;
   /** Received-at watermark of the last pass; undefined until the first pass reads it from the store. */
   let watermark: string | undefined;
   let running: Promise<DriftPass> = Promise.resolve({ buckets: 0, opened: 0, resolved: 0, delivered: 0, pruned: 0 });

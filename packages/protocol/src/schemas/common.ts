@@ -22,6 +22,13 @@ export const ModelName = Type.String({
   description: 'a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit',
 });
 
+/** A device tag: what rollouts select and drift groups by (`region=eu`, `line-3`). */
+export const TAG_PATTERN = '^[a-z0-9][a-z0-9._:=-]{0,63}$';
+export const Tag = Type.String({
+  pattern: TAG_PATTERN,
+  description: 'a tag of 1-64 characters from a-z 0-9 . _ : = - starting with a letter or digit, such as region=eu or line-3',
+});
+
 export const Semver = Type.String({
   pattern: SEMVER_PATTERN,
   maxLength: SEMVER_MAX_LENGTH,

@@ -1,0 +1,260 @@
+/**
+ * Every query of the rollout engine, in one place: rollouts and their members in SQL, the same for
+ * SQLite and PostgreSQL (Kysely). Counting happens in the database, over the index on
+ * (rollout, status, stage), so a gate costs the same for 100 members or 100,000.
+ */
+import { EdgefleetError } from '@edgefleet/protocol';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
+import type { RolloutState } from './decide.ts';
+import { ROLLOUT_DEFAULTS, type RolloutSpec } from './spec.ts';
+
+/** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
+export const CHUNK = 500;
+
+/** States in which a rollout still holds its devices. */
+export const LIVE_STATES = ['running', 'paused', 'rolling_back'] as const satisfies readonly RolloutState[];
+
+export type MemberStatus = RolloutDevicesTable['status'];
+
+/** What the gates read about the members of the stages opened so far. */
+export interface MemberCounts {
+  readonly active: number;
+  readonly failed: number;
+  /** Members not yet answered (pending or assigned), and those of them that are offline. */
+  readonly unanswered: number;
+  readonly offlineUnanswered: number;
+}
+
+export function createRolloutRepository(db: Kysely<Database>, now: () => number) {
+  const at = () => new Date(now()).toISOString();
+
+  /**
+   * Members (up to `stage`) that are offline: not connected and not seen for the rollout's
+   * `offlineAfterSeconds`. One join, so it costs the same for 100 devices or 100,000.
+   */
+  function offlineMembers(row: RolloutsTable, spec: RolloutSpec, stage: number, statuses: readonly MemberStatus[]) {
+    const cutoff = new Date(now() - (spec.offlineAfterSeconds ?? ROLLOUT_DEFAULTS.offlineAfterSeconds) * 1000).toISOString();
+    return db
+      .selectFrom('rollout_devices')
+      .innerJoin('devices', 'devices.id', 'rollout_devices.device_id')
+      .select(['rollout_devices.device_id', 'rollout_devices.status'])
+      .where('rollout_devices.rollout_id', '=', row.id)
+      .where('rollout_devices.status', 'in', statuses)
+      .where('rollout_devices.stage', '<=', stage)
+      .where('devices.online', '!=', 1)
+      .where((eb) => eb.or([eb('devices.last_seen_at', 'is', null), eb('devices.last_seen_at', '<', cutoff)]))
+      .execute();
+  }
+
+  return {
+    offlineMembers,
+
+    async load(id: string): Promise<RolloutsTable> {
+      const row = await db.selectFrom('rollouts').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new EdgefleetError('EF_NOT_FOUND', `no rollout "${id}"`);
+      return row;
+    },
+
+    list: () => db.selectFrom('rollouts').selectAll().orderBy('created_at', 'desc').execute(),
+
+    live: () => db.selectFrom('rollouts').selectAll().where('state', 'in', LIVE_STATES).execute(),
+
+    /** The rollouts device messages can move (running or paused). */
+    watched: () => db.selectFrom('rollouts').select(['id', 'model', 'version']).where('state', 'in', ['running', 'paused']).execute(),
+
+    async versionExists(model: string, version: string): Promise<boolean> {
+      const row = await db
+        .selectFrom('model_versions')
+        .select('version')
+        .where('name', '=', model)
+        .where('version', '=', version)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+
+    async activeDevices(): Promise<{ id: string; tags: string[] }[]> {
+      const rows = await db.selectFrom('devices').select(['id', 'tags']).where('status', '=', 'active').orderBy('id').execute();
+      return rows.map((d) => ({ id: d.id, tags: JSON.parse(d.tags) as string[] }));
+    },
+
+    /** Targeted devices already held by a live rollout of the same model. */
+    async busyMembers(trx: Transaction<Database>, model: string, deviceIds: readonly string[]) {
+      const busy: { device_id: string; id: string }[] = [];
+      for (let i = 0; i < deviceIds.length; i += CHUNK) {
+        busy.push(
+          ...(await trx
+            .selectFrom('rollout_devices')
+            .innerJoin('rollouts', 'rollouts.id', 'rollout_devices.rollout_id')
+            .select(['rollout_devices.device_id', 'rollouts.id'])
+            .where('rollouts.model', '=', model)
+            .where('rollouts.state', 'in', LIVE_STATES)
+            .where('rollout_devices.device_id', 'in', deviceIds.slice(i, i + CHUNK))
+            .execute()),
+        );
+      }
+      return busy;
+    },
+
+    async insert(trx: Transaction<Database>, rollout: RolloutsTable, members: readonly Omit<RolloutDevicesTable, 'latency_ratio'>[]) {
+      await trx.insertInto('rollouts').values(rollout).execute();
+      for (let i = 0; i < members.length; i += CHUNK) {
+        await trx
+          .insertInto('rollout_devices')
+          .values(members.slice(i, i + CHUNK))
+          .execute();
+      }
+    },
+
+    /** Sets the state (and other columns) of a rollout; `updated_at` is written too. */
+    async update(
+      trx: Kysely<Database> | Transaction<Database>,
+      id: string,
+      fields: Partial<Pick<RolloutsTable, 'state' | 'current_stage' | 'stage_started_at' | 'reason'>>,
+    ) {
+      await trx
+        .updateTable('rollouts')
+        .set({ ...fields, updated_at: at() })
+        .where('id', '=', id)
+        .execute();
+    },
+
+    members: (id: string) => db.selectFrom('rollout_devices').selectAll().where('rollout_id', '=', id).orderBy('cohort').execute(),
+
+    async pendingMembers(id: string, stage: number): Promise<string[]> {
+      const rows = await db
+        .selectFrom('rollout_devices')
+        .select('device_id')
+        .where('rollout_id', '=', id)
+        .where('stage', '<=', stage)
+        .where('status', '=', 'pending')
+        .execute();
+      return rows.map((r) => r.device_id);
+    },
+
+    /** Members sent something by the rollout (their documents name its version), to be returned. */
+    touchedMembers: (id: string) =>
+      db
+        .selectFrom('rollout_devices')
+        .selectAll()
+        .where('rollout_id', '=', id)
+        .where('status', 'in', ['assigned', 'active', 'failed'])
+        // A member refused its document was never sent anything: its document is already as it was.
+        .where((eb) => eb.or([eb('error_code', 'is', null), eb('error_code', '!=', 'EF_DESIRED_STATE_TOO_LARGE')]))
+        .execute(),
+
+    async setStatus(
+      trx: Transaction<Database>,
+      id: string,
+      deviceIds: readonly string[],
+      status: MemberStatus,
+      options: { from?: readonly MemberStatus[]; errorCode?: string | null } = {},
+    ) {
+      for (let i = 0; i < deviceIds.length; i += CHUNK) {
+        let update = trx
+          .updateTable('rollout_devices')
+          .set({ status, updated_at: at(), ...(options.errorCode !== undefined ? { error_code: options.errorCode } : {}) })
+          .where('rollout_id', '=', id)
+          .where('device_id', 'in', deviceIds.slice(i, i + CHUNK));
+        if (options.from) update = update.where('status', 'in', options.from);
+        await update.execute();
+      }
+    },
+
+    /** Failed members get another chance (resume): back to pending, assigned again. */
+    async retryFailed(trx: Transaction<Database>, id: string) {
+      await trx
+        .updateTable('rollout_devices')
+        .set({ status: 'pending', error_code: null })
+        .where('rollout_id', '=', id)
+        .where('status', '=', 'failed')
+        .execute();
+    },
+
+    /** Counts of the members of the stages opened so far, by what they answered. */
+    async counts(row: RolloutsTable, spec: RolloutSpec): Promise<MemberCounts> {
+      const rows = await db
+        .selectFrom('rollout_devices')
+        .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
+        .where('rollout_id', '=', row.id)
+        .where('stage', '<=', row.current_stage)
+        .groupBy('status')
+        .execute();
+      const count = (status: MemberStatus) => Number(rows.find((c) => c.status === status)?.n ?? 0);
+      const unanswered = count('pending') + count('assigned');
+      const offlineUnanswered = unanswered === 0 ? 0 : (await offlineMembers(row, spec, row.current_stage, ['pending', 'assigned'])).length;
+      return { active: count('active'), failed: count('failed'), unanswered, offlineUnanswered };
+    },
+
+    async errorCodes(id: string): Promise<string[]> {
+      const rows = await db
+        .selectFrom('rollout_devices')
+        .select('error_code')
+        .distinct()
+        .where('rollout_id', '=', id)
+        .where('error_code', 'is not', null)
+        .execute();
+      return rows.map((r) => r.error_code as string);
+    },
+
+    /** The install-time latency ratios the active members of the stages opened so far measured. */
+    async latencyRatios(row: RolloutsTable): Promise<number[]> {
+      const rows = await db
+        .selectFrom('rollout_devices')
+        .select('latency_ratio')
+        .where('rollout_id', '=', row.id)
+        .where('status', '=', 'active')
+        .where('stage', '<=', row.current_stage)
+        .where('latency_ratio', 'is not', null)
+        .execute();
+      return rows.map((r) => r.latency_ratio as number);
+    },
+
+    /**
+     * Writes what devices said, batched: one statement per (status, error code) and chunk. Only
+     * members that were sent the version move (never one still pending or rolled back), and only
+     * when the status changes.
+     */
+    async recordStatuses(
+      trx: Transaction<Database>,
+      id: string,
+      observed: Readonly<Record<string, { status: 'active' | 'failed'; errorCode: string | null }>>,
+    ) {
+      const groups = new Map<string, string[]>();
+      for (const [deviceId, seen] of Object.entries(observed)) {
+        const key = JSON.stringify([seen.status, seen.errorCode]);
+        const group = groups.get(key);
+        if (group) group.push(deviceId);
+        else groups.set(key, [deviceId]);
+      }
+      const updatedAt = at();
+      for (const [key, ids] of groups) {
+        const [status, errorCode] = JSON.parse(key) as ['active' | 'failed', string | null];
+        for (let i = 0; i < ids.length; i += CHUNK) {
+          await trx
+            .updateTable('rollout_devices')
+            .set({ status, error_code: errorCode, updated_at: updatedAt })
+            .where('rollout_id', '=', id)
+            .where('device_id', 'in', ids.slice(i, i + CHUNK))
+            .where('status', 'in', ['assigned', 'active', 'failed'])
+            .where((eb) => eb.or([eb('status', '!=', status), eb('error_code', 'is distinct from', errorCode)]))
+            .execute();
+        }
+      }
+    },
+
+    /** A measurement, written apart from the status (a later reported state must not erase it). */
+    async recordLatency(trx: Transaction<Database>, id: string, ratios: Readonly<Record<string, number>>) {
+      for (const [deviceId, ratio] of Object.entries(ratios)) {
+        await trx
+          .updateTable('rollout_devices')
+          .set({ latency_ratio: ratio })
+          .where('rollout_id', '=', id)
+          .where('device_id', '=', deviceId)
+          .execute();
+      }
+    },
+  };
+}
+
+export type RolloutRepository = ReturnType<typeof createRolloutRepository>;

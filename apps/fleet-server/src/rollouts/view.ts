@@ -1,0 +1,70 @@
+/** What the rollout API shows: a rollout with per-stage progress and every member's status. */
+import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
+import type { RolloutSpec } from './spec.ts';
+
+export interface StageProgress {
+  readonly stage: number;
+  readonly size: number;
+  readonly active: number;
+  readonly failed: number;
+  readonly pending: number;
+  readonly offline: number;
+}
+
+export interface RolloutView {
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  readonly state: RolloutsTable['state'];
+  readonly currentStage: number;
+  readonly stageStartedAt: string;
+  readonly spec: RolloutSpec;
+  readonly reason: unknown;
+  readonly stages: StageProgress[];
+  readonly devices: {
+    id: string;
+    stage: number;
+    status: RolloutDevicesTable['status'];
+    previousVersion: string | null;
+    errorCode: string | null;
+  }[];
+  readonly createdAt: string;
+  readonly createdBy: string;
+}
+
+/** Builds the view from a rollout, its members (by cohort) and the ids of those offline. */
+export function rolloutView(row: RolloutsTable, members: readonly RolloutDevicesTable[], offline: ReadonlySet<string>): RolloutView {
+  const spec = JSON.parse(row.spec) as RolloutSpec;
+  const waiting = (d: RolloutDevicesTable) => d.status === 'pending' || d.status === 'assigned';
+  const stages = spec.stages.map((_, stage) => {
+    const inStage = members.filter((d) => d.stage <= stage);
+    return {
+      stage,
+      size: inStage.length,
+      active: inStage.filter((d) => d.status === 'active').length,
+      failed: inStage.filter((d) => d.status === 'failed').length,
+      pending: inStage.filter(waiting).length,
+      offline: inStage.filter((d) => waiting(d) && offline.has(d.device_id)).length,
+    };
+  });
+  return {
+    id: row.id,
+    model: row.model,
+    version: row.version,
+    state: row.state,
+    currentStage: row.current_stage,
+    stageStartedAt: row.stage_started_at,
+    spec,
+    reason: row.reason ? (JSON.parse(row.reason) as unknown) : null,
+    stages,
+    devices: members.map((d) => ({
+      id: d.device_id,
+      stage: d.stage,
+      status: d.status,
+      previousVersion: d.previous_version,
+      errorCode: d.error_code,
+    })),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+  };
+}
