@@ -8,15 +8,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { EdgefleetError, type ReportedState } from '@edgefleet/protocol';
+import { EdgefleetError, type ReportedState, Sha256 } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 
-const Params = Type.Object(
-  { sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'a sha256 digest' }) },
-  { additionalProperties: false },
-);
+const Params = Type.Object({ sha256: Sha256 }, { additionalProperties: false });
 
 /** Artifacts up to this size are kept in memory once read, up to CACHE_BYTES in all (least recently used out). */
 const CACHE_ITEM_BYTES = 4 * 1024 * 1024;

@@ -3,7 +3,7 @@
  * only as its sha256 (it is 256 random bits: see auth/index.ts). Revocation disconnects the device at once and refuses it from then on.
  */
 import { randomUUID } from 'node:crypto';
-import { assertDeviceId, EdgefleetError } from '@edgefleet/protocol';
+import { assertDeviceId, DeviceId, EdgefleetError, ModelName, Semver, Tag } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
@@ -12,11 +12,9 @@ import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 
-const Tag = Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$', description: 'a tag such as region=eu or line-3' });
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
-const DeviceIdSchema = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' });
 
-const CreateDevice = Type.Object({ id: Type.Optional(DeviceIdSchema), tags: Type.Optional(Tags) }, { additionalProperties: false });
+const CreateDevice = Type.Object({ id: Type.Optional(DeviceId), tags: Type.Optional(Tags) }, { additionalProperties: false });
 const ListDevices = Type.Object(
   {
     tag: Type.Optional(Tag),
@@ -25,7 +23,7 @@ const ListDevices = Type.Object(
   },
   { additionalProperties: false },
 );
-const IdParams = Type.Object({ id: DeviceIdSchema }, { additionalProperties: false });
+const IdParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
 const CreateToken = Type.Object(
   {
     tags: Type.Optional(Tags),
@@ -34,15 +32,17 @@ const CreateToken = Type.Object(
   },
   { additionalProperties: false },
 );
-const DesiredParams = Type.Object(
-  { id: DeviceIdSchema, model: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }) },
-  { additionalProperties: false },
-);
+const DesiredParams = Type.Object({ id: DeviceId, model: ModelName }, { additionalProperties: false });
 const DesiredBody = Type.Object(
-  { version: Type.String({ maxLength: 64, description: 'a semantic version in the registry' }), rollback: Type.Optional(Type.Boolean()) },
+  {
+    version: Type.String({ ...Semver, description: 'a semantic version in the registry' }),
+    rollback: Type.Optional(
+      Type.Boolean({ description: 'sign the change as a rollback: the version may be older than what the device runs' }),
+    ),
+  },
   { additionalProperties: false },
 );
-const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceIdSchema) }, { additionalProperties: false });
+const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceId) }, { additionalProperties: false });
 
 function view(row: DevicesTable) {
   return {

@@ -16,8 +16,9 @@ import {
   GOLDEN_VECTORS_FILE,
   GoldenVector,
   goldenVectorsEntry,
+  Identifier,
   isSemver,
-  type ManifestPayload,
+  ManifestPayload,
   parseJson,
   type ReportedState,
   type SignedDocument,
@@ -43,16 +44,12 @@ const JSON_FIELD_LIMIT = 8 * 1024 * 1024;
 const UploadFields = Type.Object(
   {
     version: Type.String({ maxLength: 64, description: 'a semantic version such as 1.4.0' }),
-    metadata: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._-]{0,63}$' }), Type.String({ maxLength: 1024 }), { maxProperties: 64 }),
-    ),
+    metadata: Type.Optional(ManifestPayload.properties.metadata),
     goldenVectors: Type.Optional(Type.Array(GoldenVector, { maxItems: 16 })),
     sampleInputs: Type.Optional(Type.Array(Type.Array(TensorData, { minItems: 1, maxItems: 64 }), { maxItems: 16 })),
     tolerance: Type.Optional(Tolerance),
     executionProviders: Type.Optional(Type.Array(Type.Enum(EXECUTION_PROVIDERS), { minItems: 1, maxItems: 3, uniqueItems: true })),
-    deviceClasses: Type.Optional(
-      Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' }), { minItems: 1, maxItems: 64 }),
-    ),
+    deviceClasses: Type.Optional(Type.Array(Identifier, { minItems: 1, maxItems: 64 })),
     telemetry: Type.Optional(TelemetrySpec),
   },
   { additionalProperties: false, title: 'upload fields' },

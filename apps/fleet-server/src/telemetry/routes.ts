@@ -1,7 +1,16 @@
 /** GET /v1/telemetry/windows: the windows stored, newest first, filtered by device and model. */
 import type { Readable } from 'node:stream';
 import { type DriftResult, type FeatureProfile, fromWire, kllQuantile, observedCount, variance, type WireProfile } from '@edgefleet/drift';
-import { EdgefleetError, type ManifestPayload, type SignedDocument, Timestamp } from '@edgefleet/protocol';
+import {
+  DeviceId,
+  EdgefleetError,
+  type ManifestPayload,
+  ModelName,
+  Semver,
+  type SignedDocument,
+  Tag,
+  Timestamp,
+} from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { Selectable } from 'kysely';
 import Type from 'typebox';
@@ -15,16 +24,13 @@ import { datasetFormat, profileDataset } from './reference-dataset.ts';
 
 const ListWindows = Type.Object(
   {
-    device: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' })),
-    model: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })),
-    version: Type.Optional(Type.String({ maxLength: 64 })),
+    device: Type.Optional(DeviceId),
+    model: Type.Optional(ModelName),
+    version: Type.Optional(Semver),
     limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
   },
   { additionalProperties: false },
 );
-
-/** RFC 3339 UTC, as the protocol writes times. */
-const TIME = { pattern: (Timestamp as unknown as { pattern: string }).pattern };
 
 function iso(value: string, field: string): string {
   const at = Date.parse(value);
@@ -32,26 +38,21 @@ function iso(value: string, field: string): string {
   return new Date(at).toISOString();
 }
 
-const VersionParams = Type.Object(
-  { name: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }), version: Type.String({ minLength: 1, maxLength: 64 }) },
-  { additionalProperties: false },
-);
+const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
 const ReferenceBody = Type.Object(
   {
-    from: Type.String({ ...TIME, description: 'first window start included (RFC 3339 UTC)' }),
-    to: Type.String({ ...TIME, description: 'last window end included (RFC 3339 UTC)' }),
-    tag: Type.Optional(
-      Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$', description: 'only devices with this tag (a canary group)' }),
-    ),
+    from: Type.String({ ...Timestamp, description: 'first window start included (RFC 3339 UTC)' }),
+    to: Type.String({ ...Timestamp, description: 'last window end included (RFC 3339 UTC)' }),
+    tag: Type.Optional(Type.String({ ...Tag, description: 'only devices with this tag (a canary group)' })),
   },
   { additionalProperties: false },
 );
 const DriftQuery = Type.Object(
   {
-    model: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
-    version: Type.String({ minLength: 1, maxLength: 64 }),
-    tag: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._:=-]{0,63}$' })),
-    since: Type.Optional(Type.String(TIME)),
+    model: ModelName,
+    version: Semver,
+    tag: Type.Optional(Tag),
+    since: Type.Optional(Timestamp),
     bucketSeconds: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
   },
   { additionalProperties: false },
@@ -77,21 +78,22 @@ function summarizeProfile(name: string, profile: FeatureProfile) {
   };
 }
 
-const GROUP = { pattern: '^(\\*|[a-z0-9][a-z0-9._:=-]{0,63})$', description: 'a device tag, or * for every device' };
+/** A device group: a tag, or * for every device. */
+const Group = Type.Union([Tag, Type.Literal('*')], { description: 'a device tag, or * for every device' });
 const ScoresQuery = Type.Object(
   {
-    model: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
-    version: Type.String({ minLength: 1, maxLength: 64 }),
-    group: Type.Optional(Type.String(GROUP)),
-    since: Type.Optional(Type.String(TIME)),
+    model: ModelName,
+    version: Semver,
+    group: Type.Optional(Group),
+    since: Type.Optional(Timestamp),
     limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
   },
   { additionalProperties: false },
 );
 const AlertsQuery = Type.Object(
   {
-    model: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })),
-    version: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    model: Type.Optional(ModelName),
+    version: Type.Optional(Semver),
     state: Type.Optional(Type.Enum(['firing', 'resolved'])),
   },
   { additionalProperties: false },
