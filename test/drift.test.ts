@@ -8,10 +8,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { enrollDevices, type Simulation, simulatedWindow, startSimulation } from '@edgefleet/device-agent';
-import { ALL_DEVICES, FAMILY_P_VALUE, mergeWindows, scoreBucket, verifyWebhookSignature } from '@edgefleet/fleet-server';
+import { verifyWebhookSignature } from '@edgefleet/fleet-server';
 import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
 import { mlpModel, splitmix } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALL_DEVICES } from '../apps/fleet-server/src/drift/evaluator.ts';
+import { FAMILY_P_VALUE, mergeWindows, scoreBucket } from '../apps/fleet-server/src/drift/scoring.ts';
 import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
 
 const SECRET = 'whsec-test-0123456789';

@@ -32,6 +32,8 @@ import type { ServerContext } from './context.ts';
 import { createDesiredStateService } from './desired/index.ts';
 import { createDeviceAuthenticator } from './devices/credentials.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
+import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
+import { registerDriftRoutes } from './drift/routes.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
 import { createMetrics } from './metrics/index.ts';
@@ -42,7 +44,6 @@ import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
 import { writeFileDurably } from './store/durable-write.ts';
 import { createWriteBehind } from './store/write-behind.ts';
-import { createDriftEvaluator, type DriftEvaluator } from './telemetry/evaluator.ts';
 import { createTelemetryIngest, type TelemetryIngest } from './telemetry/ingest.ts';
 import { registerTelemetryRoutes } from './telemetry/routes.ts';
 
@@ -357,7 +358,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
-  await registerTelemetryRoutes(app, context, drift);
+  await registerTelemetryRoutes(app, context);
+  await registerDriftRoutes(app, context, drift);
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });

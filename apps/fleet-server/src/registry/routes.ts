@@ -34,8 +34,8 @@ import Type from 'typebox';
 import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { storeReference } from '../drift/scoring.ts';
 import type { Database } from '../store/schema.ts';
-import { storeReference } from '../telemetry/drift.ts';
 import { type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
 import { readOnnxSummary } from './onnx.ts';
 

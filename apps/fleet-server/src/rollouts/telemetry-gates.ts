@@ -16,8 +16,8 @@
 import { detectDrift, type FeatureProfile } from '@edgefleet/drift';
 import type { ManifestPayload, SignedDocument } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
+import { FAMILY_P_VALUE, mergeWindows, parseReference, scoreBucket } from '../drift/scoring.ts';
 import type { Database, RolloutsTable } from '../store/schema.ts';
-import { FAMILY_P_VALUE, mergeWindows, parseReference, scoreBucket } from '../telemetry/drift.ts';
 
 /** How far before the rollout the replaced version's telemetry is read. */
 const LOOKBACK_MS = 3600_000;

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { FeatureProfile } from '@edgefleet/drift';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import { mergeFeatureMaps, parseReference, parseWindowFeatures, scoreBucket } from './drift.ts';
+import { mergeFeatureMaps, parseReference, parseWindowFeatures, scoreBucket } from './scoring.ts';
 import { deliverDue, recordDelivery } from './webhook.ts';
 
 /** The group of every device. */

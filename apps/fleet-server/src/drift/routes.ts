@@ -1,0 +1,243 @@
+/**
+ * The drift API: the stored drift series per version, device group and bucket, alerts with their
+ * webhook deliveries, a version's drift status, an evaluation on demand, and drift computed ad hoc
+ * for any bucket width.
+ */
+import type { DriftResult } from '@edgefleet/drift';
+import { ModelName, Semver, Tag, Timestamp } from '@edgefleet/protocol';
+import type { FastifyInstance } from 'fastify';
+import type { Selectable } from 'kysely';
+import Type from 'typebox';
+import type { ServerContext } from '../context.ts';
+import { iso } from '../http/time.ts';
+import { findVersion } from '../registry/routes.ts';
+import type { DriftScoresTable } from '../store/schema.ts';
+import type { DriftEvaluator } from './evaluator.ts';
+import { evaluateDrift } from './scoring.ts';
+
+const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
+
+const DriftQuery = Type.Object(
+  {
+    model: ModelName,
+    version: Semver,
+    tag: Type.Optional(Tag),
+    since: Type.Optional(Timestamp),
+    bucketSeconds: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+  },
+  { additionalProperties: false },
+);
+
+/** A device group: a tag, or * for every device. */
+const Group = Type.Union([Tag, Type.Literal('*')], { description: 'a device tag, or * for every device' });
+
+const ScoresQuery = Type.Object(
+  {
+    model: ModelName,
+    version: Semver,
+    group: Type.Optional(Group),
+    since: Type.Optional(Timestamp),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
+  },
+  { additionalProperties: false },
+);
+
+const AlertsQuery = Type.Object(
+  {
+    model: Type.Optional(ModelName),
+    version: Type.Optional(Semver),
+    state: Type.Optional(Type.Enum(['firing', 'resolved'])),
+  },
+  { additionalProperties: false },
+);
+
+function scoreView(row: Selectable<DriftScoresTable>) {
+  return {
+    group: row.group_tag,
+    bucketStart: row.bucket_start,
+    bucketEnd: row.bucket_end,
+    devices: row.devices,
+    windows: row.windows,
+    runs: row.runs,
+    compared: row.compared,
+    score: row.score,
+    drifted: row.drifted === 1,
+    driftedFeatures: JSON.parse(row.drifted_features) as string[],
+    features: JSON.parse(row.results) as Record<string, DriftResult>,
+    evaluatedAt: row.evaluated_at,
+  };
+}
+
+export async function registerDriftRoutes(app: FastifyInstance, context: ServerContext, drift: DriftEvaluator): Promise<void> {
+  app.get(
+    '/v1/drift/scores',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'The stored drift scores of a version: one per device group and time bucket, oldest first',
+        querystring: ScoresQuery,
+      },
+    },
+    async (request) => {
+      const query = request.query as { model: string; version: string; group?: string; since?: string; limit?: string };
+      let select = context.db
+        .selectFrom('drift_scores')
+        .selectAll()
+        .where('model', '=', query.model)
+        .where('version', '=', query.version)
+        .orderBy('bucket_start')
+        .orderBy('group_tag');
+      if (query.group) select = select.where('group_tag', '=', query.group);
+      if (query.since) select = select.where('bucket_start', '>=', iso(query.since, 'since'));
+      const rows = await select.limit(Number(query.limit ?? 10_000)).execute();
+      return { model: query.model, version: query.version, scores: rows.map(scoreView) };
+    },
+  );
+
+  app.get(
+    '/v1/drift/alerts',
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'Drift alerts, newest first, with their webhook deliveries', querystring: AlertsQuery },
+    },
+    async (request) => {
+      const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved' };
+      let select = context.db.selectFrom('drift_alerts').selectAll().orderBy('opened_at', 'desc').limit(1000);
+      if (query.model) select = select.where('model', '=', query.model);
+      if (query.version) select = select.where('version', '=', query.version);
+      if (query.state) select = select.where('state', '=', query.state);
+      const alerts = await select.execute();
+      const deliveries =
+        alerts.length === 0
+          ? []
+          : await context.db
+              .selectFrom('webhook_deliveries')
+              .select(['id', 'alert_id', 'event', 'created_at', 'attempts', 'delivered_at', 'response_status', 'last_error'])
+              .where(
+                'alert_id',
+                'in',
+                alerts.map((a) => a.id),
+              )
+              .orderBy('created_at')
+              .execute();
+      return {
+        alerts: alerts.map((a) => ({
+          id: a.id,
+          model: a.model,
+          version: a.version,
+          group: a.group_tag,
+          state: a.state,
+          openedAt: a.opened_at,
+          resolvedAt: a.resolved_at,
+          firstBucket: a.first_bucket,
+          lastBucket: a.last_bucket,
+          score: a.score,
+          features: JSON.parse(a.features) as string[],
+          deliveries: deliveries
+            .filter((d) => d.alert_id === a.id)
+            .map((d) => ({
+              id: d.id,
+              event: d.event,
+              createdAt: d.created_at,
+              attempts: d.attempts,
+              deliveredAt: d.delivered_at,
+              responseStatus: d.response_status,
+              lastError: d.last_error,
+            })),
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/versions/:version/drift',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'The drift status of a version, per device group: ok, warning (last bucket drifted) or drifting (alert firing)',
+        params: VersionParams,
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params as { name: string; version: string };
+      const reference = await context.db
+        .selectFrom('reference_profiles')
+        .select(['source', 'runs', 'created_at'])
+        .where('model', '=', name)
+        .where('version', '=', version)
+        .executeTakeFirst();
+      if (!reference) {
+        await findVersion(context.db, name, version);
+        return { model: name, version, status: 'no-reference', reference: null, groups: [] };
+      }
+      // The latest bucket of each group, and its firing alert if any.
+      const latest = await context.db
+        .selectFrom('drift_scores as s')
+        .selectAll('s')
+        .where('s.model', '=', name)
+        .where('s.version', '=', version)
+        .where('s.bucket_start', '=', (eb) =>
+          eb
+            .selectFrom('drift_scores as t')
+            .select((e) => e.fn.max('t.bucket_start').as('m'))
+            .whereRef('t.model', '=', 's.model')
+            .whereRef('t.version', '=', 's.version')
+            .whereRef('t.group_tag', '=', 's.group_tag'),
+        )
+        .orderBy('s.group_tag')
+        .execute();
+      const firing = await context.db
+        .selectFrom('drift_alerts')
+        .select(['id', 'group_tag', 'opened_at', 'features'])
+        .where('model', '=', name)
+        .where('version', '=', version)
+        .where('state', '=', 'firing')
+        .execute();
+      const groups = latest.map((row) => {
+        const alert = firing.find((a) => a.group_tag === row.group_tag);
+        return {
+          group: row.group_tag,
+          status: alert ? 'drifting' : row.drifted === 1 ? 'warning' : 'ok',
+          latest: scoreView(row),
+          alert: alert ? { id: alert.id, openedAt: alert.opened_at, features: JSON.parse(alert.features) as string[] } : null,
+        };
+      });
+      const rank = { ok: 0, warning: 1, drifting: 2 } as const;
+      const worst = groups.reduce<keyof typeof rank>(
+        (w, g) => (rank[g.status as keyof typeof rank] > rank[w] ? (g.status as keyof typeof rank) : w),
+        'ok',
+      );
+      return {
+        model: name,
+        version,
+        status: groups.length === 0 ? 'no-data' : worst,
+        reference: { source: reference.source, runs: reference.runs, createdAt: reference.created_at },
+        groups,
+      };
+    },
+  );
+
+  app.post(
+    '/v1/drift/evaluate',
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Score new telemetry for drift now (otherwise every EDGEFLEET_DRIFT_EVALUATE_MS)' },
+    },
+    async () => drift.evaluate(),
+  );
+
+  app.get(
+    '/v1/drift',
+    { onRequest: context.requireRead, schema: { summary: 'Drift per window against the reference profile', querystring: DriftQuery } },
+    async (request) => {
+      const query = request.query as { model: string; version: string; tag?: string; since?: string; bucketSeconds?: string };
+      return evaluateDrift(context.db, {
+        model: query.model,
+        version: query.version,
+        ...(query.tag ? { tag: query.tag } : {}),
+        ...(query.since ? { since: iso(query.since, 'since') } : {}),
+        ...(query.bucketSeconds ? { bucketMs: Math.max(1, Number(query.bucketSeconds)) * 1000 } : {}),
+      });
+    },
+  );
+}
