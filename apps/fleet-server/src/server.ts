@@ -12,19 +12,11 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import Type from 'typebox';
 import { registerArtifactRoutes } from './artifacts/routes.ts';
 import { createArtifactStore } from './artifacts/store.ts';
-import { audit } from './audit/index.ts';
-import {
-  createAuthenticator,
-  createFailureLimiter,
-  formatAdminToken,
-  newSecret,
-  type Principal,
-  requireScope,
-  sha256,
-} from './auth/index.ts';
+import { registerAuditRoutes } from './audit/routes.ts';
+import { createAuthenticator, createFailureLimiter, type Principal, requireScope } from './auth/index.ts';
+import { ensureFirstAdminToken, registerTokenRoutes } from './auth/tokens.ts';
 import { createEmbeddedBroker } from './broker/embedded.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
@@ -76,35 +68,6 @@ export interface CreateServerOptions {
    * last-seen and received-at times), in ms since the epoch; tests move it instead of waiting.
    */
   readonly clock?: () => number;
-}
-
-/** Creates the first admin token when there is none and no EDGEFLEET_ADMIN_TOKEN is set. */
-async function ensureAdminToken(context: Pick<ServerContext, 'db' | 'config'>): Promise<string | undefined> {
-  if (context.config.adminToken) return undefined;
-  const existing = await context.db.selectFrom('admin_tokens').select('id').where('revoked_at', 'is', null).executeTakeFirst();
-  if (existing) return undefined;
-  const id = randomUUID().replaceAll('-', '').slice(0, 12);
-  const secret = newSecret();
-  await context.db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('admin_tokens')
-      .values({
-        id,
-        token_hash: sha256(secret),
-        scope: 'admin',
-        name: 'first admin',
-        created_at: new Date().toISOString(),
-        revoked_at: null,
-      })
-      .execute();
-    await audit(trx, {
-      actor: 'server',
-      action: 'admin-token.create',
-      target: `admin-token:${id}`,
-      after: { scope: 'admin', name: 'first admin' },
-    });
-  });
-  return formatAdminToken(id, secret);
 }
 
 export async function createFleetServer(options: CreateServerOptions = {}): Promise<FleetServer> {
@@ -198,7 +161,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   };
   // A crash between storing an upload's bytes and writing its row leaves an unreferenced file.
   await context.collectArtifacts();
-  const createdAdminToken = await ensureAdminToken(context);
+  const createdAdminToken = await ensureFirstAdminToken(db, config.adminToken);
   // Written where only the server's user can read it, never to stdout, where log shippers collect it.
   const adminTokenFile = createdAdminToken ? join(config.dataDir, 'admin-token') : undefined;
   if (adminTokenFile && createdAdminToken) await writeFileDurably(adminTokenFile, `${createdAdminToken}\n`, 0o600);
@@ -249,98 +212,17 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   });
 
   app.get('/healthz', { schema: { summary: 'The process is up' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { summary: 'The database and the broker answer' } }, async (_request, reply) => {
+  app.get('/readyz', { schema: { summary: 'The database and the broker answer' } }, async () => {
     try {
       await db.selectFrom('models').select('name').limit(1).execute();
-      if (!broker) throw new Error('broker not started');
-      return { status: 'ready', broker: { clients: broker.connectedCount } };
-    } catch (error) {
-      return reply
-        .status(503)
-        .type('application/problem+json')
-        .send({
-          type: 'urn:edgefleet:error:EF_STORE_UNAVAILABLE',
-          title: 'not ready',
-          status: 503,
-          detail: String(error),
-          code: 'EF_STORE_UNAVAILABLE',
-        });
+    } catch (cause) {
+      throw new EdgefleetError('EF_STORE_UNAVAILABLE', `the database does not answer: ${(cause as Error).message}`, { cause });
     }
+    if (!broker) throw new EdgefleetError('EF_STORE_UNAVAILABLE', 'the MQTT broker is not started yet');
+    return { status: 'ready', broker: { clients: broker.connectedCount } };
   });
   app.get('/metrics', { onRequest: context.requireRead, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
-  app.get(
-    '/v1/audit',
-    {
-      onRequest: context.requireRead,
-      schema: {
-        summary: 'The audit log: who changed what, when, before and after',
-        querystring: Type.Object(
-          {
-            target: Type.Optional(Type.String({ maxLength: 200 })),
-            action: Type.Optional(Type.String({ maxLength: 100 })),
-            limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
-          },
-          { additionalProperties: false },
-        ),
-      },
-    },
-    async (request) => {
-      const query = request.query as { target?: string; action?: string; limit?: string };
-      let select = db.selectFrom('audit_log').selectAll().orderBy('id', 'desc');
-      if (query.target) select = select.where('target', '=', query.target);
-      if (query.action) select = select.where('action', '=', query.action);
-      const rows = await select.limit(Number(query.limit ?? 100)).execute();
-      return {
-        entries: rows.map((r) => ({
-          at: r.at,
-          actor: r.actor,
-          action: r.action,
-          target: r.target,
-          before: r.before === null ? null : (JSON.parse(r.before) as unknown),
-          after: r.after === null ? null : (JSON.parse(r.after) as unknown),
-        })),
-      };
-    },
-  );
-  app.post(
-    '/v1/admin-tokens',
-    {
-      onRequest: context.requireAdmin,
-      schema: {
-        summary: 'Create an admin or read-only token; returned once',
-        body: Type.Object(
-          { name: Type.String({ minLength: 1, maxLength: 100 }), scope: Type.Enum(['admin', 'read']) },
-          { additionalProperties: false },
-        ),
-      },
-    },
-    async (request, reply) => {
-      const body = request.body as { name: string; scope: 'admin' | 'read' };
-      const id = randomUUID().replaceAll('-', '').slice(0, 12);
-      const secret = newSecret();
-      await db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto('admin_tokens')
-          .values({
-            id,
-            token_hash: sha256(secret),
-            scope: body.scope,
-            name: body.name,
-            created_at: new Date().toISOString(),
-            revoked_at: null,
-          })
-          .execute();
-        await audit(trx, {
-          actor: request.principal?.id ?? 'unknown',
-          action: 'admin-token.create',
-          target: `admin-token:${id}`,
-          after: { scope: body.scope, name: body.name },
-        });
-      });
-      return reply.status(201).send({ id, token: formatAdminToken(id, secret), scope: body.scope, name: body.name });
-    },
   );
   const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
@@ -354,6 +236,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     log: app.log,
     now: clock,
   });
+  await registerAuditRoutes(app, context);
+  await registerTokenRoutes(app, context);
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);

@@ -10,7 +10,7 @@ import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { iso } from '../http/time.ts';
-import { findVersion } from '../registry/routes.ts';
+import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
 import type { DriftEvaluator } from './evaluator.ts';
 import { evaluateDrift } from './scoring.ts';

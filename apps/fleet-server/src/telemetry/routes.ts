@@ -20,7 +20,7 @@ import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { createReferenceFromTelemetry, storeReference } from '../drift/scoring.ts';
 import { iso } from '../http/time.ts';
-import { findVersion } from '../registry/routes.ts';
+import { findVersion } from '../registry/versions.ts';
 import { datasetFormat, profileDataset } from './reference-dataset.ts';
 
 const ListWindows = Type.Object(

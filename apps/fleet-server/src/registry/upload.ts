@@ -1,0 +1,320 @@
+/**
+ * Registering a model version: the multipart upload read as it streams, the model parsed and
+ * loaded in onnxruntime, golden vectors made a hash-listed file, the manifest signed and checked
+ * to travel, the bytes committed under their hash, the row written last.
+ */
+import { open, readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import {
+  assertModelName,
+  checkDeliverable,
+  checkGoldenVectors,
+  createManifest,
+  EdgefleetError,
+  EXECUTION_PROVIDERS,
+  encodeGoldenVectors,
+  GOLDEN_VECTORS_FILE,
+  GoldenVector,
+  goldenVectorsEntry,
+  Identifier,
+  ManifestPayload,
+  ModelName,
+  parseJson,
+  signManifest,
+  TelemetrySpec,
+  TensorData,
+  Tolerance,
+  validate,
+} from '@edgefleet/protocol';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type from 'typebox';
+import type { StagedUpload } from '../artifacts/store.ts';
+import { audit } from '../audit/index.ts';
+import type { ServerContext } from '../context.ts';
+import { storeReference } from '../drift/scoring.ts';
+import { type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
+import { readOnnxSummary } from './onnx.ts';
+import { versionOf } from './versions.ts';
+
+const NameParams = Type.Object({ name: ModelName }, { additionalProperties: false });
+
+const JSON_FIELD_LIMIT = 8 * 1024 * 1024;
+
+const UploadFields = Type.Object(
+  {
+    version: Type.String({ maxLength: 64, description: 'a semantic version such as 1.4.0' }),
+    metadata: Type.Optional(ManifestPayload.properties.metadata),
+    goldenVectors: Type.Optional(Type.Array(GoldenVector, { maxItems: 16 })),
+    sampleInputs: Type.Optional(Type.Array(Type.Array(TensorData, { minItems: 1, maxItems: 64 }), { maxItems: 16 })),
+    tolerance: Type.Optional(Tolerance),
+    executionProviders: Type.Optional(Type.Array(Type.Enum(EXECUTION_PROVIDERS), { minItems: 1, maxItems: 3, uniqueItems: true })),
+    deviceClasses: Type.Optional(Type.Array(Identifier, { minItems: 1, maxItems: 64 })),
+    telemetry: Type.Optional(TelemetrySpec),
+  },
+  { additionalProperties: false, title: 'upload fields' },
+);
+
+const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses', 'telemetry']);
+
+/**
+ * What goes wrong while reading a multipart body that is not ours to fix: a missing or wrong
+ * boundary, a truncated or garbled body. busboy reports these as plain Errors, which would
+ * otherwise answer 500; they are the client's (EF_MULTIPART_INVALID). Coded errors, fastify's own
+ * (limits) and the system's (a full disk) pass through as they are.
+ */
+function asUploadError(error: unknown): unknown {
+  if (error instanceof EdgefleetError) return error;
+  const { code, statusCode } = error as { code?: unknown; statusCode?: unknown };
+  if (typeof statusCode === 'number' || (typeof code === 'string' && /^(E[A-Z]+|ERR_FS_)/.test(code) && !code.startsWith('ERR_STREAM'))) {
+    return error;
+  }
+  return new EdgefleetError(
+    'EF_MULTIPART_INVALID',
+    `the multipart body is malformed: ${String((error as Error).message ?? error).slice(0, 200)}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/**
+ * POST /v1/models/{name}/versions: a version registered from a multipart upload (fields first,
+ * the model file, optionally a reference dataset), checked, loaded in onnxruntime, signed, stored.
+ */
+export async function registerUploadRoute(app: FastifyInstance, context: ServerContext): Promise<void> {
+  const { db, artifacts, keys, config } = context;
+
+  /**
+   * Reads the multipart body: fields (JSON ones parsed), the model streamed to a staged file, the
+   * optional reference dataset profiled as it streams. On any failure the staged file is gone and
+   * the error is coded (see asUploadError).
+   */
+  async function readUpload(
+    request: FastifyRequest,
+    name: string,
+  ): Promise<{
+    raw: Record<string, unknown>;
+    staged: StagedUpload | undefined;
+    reference: (DatasetProfile & { fileName: string }) | undefined;
+  }> {
+    const raw: Record<string, unknown> = {};
+    let staged: StagedUpload | undefined;
+    let reference: (DatasetProfile & { fileName: string }) | undefined;
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
+          const format = datasetFormat(part.filename, part.mimetype);
+          if (!format) {
+            part.file.resume();
+            throw new EdgefleetError(
+              'EF_REFERENCE_INVALID',
+              `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
+            );
+          }
+          const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
+          const profile = await profileDataset(part.file, {
+            format,
+            maxBytes: config.maxReferenceBytes,
+            ...(telemetry ? { telemetry } : {}),
+          });
+          reference = { ...profile, fileName: part.filename.slice(0, 128) };
+        } else if (part.type === 'file') {
+          if (part.fieldname !== 'model' || staged) {
+            part.file.resume();
+            throw new EdgefleetError(
+              'EF_SCHEMA_INVALID',
+              `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
+            );
+          }
+          if (typeof raw.version !== 'string') {
+            part.file.resume();
+            throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
+          }
+          const version = versionOf(raw.version);
+          const existing = await db
+            .selectFrom('model_versions')
+            .select('version')
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (existing) {
+            part.file.resume();
+            throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+          }
+          staged = await artifacts.stage(part.file, config.maxModelBytes);
+        } else {
+          if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
+            throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
+          }
+          if (part.fieldname === 'telemetry' && reference) {
+            throw new EdgefleetError(
+              'EF_SCHEMA_INVALID',
+              'send the "telemetry" field before the "reference" file: its columns are checked against it',
+            );
+          }
+          const value = String(part.value);
+          raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
+        }
+      }
+      return { raw, staged, reference };
+    } catch (error) {
+      if (staged) await artifacts.discard(staged);
+      throw asUploadError(error);
+    }
+  }
+
+  app.post(
+    '/v1/models/:name/versions',
+    {
+      onRequest: context.requireAdmin,
+      schema: {
+        summary:
+          'Upload a model version (multipart: fields first, then the ONNX file as "model" and optionally a reference dataset, CSV or JSON lines, as "reference")',
+        params: NameParams,
+        consumes: ['multipart/form-data'],
+      },
+    },
+    async (request, reply) => {
+      const name = assertModelName((request.params as { name: string }).name);
+      const upload = await readUpload(request, name);
+      const { raw, reference } = upload;
+      let staged = upload.staged;
+      let goldenFile: StagedUpload | undefined;
+      try {
+        if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
+        const fields = validate(UploadFields, raw);
+        const version = versionOf(fields.version);
+
+        const handle = await open(staged.path, 'r');
+        const summary = await readOnnxSummary(handle).finally(() => handle.close());
+        // Every model is loaded in onnxruntime before it is signed; sample inputs run in the same session.
+        const computed = await context.modelCheck.check(await readFile(staged.path), fields.sampleInputs ?? [], summary.outputs);
+        const vectors = [...(fields.goldenVectors ?? []), ...computed];
+        checkGoldenVectors({ model: summary }, vectors, `${name}@${version}`);
+        // Golden vectors travel as a file the manifest lists by hash, never inline: one realistic
+        // sample image is hundreds of kilobytes, and manifests ride in every desired-state document.
+        if (vectors.length > 0) goldenFile = await artifacts.stage(Readable.from([encodeGoldenVectors(vectors)]), Number.MAX_SAFE_INTEGER);
+        const now = Date.now();
+        const payload = createManifest({
+          name,
+          version,
+          now,
+          ttlMs: config.manifestTtlDays * 24 * 3600 * 1000,
+          artifact: { sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' },
+          files: goldenFile ? [goldenVectorsEntry(goldenFile.sha256, goldenFile.size)] : [],
+          model: {
+            format: 'onnx',
+            irVersion: summary.irVersion,
+            opsets: summary.opsets.slice(0, 32),
+            inputs: summary.inputs,
+            outputs: summary.outputs,
+            operators: summary.operators.filter((op) => op.length <= 128).slice(0, 1024),
+            quantization: summary.quantization,
+          },
+          runtime: {
+            executionProviders: fields.executionProviders ?? ['webgpu', 'wasm', 'cpu'],
+            ...(fields.deviceClasses ? { deviceClasses: fields.deviceClasses } : {}),
+          },
+          ...(goldenFile
+            ? {
+                acceptance: {
+                  tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 },
+                  vectors: [],
+                  vectorsFile: GOLDEN_VECTORS_FILE.name,
+                },
+              }
+            : {}),
+          ...(fields.telemetry ? { telemetry: fields.telemetry } : {}),
+          ...(fields.metadata ? { metadata: fields.metadata } : {}),
+        });
+        const manifest = signManifest(payload, [keys.signing]);
+        // What cannot travel to a device is refused now, not discovered by a stuck rollout.
+        checkDeliverable(manifest);
+
+        // The bytes go under their hash first, the row last: a crash in between leaves an
+        // unreferenced file (collected on start), never a version without its bytes.
+        await artifacts.commit(staged);
+        staged = undefined;
+        if (goldenFile) await artifacts.commit(goldenFile);
+        goldenFile = undefined;
+        const actor = request.principal?.id ?? 'unknown';
+        await db.transaction().execute(async (trx) => {
+          await trx
+            .insertInto('models')
+            .values({ name, created_at: new Date(now).toISOString() })
+            .onConflict((oc) => oc.column('name').doNothing())
+            .execute();
+          const clash = await trx
+            .selectFrom('model_versions')
+            .select('version')
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (clash) throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
+          const tombstone = await trx
+            .selectFrom('deleted_versions')
+            .select(['sha256', 'deleted_at'])
+            .where('name', '=', name)
+            .where('version', '=', version)
+            .executeTakeFirst();
+          if (tombstone && tombstone.sha256 !== payload.artifact.sha256) {
+            throw new EdgefleetError(
+              'EF_MODEL_VERSION_DELETED',
+              `${name}@${version} was deleted at ${tombstone.deleted_at}; it named the model with sha256 ${tombstone.sha256.slice(0, 12)}…, not these bytes (${payload.artifact.sha256.slice(0, 12)}…)`,
+            );
+          }
+          await trx
+            .insertInto('model_versions')
+            .values({
+              name,
+              version,
+              sha256: payload.artifact.sha256,
+              size: payload.artifact.size,
+              manifest: JSON.stringify(manifest),
+              metadata: JSON.stringify(fields.metadata ?? {}),
+              created_at: new Date(now).toISOString(),
+              created_by: actor,
+            })
+            .execute();
+          await trx
+            .insertInto('version_artifacts')
+            .values([
+              { name, version, sha256: payload.artifact.sha256, role: 'model' },
+              ...payload.files
+                .filter((f) => f.sha256 !== payload.artifact.sha256)
+                .map((f) => ({ name, version, sha256: f.sha256, role: f.role })),
+            ])
+            .execute();
+          await audit(trx, {
+            actor,
+            action: 'model.version.create',
+            target: `model:${name}@${version}`,
+            after: { sha256: payload.artifact.sha256, size: payload.artifact.size },
+          });
+          if (reference) {
+            await storeReference(trx, {
+              model: name,
+              version,
+              source: `dataset ${reference.fileName} (${reference.rows} rows)`,
+              windows: 0,
+              runs: reference.rows,
+              features: reference.features,
+              actor,
+            });
+          }
+        });
+        return reply.status(201).send({
+          name,
+          version,
+          sha256: payload.artifact.sha256,
+          size: payload.artifact.size,
+          manifest,
+          ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
+        });
+      } finally {
+        if (staged) await artifacts.discard(staged);
+        if (goldenFile) await artifacts.discard(goldenFile);
+      }
+    },
+  );
+}
