@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createTopicScheme, EdgefleetError } from '@edgefleet/protocol';
+import { writeFileAtomically } from '@edgefleet/protocol/node';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
@@ -34,7 +35,6 @@ import { registerRegistryRoutes } from './registry/routes.ts';
 import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
-import { writeFileDurably } from './store/durable-write.ts';
 import { createWriteBehind } from './store/write-behind.ts';
 import { createTelemetryIngest, type TelemetryIngest } from './telemetry/ingest.ts';
 import { registerTelemetryRoutes } from './telemetry/routes.ts';
@@ -164,7 +164,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const createdAdminToken = await ensureFirstAdminToken(db, config.adminToken);
   // Written where only the server's user can read it, never to stdout, where log shippers collect it.
   const adminTokenFile = createdAdminToken ? join(config.dataDir, 'admin-token') : undefined;
-  if (adminTokenFile && createdAdminToken) await writeFileDurably(adminTokenFile, `${createdAdminToken}\n`, 0o600);
+  if (adminTokenFile && createdAdminToken) await writeFileAtomically(adminTokenFile, `${createdAdminToken}\n`); // mode 0600
 
   await app.register(helmet, {
     // Pages this server sends (the OpenAPI viewer, the dashboard) load scripts and styles from

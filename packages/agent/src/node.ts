@@ -1,7 +1,8 @@
 /** @edgefleet/agent for Node devices: the agent's state in a file beside the runtime's store. */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { TelemetryWindow } from '@edgefleet/protocol';
+import { clearTemporaryFiles, writeFileAtomically } from '@edgefleet/protocol/node';
 import type { AgentStateStore } from './agent.ts';
 import { createSerializer, type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
 
@@ -20,22 +21,8 @@ export function createFileAgentState(dir: string): AgentStateStore {
         throw error;
       }
     },
-    write: (state) => writeDurably(path, JSON.stringify(state)),
+    write: (state) => writeFileAtomically(path, JSON.stringify(state)),
   };
-}
-
-/** temp + fsync + rename: the file holds the old or the new content, never a torn one. */
-async function writeDurably(path: string, content: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const temp = `${path}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }
 
 /**
@@ -48,8 +35,16 @@ export function createFileTelemetryQueue(dir: string, options: { limit?: number 
   const droppedPath = join(folder, 'dropped.json');
   const limit = options.limit ?? TELEMETRY_QUEUE_DEFAULTS.limit;
   let last = 0;
-  // One operation at a time: appends, trims and removals never interleave.
-  const serial = createSerializer();
+  // One operation at a time: appends, trims and removals never interleave; the first clears what a
+  // killed process left half-written.
+  const serialize = createSerializer();
+  let cleared: Promise<void> | undefined;
+  const serial = <T>(task: () => Promise<T>) =>
+    serialize(async () => {
+      cleared ??= clearTemporaryFiles(folder);
+      await cleared;
+      return task();
+    });
   const keys = async () => {
     try {
       return (await readdir(folder))
@@ -69,13 +64,13 @@ export function createFileTelemetryQueue(dir: string, options: { limit?: number 
     }
   };
   const addDropped = async (count: number) => {
-    if (count > 0) await writeDurably(droppedPath, JSON.stringify((await readDropped()) + count));
+    if (count > 0) await writeFileAtomically(droppedPath, JSON.stringify((await readDropped()) + count));
   };
   return {
     append: (window: TelemetryWindow) =>
       serial(async () => {
         last = Math.max(Date.now(), last + 1);
-        await writeDurably(join(folder, `${queueKey(window, last)}.json`), JSON.stringify(window));
+        await writeFileAtomically(join(folder, `${queueKey(window, last)}.json`), JSON.stringify(window));
         const all = await keys();
         const over = all.slice(0, Math.max(0, all.length - limit));
         for (const key of over) await rm(join(folder, `${key}.json`), { force: true });
@@ -103,7 +98,7 @@ export function createFileTelemetryQueue(dir: string, options: { limit?: number 
     takeDropped: () =>
       serial(async () => {
         const dropped = await readDropped();
-        if (dropped > 0) await writeDurably(droppedPath, '0');
+        if (dropped > 0) await writeFileAtomically(droppedPath, '0');
         return dropped;
       }),
   };

@@ -1,9 +1,12 @@
 /**
- * @edgefleet/protocol/node: Node's native ed25519 (OpenSSL) for servers and Node devices, ~20x
- * faster than the portable pure-JavaScript default. Same signatures, same strictness.
+ * @edgefleet/protocol/node: what Node parts of edgefleet share beyond the portable protocol:
+ * Node's native ed25519 (OpenSSL) for servers and Node devices, ~20x faster than the portable
+ * pure-JavaScript default (same signatures, same strictness), and the one atomic file write.
  */
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { type Ed25519Verify, type SigningKey, signingKeyFromSecret } from './signing/index.ts';
+
+export { type AtomicWriteOptions, clearTemporaryFiles, syncFolder, writeFileAtomically } from './atomic-file/index.ts';
 
 // DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) and SPKI (public), RFC 8410.
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');

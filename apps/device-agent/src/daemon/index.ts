@@ -2,11 +2,11 @@
  * The device daemon: runtime + agent from one data folder. On first start it enrolls with an
  * enrollment token and keeps the credential (mode 0600); afterwards it needs no token.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent, createFileAgentState } from '@edgefleet/agent';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
-import { nodeVerify } from '@edgefleet/protocol/node';
+import { nodeVerify, writeFileAtomically } from '@edgefleet/protocol/node';
 import { createRuntime } from '@edgefleet/runtime';
 
 export interface Credential {
@@ -23,18 +23,6 @@ export interface DaemonOptions {
   readonly id?: string;
   readonly mqttUrl?: string;
   readonly log: (line: Record<string, unknown>) => void;
-}
-
-async function writePrivate(path: string, text: string): Promise<void> {
-  const temp = `${path}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }
 
 export async function loadOrEnroll(options: Pick<DaemonOptions, 'serverUrl' | 'dataDir' | 'token' | 'id'>): Promise<Credential> {
@@ -54,7 +42,7 @@ export async function loadOrEnroll(options: Pick<DaemonOptions, 'serverUrl' | 'd
   if (!response.ok) throw new Error(`enrollment refused: ${response.status} ${body.code}: ${body.detail}`);
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const credential: Credential = { id: body.id, secret: body.secret, mqtt: body.mqtt, keySet: body.keySet };
-  await writePrivate(path, JSON.stringify(credential, null, 2));
+  await writeFileAtomically(path, JSON.stringify(credential, null, 2)); // mode 0600
   return credential;
 }
 

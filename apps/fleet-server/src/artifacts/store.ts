@@ -8,6 +8,7 @@ import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { EdgefleetError } from '@edgefleet/protocol';
+import { syncFolder } from '@edgefleet/protocol/node';
 
 export interface StagedUpload {
   readonly path: string;
@@ -29,15 +30,6 @@ export interface ArtifactStore {
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 export async function createArtifactStore(dir: string): Promise<ArtifactStore> {
   const tmp = join(dir, 'tmp');
@@ -103,7 +95,7 @@ export async function createArtifactStore(dir: string): Promise<ArtifactStore> {
         return;
       }
       await rename(staged.path, target);
-      await fsyncDir(dir);
+      await syncFolder(dir);
     },
 
     discard: (staged) => rm(staged.path, { force: true }),

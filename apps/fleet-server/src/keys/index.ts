@@ -14,8 +14,7 @@ import {
   signKeySet,
   toBase64Url,
 } from '@edgefleet/protocol';
-import { nodeSigningKey } from '@edgefleet/protocol/node';
-import { writeFileDurably } from '../store/durable-write.ts';
+import { nodeSigningKey, writeFileAtomically } from '@edgefleet/protocol/node';
 
 export interface FleetKeys {
   readonly signing: SigningKey;
@@ -41,7 +40,7 @@ export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
     if ((error as { code?: string }).code !== 'ENOENT') throw error;
     signing = nodeSigningKey(generateSigningKey().secretKey);
     const stored: StoredKey = { keyId: signing.keyId, secretKey: toBase64Url(signing.secretKey), createdAt: new Date().toISOString() };
-    await writeFileDurably(keyPath, JSON.stringify(stored, null, 2), 0o600);
+    await writeFileAtomically(keyPath, JSON.stringify(stored, null, 2), { mode: 0o600 });
   }
   let keySet: SignedDocument<KeySetPayload>;
   try {
@@ -51,7 +50,7 @@ export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
     if ((error as { code?: string }).code !== 'ENOENT') throw error;
     const roles = { root: { keys: [signing] }, manifest: { keys: [signing] }, 'desired-state': { keys: [signing] } };
     keySet = signKeySet(createKeySet({ version: 1, roles, ttlMs: 10 * 365 * 24 * 3600 * 1000 }), [signing]);
-    await writeFileDurably(keySetPath, JSON.stringify(keySet, null, 2), 0o644);
+    await writeFileAtomically(keySetPath, JSON.stringify(keySet, null, 2), { mode: 0o644 });
   }
   return { signing, keySet };
 }

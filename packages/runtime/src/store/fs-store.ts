@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertModelName } from '@edgefleet/protocol';
+import { syncFolder, writeFileAtomically } from '@edgefleet/protocol/node';
 import { guardStore } from './errors.ts';
 import type { ArtifactWriter, ModelRecord, ModelStore } from './types.ts';
 
@@ -20,15 +21,6 @@ const SHA256 = /^[0-9a-f]{64}$/;
 export interface FileModelStoreOptions {
   /** The folder that holds everything; created when missing. */
   readonly dir: string;
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function checkHash(sha256: string): string {
@@ -52,18 +44,8 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
   // next open to clear (as after a killed process).
   const openWriters = new Set<() => Promise<void>>();
 
-  async function writeDurably(target: string, bytes: Uint8Array | string): Promise<void> {
-    const temp = join(tmp, `${randomUUID()}.tmp`);
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
-    await fsyncDir(join(target, '..'));
-  }
+  /** A record: old or new, never torn, its temporary file in tmp/ (cleared on open). */
+  const writeDurably = (target: string, bytes: Uint8Array | string) => writeFileAtomically(target, bytes, { tempDir: tmp });
 
   return {
     description: `fs:${options.dir}`,
@@ -104,7 +86,7 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
               await handle.sync();
               await release();
               await rename(temp, target);
-              await fsyncDir(artifacts);
+              await syncFolder(artifacts);
             }),
           abort: async () => {
             await release().catch(() => undefined);
@@ -148,7 +130,7 @@ export async function createFileModelStore(options: FileModelStoreOptions): Prom
     deleteRecord: (name) =>
       guardStore('delete a model record', async () => {
         await rm(join(models, `${assertModelName(name)}.json`), { force: true });
-        await fsyncDir(models);
+        await syncFolder(models);
       }),
 
     close: async () => {
