@@ -1,9 +1,14 @@
 /**
- * A loopback HTTP server that serves artifacts the way a real one does (Range, ETag, Content-Length)
- * and misbehaves on demand: cut connections, endless data, a 1 byte/s drip, server errors.
+ * The one fixture HTTP server of the tests, on loopback: it serves files the way a real artifact
+ * server does (Range, ETag, Content-Length) and misbehaves on demand (cut connections, endless
+ * data, a 1 byte/s drip, server errors); it also serves folders from disk (onnxruntime-web's dist/
+ * for browser pages) with the headers that make a page cross-origin isolated (COOP/COEP: WASM
+ * threads need SharedArrayBuffer) and let another origin's page fetch from it (CORS, CORP).
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { extname, join, normalize } from 'node:path';
 
 export interface ArtifactFaults {
   /** Destroy the connection after this many body bytes, on the first N requests. */
@@ -26,28 +31,58 @@ export interface ArtifactServer {
   readonly url: string;
   /** Every request seen: path and Range header. */
   readonly requests: { path: string; range?: string }[];
-  set(path: string, body: Uint8Array, faults?: ArtifactFaults): void;
+  set(path: string, body: Uint8Array | string, faults?: ArtifactFaults & { readonly type?: string }): void;
   close(): Promise<void>;
 }
 
-export async function createArtifactServer(): Promise<ArtifactServer> {
-  const files = new Map<string, { body: Uint8Array; faults: ArtifactFaults; served: number }>();
+const TYPES: Record<string, string> = {
+  '.mjs': 'text/javascript',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.html': 'text/html',
+  '.json': 'application/json',
+  '.onnx': 'application/octet-stream',
+};
+
+const HEADERS = {
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  // A page of another origin may fetch (CORS) and embed (CORP) what this server holds.
+  'access-control-allow-origin': '*',
+  'access-control-allow-headers': 'range',
+  'cross-origin-resource-policy': 'cross-origin',
+  'cache-control': 'no-store',
+};
+
+export async function createArtifactServer(options: { readonly folders?: Readonly<Record<string, string>> } = {}): Promise<ArtifactServer> {
+  const files = new Map<string, { body: Uint8Array; type: string; faults: ArtifactFaults; served: number }>();
+  const folders = options.folders ?? {};
+  /** A file set in memory, or one under a served folder (never outside it). */
+  async function lookup(path: string) {
+    const set = files.get(path);
+    if (set) return set;
+    const prefix = Object.keys(folders).find((p) => path.startsWith(p));
+    const relative = prefix ? normalize(path.slice(prefix.length)) : '';
+    if (!prefix || !relative || relative.startsWith('..')) return undefined;
+    const body = await readFile(join(folders[prefix] as string, relative)).catch(() => undefined);
+    return body ? { body: new Uint8Array(body), type: TYPES[extname(relative)] ?? 'application/octet-stream', faults: {}, served: 0 } : undefined;
+  }
   const requests: ArtifactServer['requests'] = [];
   const sockets = new Set<Socket>();
 
-  const server: Server = createServer((request: IncomingMessage, response: ServerResponse) => {
+  const server: Server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
     const range = request.headers.range;
     requests.push({ path, ...(range ? { range } : {}) });
-    const file = files.get(path);
+    const file = await lookup(path);
     if (!file) {
-      response.writeHead(404).end();
+      response.writeHead(404, HEADERS).end();
       return;
     }
     const attempt = file.served++;
     const { body, faults } = file;
     if (faults.failStatus && attempt < (faults.failTimes ?? 1)) {
-      response.writeHead(faults.failStatus).end();
+      response.writeHead(faults.failStatus, HEADERS).end();
       return;
     }
     let start = 0;
@@ -55,7 +90,8 @@ export async function createArtifactServer(): Promise<ArtifactServer> {
     if (match && !faults.ignoreRange) start = Number(match[1]);
     const slice = body.subarray(start);
     const headers: Record<string, string | number> = {
-      'content-type': 'application/octet-stream',
+      ...HEADERS,
+      'content-type': file.type,
       'accept-ranges': 'bytes',
       etag: '"fixture"',
     };
@@ -75,7 +111,8 @@ export async function createArtifactServer(): Promise<ArtifactServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    set: (path, body, faults = {}) => files.set(path, { body, faults, served: 0 }),
+    set: (path, body, { type = TYPES[extname(path)] ?? 'application/octet-stream', ...faults } = {}) =>
+      files.set(path, { body: typeof body === 'string' ? new TextEncoder().encode(body) : body, type, faults, served: 0 }),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -13,20 +13,7 @@ export interface FixtureModel {
   readonly inputShape: readonly number[];
 }
 
-/** A deterministic pseudo-random sequence (xorshift32) so fixture weights never change. */
-export function seededValues(count: number, seed = 1, scale = 1): Float32Array {
-  let state = seed >>> 0 || 1;
-  return Float32Array.from({ length: count }, () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return ((state / 0xffffffff) * 2 - 1) * scale;
-  });
-}
-
-/** splitmix32: a well-mixed deterministic stream of numbers in [0, 1) (nearby seeds give unrelated streams). */
+/** splitmix32: a well-mixed deterministic stream of numbers in [0, 1) (nearby seeds give unrelated streams). The tests' one PRNG. */
 export function splitmix(seed: number): () => number {
   let state = seed;
   return () => {
@@ -36,6 +23,12 @@ export function splitmix(seed: number): () => number {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
   };
+}
+
+/** `count` deterministic values in [-scale, scale), from splitmix: fixture weights and inputs never change. */
+export function seededValues(count: number, seed = 1, scale = 1): Float32Array {
+  const random = splitmix(seed);
+  return Float32Array.from({ length: count }, () => (random() * 2 - 1) * scale);
 }
 
 /** y = x, float32 [1, 4]. */
