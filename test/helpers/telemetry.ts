@@ -5,7 +5,7 @@
  */
 import { telemetryMessage } from '@edgefleet/agent';
 import { encodeMessage } from '@edgefleet/protocol';
-import { type TelemetryWindow as ClosedWindow, WindowProfile } from '@edgefleet/runtime';
+import { type ClosedWindow, WindowProfile } from '@edgefleet/runtime';
 import { splitmix } from '@edgefleet/test-utils';
 
 export function sampleWindow(runs = 60, seed = 11): ClosedWindow {

@@ -5,7 +5,7 @@
  * (`dropped`). Appending never waits on the network; inference never waits on appending.
  */
 import type { ExecutionProvider, TelemetryWindow } from '@edgefleet/protocol';
-import type { TelemetryWindow as ClosedWindow } from '@edgefleet/runtime/core';
+import type { ClosedWindow } from '@edgefleet/runtime/core';
 
 export interface QueuedWindow {
   /** Orders the queue (append order) and names the entry in the store. */

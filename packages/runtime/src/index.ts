@@ -24,4 +24,4 @@ export {
 export { storeError } from './store/errors.ts';
 export { createIndexedDbModelStore, type IndexedDbModelStoreOptions } from './store/idb-store.ts';
 export type { ArtifactWriter, InstalledVersion, ModelRecord, ModelStore, VersionFloor } from './store/types.ts';
-export { LATENCY_EDGES_MS, type TelemetryWindow, WindowProfile } from './telemetry/window.ts';
+export { type ClosedWindow, LATENCY_EDGES_MS, WindowProfile } from './telemetry/window.ts';

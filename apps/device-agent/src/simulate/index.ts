@@ -28,7 +28,7 @@ import {
   verifyDesiredState,
 } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
-import { type TelemetryWindow as ClosedWindow, WindowProfile } from '@edgefleet/runtime/core';
+import { type ClosedWindow, WindowProfile } from '@edgefleet/runtime/core';
 import mqtt, { type MqttClient } from 'mqtt';
 
 export interface SimulationFaults {

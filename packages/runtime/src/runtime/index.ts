@@ -34,10 +34,10 @@ import { checkFeeds, normalizeFeeds } from '../feeds/index.ts';
 import { createNobleHasher, type HasherFactory } from '../hash/index.ts';
 import { storeError } from '../store/errors.ts';
 import type { InstalledVersion, ModelRecord, ModelStore } from '../store/types.ts';
-import { type TelemetryWindow, WindowProfile } from '../telemetry/window.ts';
+import { type ClosedWindow, WindowProfile } from '../telemetry/window.ts';
 import { LiveSession } from './live-session.ts';
 
-export type TelemetryWindowEvent = TelemetryWindow & { readonly executionProvider: ExecutionProvider };
+export type TelemetryWindowEvent = ClosedWindow & { readonly executionProvider: ExecutionProvider };
 
 /** The open window of one model version, also kept on its model state so a run finds it without a lookup. */
 interface TelemetryEntry {

@@ -35,8 +35,8 @@ async function windowOf(runs: number, seed: number, shift = 0): Promise<WindowPr
 describe('telemetry window of a model version', () => {
   it('folds every run into latency, input summaries and the class distribution of the outputs, keeping no inputs', async () => {
     const window = await windowOf(300, 1);
-    window.recordError('EF_INPUT_SHAPE', 0.01);
-    window.recordError('EF_INPUT_SHAPE', 0.01);
+    window.recordError('EF_INPUT_INVALID', 0.01);
+    window.recordError('EF_INPUT_INVALID', 0.01);
     const closed = window.close(Date.parse('2026-11-26T00:01:00Z'));
     expect(closed).toMatchObject({
       model: { name: 'mlp', version: '1.0.0' },
@@ -44,7 +44,7 @@ describe('telemetry window of a model version', () => {
       end: '2026-11-26T00:01:00.000Z',
     });
     expect(closed.runs).toBe(302);
-    expect(closed.errors).toEqual({ EF_INPUT_SHAPE: 2 });
+    expect(closed.errors).toEqual({ EF_INPUT_INVALID: 2 });
     const latency = fromWire(closed.latencyMs) as NumericProfile;
     expect(latency.moments.count).toBe(302);
     expect(closed.features.map((f) => f.name).sort()).toEqual([

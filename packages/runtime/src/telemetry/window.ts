@@ -17,7 +17,7 @@
  * `defaults: true`.
  */
 import { categoricalProfile, type FeatureProfile, numericProfile, observe, toWire, type WireProfile } from '@edgefleet/drift';
-import type { TelemetryFeature, TelemetrySpec } from '@edgefleet/protocol';
+import type { ErrorCode, TelemetryFeature, TelemetrySpec } from '@edgefleet/protocol';
 import type { Feeds, Outputs, RuntimeTensor } from '../engine/types.ts';
 
 /** Latency bin edges in ms: 0.1 ms to 10 s, about three per decade. */
@@ -26,7 +26,7 @@ export const LATENCY_EDGES_MS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 5
 /** Sketch size for per-run features: a window holds few enough runs that k = 100 keeps it small. */
 const FEATURE_K = 100;
 
-export interface TelemetryWindow {
+export interface ClosedWindow {
   readonly model: { readonly name: string; readonly version: string };
   /** ISO timestamps: [start, end). */
   readonly start: string;
@@ -176,7 +176,7 @@ export class WindowProfile {
   }
 
   /** A run that failed, by its error code. */
-  recordError(code: string, latencyMs: number): void {
+  recordError(code: ErrorCode, latencyMs: number): void {
     this.runs++;
     this.errors[code] = (this.errors[code] ?? 0) + 1;
     this.num(this.latency, latencyMs);
@@ -217,7 +217,7 @@ export class WindowProfile {
     return this.isClosed;
   }
 
-  close(end: number): TelemetryWindow {
+  close(end: number): ClosedWindow {
     this.isClosed = true;
     this.drain();
     return {

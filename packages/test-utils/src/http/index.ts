@@ -65,7 +65,9 @@ export async function createArtifactServer(options: { readonly folders?: Readonl
     const relative = prefix ? normalize(path.slice(prefix.length)) : '';
     if (!prefix || !relative || relative.startsWith('..')) return undefined;
     const body = await readFile(join(folders[prefix] as string, relative)).catch(() => undefined);
-    return body ? { body: new Uint8Array(body), type: TYPES[extname(relative)] ?? 'application/octet-stream', faults: {}, served: 0 } : undefined;
+    return body
+      ? { body: new Uint8Array(body), type: TYPES[extname(relative)] ?? 'application/octet-stream', faults: {}, served: 0 }
+      : undefined;
   }
   const requests: ArtifactServer['requests'] = [];
   const sockets = new Set<Socket>();
