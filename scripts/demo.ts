@@ -196,9 +196,12 @@ async function main(): Promise<void> {
         `${DEVICE}: ✓ acceptance test on ${executionProvider}, max |error| ${maxAbsoluteError.toExponential(2)} against the server's golden output`,
       ),
     );
-    runtime.on('activated', ({ model, executionProvider }) =>
-      line(`${DEVICE}: ✓ ${model.name}@${model.version} active on ${executionProvider}`),
-    );
+    runtime.on('activated', ({ model, executionProvider, providers }) => {
+      const measured = providers
+        .map((p) => `${p.executionProvider} ${p.passed ? (p.p50Ms !== undefined ? `p50 ${p.p50Ms} ms` : 'passed') : 'failed'}`)
+        .join(', ');
+      line(`${DEVICE}: ✓ ${model.name}@${model.version} active on ${executionProvider} (chosen on this device: ${measured})`);
+    });
     const agent = createAgent({
       deviceId: DEVICE,
       secret: device.secret,

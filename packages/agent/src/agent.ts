@@ -136,6 +136,8 @@ export function createAgent(options: AgentOptions): Agent {
               sha256: m.active.sha256,
               executionProvider: m.active.executionProvider,
               activatedAt: m.active.activatedAt,
+              // The verdicts without their reasons (the `activated` event has them): the report stays small.
+              ...(m.active.providers ? { providers: m.active.providers.slice(0, 6).map(({ reason: _reason, ...rest }) => rest) } : {}),
             },
           }
         : {}),
@@ -187,8 +189,15 @@ export function createAgent(options: AgentOptions): Agent {
     options.runtime.on('execution-provider-fallback', ({ model, from, to, reason }) =>
       event('execution-provider-fallback', { model, fallback: { from, to, reason: reason.slice(0, 2000) }, ...withRollout(model) }),
     ),
-    options.runtime.on('activated', ({ model, executionProvider, latency }) =>
-      event('activated', { model, executionProvider, ...(latency ? { latency } : {}), ...withRollout(model) }),
+    options.runtime.on('activated', ({ model, executionProvider, providers, latency }) =>
+      event('activated', {
+        model,
+        executionProvider,
+        // Older runtimes than this agent send none.
+        ...(providers ? { providers: providers.slice(0, 6) } : {}),
+        ...(latency ? { latency } : {}),
+        ...withRollout(model),
+      }),
     ),
     options.runtime.on('install-failed', ({ model, error }) =>
       event('install-failed', { model, error: { code: error.code, message: error.message.slice(0, 2000) }, ...withRollout(model) }),

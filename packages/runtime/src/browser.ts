@@ -24,7 +24,18 @@ export interface BrowserEngineOptions {
   /** Offer WebGPU when the device has an adapter; default true. */
   readonly webgpu?: boolean;
   /** The WebGPU entry point; default `navigator.gpu`. */
-  readonly gpu?: { requestAdapter(): Promise<unknown> };
+  readonly gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> };
+}
+
+/** What the runtime reads of a WebGPU adapter (`GPUAdapter.info`; `isFallbackAdapter` on older browsers). */
+export interface GpuAdapterLike {
+  readonly info?: {
+    readonly vendor?: string;
+    readonly architecture?: string;
+    readonly device?: string;
+    readonly isFallbackAdapter?: boolean;
+  };
+  readonly isFallbackAdapter?: boolean;
 }
 
 export interface BrowserRuntimeOptions extends Omit<RuntimeOptions, 'store' | 'engines'>, BrowserEngineOptions {
@@ -52,7 +63,13 @@ export function createBrowserEngine(options: BrowserEngineOptions = {}): Engine 
               executionProvider: 'webgpu' as const,
               probe: async () => {
                 if (!gpu) return 'this browser has no WebGPU (navigator.gpu is missing)';
-                return (await gpu.requestAdapter()) ? undefined : 'no WebGPU adapter (navigator.gpu.requestAdapter() returned null)';
+                const adapter = await gpu.requestAdapter();
+                if (!adapter) return 'no WebGPU adapter (navigator.gpu.requestAdapter() returned null)';
+                const info = adapter.info ?? {};
+                return {
+                  fallbackAdapter: info.isFallbackAdapter === true || adapter.isFallbackAdapter === true,
+                  description: [info.vendor, info.architecture, info.device].filter(Boolean).join(' '),
+                };
               },
             },
           ]

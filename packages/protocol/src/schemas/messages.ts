@@ -40,6 +40,27 @@ function OneOf<const T extends readonly string[]>(values: T, what: string) {
 
 export const MODEL_STATES = ['active', 'installing', 'failed', 'removed'] as const;
 
+/**
+ * How the device chose the execution provider a version serves on: each provider the manifest
+ * allows, whether it passed the acceptance test, and its measured p50 latency on the golden inputs
+ * (the fastest that passed serves, with a margin in favour of the device's preferred one).
+ */
+export const ProviderMeasurement = Strict(
+  {
+    executionProvider: ExecutionProviderSchema,
+    engine: Type.String({ minLength: 1, maxLength: 100, description: 'the engine offering it (onnxruntime-web, onnxruntime-node)' }),
+    passed: Type.Boolean({ description: 'loaded and passed the acceptance test' }),
+    p50Ms: Type.Optional(Type.Number({ minimum: 0, maximum: 3_600_000, description: 'median latency on the golden inputs, in ms' })),
+    /** A software adapter (WebGPU's isFallbackAdapter: SwiftShader): never preferred unmeasured. */
+    fallbackAdapter: Type.Optional(Type.Boolean()),
+    reason: Type.Optional(Type.String({ maxLength: 300, description: 'why it did not pass, or does not serve' })),
+  },
+  { description: 'an execution provider as the device measured it at install' },
+);
+export type ProviderMeasurement = Static<typeof ProviderMeasurement>;
+/** One per engine and execution provider the manifest allows (reasons at most 300 characters): an event stays small. */
+export const ProviderMeasurements = Type.Array(ProviderMeasurement, { maxItems: 6 });
+
 export const ReportedModel = Strict(
   {
     name: ModelName,
@@ -50,6 +71,8 @@ export const ReportedModel = Strict(
         sha256: Sha256,
         executionProvider: ExecutionProviderSchema,
         activatedAt: Timestamp,
+        /** How the provider was chosen at install. */
+        providers: Type.Optional(ProviderMeasurements),
       }),
     ),
     previous: Type.Optional(Strict({ version: Semver, sha256: Sha256 })),
@@ -137,6 +160,8 @@ export const DeviceEvent = Strict(
       }),
     ),
     error: Type.Optional(ErrorInfo),
+    /** With `activated`: how the execution provider was chosen (measured on the device). */
+    providers: Type.Optional(ProviderMeasurements),
     /** With `activated`: the install-time probe of the new version against the one it replaced. */
     latency: Type.Optional(
       Strict({

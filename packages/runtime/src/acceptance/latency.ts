@@ -23,6 +23,24 @@ interface Runner {
   run(feeds: Feeds): Promise<Outputs>;
 }
 
+/** The inputs of golden vectors as engine feeds. */
+export function vectorFeeds(vectors: readonly GoldenVector[]): Feeds[] {
+  return vectors.map((vector) => {
+    const decoded: Record<string, Feeds[string]> = {};
+    for (const input of vector.inputs) {
+      const tensor = decodeTensor(input);
+      decoded[input.name] = { dtype: tensor.dtype, shape: tensor.shape, data: tensor.data };
+    }
+    return decoded as Feeds;
+  });
+}
+
+/** The median (lower middle) of a list of durations. */
+export function p50(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil(0.5 * sorted.length) - 1)] ?? 0;
+}
+
 /** The 95th percentile (nearest rank) of a list of durations. */
 export function p95(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -37,14 +55,7 @@ export async function probeLatency(
   clock: () => number = () => performance.now(),
 ): Promise<LatencyProbe | undefined> {
   if (vectors.length === 0 || runs <= 0) return undefined;
-  const feeds = vectors.map((vector) => {
-    const decoded: Record<string, Feeds[string]> = {};
-    for (const input of vector.inputs) {
-      const tensor = decodeTensor(input);
-      decoded[input.name] = { dtype: tensor.dtype, shape: tensor.shape, data: tensor.data };
-    }
-    return decoded as Feeds;
-  });
+  const feeds = vectorFeeds(vectors);
   const timed = async (runner: Runner, input: Feeds): Promise<number> => {
     const started = clock();
     await runner.run(input);

@@ -14,8 +14,11 @@ export interface OrtModule {
   readonly Tensor: new (type: Tensor.Type, data: Tensor.DataType, dims?: readonly number[]) => Tensor;
 }
 
-/** Probes whether one execution provider can run here; resolves to a reason when it cannot. */
-export type ProviderProbe = () => Promise<string | undefined>;
+/**
+ * Probes whether one execution provider can run here: resolves to the reason when it cannot
+ * (a string), or to nothing or what it found when it can (a software adapter, its description).
+ */
+export type ProviderProbe = () => Promise<string | undefined | { readonly fallbackAdapter?: boolean; readonly description?: string }>;
 
 export interface OrtEngineOptions {
   /** "onnxruntime-web" or "onnxruntime-node": shown in models() and events. */
@@ -42,9 +45,15 @@ export function createOrtEngine(options: OrtEngineOptions): Engine {
 
     async probe(): Promise<ProviderAvailability[]> {
       return Promise.all(
-        options.providers.map(async ({ executionProvider, probe }) => {
-          const reason = probe ? await probe().catch((error: unknown) => `probe failed: ${(error as Error).message}`) : undefined;
-          return reason === undefined ? { executionProvider, available: true } : { executionProvider, available: false, reason };
+        options.providers.map(async ({ executionProvider, probe }): Promise<ProviderAvailability> => {
+          const found = probe ? await probe().catch((error: unknown) => `probe failed: ${(error as Error).message}`) : undefined;
+          if (typeof found === 'string') return { executionProvider, available: false, reason: found };
+          return {
+            executionProvider,
+            available: true,
+            ...(found?.fallbackAdapter ? { fallbackAdapter: true } : {}),
+            ...(found?.description ? { description: found.description.slice(0, 200) } : {}),
+          };
         }),
       );
     },

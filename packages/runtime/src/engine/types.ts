@@ -15,6 +15,13 @@ export interface ProviderAvailability {
   readonly executionProvider: ExecutionProvider;
   readonly available: boolean;
   readonly reason?: string;
+  /**
+   * A software adapter (WebGPU's `isFallbackAdapter`: SwiftShader on a machine without a GPU):
+   * usable, but often 100x slower than WASM, so never preferred without measuring.
+   */
+  readonly fallbackAdapter?: boolean;
+  /** What the device offers under this provider (a WebGPU adapter's vendor and architecture). */
+  readonly description?: string;
 }
 
 export interface EngineSession {

@@ -1,4 +1,4 @@
-import type { ExecutionProvider, ManifestPayload, SignedDocument } from '@edgefleet/protocol';
+import type { ExecutionProvider, ManifestPayload, ProviderMeasurement, SignedDocument } from '@edgefleet/protocol';
 
 /** One installed version of a model as the store records it. */
 export interface InstalledVersion {
@@ -10,6 +10,13 @@ export interface InstalledVersion {
   readonly files: Readonly<Record<string, string>>;
   readonly executionProvider: ExecutionProvider;
   readonly activatedAt: string;
+  /** How the execution provider was chosen: each candidate's acceptance verdict and measured p50. */
+  readonly providers?: readonly ProviderMeasurement[];
+  /**
+   * What the device offered when the choice was made (engines, providers, adapters): a restore
+   * re-decides only when it changed. Absent in records written before choices were measured.
+   */
+  readonly providerFingerprint?: string;
 }
 
 /** The version floor: nothing older installs without a signed rollback (TUF rollback attack). */
