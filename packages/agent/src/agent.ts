@@ -12,21 +12,20 @@ import {
   createTopicScheme,
   type DeviceEvent,
   decodeMessage,
-  EdgefleetError,
   type EventKind,
   encodeMessage,
-  isEdgefleetError,
   type ModelRef,
   type Presence,
-  type ReportedState,
   type TelemetryAck,
+  type TopicKind,
   type Trust,
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
-import type { ModelInfo, Runtime } from '@edgefleet/runtime/core';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { Runtime } from '@edgefleet/runtime/core';
+import { errorInfo, planReconcile, reportedState } from './reconcile.ts';
 import { type TelemetryQueueStore, telemetryMessage } from './telemetry.ts';
+import { createMqttTransport, type Transport } from './transport.ts';
 
 /** Where the agent keeps the one thing it must remember: the last desired sequence applied. */
 export interface AgentStateStore {
@@ -39,6 +38,11 @@ export interface AgentOptions {
   readonly secret: string;
   /** mqtt://host:port (Node) or ws://host:port/mqtt (browsers). */
   readonly mqttUrl: string;
+  /**
+   * The link to the broker; default mqtt.js to `mqttUrl` with the device's credential and an
+   * `offline` presence as its will. Tests and embedders may bring their own (see transport.ts).
+   */
+  readonly transport?: Transport;
   /** Base URL of the fleet server's HTTP API, for artifact downloads. */
   readonly serverUrl: string;
   readonly runtime: Runtime;
@@ -91,12 +95,14 @@ export function createAgent(options: AgentOptions): Agent {
   const log = options.log ?? (() => undefined);
   const deviceId = options.deviceId;
   const basic = `Basic ${btoa(`${deviceId}:${options.secret}`)}`;
-  let client: MqttClient | undefined;
+  let transport: Transport | undefined;
   let eventSeq = 0;
   let appliedSequence = 0;
   let queue: Promise<void> = Promise.resolve();
   let pendingDocument: unknown;
+  /** Set once the connection is being ended: a publish failing then is expected, not logged. */
   let stopped = false;
+  let stopping: Promise<void> | undefined;
   let unsubscribeTelemetry: (() => void) | undefined;
 
   const presence = (state: Presence['state']): Presence => ({
@@ -107,10 +113,10 @@ export function createAgent(options: AgentOptions): Agent {
     since: timestamp(now()),
   });
 
-  function publish(kind: 'events' | 'reported' | 'presence' | 'telemetry', payload: Uint8Array, retain: boolean): void {
-    // QoS 1: mqtt.js queues while offline and delivers on reconnect.
-    client?.publish(topics.build(kind, deviceId), text(payload), { qos: 1, retain }, (error) => {
-      if (error) log('warn', 'publish failed', { kind, error: error.message });
+  function publish(kind: Extract<TopicKind, 'events' | 'reported' | 'presence' | 'telemetry'>, payload: Uint8Array, retain: boolean): void {
+    // QoS 1: the transport queues while offline and delivers on reconnect.
+    transport?.publish(topics.build(kind, deviceId), text(payload), { qos: 1, retain }).catch((error: Error) => {
+      if (!stopped) log('warn', 'publish failed', { kind, error: error.message });
     });
   }
 
@@ -119,48 +125,19 @@ export function createAgent(options: AgentOptions): Agent {
     publish('events', encodeMessage('events', message), false);
   }
 
-  function errorInfo(error: unknown): { code: string; message: string } {
-    return isEdgefleetError(error)
-      ? { code: error.code, message: error.message.slice(0, 2000) }
-      : { code: 'EF_INTERNAL_ERROR', message: String(error).slice(0, 2000) };
-  }
-
   function report(): void {
-    const models = options.runtime.models().map((m: ModelInfo): ReportedState['models'][number] => ({
-      name: m.name,
-      state: m.state === 'active' ? 'active' : m.state === 'installing' ? 'installing' : 'failed',
-      ...(m.active
-        ? {
-            active: {
-              version: m.active.version,
-              sha256: m.active.sha256,
-              executionProvider: m.active.executionProvider,
-              activatedAt: m.active.activatedAt,
-              // The verdicts without their reasons (the `activated` event has them): the report stays small.
-              ...(m.active.providers ? { providers: m.active.providers.slice(0, 6).map(({ reason: _reason, ...rest }) => rest) } : {}),
-            },
-          }
-        : {}),
-      ...(m.previous ? { previous: m.previous } : {}),
-      ...(m.floor ? { floor: m.floor } : {}),
-      ...(m.lastError ? { lastError: { code: m.lastError.code, message: m.lastError.message.slice(0, 2000) } } : {}),
-    }));
-    const reported: ReportedState = {
-      type: 'edgefleet.reported-state/v1',
+    const reported = reportedState({
       deviceId,
       bootId,
-      reportedAt: timestamp(now()),
+      at: now(),
       appliedSequence,
       agent: {
         version: options.agentVersion ?? '0.1.0',
         platform: options.platform,
         ...(options.deviceClass ? { deviceClass: options.deviceClass } : {}),
       },
-      capabilities: {
-        executionProviders: [...new Set(options.runtime.models().flatMap((m) => (m.active ? [m.active.executionProvider] : [])))],
-      },
-      models,
-    };
+      models: options.runtime.models(),
+    });
     publish('reported', encodeMessage('reported', reported), true);
   }
 
@@ -222,7 +199,7 @@ export function createAgent(options: AgentOptions): Agent {
     const queue = options.telemetry;
     if (!queue) return Promise.resolve();
     return outboxWork(async () => {
-      if (!client?.connected) return;
+      if (!transport?.connected) return;
       const at = Date.now(); // the real clock: resends pace the network, whatever clock the documents use
       for (const { key, window } of await queue.list()) {
         const sentAt = sent.get(key);
@@ -271,36 +248,30 @@ export function createAgent(options: AgentOptions): Agent {
       log('warn', 'refused a desired-state document', errorInfo(error));
       return;
     }
-    const { payload, manifests } = verified;
-    if (payload.sequence <= appliedSequence) {
-      // Already applied (a retained copy after a reconnect, or a replay): nothing to do but say where we are.
-      report();
+    const plan = planReconcile(verified, options.runtime.models(), appliedSequence);
+    if (plan.stale) {
+      report(); // nothing to do but say where we are
       return;
     }
-    event('desired-state-received', { desiredSequence: payload.sequence });
-    currentRollout = new Map(payload.models.flatMap((m) => (m.rolloutId ? [[m.manifest.payload.name, m.rolloutId] as const] : [])));
-    const installed = new Map(options.runtime.models().map((m) => [m.name, m]));
+    event('desired-state-received', { desiredSequence: plan.sequence });
+    currentRollout = new Map(plan.rollouts);
     let failures = 0;
-    for (const manifest of manifests) {
-      const current = installed.get(manifest.name)?.active;
-      if (current && current.version === manifest.version && current.sha256 === manifest.artifact.sha256) continue;
-      const signed = payload.models.find((m) => m.manifest.payload.name === manifest.name)?.manifest;
+    for (const [index, { manifest, signed }] of plan.installs.entries()) {
       try {
         // The model and every file its manifest lists (golden vectors...) come from the server by hash.
         const artifact = (sha256: string) => ({ url: `${options.serverUrl}/v1/artifacts/${sha256}`, headers: { authorization: basic } });
         await options.runtime.install(signed, artifact(manifest.artifact.sha256), {
           files: Object.fromEntries(manifest.files.map((file) => [file.name, artifact(file.sha256)])),
-          ...(payload.rollback ? { rollback: document } : {}),
+          ...(plan.rollback ? { rollback: document } : {}),
         });
       } catch (error) {
         failures++;
         log('warn', 'install failed', { model: `${manifest.name}@${manifest.version}`, ...errorInfo(error) });
       }
-      report();
+      // Progress through a document of several models; after the last, the report below says it all.
+      if (index < plan.installs.length - 1) report();
     }
-    for (const name of payload.remove) {
-      const version = installed.get(name)?.active?.version;
-      if (!installed.has(name)) continue;
+    for (const { name, version } of plan.removes) {
       try {
         await options.runtime.remove(name);
         if (version) event('removed', { model: { name, version } });
@@ -310,10 +281,10 @@ export function createAgent(options: AgentOptions): Agent {
     }
     // The sequence is "applied" once every install has been tried: a failed install is reported,
     // and the server answers with a new document (rollback or retry), not by resending this one.
-    appliedSequence = payload.sequence;
+    appliedSequence = plan.sequence;
     await options.state.write({ lastSequence: appliedSequence });
     report();
-    log('info', 'desired state applied', { sequence: payload.sequence, failures });
+    log('info', 'desired state applied', { sequence: plan.sequence, failures });
   }
 
   function enqueue(document: unknown): void {
@@ -328,86 +299,79 @@ export function createAgent(options: AgentOptions): Agent {
     });
   }
 
+  function onMessage({ topic, payload }: { readonly topic: string; readonly payload: Uint8Array }): void {
+    if (topic === topics.build('telemetry-ack', deviceId)) {
+      acknowledged(payload);
+      return;
+    }
+    if (topic !== topics.build('desired', deviceId)) return;
+    let document: unknown;
+    try {
+      document = JSON.parse(decoder.decode(payload));
+    } catch (error) {
+      event('desired-state-rejected', { error: { code: 'EF_JSON_INVALID', message: String(error).slice(0, 500) } });
+      return;
+    }
+    enqueue(document);
+  }
+
+  function onConnect(): void {
+    const link = transport as Transport;
+    publish('presence', encodeMessage('presence', presence('online')), true);
+    report();
+    // Subscribing on every (re)connect: the session is clean, and the retained desired state arrives each time.
+    link.subscribe(topics.build('desired', deviceId), 1).catch((error: Error) => {
+      log('error', 'could not subscribe to the desired state', { error: error.message });
+    });
+    if (options.telemetry) {
+      link
+        .subscribe(topics.build('telemetry-ack', deviceId), 1)
+        .catch((error: Error) => log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message }))
+        .then(() => {
+          // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
+          sent = new Map();
+          void sendQueued();
+        });
+    }
+  }
+
   return {
     get connected() {
-      return client?.connected ?? false;
+      return transport?.connected ?? false;
     },
 
     async start() {
       appliedSequence = (await options.state.read()).lastSequence;
-      client = mqtt.connect(options.mqttUrl, {
-        clientId: deviceId,
-        username: deviceId,
-        password: options.secret,
-        protocolVersion: 4,
-        clean: true,
-        keepalive: 30,
-        reconnectPeriod: options.reconnectPeriodMs ?? 2000,
-        connectTimeout: 10_000,
-        will: {
-          topic: topics.build('presence', deviceId),
-          payload: text(encodeMessage('presence', presence('offline'))),
-          qos: 1,
-          retain: true,
-        },
-      });
-      client.on('message', (topic, payload) => {
-        if (topic === topics.build('telemetry-ack', deviceId)) {
-          acknowledged(payload);
-          return;
-        }
-        if (topic !== topics.build('desired', deviceId)) return;
-        let document: unknown;
-        try {
-          document = JSON.parse(decoder.decode(payload));
-        } catch (error) {
-          event('desired-state-rejected', { error: { code: 'EF_JSON_INVALID', message: String(error).slice(0, 500) } });
-          return;
-        }
-        enqueue(document);
-      });
-      client.on('connect', () => {
-        publish('presence', encodeMessage('presence', presence('online')), true);
-        report();
-        // Subscribing on every (re)connect: the retained desired state arrives each time.
-        client?.subscribe(topics.build('desired', deviceId), { qos: 1 }, (error) => {
-          if (error) log('error', 'could not subscribe to the desired state', { error: error.message });
+      transport =
+        options.transport ??
+        createMqttTransport({
+          url: options.mqttUrl,
+          clientId: deviceId,
+          username: deviceId,
+          password: options.secret,
+          reconnectPeriodMs: options.reconnectPeriodMs ?? 2000,
+          will: {
+            topic: topics.build('presence', deviceId),
+            payload: text(encodeMessage('presence', presence('offline'))),
+            qos: 1,
+            retain: true,
+          },
         });
-        if (options.telemetry) {
-          client?.subscribe(topics.build('telemetry-ack', deviceId), { qos: 1 }, (error) => {
-            if (error) log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message });
-            // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
-            sent = new Map();
-            void sendQueued();
-          });
-        }
-      });
-      client.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
+      transport.on('message', onMessage);
+      transport.on('connect', onConnect);
+      transport.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
       if (options.telemetry) {
         flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
         resendTimer = setInterval(() => void sendQueued(), Math.max(10, resendMs / 2));
         (resendTimer as { unref?: () => void }).unref?.();
       }
-      await new Promise<void>((resolve, reject) => {
-        const onConnect = () => {
-          client?.off('error', onError);
-          resolve();
-        };
-        const onError = (error: Error) => {
-          if ((error as { code?: number }).code === 4 || (error as { code?: number }).code === 5) {
-            client?.off('connect', onConnect);
-            client?.end(true); // a refused credential will not become valid by retrying
-            reject(
-              new EdgefleetError(
-                error.message.includes('revoked') ? 'EF_DEVICE_REVOKED' : 'EF_UNAUTHORIZED',
-                `the broker refused device ${deviceId}: ${error.message}`,
-              ),
-            );
-          }
-        };
-        client?.once('connect', onConnect);
-        client?.on('error', onError);
-      });
+      try {
+        await transport.connect();
+      } catch (error) {
+        if (flushTimer) clearInterval(flushTimer);
+        if (resendTimer) clearInterval(resendTimer);
+        throw error;
+      }
     },
 
     async idle() {
@@ -421,27 +385,29 @@ export function createAgent(options: AgentOptions): Agent {
       }
     },
 
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      for (const off of unsubscribe) off();
-      if (flushTimer) clearInterval(flushTimer);
-      if (resendTimer) clearInterval(resendTimer);
-      await queue.catch(() => undefined);
-      // What was measured until now is kept for the next start (sent then, if not now).
-      if (options.telemetry) options.runtime.flushTelemetry();
-      unsubscribeTelemetry?.();
-      await outbox;
-      if (client) {
-        // A graceful stop says offline itself (the will is only for ungraceful drops).
-        await client
-          .publishAsync(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), {
-            qos: 1,
-            retain: true,
-          })
-          .catch(() => undefined);
-        await client.endAsync();
-      }
+    stop() {
+      stopping ??= shutDown();
+      return stopping;
     },
   };
+
+  async function shutDown(): Promise<void> {
+    for (const off of unsubscribe) off();
+    if (flushTimer) clearInterval(flushTimer);
+    if (resendTimer) clearInterval(resendTimer);
+    await queue.catch(() => undefined);
+    // What was measured until now is kept for the next start (sent then, if not now).
+    if (options.telemetry) options.runtime.flushTelemetry();
+    unsubscribeTelemetry?.();
+    await outbox;
+    if (transport) {
+      // A graceful stop says offline itself (the will is only for ungraceful drops).
+      await transport
+        .publish(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), { qos: 1, retain: true })
+        .catch(() => undefined);
+      stopped = true;
+      await transport.end();
+    }
+    stopped = true;
+  }
 }

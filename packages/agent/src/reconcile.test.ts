@@ -1,0 +1,90 @@
+import { createDesiredState, signDesiredState, verifyDesiredState } from '@edgefleet/protocol';
+import { createTestKeys } from '@edgefleet/protocol/testing';
+import type { ModelInfo } from '@edgefleet/runtime/core';
+import { manifestFor, mlpModel } from '@edgefleet/test-utils';
+import { describe, expect, it } from 'vitest';
+import { planReconcile, reportedState } from './reconcile.ts';
+
+const keys = createTestKeys(Date.now() - 60_000);
+const release = (name: string, version: string, seed: number) =>
+  manifestFor({
+    name,
+    version,
+    bytes: mlpModel(seed).bytes,
+    inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
+    outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+    key: keys.manifest,
+    executionProviders: ['wasm'],
+  });
+const a1 = release('a', '1.0.0', 1);
+const b2 = release('b', '2.0.0', 2);
+
+function desired(sequence: number, models: { manifest: typeof a1; rolloutId?: string }[], remove: string[] = [], rollback = false) {
+  const document = signDesiredState(createDesiredState({ deviceId: 'dev-1', sequence, models, remove, rollback }), [keys.desiredState]);
+  return verifyDesiredState(document, keys.trust, { deviceId: 'dev-1' });
+}
+
+const running = (name: string, version: string, sha256: string): ModelInfo => ({
+  name,
+  state: 'active',
+  active: { version, sha256, executionProvider: 'wasm', engine: 'onnxruntime-web', activatedAt: '2026-11-28T00:00:00.000Z' },
+});
+
+describe('reconcile plan', () => {
+  it('installs what differs by version or by bytes, skips what runs exactly, matches rollouts by name', () => {
+    const plan = planReconcile(
+      desired(5, [{ manifest: b2, rolloutId: 'ro-b' }, { manifest: a1 }]),
+      [running('a', '1.0.0', a1.payload.artifact.sha256), running('b', '2.0.0', 'f'.repeat(64))],
+      4,
+    );
+    expect(plan.stale).toBe(false);
+    expect(plan.installs.map((i) => [i.manifest.name, i.rolloutId])).toEqual([['b', 'ro-b']]);
+    expect(plan.installs[0]?.signed.payload).toEqual(b2.payload);
+    expect([...plan.rollouts]).toEqual([['b', 'ro-b']]);
+  });
+
+  it('is stale at or below the applied sequence', () => {
+    expect(planReconcile(desired(3, [{ manifest: a1 }]), [], 3).stale).toBe(true);
+    expect(planReconcile(desired(4, [{ manifest: a1 }]), [], 3).stale).toBe(false);
+  });
+
+  it('removes only models that are installed, naming the version they ran', () => {
+    const plan = planReconcile(desired(2, [], ['a', 'ghost']), [running('a', '1.0.0', a1.payload.artifact.sha256)], 1);
+    expect(plan.removes).toEqual([{ name: 'a', version: '1.0.0' }]);
+    expect(plan.installs).toEqual([]);
+  });
+
+  it('carries the rollback flag of the document', () => {
+    expect(planReconcile(desired(2, [{ manifest: a1 }], [], true), [], 1).rollback).toBe(true);
+  });
+});
+
+describe('reported state', () => {
+  it('reports each model, its capabilities, and the provider verdicts without their reasons', () => {
+    const model: ModelInfo = {
+      ...running('a', '1.0.0', a1.payload.artifact.sha256),
+      active: {
+        ...(running('a', '1.0.0', a1.payload.artifact.sha256).active as NonNullable<ModelInfo['active']>),
+        providers: [
+          { executionProvider: 'webgpu', engine: 'onnxruntime-web', passed: true, p50Ms: 20, fallbackAdapter: true, reason: 'slower' },
+          { executionProvider: 'wasm', engine: 'onnxruntime-web', passed: true, p50Ms: 1 },
+        ],
+      },
+      lastError: { code: 'EF_DOWNLOAD_FAILED', message: 'x'.repeat(5000) },
+    };
+    const reported = reportedState({
+      deviceId: 'dev-1',
+      bootId: 'b',
+      at: 0,
+      appliedSequence: 7,
+      agent: { version: '0.1.0', platform: 'node' },
+      models: [model],
+    });
+    expect(reported.capabilities.executionProviders).toEqual(['wasm']);
+    expect(reported.models[0]?.active?.providers).toEqual([
+      { executionProvider: 'webgpu', engine: 'onnxruntime-web', passed: true, p50Ms: 20, fallbackAdapter: true },
+      { executionProvider: 'wasm', engine: 'onnxruntime-web', passed: true, p50Ms: 1 },
+    ]);
+    expect(reported.models[0]?.lastError?.message).toHaveLength(2000);
+  });
+});
