@@ -153,3 +153,20 @@ describe('agent and server over real MQTT', () => {
     await device.stop();
   });
 });
+
+describe('agent without a broker', () => {
+  it('stops at once while the broker is unreachable, saying nothing it cannot deliver', async () => {
+    const lonely = await startFleet();
+    try {
+      const device = await lonely.startDevice('agent-alone');
+      await lonely.stopServer();
+      await until(() => !device.agent.connected, 'the agent to notice the broker is gone');
+      // Before the fix the goodbye message (QoS 1) waited for a broker that never came back.
+      await device.stop();
+      expect(device.agent.connected).toBe(false);
+    } finally {
+      await lonely.startServer();
+      await lonely.close();
+    }
+  });
+});

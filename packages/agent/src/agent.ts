@@ -401,12 +401,25 @@ export function createAgent(options: AgentOptions): Agent {
     unsubscribeTelemetry?.();
     await outbox;
     if (transport) {
-      // A graceful stop says offline itself (the will is only for ungraceful drops).
-      await transport
-        .publish(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), { qos: 1, retain: true })
-        .catch(() => undefined);
+      // A graceful stop says offline itself (the will is only for ungraceful drops) when it can:
+      // a goodbye queued for a broker that is gone would hold the stop forever.
+      const link = transport;
+      const connected = link.connected;
+      if (connected) {
+        // Not past the connection: one that drops meanwhile ends the wait (the will says it instead).
+        await new Promise<void>((resolve) => {
+          const off = link.on('close', () => resolve());
+          link
+            .publish(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), { qos: 1, retain: true })
+            .catch(() => undefined)
+            .finally(() => {
+              off();
+              resolve();
+            });
+        });
+      }
       stopped = true;
-      await transport.end();
+      await link.end({ graceful: connected && link.connected });
     }
     stopped = true;
   }

@@ -4,12 +4,14 @@
  */
 export { type AcceptanceResult, runAcceptance } from './acceptance/index.ts';
 export { type LatencyProbe, probeLatency } from './acceptance/latency.ts';
-export { RUNTIME_DEFAULTS, RUNTIME_VERSION } from './defaults.ts';
+export { acceptanceVectors } from './acceptance/vectors.ts';
+export { type ProviderChoicePolicy, RUNTIME_DEFAULTS, RUNTIME_VERSION } from './defaults.ts';
 export { type ArtifactSource, type DownloadPolicy, type DownloadProgress, downloadArtifact } from './download/index.ts';
 export { createOrtEngine, type OrtEngineOptions, type OrtModule, type ProviderProbe } from './engine/ort-engine.ts';
 export type { Engine, EngineSession, Feeds, Outputs, ProviderAvailability, RuntimeTensor } from './engine/types.ts';
 export { checkFeeds, normalizeFeeds } from './feeds/index.ts';
 export { createNobleHasher, type Hasher, type HasherFactory } from './hash/index.ts';
+export { checkTarget, rollbackAllowed } from './install/index.ts';
 export {
   createRuntime,
   type InstallOptions,

@@ -18,6 +18,7 @@ import {
   type ManifestPayload,
   type ModelRef,
   type SignedDocument,
+  type Trust,
   timestamp,
   verifyDesiredState,
 } from '@edgefleet/protocol';
@@ -47,13 +48,20 @@ export function checkTarget(manifest: ManifestPayload, deviceClass: string | und
   }
 }
 
-/** A rollback install must come with a verified desired-state document that says rollback and lists this exact manifest. */
-function rollbackAllowed(ctx: RuntimeContext, manifest: ManifestPayload, document: unknown): boolean {
+/**
+ * A rollback install (below the version floor) must come with a verified desired-state document,
+ * addressed to this device, that says rollback and lists this exact manifest.
+ */
+export function rollbackAllowed(
+  manifest: ManifestPayload,
+  document: unknown,
+  device: { readonly trust: Trust; readonly deviceId: string | undefined; readonly now: number },
+): boolean {
   if (document === undefined) return false;
-  if (ctx.options.deviceId === undefined) {
+  if (device.deviceId === undefined) {
     throw new EdgefleetError('EF_DESIRED_STATE_WRONG_DEVICE', 'this runtime has no deviceId, so it cannot accept a signed rollback');
   }
-  const verified = verifyDesiredState(document, ctx.trust, { deviceId: ctx.options.deviceId, now: ctx.now() });
+  const verified = verifyDesiredState(document, device.trust, { deviceId: device.deviceId, now: device.now });
   const listed = verified.manifests.some(
     (m) => m.name === manifest.name && m.version === manifest.version && m.artifact.sha256 === manifest.artifact.sha256,
   );
@@ -148,7 +156,11 @@ export async function installModel(
   };
   try {
     checkTarget(manifest, ctx.options.deviceClass);
-    const rollback = rollbackAllowed(ctx, manifest, installOptions.rollback);
+    const rollback = rollbackAllowed(manifest, installOptions.rollback, {
+      trust: ctx.trust,
+      deviceId: ctx.options.deviceId,
+      now: ctx.now(),
+    });
     checkVersionFloor(manifest.name, manifest.version, state.record.floor?.version, rollback);
     await ctx.step('verified', model);
     events.emit('verified', { model });
