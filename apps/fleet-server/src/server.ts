@@ -122,6 +122,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
     maxDocumentBytes: config.mqttMaxPayload,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
+    now: clock,
   });
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
   const modelCheck = createModelCheck({ timeoutMs: config.modelLoadTimeoutMs });

@@ -13,7 +13,7 @@ import {
   type DeviceEvent,
   decodeMessage,
   type EventKind,
-  encodeMessage,
+  encodeMessageText,
   type ModelRef,
   type Presence,
   type TelemetryAck,
@@ -25,7 +25,7 @@ import {
 import type { Runtime } from '@edgefleet/runtime/core';
 import { errorInfo, planReconcile, reportedState } from './reconcile.ts';
 import { type TelemetryQueueStore, telemetryMessage } from './telemetry.ts';
-import { createMqttTransport, type Transport } from './transport.ts';
+import { createMqttTransport, type MqttTransportOptions, type Transport } from './transport.ts';
 
 /** Where the agent keeps the one thing it must remember: the last desired sequence applied. */
 export interface AgentStateStore {
@@ -39,10 +39,11 @@ export interface AgentOptions {
   /** mqtt://host:port (Node) or ws://host:port/mqtt (browsers). */
   readonly mqttUrl: string;
   /**
-   * The link to the broker; default mqtt.js to `mqttUrl` with the device's credential and an
-   * `offline` presence as its will. Tests and embedders may bring their own (see transport.ts).
+   * Builds the link to the broker from the options the agent would use (`mqttUrl`, the device's
+   * credential, an `offline` presence as the will); default mqtt.js (createMqttTransport). Tune
+   * them, or bring another Transport (see transport.ts).
    */
-  readonly transport?: Transport;
+  readonly transport?: (options: MqttTransportOptions) => Transport;
   /** Base URL of the fleet server's HTTP API, for artifact downloads. */
   readonly serverUrl: string;
   readonly runtime: Runtime;
@@ -79,11 +80,6 @@ export interface Agent {
 }
 
 const decoder = new TextDecoder();
-/** Payloads go to mqtt.js as text: the same in Node and in browsers (no Buffer there). */
-function text(bytes: Uint8Array): string {
-  return decoder.decode(bytes);
-}
-
 function newBootId(): string {
   return globalThis.crypto.randomUUID();
 }
@@ -113,16 +109,16 @@ export function createAgent(options: AgentOptions): Agent {
     since: timestamp(now()),
   });
 
-  function publish(kind: Extract<TopicKind, 'events' | 'reported' | 'presence' | 'telemetry'>, payload: Uint8Array, retain: boolean): void {
+  function publish(kind: Extract<TopicKind, 'events' | 'reported' | 'presence' | 'telemetry'>, payload: string, retain: boolean): void {
     // QoS 1: the transport queues while offline and delivers on reconnect.
-    transport?.publish(topics.build(kind, deviceId), text(payload), { qos: 1, retain }).catch((error: Error) => {
+    transport?.publish(topics.build(kind, deviceId), payload, { qos: 1, retain }).catch((error: Error) => {
       if (!stopped) log('warn', 'publish failed', { kind, error: error.message });
     });
   }
 
   function event(kind: EventKind, fields: Partial<Omit<DeviceEvent, 'type' | 'deviceId' | 'bootId' | 'seq' | 'at' | 'kind'>> = {}): void {
     const message: DeviceEvent = { type: 'edgefleet.event/v1', deviceId, bootId, seq: eventSeq++, at: timestamp(now()), kind, ...fields };
-    publish('events', encodeMessage('events', message), false);
+    publish('events', encodeMessageText('events', message), false);
   }
 
   function report(): void {
@@ -138,7 +134,7 @@ export function createAgent(options: AgentOptions): Agent {
       },
       models: options.runtime.models(),
     });
-    publish('reported', encodeMessage('reported', reported), true);
+    publish('reported', encodeMessageText('reported', reported), true);
   }
 
   // Runtime events become fleet events, with the rollout they belong to when known.
@@ -205,7 +201,7 @@ export function createAgent(options: AgentOptions): Agent {
         const sentAt = sent.get(key);
         if (sentAt !== undefined && at - sentAt < resendMs) continue;
         sent.set(key, at);
-        publish('telemetry', encodeMessage('telemetry', window), false);
+        publish('telemetry', encodeMessageText('telemetry', window), false);
       }
     });
   }
@@ -317,7 +313,7 @@ export function createAgent(options: AgentOptions): Agent {
 
   function onConnect(): void {
     const link = transport as Transport;
-    publish('presence', encodeMessage('presence', presence('online')), true);
+    publish('presence', encodeMessageText('presence', presence('online')), true);
     report();
     // Subscribing on every (re)connect: the session is clean, and the retained desired state arrives each time.
     link.subscribe(topics.build('desired', deviceId), 1).catch((error: Error) => {
@@ -342,21 +338,20 @@ export function createAgent(options: AgentOptions): Agent {
 
     async start() {
       appliedSequence = (await options.state.read()).lastSequence;
-      transport =
-        options.transport ??
-        createMqttTransport({
-          url: options.mqttUrl,
-          clientId: deviceId,
-          username: deviceId,
-          password: options.secret,
-          reconnectPeriodMs: options.reconnectPeriodMs ?? 2000,
-          will: {
-            topic: topics.build('presence', deviceId),
-            payload: text(encodeMessage('presence', presence('offline'))),
-            qos: 1,
-            retain: true,
-          },
-        });
+      const linkOptions: MqttTransportOptions = {
+        url: options.mqttUrl,
+        clientId: deviceId,
+        username: deviceId,
+        password: options.secret,
+        reconnectPeriodMs: options.reconnectPeriodMs ?? 2000,
+        will: {
+          topic: topics.build('presence', deviceId),
+          payload: encodeMessageText('presence', presence('offline')),
+          qos: 1,
+          retain: true,
+        },
+      };
+      transport = (options.transport ?? createMqttTransport)(linkOptions);
       transport.on('message', onMessage);
       transport.on('connect', onConnect);
       transport.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
@@ -410,7 +405,7 @@ export function createAgent(options: AgentOptions): Agent {
         await new Promise<void>((resolve) => {
           const off = link.on('close', () => resolve());
           link
-            .publish(topics.build('presence', deviceId), text(encodeMessage('presence', presence('offline'))), { qos: 1, retain: true })
+            .publish(topics.build('presence', deviceId), encodeMessageText('presence', presence('offline')), { qos: 1, retain: true })
             .catch(() => undefined)
             .finally(() => {
               off();

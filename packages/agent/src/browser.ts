@@ -2,7 +2,15 @@
 import type { TelemetryWindow } from '@edgefleet/protocol';
 import { createStore, delMany, get, getMany, keys, set } from 'idb-keyval';
 import type { AgentStateStore } from './agent.ts';
-import { createSerializer, type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
+import {
+  createSerializer,
+  isQueuedWindow,
+  type QueuedWindow,
+  queueKey,
+  sequenceOf,
+  TELEMETRY_QUEUE_DEFAULTS,
+  type TelemetryQueueStore,
+} from './telemetry.ts';
 
 export * from './index.ts';
 
@@ -10,8 +18,8 @@ export function createIndexedDbAgentState(database = 'edgefleet-agent'): AgentSt
   const store = createStore(database, 'state');
   return {
     async read() {
-      const lastSequence = await get<number>('lastSequence', store);
-      return { lastSequence: typeof lastSequence === 'number' ? lastSequence : 0 };
+      // Unreadable: start from 0 (the retained desired state is applied again, a no-op for what runs).
+      return { lastSequence: sequenceOf(await get<unknown>('lastSequence', store)) };
     },
     write: (state) => set('lastSequence', state.lastSequence, store),
   };
@@ -44,10 +52,18 @@ export function createIndexedDbTelemetryQueue(database = 'edgefleet-telemetry', 
     list: () =>
       serial(async () => {
         const all = await windowKeys();
-        const values = await getMany<TelemetryWindow>(all, store);
-        return all
-          .map((key, i) => ({ key, window: values[i] as TelemetryWindow }))
-          .filter((q): q is QueuedWindow => q.window !== undefined);
+        const values = await getMany<unknown>(all, store);
+        const queued: QueuedWindow[] = [];
+        const unreadable: string[] = [];
+        for (const [i, key] of all.entries()) {
+          const window = values[i];
+          if (isQueuedWindow(window)) queued.push({ key, window });
+          else unreadable.push(key);
+        }
+        // Removed and counted as dropped, as the files outbox does: it must never block the queue.
+        if (unreadable.length > 0) await delMany(unreadable, store);
+        await addDropped(unreadable.length);
+        return queued;
       }),
     remove: (removed) => serial(() => delMany([...removed], store)),
     takeDropped: () =>

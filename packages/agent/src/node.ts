@@ -4,22 +4,41 @@ import { join } from 'node:path';
 import type { TelemetryWindow } from '@edgefleet/protocol';
 import { clearTemporaryFiles, writeFileAtomically } from '@edgefleet/protocol/node';
 import type { AgentStateStore } from './agent.ts';
-import { createSerializer, type QueuedWindow, queueKey, TELEMETRY_QUEUE_DEFAULTS, type TelemetryQueueStore } from './telemetry.ts';
+import {
+  createSerializer,
+  isQueuedWindow,
+  type QueuedWindow,
+  queueKey,
+  sequenceOf,
+  TELEMETRY_QUEUE_DEFAULTS,
+  type TelemetryQueueStore,
+} from './telemetry.ts';
 
 export * from './index.ts';
+
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 /** `<dir>/agent-state.json`, replaced atomically (temp + fsync + rename). */
 export function createFileAgentState(dir: string): AgentStateStore {
   const path = join(dir, 'agent-state.json');
   return {
     async read() {
+      let text: string;
       try {
-        const state = JSON.parse(await readFile(path, 'utf8')) as { lastSequence?: unknown };
-        return { lastSequence: typeof state.lastSequence === 'number' ? state.lastSequence : 0 };
+        text = await readFile(path, 'utf8');
       } catch (error) {
         if ((error as { code?: string }).code === 'ENOENT') return { lastSequence: 0 };
-        throw error;
+        throw error; // the disk itself failed: not something to paper over
       }
+      // Unreadable (a disk fault, a hand edit): start from 0, and the retained desired state is
+      // applied again, a no-op for the models that already run it.
+      return { lastSequence: sequenceOf(parseOrUndefined(text)) };
     },
     write: (state) => writeFileAtomically(path, JSON.stringify(state)),
   };
@@ -81,9 +100,10 @@ export function createFileTelemetryQueue(dir: string, options: { limit?: number 
         const queued: QueuedWindow[] = [];
         let unreadable = 0;
         for (const key of await keys()) {
-          try {
-            queued.push({ key, window: JSON.parse(await readFile(join(folder, `${key}.json`), 'utf8')) as TelemetryWindow });
-          } catch {
+          const window = parseOrUndefined(await readFile(join(folder, `${key}.json`), 'utf8').catch(() => ''));
+          if (isQueuedWindow(window)) {
+            queued.push({ key, window });
+          } else {
             await rm(join(folder, `${key}.json`), { force: true });
             unreadable++;
           }

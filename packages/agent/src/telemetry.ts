@@ -34,6 +34,24 @@ export const TELEMETRY_QUEUE_DEFAULTS = {
   limit: 2000,
 } as const;
 
+/** What a state store read: a sequence, or 0 when what it read is not one. */
+export function sequenceOf(state: unknown): number {
+  const value = (state as { lastSequence?: unknown } | null | undefined)?.lastSequence ?? state;
+  return Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : 0;
+}
+
+/** An outbox entry that can be sent: a telemetry window message (anything else is unreadable). */
+export function isQueuedWindow(value: unknown): value is TelemetryWindow {
+  const window = value as Partial<TelemetryWindow> | null;
+  return (
+    typeof window === 'object' &&
+    window !== null &&
+    window.type === 'edgefleet.telemetry/v1' &&
+    typeof window.bootId === 'string' &&
+    Number.isSafeInteger(window.seq)
+  );
+}
+
 /** Runs tasks one at a time, in order; a failed task does not stop the ones after it. */
 export function createSerializer(): <T>(task: () => Promise<T>) => Promise<T> {
   let work: Promise<unknown> = Promise.resolve();

@@ -126,9 +126,18 @@ export function createMqttTransport(options: MqttTransportOptions): Transport {
     },
 
     async subscribe(topic, qos) {
-      const granted = await need().subscribeAsync(topic, { qos });
-      const refused = granted.find((g) => g.qos === 128);
-      if (refused) throw new EdgefleetError('EF_FORBIDDEN', `the broker refused the subscription to ${topic}`);
+      const forbidden = () =>
+        new EdgefleetError('EF_FORBIDDEN', `the broker refused the subscription to ${topic} (not this device's topic?)`);
+      let granted: { qos: number }[];
+      try {
+        granted = await need().subscribeAsync(topic, { qos });
+      } catch (error) {
+        // mqtt.js rejects a SUBACK with a failure code itself (ErrorWithSubackPacket).
+        const suback = (error as { packet?: { granted?: (number | { qos: number })[] } }).packet;
+        if (suback?.granted?.some((g) => (typeof g === 'number' ? g : g.qos) >= 128)) throw forbidden();
+        throw error;
+      }
+      if (granted.some((g) => g.qos >= 128)) throw forbidden();
     },
 
     on(event, listener) {

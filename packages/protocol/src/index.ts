@@ -43,7 +43,7 @@ export {
 } from './errors/index.ts';
 export { decodeGoldenVectors, encodeGoldenVectors, GOLDEN_VECTORS_FILE, goldenVectorsEntry } from './golden/index.ts';
 export { assertDeviceId, assertModelName, DEVICE_ID_PATTERN, isDeviceId, isModelName, MODEL_NAME_PATTERN } from './ids/index.ts';
-export { type DecodeOptions, decodeMessage, encodeMessage } from './messages/index.ts';
+export { type DecodeOptions, decodeMessage, encodeMessage, encodeMessageText } from './messages/index.ts';
 export * from './schemas/index.ts';
 export { compareSemver, isSemver, parseSemver, SEMVER_PATTERN, type SemVer } from './semver/index.ts';
 export {

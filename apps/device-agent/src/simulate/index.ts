@@ -15,7 +15,7 @@ import {
   createMqttTransport,
   type TelemetryQueueStore,
 } from '@edgefleet/agent';
-import { createTopicScheme, createTrust, EdgefleetError, encodeMessage, type KeySetPayload, timestamp } from '@edgefleet/protocol';
+import { createTopicScheme, createTrust, EdgefleetError, type KeySetPayload, type ManifestPayload } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
 import { createDownloader } from './downloads.ts';
 import { createSimulatedRuntime, SIMULATED_CLASS, type SimulatedRuntime } from './runtime.ts';
@@ -108,11 +108,12 @@ function countingQueue(): TelemetryQueueStore & { readonly appended: number; rea
 
 export async function startSimulation(options: SimulationOptions): Promise<Simulation> {
   const downloader = createDownloader({ https: options.serverUrl.startsWith('https:'), concurrency: options.downloadConcurrency ?? 256 });
-  const topics = createTopicScheme();
+  const _topics = createTopicScheme();
   const trust = createTrust(options.keySet, { verify: nodeVerify });
   const faults = options.faults ?? {};
   const log = options.log ?? (() => undefined);
   const fileCache = new Map<string, Uint8Array>();
+  const verified = new Map<string, ManifestPayload>();
   const agents: Agent[] = [];
   const devices: SimulatedDevice[] = [];
   const runtimes: SimulatedRuntime[] = [];
@@ -124,6 +125,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       trust,
       downloader,
       fileCache,
+      verified,
       faults: {
         failAcceptance: deviceShare(id, 'acceptance') < (faults.failAcceptance ?? 0),
         dropDownload: deviceShare(id, 'drop') < (faults.dropDownload ?? 0),
@@ -144,29 +146,6 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
     runtimes.push(runtime);
     const queue = telemetry ? countingQueue() : undefined;
     const offline = deviceShare(id, 'offline') < (faults.offline ?? 0);
-    const bootId = globalThis.crypto.randomUUID();
-    const transport = createMqttTransport({
-      url: options.mqttUrl,
-      clientId: id,
-      username: id,
-      password: secret,
-      keepaliveS: 60,
-      reconnectPeriodMs: 1000,
-      will: {
-        topic: topics.build('presence', id),
-        payload: new TextDecoder().decode(
-          encodeMessage('presence', {
-            type: 'edgefleet.presence/v1',
-            deviceId: id,
-            bootId,
-            state: 'offline',
-            since: timestamp(Date.now()),
-          }),
-        ),
-        qos: 1,
-        retain: true,
-      },
-    });
     const agent = createAgent({
       deviceId: id,
       secret,
@@ -177,7 +156,8 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
       state: createMemoryAgentState(),
       platform: 'node',
       deviceClass: SIMULATED_CLASS,
-      transport,
+      // Keepalive and reconnect paced for thousands of connections in one process.
+      transport: (link) => createMqttTransport({ ...link, keepaliveS: 60, reconnectPeriodMs: 1000 }),
       ...(queue ? { telemetry: queue, telemetryFlushMs: telemetry?.windowMs ?? 60_000 } : {}),
       log: (level, msg, fields) => {
         if (level !== 'info') log({ level, deviceId: id, msg, ...fields });

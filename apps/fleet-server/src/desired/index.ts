@@ -113,7 +113,10 @@ export function createDesiredStateService(options: {
   /** Pause before a failed publish is tried again; default 5 s. */
   retryPublishMs?: number;
   log?: { warn(obj: object, msg: string): void };
+  /** The server's clock: documents are issued, records stamped and audited by it. */
+  now?: () => number;
 }): DesiredStateService {
+  const now = options.now ?? Date.now;
   const maxDocumentBytes = Math.min(options.maxDocumentBytes ?? MESSAGE_LIMITS.desired, MESSAGE_LIMITS.desired);
   const { db, keys } = options;
 
@@ -139,13 +142,13 @@ export function createDesiredStateService(options: {
 
   /** The manifest as is, or signed again with a new validity when it would expire soon. */
   function refreshed(manifest: SignedDocument<ManifestPayload>): SignedDocument<ManifestPayload> {
-    if (Date.parse(manifest.payload.expiresAt) - Date.now() > RESIGN_MARGIN_MS) return manifest;
-    const now = Date.now();
+    const at = now();
+    if (Date.parse(manifest.payload.expiresAt) - at > RESIGN_MARGIN_MS) return manifest;
     return signManifest(
       {
         ...manifest.payload,
-        issuedAt: new Date(now).toISOString().replace('.000Z', 'Z'),
-        expiresAt: new Date(now + options.manifestTtlMs).toISOString().replace('.000Z', 'Z'),
+        issuedAt: new Date(at).toISOString().replace('.000Z', 'Z'),
+        expiresAt: new Date(at + options.manifestTtlMs).toISOString().replace('.000Z', 'Z'),
       },
       [keys.signing],
     );
@@ -198,7 +201,8 @@ export function createDesiredStateService(options: {
     const changed = new Set([...entries.map((m) => m.manifest.payload.name), ...(change.remove ?? [])]);
     const written: Written[] = [];
     const refused: AssignResult['refused'][number][] = [];
-    const updatedAt = new Date().toISOString();
+    const issued = now();
+    const updatedAt = new Date(issued).toISOString();
     const upserts: DeviceDesiredTable[] = [];
     for (const deviceId of deviceIds) {
       if (!known.has(deviceId)) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${deviceId}"`);
@@ -213,6 +217,7 @@ export function createDesiredStateService(options: {
         models: [...kept, ...entries],
         remove: [...(change.remove ?? [])],
         rollback: change.rollback ?? false,
+        now: issued,
         ...(options.desiredTtlMs ? { ttlMs: options.desiredTtlMs } : {}),
       });
       const document = signDesiredState(payload, [keys.signing]);
@@ -296,13 +301,17 @@ export function createDesiredStateService(options: {
         const [first] = refused;
         if (first) throw new EdgefleetError(first.code, first.message);
         const one = written[0] as Written;
-        await audit(trx, {
-          actor,
-          action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
-          target: `device:${deviceId}`,
-          before: one.previous ? { sequence: one.previous.sequence, models: describe(one.previous) } : undefined,
-          after: { sequence: one.document.payload.sequence, models: describe(one.document.payload), remove: change.remove ?? [] },
-        });
+        await audit(
+          trx,
+          {
+            actor,
+            action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+            target: `device:${deviceId}`,
+            before: one.previous ? { sequence: one.previous.sequence, models: describe(one.previous) } : undefined,
+            after: { sequence: one.document.payload.sequence, models: describe(one.document.payload), remove: change.remove ?? [] },
+          },
+          new Date(now()),
+        );
         return one;
       });
       await publish(deviceId, signed.document).catch((error: unknown) => retryLater(deviceId, error));
@@ -316,16 +325,20 @@ export function createDesiredStateService(options: {
         const { written, refused } = await writeDocuments(trx, deviceIds, change, entries);
         const result: AssignResult = { written: written.map((w) => w.deviceId), refused };
         if (written.length > 0) {
-          await audit(trx, {
-            actor,
-            action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
-            target,
-            after: {
-              devices: written.length,
-              set: entries.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
-              remove: change.remove ?? [],
+          await audit(
+            trx,
+            {
+              actor,
+              action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+              target,
+              after: {
+                devices: written.length,
+                set: entries.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
+                remove: change.remove ?? [],
+              },
             },
-          });
+            new Date(now()),
+          );
         }
         await inTransaction?.(trx, result);
         return { documents: written, result };

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { numericProfile, observe, toWire } from '@edgefleet/drift';
 import { splitmix } from '@edgefleet/test-utils';
+import { describeClockContract } from '@edgefleet/test-utils/contracts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OpenedDatabase, openDatabase } from '../store/db.ts';
 import { createDriftEvaluator } from './evaluator.ts';
@@ -24,7 +25,7 @@ describe('drift evaluator', () => {
   const draw = normals(7);
 
   /** One window of 200 values of feature x, drawn from N(shift, 1), from `device` in the minute `minute`. */
-  async function window(device: string, at: number, shift: number): Promise<void> {
+  async function window(device: string, at: number, shift: number, receivedAt = Date.now()): Promise<void> {
     const profile = numericProfile({ k: 100 });
     for (let i = 0; i < 200; i++) observe(profile, draw() + shift);
     await store.db
@@ -40,7 +41,7 @@ describe('drift evaluator', () => {
         runs: 200,
         dropped: 0,
         body: JSON.stringify({ features: [{ name: 'x', profile: toWire(profile) }] }),
-        received_at: new Date().toISOString(),
+        received_at: new Date(receivedAt).toISOString(),
       })
       .execute();
   }
@@ -93,6 +94,30 @@ describe('drift evaluator', () => {
       .execute();
   const alerts = () => store.db.selectFrom('drift_alerts').selectAll().orderBy('opened_at').execute();
   const deliveries = () => store.db.selectFrom('webhook_deliveries').select(['event', 'alert_id', 'body']).orderBy('created_at').execute();
+
+  describeClockContract('the drift evaluator (scores, alerts, webhook deliveries)', async (clock) => {
+    const evaluator = createDriftEvaluator({ db: store.db, bucketMs: MINUTE, everyMs: 3_600_000, alertWindows: 1, log, now: clock.now });
+    return {
+      async act() {
+        // A drifted window in a bucket that has closed by the clock's time: scored, alerted, and a delivery queued.
+        await window('d2', clock.now() - 2 * MINUTE, 3, clock.now()); // received now, as ingest stamps it
+        await evaluator.evaluate();
+      },
+      async timestamps() {
+        const [scored, alerted, queued] = await Promise.all([
+          store.db.selectFrom('drift_scores').select('evaluated_at').execute(),
+          store.db.selectFrom('drift_alerts').select(['opened_at', 'resolved_at']).execute(),
+          store.db.selectFrom('webhook_deliveries').select(['created_at', 'next_attempt_at']).execute(),
+        ]);
+        return [
+          ...scored.map((r) => r.evaluated_at),
+          ...alerted.flatMap((r) => [r.opened_at, ...(r.resolved_at ? [r.resolved_at] : [])]),
+          ...queued.flatMap((r) => [r.created_at, r.next_attempt_at]),
+        ];
+      },
+      close: () => evaluator.close(),
+    };
+  });
 
   it('scores each group per bucket, opens one alert after K drifted buckets, and resolves it after K clean ones', async () => {
     // Six minutes: zone a steady; zone b moves by 1 SD from minute 2.

@@ -6,6 +6,7 @@
  */
 import { type DeviceEvent, encodeTensor, type SignedDesiredState } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { describeClockContract } from '@edgefleet/test-utils/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer, uploadForm } from '../testing.ts';
 
@@ -234,4 +235,41 @@ describe('rollout engine', () => {
       await timed.close();
     }
   });
+});
+
+describeClockContract('the rollout engine (rollouts, their devices, their audit entries)', async (clock) => {
+  const timed = await startTestServer({}, { clock: clock.now });
+  await register(timed, 'mlp', '1.0.0', mlpModel(1).bytes);
+  for (const id of ['clock-1', 'clock-2']) await api('POST', '/v1/devices', { id, tags: ['group=clock'] }, timed);
+  let rollout: { id: string; devices: { id: string; stage: number }[] } | undefined;
+  return {
+    async act() {
+      if (!rollout) {
+        const stages = [{ count: 1, soakSeconds: 60 }, { percent: 100 }];
+        rollout = await api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { tags: ['group=clock'] }, stages }, timed);
+      } else {
+        // The first stage's device activated (as its agent would say over MQTT); its soak is over by now.
+        const deviceId = rollout.devices.find((d) => d.stage === 0)?.id as string;
+        const at = new Date(clock.now()).toISOString();
+        timed.rollouts.observe({ deviceId, kind: 'events' }, new Uint8Array(), {
+          type: 'edgefleet.event/v1',
+          deviceId,
+          bootId: '00000000-boot-0001',
+          seq: 0,
+          at,
+          kind: 'activated',
+          model: { name: 'mlp', version: '1.0.0' },
+        } satisfies DeviceEvent);
+      }
+      await timed.rollouts.tick();
+      await timed.rollouts.tick();
+    },
+    async timestamps() {
+      const id = rollout?.id as string;
+      const view = await api('GET', `/v1/rollouts/${id}`, undefined, timed);
+      const { entries } = await api('GET', `/v1/audit?target=rollout:${id}`, undefined, timed);
+      return [view.createdAt, view.stageStartedAt, ...entries.map((e: { at: string }) => e.at)];
+    },
+    close: () => timed.close(),
+  };
 });

@@ -127,7 +127,7 @@ export function createRolloutEngine(options: {
     checkTransition(row, to);
     await db.transaction().execute(async (trx) => {
       await rollouts.update(trx, row.id, { state: to, ...fields });
-      await audit(trx, { actor, action, target: `rollout:${row.id}`, before: { state: row.state }, after });
+      await audit(trx, { actor, action, target: `rollout:${row.id}`, before: { state: row.state }, after }, new Date(now()));
     });
   }
 
@@ -350,12 +350,16 @@ export function createRolloutEngine(options: {
           },
           members,
         );
-        await audit(trx, {
-          actor,
-          action: 'rollout.create',
-          target: `rollout:${id}`,
-          after: { ...spec, devices: ids.length, stageSizes: sizes },
-        });
+        await audit(
+          trx,
+          {
+            actor,
+            action: 'rollout.create',
+            target: `rollout:${id}`,
+            after: { ...spec, devices: ids.length, stageSizes: sizes },
+          },
+          new Date(now()),
+        );
       });
       await engine.tick();
       return engine.get(id);
@@ -379,13 +383,17 @@ export function createRolloutEngine(options: {
         // Failed devices get another chance: back to pending, they are assigned again.
         await rollouts.retryFailed(trx, id);
         await rollouts.update(trx, id, { state: 'running', reason: null });
-        await audit(trx, {
-          actor,
-          action: 'rollout.resume',
-          target: `rollout:${id}`,
-          before: { state: 'paused' },
-          after: { state: 'running' },
-        });
+        await audit(
+          trx,
+          {
+            actor,
+            action: 'rollout.resume',
+            target: `rollout:${id}`,
+            before: { state: 'paused' },
+            after: { state: 'running' },
+          },
+          new Date(now()),
+        );
       });
       await engine.tick();
       return engine.get(id);
@@ -404,7 +412,11 @@ export function createRolloutEngine(options: {
       // Moving the stage start into the past ends its soak now.
       await db.transaction().execute(async (trx) => {
         await rollouts.update(trx, id, { stage_started_at: new Date(0).toISOString() });
-        await audit(trx, { actor, action: 'rollout.promote', target: `rollout:${id}`, after: { stage: row.current_stage } });
+        await audit(
+          trx,
+          { actor, action: 'rollout.promote', target: `rollout:${id}`, after: { stage: row.current_stage } },
+          new Date(now()),
+        );
       });
       await engine.tick();
       return engine.get(id);

@@ -42,20 +42,27 @@ export function decodeMessage<K extends TopicKind>(
   return message;
 }
 
-/** Validates and serializes a message for its topic kind. */
+/** Validates and serializes a message for its topic kind, as UTF-8 bytes. */
 export function encodeMessage<K extends TopicKind>(kind: K, message: MessageOf<K>): Uint8Array {
+  return utf8Encode(encodeMessageText(kind, message));
+}
+
+/**
+ * Validates and serializes a message for its topic kind, as JSON text: what an MQTT client that
+ * takes strings (mqtt.js, in browsers too) publishes, without a round trip through bytes.
+ */
+export function encodeMessageText<K extends TopicKind>(kind: K, message: MessageOf<K>): string {
   validate(MESSAGE_SCHEMAS[kind], message);
-  const bytes = utf8Encode(JSON.stringify(message));
-  if (bytes.length > MESSAGE_LIMITS[kind]) {
-    throw new EdgefleetError(
-      'EF_MESSAGE_TOO_LARGE',
-      `${kind} message is ${bytes.length} bytes, above the limit of ${MESSAGE_LIMITS[kind]}`,
-      {
-        details: { size: bytes.length, limit: MESSAGE_LIMITS[kind] },
-      },
-    );
+  const text = JSON.stringify(message);
+  const limit = MESSAGE_LIMITS[kind];
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: count them only for a text that might be too large.
+  const size = text.length * 3 <= limit ? text.length : utf8Encode(text).length;
+  if (size > limit) {
+    throw new EdgefleetError('EF_MESSAGE_TOO_LARGE', `${kind} message is ${size} bytes, above the limit of ${limit}`, {
+      details: { size, limit },
+    });
   }
-  return bytes;
+  return text;
 }
 
 function deviceNamedIn(message: unknown): string | undefined {

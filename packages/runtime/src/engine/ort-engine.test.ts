@@ -1,5 +1,5 @@
+import { describeEngineContract } from '@edgefleet/test-utils/contracts';
 import { createNativeEngine, createWasmEngine } from '../node.ts';
-import { describeEngineContract } from './contract.ts';
 
 describeEngineContract('onnxruntime-web (WASM) in Node', async () => ({ engine: createWasmEngine(), executionProvider: 'wasm' }));
 

@@ -1,8 +1,8 @@
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeModelStoreContract } from '@edgefleet/test-utils/contracts';
 import { describe, expect, it } from 'vitest';
-import { describeModelStoreContract } from './contract.ts';
 import { createFileModelStore } from './fs-store.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'edgefleet-fs-store-'));

@@ -1,5 +1,5 @@
+import { describeModelStoreContract } from '@edgefleet/test-utils/contracts';
 import { IDBFactory } from 'fake-indexeddb';
-import { describeModelStoreContract } from './contract.ts';
 import { createIndexedDbModelStore } from './idb-store.ts';
 
 // One factory for the whole file: reopening the store reads what the previous "session" wrote.

@@ -1,23 +1,59 @@
 /**
- * The contract every ModelStore passes (file system, IndexedDB...). Each implementation's test
- * file calls `describeModelStoreContract` with a factory that opens the same store again, so that
- * persistence across a "restart" is part of the contract.
+ * The contract every ModelStore of @edgefleet/runtime passes (file system, IndexedDB in Node and
+ * in Chromium). Each implementation's test calls `describeModelStoreContract` with a factory that
+ * opens the same storage again, so persistence across a "restart" is part of the contract.
+ *
+ * The store is typed by what the contract exercises (the runtime's ModelStore fits it): this
+ * package cannot depend on the packages whose tests depend on it.
  */
-import { createHash } from 'node:crypto';
-import { createManifest, generateSigningKey, signManifest } from '@edgefleet/protocol';
+import { createManifest, generateSigningKey, type ManifestPayload, type SignedDocument, signManifest } from '@edgefleet/protocol';
 import { describe, expect, it } from 'vitest';
-import type { InstalledVersion, ModelRecord, ModelStore } from './types.ts';
+import { sha256Hex as hashOf } from '../fixtures/index.ts';
+
+interface InstalledVersion {
+  readonly version: string;
+  readonly sha256: string;
+  readonly manifest: SignedDocument<ManifestPayload>;
+  readonly files: Readonly<Record<string, string>>;
+  readonly executionProvider: 'webgpu' | 'wasm' | 'cpu';
+  readonly activatedAt: string;
+  readonly providers?: readonly {
+    readonly executionProvider: string;
+    readonly engine: string;
+    readonly passed: boolean;
+    readonly p50Ms?: number;
+  }[];
+  readonly providerFingerprint?: string;
+}
+
+interface ModelRecord {
+  readonly name: string;
+  readonly active?: InstalledVersion;
+  readonly previous?: InstalledVersion;
+  readonly floor?: { readonly version: string; readonly keyIds: readonly string[] };
+}
+
+/** A model store as the runtime uses it. */
+export interface ModelStoreUnderTest {
+  hasArtifact(sha256: string): Promise<boolean>;
+  createArtifactWriter(
+    sha256: string,
+  ): Promise<{ write(chunk: Uint8Array): Promise<void>; commit(): Promise<void>; abort(): Promise<void> }>;
+  readArtifact(sha256: string): Promise<Uint8Array>;
+  deleteArtifact(sha256: string): Promise<void>;
+  listArtifacts(): Promise<string[]>;
+  readRecords(): Promise<ModelRecord[]>;
+  writeRecord(record: ModelRecord): Promise<void>;
+  deleteRecord(name: string): Promise<void>;
+  close(): Promise<void>;
+}
 
 export interface StoreHarness {
   /** Opens the store under test; called again to simulate a restart on the same storage. */
-  open(): Promise<ModelStore>;
+  open(): Promise<ModelStoreUnderTest>;
 }
 
 const key = generateSigningKey();
-
-function hashOf(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 function installed(version: string, bytes: Uint8Array): InstalledVersion {
   const manifest = signManifest(
@@ -42,7 +78,7 @@ function installed(version: string, bytes: Uint8Array): InstalledVersion {
   return { version, sha256: hashOf(bytes), manifest, files: {}, executionProvider: 'wasm', activatedAt: '2026-06-01T00:00:00Z' };
 }
 
-async function put(store: ModelStore, bytes: Uint8Array, chunks = 3): Promise<string> {
+async function put(store: ModelStoreUnderTest, bytes: Uint8Array, chunks = 3): Promise<string> {
   const sha = hashOf(bytes);
   const writer = await store.createArtifactWriter(sha);
   const size = Math.ceil(bytes.length / chunks);
@@ -94,7 +130,12 @@ export function describeModelStoreContract(name: string, harness: StoreHarness):
     it('replaces a model record whole and keeps it across a restart', async () => {
       const store = await harness.open();
       const one = installed('1.0.0', Uint8Array.from([1]));
-      const two = installed('2.0.0', Uint8Array.from([2]));
+      // With how its execution provider was chosen: a store keeps every field of the record.
+      const two: InstalledVersion = {
+        ...installed('2.0.0', Uint8Array.from([2])),
+        providers: [{ executionProvider: 'wasm', engine: 'onnxruntime-web', passed: true, p50Ms: 0.25 }],
+        providerFingerprint: 'onnxruntime-web:wasm:available',
+      };
       const first: ModelRecord = { name: 'contract-model', active: one, floor: { version: '1.0.0', keyIds: [key.keyId] } };
       const second: ModelRecord = { name: 'contract-model', active: two, previous: one, floor: { version: '2.0.0', keyIds: [key.keyId] } };
       await store.writeRecord(first);
