@@ -154,6 +154,25 @@ describe('agent and server over real MQTT', () => {
   });
 });
 
+describe('agent start', () => {
+  it('is subscribed to its desired state when start() resolves: a message published right then, not retained, arrives', async () => {
+    const rejected: string[] = [];
+    const off = fleet.server.broker.onDeviceMessage((address, _payload, message) => {
+      const event = message as { kind?: string; error?: { code: string } };
+      if (address.deviceId === 'agent-7' && address.kind === 'events' && event.kind === 'desired-state-rejected') {
+        rejected.push(event.error?.code ?? '');
+      }
+    });
+    const device = await fleet.startDevice('agent-7');
+    // Not retained: only a subscription that exists now receives it.
+    await fleet.server.broker.publish(createTopicScheme().build('desired', 'agent-7'), 'not json', { retain: false, qos: 1 });
+    await until(() => rejected.length > 0, 'the agent to refuse the message it received');
+    expect(rejected).toEqual(['EF_JSON_INVALID']);
+    off();
+    await device.stop();
+  });
+});
+
 describe('agent without a broker', () => {
   it('stops at once while the broker is unreachable, saying nothing it cannot deliver', async () => {
     const lonely = await startFleet();

@@ -1,4 +1,7 @@
 /**
+ * (About 420 lines: reconciliation, events, reports and the telemetry outbox share the connection,
+ * the boot id and the event sequence; the rules are in reconcile.ts, the link in transport.ts.)
+ *
  * The agent: a runtime's membership in a fleet. It connects to the broker with the device's
  * credential, receives its signed desired state, and reconciles the runtime towards it: verify the
  * document, download and install what differs (the runtime verifies, tests and activates), remove
@@ -80,6 +83,8 @@ export interface Agent {
 }
 
 const decoder = new TextDecoder();
+/** Downloads smaller than this send no progress events. */
+const PROGRESS_MIN_BYTES = 1024 * 1024;
 function newBootId(): string {
   return globalThis.crypto.randomUUID();
 }
@@ -142,7 +147,9 @@ export function createAgent(options: AgentOptions): Agent {
   const withRollout = (model: ModelRef) => (currentRollout.has(model.name) ? { rolloutId: currentRollout.get(model.name) as string } : {});
   const unsubscribe = [
     options.runtime.on('download-progress', ({ model, bytes, total }) => {
-      // Progress at the start, at every quarter and at the end: enough to watch, not a flood.
+      // Progress of a download worth watching (1 MiB and more), at every quarter: enough to watch,
+      // not a flood. A smaller one is over before anyone could look; `activated` says it arrived.
+      if (total < PROGRESS_MIN_BYTES) return;
       if (bytes === total || Math.floor((bytes / total) * 4) !== Math.floor(((bytes - 1) / total) * 4)) {
         event('download-progress', { model, progress: { bytes, total }, ...withRollout(model) });
       }
@@ -249,7 +256,9 @@ export function createAgent(options: AgentOptions): Agent {
       report(); // nothing to do but say where we are
       return;
     }
-    event('desired-state-received', { desiredSequence: plan.sequence });
+    // No receipt event: `verified` (or `install-failed`) follows for every model to install, and the
+    // reported state's appliedSequence says when the document was applied (one message less per
+    // device and document, on both sides, in a rollout to thousands).
     currentRollout = new Map(plan.rollouts);
     let failures = 0;
     for (const [index, { manifest, signed }] of plan.installs.entries()) {
@@ -311,24 +320,26 @@ export function createAgent(options: AgentOptions): Agent {
     enqueue(document);
   }
 
-  function onConnect(): void {
+  /** What a (re)connection does: say online, report, subscribe. Settles once subscribed. */
+  async function onConnect(): Promise<void> {
     const link = transport as Transport;
     publish('presence', encodeMessageText('presence', presence('online')), true);
     report();
     // Subscribing on every (re)connect: the session is clean, and the retained desired state arrives each time.
-    link.subscribe(topics.build('desired', deviceId), 1).catch((error: Error) => {
+    const desiredTopic = link.subscribe(topics.build('desired', deviceId), 1).catch((error: Error) => {
       log('error', 'could not subscribe to the desired state', { error: error.message });
     });
-    if (options.telemetry) {
-      link
-        .subscribe(topics.build('telemetry-ack', deviceId), 1)
-        .catch((error: Error) => log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message }))
-        .then(() => {
-          // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
-          sent = new Map();
-          void sendQueued();
-        });
-    }
+    const acks = options.telemetry
+      ? link
+          .subscribe(topics.build('telemetry-ack', deviceId), 1)
+          .catch((error: Error) => log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message }))
+          .then(() => {
+            // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
+            sent = new Map();
+            void sendQueued();
+          })
+      : undefined;
+    await Promise.all([desiredTopic, acks]);
   }
 
   return {
@@ -353,7 +364,11 @@ export function createAgent(options: AgentOptions): Agent {
       };
       transport = (options.transport ?? createMqttTransport)(linkOptions);
       transport.on('message', onMessage);
-      transport.on('connect', onConnect);
+      let subscribed: Promise<void> | undefined;
+      transport.on('connect', () => {
+        const connection = onConnect();
+        subscribed ??= connection;
+      });
       transport.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
       if (options.telemetry) {
         flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
@@ -362,6 +377,8 @@ export function createAgent(options: AgentOptions): Agent {
       }
       try {
         await transport.connect();
+        // Resolved once it can hear the server: subscribed to its desired state (and acknowledgements).
+        await subscribed;
       } catch (error) {
         if (flushTimer) clearInterval(flushTimer);
         if (resendTimer) clearInterval(resendTimer);

@@ -121,8 +121,14 @@ export function createMqttTransport(options: MqttTransportOptions): Transport {
       });
     },
 
-    async publish(topic, payload, publishOptions) {
-      await need().publishAsync(topic, payload, { qos: publishOptions.qos, retain: publishOptions.retain ?? false });
+    publish(topic, payload, publishOptions) {
+      // One promise per message (publishAsync inside an async function made three): thousands of
+      // agents in one process publish through here.
+      return new Promise<void>((resolve, reject) =>
+        need().publish(topic, payload, { qos: publishOptions.qos, retain: publishOptions.retain ?? false }, (error) =>
+          error ? reject(error) : resolve(),
+        ),
+      );
     },
 
     async subscribe(topic, qos) {
