@@ -1,4 +1,6 @@
 /**
+ * (About 480 lines: the three documents share their validity, signature and consistency checks.)
+ *
  * Building, signing and verifying the three signed documents: key sets, model manifests and
  * desired-state documents. Verification is the whole check a device makes before trusting a
  * document: schema, signatures against the role's keys and threshold, validity window, and the
@@ -183,7 +185,11 @@ export function signManifest(payload: ManifestPayload, keys: readonly SigningKey
  * declared inputs and outputs).
  */
 export function verifyManifest(document: unknown, trust: Trust, options: VerifyOptions = {}): ManifestPayload {
-  const signed = validate(SignedManifest, document);
+  return verifyValidManifest(validate(SignedManifest, document), trust, options);
+}
+
+/** verifyManifest past the schema check (a desired-state document's schema checked its manifests already). */
+function verifyValidManifest(signed: SignedDocument<ManifestPayload>, trust: Trust, options: VerifyOptions): ManifestPayload {
   verifySignatures(signed, trust.policy('manifest'), 'manifest');
   checkValidityWindow(signed.payload, `manifest ${signed.payload.name}@${signed.payload.version}`, options);
   checkManifestConsistency(signed.payload);
@@ -366,7 +372,7 @@ export function verifyDesiredState(document: unknown, trust: Trust, options: Ver
     );
   }
   checkDesiredStateConsistency(payload);
-  const manifests = payload.models.map((model) => verifyManifest(model.manifest, trust, options));
+  const manifests = payload.models.map((model) => verifyValidManifest(model.manifest, trust, options));
   return { payload, manifests };
 }
 

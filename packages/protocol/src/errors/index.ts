@@ -1,4 +1,6 @@
 /**
+ * (About 420 lines: most of it is the registry itself, one entry per code, kept in one table.)
+ *
  * One registry of every error a user of edgefleet can meet.
  *
  * Each code is stable (devices, the server, dashboards and scripts match on it), maps to one
