@@ -61,7 +61,7 @@ export interface SimulatedRuntimeOptions {
    * Manifests verified in this process, by their JSON text: a fleet's devices install the same
    * signed manifest, and one verification answers for every identical copy (see `verifiedManifest`).
    */
-  readonly verified: Map<string, ManifestPayload>;
+  readonly verified: Map<string, { readonly manifest: ManifestPayload; readonly at: number }>;
   /** `shift()` is read at each window: a test turns a group's shift on and off while the fleet runs. */
   readonly telemetry?: { readonly spec: SimulatedTelemetry; readonly shift: () => number; readonly random: () => number };
   readonly now?: () => number;
@@ -88,23 +88,27 @@ interface Model {
   lastError?: { code: string; message: string };
 }
 
-/** Far enough from a validity window's edges that the full check would pass whatever the clock skew allowance. */
-const WINDOW_EDGE_MS = 5 * 60_000;
 const VERIFIED_LIMIT = 256;
 
 /**
  * verifyManifest, once per identical document in the process: the same JSON text is the same
- * document, so its schema, signatures and consistency verify the same way; only the validity
- * window depends on the time, and a copy is reused only well inside it.
+ * document, so its schema, signatures and consistency verify the same way. Only the validity
+ * window depends on the time: a copy verified at `at` is reused from then until its expiry (it was
+ * already valid at `at`, and validity only ends at `expiresAt`).
  */
-function verifiedManifest(document: unknown, trust: Trust, now: number, verified: Map<string, ManifestPayload>): ManifestPayload {
+function verifiedManifest(
+  document: unknown,
+  trust: Trust,
+  now: number,
+  verified: Map<string, { readonly manifest: ManifestPayload; readonly at: number }>,
+): ManifestPayload {
   const text = JSON.stringify(document);
   const known = text === undefined ? undefined : verified.get(text);
-  if (known && now > Date.parse(known.issuedAt) + WINDOW_EDGE_MS && now < Date.parse(known.expiresAt) - WINDOW_EDGE_MS) return known;
+  if (known && now >= known.at && now < Date.parse(known.manifest.expiresAt)) return known.manifest;
   const manifest = verifyManifest(document, trust, { now });
   if (text !== undefined) {
     if (verified.size >= VERIFIED_LIMIT) verified.delete(verified.keys().next().value as string);
-    verified.set(text, manifest);
+    verified.set(text, { manifest, at: now });
   }
   return manifest;
 }
