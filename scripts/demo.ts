@@ -1,4 +1,6 @@
 /**
+ * (About 420 lines: one narrative, run top to bottom, each step printing what it shows.)
+ *
  * `pnpm demo`: the main job as far as the workspace goes today, on one machine with no network.
  *
  * 1. The fleet server starts with embedded defaults (SQLite, local artifacts, MQTT broker over TCP

@@ -1,4 +1,6 @@
 /**
+ * (About 420 lines: the cases share one fleet, its 16 devices and their telemetry, set up once.)
+ *
  * Fleet-wide drift with simulated devices: a tabular model whose reference dataset is uploaded
  * with it, 16 devices in four tag groups sending real telemetry windows (the runtime's own
  * profiles) over MQTT, one group's inputs shifted in one column. The server scores every group per

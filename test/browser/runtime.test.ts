@@ -1,4 +1,7 @@
 /**
+ * (About 450 lines: the cases share one browser profile and its page helpers, and follow each other:
+ * install, reload, relaunch, crash.)
+ *
  * @edgefleet/runtime in real headless Chromium: install from a local HTTP server into IndexedDB,
  * try WebGPU (SwiftShader) and fall back to WASM when the golden vectors disagree, stop the model
  * server, reload the page and relaunch the browser, and run offline with the same outputs as Node.

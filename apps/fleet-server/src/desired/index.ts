@@ -1,4 +1,7 @@
 /**
+ * (About 415 lines: writing, signing, publishing and re-publishing documents share one cache of
+ * manifests and the retry state of failed publishes; splitting them would pass both around.)
+ *
  * Desired state per device: which model versions it should run. Each change writes a new signed
  * document with a higher sequence (in one transaction with its audit entry), then publishes it
  * retained on the device's desired topic. On start every stored document is published again, so a

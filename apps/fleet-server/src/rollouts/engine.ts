@@ -1,5 +1,5 @@
 /**
- * (About 470 lines: the public operations share the engine's scheduling state, the tick queue
+ * (About 490 lines: the public operations share the engine's scheduling state, the tick queue
  * and the cache of watched rollouts; every rule, query and view is in its own module.)
  *
  * The rollout engine: it schedules, loads, decides and writes; the rules are elsewhere. The state

@@ -1,3 +1,7 @@
+/**
+ * (About 730 lines: the runtime's behaviour end to end through its public API, on one harness that
+ * reopens the same store; each module has its own smaller tests beside it.)
+ */
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
