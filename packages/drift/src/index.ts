@@ -17,6 +17,7 @@ export {
   observe,
   observedCount,
 } from './profile.ts';
+export { splitmix } from './random.ts';
 export { fromWire, toWire, type WireProfile } from './serialize.ts';
 export {
   chiSquare,

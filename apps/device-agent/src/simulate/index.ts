@@ -15,11 +15,12 @@ import {
   createMqttTransport,
   type TelemetryQueueStore,
 } from '@edgefleet/agent';
+import { splitmix } from '@edgefleet/drift';
 import { createTrust, EdgefleetError, type KeySetPayload, type ManifestPayload } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
 import { createDownloader } from './downloads.ts';
 import { createSimulatedRuntime, SIMULATED_CLASS, type SimulatedRuntime } from './runtime.ts';
-import { type SimulatedTelemetry, seededRandom } from './telemetry.ts';
+import type { SimulatedTelemetry } from './telemetry.ts';
 
 export { SIMULATED_CLASS } from './runtime.ts';
 export { type SimulatedTelemetry, simulatedWindow } from './telemetry.ts';
@@ -156,7 +157,7 @@ export async function startSimulation(options: SimulationOptions): Promise<Simul
             telemetry: {
               spec: telemetry,
               shift: () => telemetry.shift?.(id) ?? 0,
-              random: seededRandom(deviceShare(id, 'telemetry') * 2 ** 32),
+              random: splitmix(deviceShare(id, 'telemetry') * 2 ** 32),
             },
           }
         : {}),

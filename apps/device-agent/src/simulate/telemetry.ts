@@ -18,18 +18,6 @@ export interface SimulatedTelemetry {
   readonly shiftColumn?: number;
 }
 
-/** A deterministic stream in [0, 1) (splitmix32, as @edgefleet/test-utils' splitmix: this package ships, test-utils does not). */
-export function seededRandom(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** A concrete shape for a declared one: symbolic dimensions become 1 (the last one 16), at most 4,096 elements. */
 function concreteShape(shape: readonly (number | string)[]): number[] {
   const dims = shape.map((d, i) => (typeof d === 'number' ? d : i === shape.length - 1 ? 16 : 1));

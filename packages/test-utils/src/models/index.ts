@@ -2,6 +2,7 @@
  * Small real models the tests build themselves, each with a reference implementation in plain
  * TypeScript so a test can check what onnxruntime computes.
  */
+import { splitmix } from '@edgefleet/drift';
 import { buildOnnxModel } from '../onnx/index.ts';
 
 export interface FixtureModel {
@@ -13,17 +14,8 @@ export interface FixtureModel {
   readonly inputShape: readonly number[];
 }
 
-/** splitmix32: a well-mixed deterministic stream of numbers in [0, 1) (nearby seeds give unrelated streams). The tests' one PRNG. */
-export function splitmix(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 2 ** 32;
-  };
-}
+/** The tests' one PRNG: @edgefleet/drift's splitmix32 (the simulator, which ships, draws from it too). */
+export { splitmix };
 
 /** `count` deterministic values in [-scale, scale), from splitmix: fixture weights and inputs never change. */
 export function seededValues(count: number, seed = 1, scale = 1): Float32Array {
