@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { enrollDevices, type Simulation, simulatedWindow, startSimulation } from '@edgefleet/device-agent';
 import { verifyWebhookSignature } from '@edgefleet/fleet-server';
 import type { ManifestPayload, TelemetrySpec } from '@edgefleet/protocol';
-import { mlpModel, splitmix } from '@edgefleet/test-utils';
+import { MLP_INPUTS, MLP_OUTPUTS, mlpModel, splitmix } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_DEVICES } from '../apps/fleet-server/src/drift/evaluator.ts';
 import { FAMILY_P_VALUE, mergeWindows, scoreBucket } from '../apps/fleet-server/src/drift/scoring.ts';
@@ -397,8 +397,8 @@ describe('drift false alarms and detection over 200 windows', () => {
     version: '1.0.0',
     telemetry: TABULAR,
     model: {
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
     },
   } as unknown as ManifestPayload;
 

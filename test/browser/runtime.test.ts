@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
   goldenVector,
+  MLP_INPUTS,
+  MLP_OUTPUTS,
   manifestFor,
   mlpModel,
   PADDLE_OCR_DET_PATH,
@@ -239,8 +241,8 @@ beforeAll(async () => {
       name,
       version: '1.0.0',
       bytes: mlp.bytes,
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
       key: keys.manifest,
       executionProviders,
       tolerance: { absolute: 1e-4, relative: 1e-3 },
@@ -406,8 +408,8 @@ describe('runtime in Chromium killed mid-install (IndexedDB, strict durability)'
       name: 'mlp',
       version: '2.0.0',
       bytes: v2.bytes,
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
       key: keys.manifest,
       executionProviders: ['wasm'],
     });

@@ -1,7 +1,7 @@
 import { createDesiredState, signDesiredState, verifyDesiredState } from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
 import type { ModelInfo } from '@edgefleet/runtime/core';
-import { manifestFor, mlpModel } from '@edgefleet/test-utils';
+import { MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel } from '@edgefleet/test-utils';
 import { describe, expect, it } from 'vitest';
 import { planReconcile, reportedState } from './reconcile.ts';
 
@@ -11,8 +11,8 @@ const release = (name: string, version: string, seed: number) =>
     name,
     version,
     bytes: mlpModel(seed).bytes,
-    inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-    outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+    inputs: MLP_INPUTS,
+    outputs: MLP_OUTPUTS,
     key: keys.manifest,
     executionProviders: ['wasm'],
   });

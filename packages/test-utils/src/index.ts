@@ -15,7 +15,17 @@ export {
   sileroFrame,
 } from './fixtures/index.ts';
 export { type ArtifactFaults, type ArtifactServer, createArtifactServer } from './http/index.ts';
-export { type FixtureModel, heavyMlpModel, identityModel, int8LinearModel, mlpModel, seededValues, splitmix } from './models/index.ts';
+export {
+  type FixtureModel,
+  heavyMlpModel,
+  identityModel,
+  int8LinearModel,
+  MLP_INPUTS,
+  MLP_OUTPUTS,
+  mlpModel,
+  seededValues,
+  splitmix,
+} from './models/index.ts';
 export {
   buildOnnxModel,
   ONNX_DTYPES,

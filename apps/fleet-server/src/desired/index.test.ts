@@ -1,7 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { manifestFor, mlpModel } from '@edgefleet/test-utils';
+import { MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel } from '@edgefleet/test-utils';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FleetBroker } from '../broker/index.ts';
 import { loadOrCreateKeys } from '../keys/index.ts';
@@ -24,8 +24,8 @@ describe('desired state service', () => {
       name: 'mlp',
       version: '1.0.0',
       bytes: model.bytes,
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
       key: keys.signing,
     });
     const at = new Date().toISOString();

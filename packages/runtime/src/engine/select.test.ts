@@ -5,7 +5,7 @@
  */
 import { type ExecutionProvider, type ManifestPayload, type ProviderMeasurement, verifyManifest } from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
-import { goldenVector, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
+import { goldenVector, MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { describe, expect, it } from 'vitest';
 import { RUNTIME_DEFAULTS } from '../defaults.ts';
 import { createWasmEngine } from '../node.ts';
@@ -23,8 +23,8 @@ function manifest(executionProviders: ExecutionProvider[], withVectors = true): 
     name: 'mlp',
     version: '1.0.0',
     bytes: model.bytes,
-    inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-    outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+    inputs: MLP_INPUTS,
+    outputs: MLP_OUTPUTS,
     key: keys.manifest,
     executionProviders,
     ...(withVectors

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestKeys } from '@edgefleet/protocol/testing';
-import { manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
+import { MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { describe, expect, it } from 'vitest';
 import { createRuntime, createWasmEngine } from '../node.ts';
 
@@ -17,8 +17,8 @@ const keys = createTestKeys(Date.now() - 60_000);
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 const child = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 const MLP = {
-  inputs: [{ name: 'features', dtype: 'float32' as const, shape: ['batch', 4] }],
-  outputs: [{ name: 'scores', dtype: 'float32' as const, shape: ['batch', 3] }],
+  inputs: MLP_INPUTS,
+  outputs: MLP_OUTPUTS,
 };
 const v1 = mlpModel(7);
 const v2 = mlpModel(8);

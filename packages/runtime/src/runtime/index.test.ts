@@ -22,6 +22,8 @@ import {
   goldenVector,
   heavyMlpModel,
   int8LinearModel,
+  MLP_INPUTS,
+  MLP_OUTPUTS,
   manifestFor,
   mlpModel,
   readModel,
@@ -46,8 +48,6 @@ import { createRuntime, type Runtime, type RuntimeEvents, type RuntimeOptions } 
 const keys = createTestKeys(Date.now() - 60_000);
 const engine = createWasmEngine(1);
 const fastDownloads = { attempts: 3, initialBackoffMs: 5, maxBackoffMs: 20, deadlineBaseMs: 2_000, minBytesPerSecond: 1024 * 1024 };
-const MLP_INPUTS = [{ name: 'features', dtype: 'float32' as const, shape: ['batch', 4] }];
-const MLP_OUTPUTS = [{ name: 'scores', dtype: 'float32' as const, shape: ['batch', 3] }];
 const features = { dtype: 'float32' as const, shape: [2, 4], data: seededValues(8, 99) };
 
 let server: ArtifactServer;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionProvider } from '@edgefleet/protocol';
 import { createTestKeys } from '@edgefleet/protocol/testing';
-import { goldenVector, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
+import { goldenVector, MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
 import { describe, expect, it } from 'vitest';
 import type { Engine } from '../engine/types.ts';
 import { createWasmEngine } from '../node.ts';
@@ -26,8 +26,8 @@ const manifest = manifestFor({
   name: 'mlp',
   version: '1.0.0',
   bytes: model.bytes,
-  inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-  outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+  inputs: MLP_INPUTS,
+  outputs: MLP_OUTPUTS,
   key: keys.manifest,
   executionProviders: ['cpu', 'wasm'],
   vectors: [

@@ -3,7 +3,12 @@
  * TypeScript so a test can check what onnxruntime computes.
  */
 import { splitmix } from '@edgefleet/drift';
+import type { TensorSpec } from '@edgefleet/protocol';
 import { buildOnnxModel } from '../onnx/index.ts';
+
+/** The inputs and outputs of mlpModel and heavyMlpModel, as a manifest declares them. */
+export const MLP_INPUTS: TensorSpec[] = [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }];
+export const MLP_OUTPUTS: TensorSpec[] = [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }];
 
 export interface FixtureModel {
   readonly bytes: Uint8Array;
@@ -47,8 +52,8 @@ export function mlpModel(seed = 7): FixtureModel {
   const bias = seededValues(3, seed + 4, 0.1);
   return {
     bytes: buildOnnxModel({
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
       initializers: [
         { name: 'W', dtype: 'float32', dims: [4, 3], data: weights },
         { name: 'b', dtype: 'float32', dims: [3], data: bias },
@@ -99,8 +104,8 @@ export function heavyMlpModel(width = 256, layers = 6, seed = 11): FixtureModel 
   });
   return {
     bytes: buildOnnxModel({
-      inputs: [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }],
-      outputs: [{ name: 'scores', dtype: 'float32', shape: ['batch', 3] }],
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
       initializers: weights.map((data, index) => ({
         name: `W${index}`,
         dtype: 'float32' as const,
