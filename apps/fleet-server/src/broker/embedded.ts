@@ -20,6 +20,7 @@ import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import type { FleetBroker } from './index.ts';
 import { guardConnection, type PacketLimits, type PacketScanner } from './packet-guard.ts';
+import { indexRetainedByTopic, type RetainedPersistence } from './retained-index.ts';
 
 export interface EmbeddedBrokerOptions {
   readonly config: ServerConfig;
@@ -138,6 +139,9 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       done(null, subscription);
     },
   });
+  // Each device subscribes to its own exact topics: find their retained messages by name, not by
+  // testing every device's (see retained-index.ts).
+  indexRetainedByTopic((aedes as unknown as { persistence: RetainedPersistence }).persistence);
 
   aedes.on('client', (client) => {
     clients.set(client.id, client);
