@@ -3,20 +3,20 @@
  * (one 100% stage, a 279-byte model) until every simulated device reports it active, with the
  * server's memory; against, in the same run, the floor set by the broker itself: a raw aedes
  * fan-out of signed documents of the same size to the same number of plain mqtt.js clients, each
- * answering once. The server runs in its own process; the devices in this one.
+ * answering once. The server runs in its own process; the simulated devices in one process per
+ * core (BENCH_DEVICE_PROCESSES to choose), each a share of them.
  *
- * BENCH_TRACE=1 prints progress and the server's output; BENCH_PROF=1 writes CPU profiles of the
- * rollout (the server's with --cpu-prof into /tmp/prof, this process's into the temp folder).
+ * BENCH_TRACE=1 prints progress and the server's output; BENCH_PROF=1 writes CPU profiles (the
+ * server's into /tmp/prof, the device processes' into /tmp/prof-devices).
  */
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { Session } from 'node:inspector/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
+import { enrollDevices } from '@edgefleet/device-agent';
 import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
@@ -72,42 +72,26 @@ async function measure(n: number): Promise<Result> {
   let started = Date.now();
   const { devices } = await enrollDevices(url, token, n, 'bench', 16);
   const enrollSeconds = (Date.now() - started) / 1000;
-  const simulation = await startSimulation({
-    serverUrl: url,
-    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
-    keySet,
-    devices,
-    connectConcurrency: 200,
-  });
+  const devicesUrl = { serverUrl: url, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, keySet };
+  const simulation = await startDeviceProcesses(devicesUrl, devices, Number(process.env.BENCH_DEVICE_PROCESSES ?? cpus().length));
   started = Date.now();
-  // BENCH_PROF=1: CPU profiles of the rollout window, the server's (--cpu-prof) and this process's.
-  const profiler = process.env.BENCH_PROF ? new Session() : undefined;
-  profiler?.connect();
-  await profiler?.post('Profiler.enable');
-  await profiler?.post('Profiler.start');
-  const cpuBefore = { server: server.pid ? await cpuSeconds(server.pid) : 0, devices: process.cpuUsage() };
+  const devicesCpuSeconds = async () => (await Promise.all(simulation.pids.map(cpuSeconds))).reduce((a, b) => a + b, 0);
+  const cpuBefore = { server: server.pid ? await cpuSeconds(server.pid) : 0, devices: await devicesCpuSeconds() };
   const post = api('POST', '/v1/rollouts', { model: 'mlp', version: '1.0.0', selector: { tags: ['bench'] }, stages: [{ percent: 100 }] });
   if (process.env.BENCH_TRACE) void post.then(() => process.stderr.write(`${Date.now() - started} ms: POST answered\n`));
   await post;
   let peak = 0;
   const trace = process.env.BENCH_TRACE
-    ? setInterval(() => process.stderr.write(`${Date.now() - started} ms: ${simulation.countActive('mlp', '1.0.0')}\n`), 200)
+    ? setInterval(() => process.stderr.write(`${Date.now() - started} ms: ${simulation.countActive()}\n`), 200)
     : undefined;
-  while (simulation.countActive('mlp', '1.0.0') < n) {
+  while (simulation.countActive() < n) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     if (server.pid) peak = Math.max(peak, await rssMiB(server.pid, 'VmRSS'));
-    if (Date.now() - started > 15 * 60_000)
-      throw new Error(`only ${simulation.countActive('mlp', '1.0.0')} of ${n} active after 15 minutes`);
+    if (Date.now() - started > 15 * 60_000) throw new Error(`only ${simulation.countActive()} of ${n} active after 15 minutes`);
   }
   const rolloutSeconds = (Date.now() - started) / 1000;
   const serverCpuMsPerDevice = ((server.pid ? await cpuSeconds(server.pid) : 0) - cpuBefore.server) * (1000 / n);
-  const devicesCpu = process.cpuUsage(cpuBefore.devices);
-  const devicesCpuMsPerDevice = (devicesCpu.user + devicesCpu.system) / 1000 / n;
-  if (profiler) {
-    const { profile } = await profiler.post('Profiler.stop');
-    await writeFile(join(tmpdir(), `edgefleet-bench-devices-${n}.cpuprofile`), JSON.stringify(profile));
-    profiler.disconnect();
-  }
+  const devicesCpuMsPerDevice = ((await devicesCpuSeconds()) - cpuBefore.devices) * (1000 / n);
   clearInterval(trace);
   const serverPeakMiB = server.pid ? await rssMiB(server.pid, 'VmHWM') : peak;
   const desired = await api('GET', `/v1/devices/${devices[0]?.id}/desired`);
@@ -129,6 +113,59 @@ async function measure(n: number): Promise<Result> {
     rawFanoutSeconds: raw.seconds,
     rawBrokerMiB: raw.rssMiB,
     documentBytes,
+  };
+}
+
+/**
+ * The simulated devices, in `processes` child processes (bench/rollout-devices.ts), each a share of
+ * them: thousands of agents in one Node thread would make that thread, not the server, the limit.
+ */
+async function startDeviceProcesses(
+  urls: { serverUrl: string; mqttUrl: string; keySet: KeySetPayload },
+  devices: { id: string; secret: string }[],
+  processes: number,
+): Promise<{ countActive(): number; readonly pids: number[]; stop(): Promise<void> }> {
+  const shares = Array.from({ length: Math.max(1, processes) }, (_, k) => devices.filter((_, i) => i % Math.max(1, processes) === k));
+  const children = shares
+    .filter((share) => share.length > 0)
+    .map((share) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--max-old-space-size=4096',
+          ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof-devices'] : []),
+          '--import',
+          'tsx',
+          fileURLToPath(new URL('rollout-devices.ts', import.meta.url)),
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const state = { child, active: 0 };
+      const ready = new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          const message = JSON.parse(line) as { ready?: boolean; active?: number };
+          if (message.ready) resolve();
+          if (typeof message.active === 'number') state.active = message.active;
+        });
+        child.once('exit', (code) => reject(new Error(`a device process exited (${code}) before its devices were ready`)));
+      });
+      child.stdin.write(`${JSON.stringify({ ...urls, devices: share, connectConcurrency: 100, model: 'mlp', version: '1.0.0' })}\n`);
+      return { state, ready };
+    });
+  await Promise.all(children.map((c) => c.ready));
+  return {
+    countActive: () => children.reduce((sum, c) => sum + c.state.active, 0),
+    pids: children.map((c) => c.state.child.pid as number),
+    async stop() {
+      await Promise.all(
+        children.map(({ state: { child } }) => {
+          if (child.exitCode !== null) return Promise.resolve();
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.stdin.write('stop\n');
+          return exited;
+        }),
+      );
+    },
   };
 }
 
@@ -191,7 +228,7 @@ const section = [
   '',
   `Command: \`pnpm bench:rollout\` (bench/rollout.bench.ts). Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}; took ${Math.round((Date.now() - started) / 1000)} s.`,
   '',
-  'One 100% stage of a 279-byte model. The server (fleet-server, embedded aedes, SQLite) runs in its own process; the simulated devices (real agents from @edgefleet/agent over a stand-in runtime: real MQTT connections, ed25519 verification of their desired state, the signature of each signed manifest checked once per process, HTTP download and sha256 of the artifact, three messages back) run in the benchmark process on the same 2 cores. The raw fan-out is a bare aedes in its own process publishing documents of the same size to the same number of plain mqtt.js clients, each answering once: the floor set by the broker. CPU per device is the CPU time each process used during the rollout divided by the number of devices: their sum times N, over 2 cores, is a floor for the rollout time on this machine.',
+  'One 100% stage of a 279-byte model. The server (fleet-server, embedded aedes, SQLite) runs in its own process; the simulated devices (real agents from @edgefleet/agent over a stand-in runtime, in one process per core: real MQTT connections, ed25519 verification of their desired state, the signature of each signed manifest checked once per process, HTTP download and sha256 of the artifact, three messages back) run on the same cores. The raw fan-out is a bare aedes in its own process publishing documents of the same size to the same number of plain mqtt.js clients, each answering once: the floor set by the broker. CPU per device is the CPU time each process used during the rollout divided by the number of devices: their sum times N, over 2 cores, is a floor for the rollout time on this machine.',
   '',
   '| devices | rollout: POST → all active | raw aedes fan-out | ratio | CPU per device: server / simulated devices | server RSS (peak) | raw broker RSS | desired-state document | enrollment (not timed) |',
   '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
