@@ -1,9 +1,15 @@
+import { defaultClientConditions, defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
-// One run for the whole workspace: unit tests beside the code in every package and app,
-// cross-package end-to-end tests in test/. Packages resolve each other from source (their
-// package.json `exports` point at src/*.ts), so no build step comes before a test.
+// Inside the workspace, packages resolve each other from source: every public package's `exports`
+// has an `@edgefleet/source` condition pointing at src/*.ts, ahead of the built dist/ that is
+// published (and tested from packed tarballs in test/consumer). So no build step comes before a
+// unit test; the tests that start the CLIs or pack the packages build first (scripts/build.mjs).
+const source = '@edgefleet/source';
+
 export default defineConfig({
+  resolve: { conditions: [source, ...defaultClientConditions] },
+  ssr: { resolve: { conditions: [source, ...defaultServerConditions], externalConditions: [source, 'node'] } },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],

@@ -134,6 +134,7 @@ async function startDeviceProcesses(
         [
           '--max-old-space-size=4096',
           ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof-devices'] : []),
+          '--conditions=@edgefleet/source',
           '--import',
           'tsx',
           fileURLToPath(new URL('rollout-devices.ts', import.meta.url)),
@@ -186,9 +187,13 @@ async function connectRaw(url: string, clientId: string): Promise<mqtt.MqttClien
  * documents of the same size out to N plain mqtt.js clients in this process, each answering once.
  */
 async function rawFanout(n: number, documentBytes: number): Promise<{ seconds: number; rssMiB: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('raw-broker.ts', import.meta.url))], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@edgefleet/source', '--import', 'tsx', fileURLToPath(new URL('raw-broker.ts', import.meta.url))],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => JSON.parse(((await lines.next()).value as string | undefined) ?? 'null') as Record<string, number>;
   const { port } = await next();

@@ -20,7 +20,6 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TelemetrySpec, TensorSpec } from '@edgefleet/protocol';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
   createNativeEngine,
   createOrtEngine,
@@ -42,6 +41,7 @@ import {
   sileroFrame,
   splitmix,
 } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import type { InferenceSession } from 'onnxruntime-web';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
@@ -394,10 +394,14 @@ async function main(): Promise<void> {
   const results: ChildResult[] = [];
   for (const config of configs) {
     process.stderr.write(`${config.engine}, ${config.threads} thread(s)…\n`);
-    const run = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(config)], {
-      encoding: 'utf8',
-      maxBuffer: 16 * 1024 * 1024,
-    });
+    const run = spawnSync(
+      process.execPath,
+      ['--conditions=@edgefleet/source', '--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(config)],
+      {
+        encoding: 'utf8',
+        maxBuffer: 16 * 1024 * 1024,
+      },
+    );
     const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
     if (!line) throw new Error(`benchmark child failed: ${run.stderr}`);
     results.push(JSON.parse(line.slice('RESULT '.length)) as ChildResult);

@@ -13,9 +13,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TelemetrySpec } from '@edgefleet/protocol';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import { createNativeEngine, createRuntime, createWasmEngine, type Engine } from '@edgefleet/runtime';
 import { manifestFor, readModel, SILERO_INPUTS, SILERO_OUTPUTS, SILERO_VAD_V5_PATH, sileroFrame, splitmix } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const [rounds = 6000] = process.argv.slice(2).map(Number);

@@ -2,7 +2,8 @@
 // Runs every test of the workspace (vitest) and ends with the plain line `N passed, N failed`.
 // A run in which no test executed is a failure: a green run must mean tests ran.
 // Extra arguments go to vitest (`pnpm test -- packages/protocol`). First it makes sure the Debian
-// packages the tests drive (Chromium...) are installed: scripts/ensure-system-deps.sh.
+// packages the tests drive (Chromium...) are installed: scripts/ensure-system-deps.sh, then builds
+// the packages (scripts/build.mjs).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,6 +13,11 @@ if (process.env.EDGEFLEET_SKIP_SYSTEM_DEPS !== '1') {
   const deps = spawnSync('bash', [join('scripts', 'ensure-system-deps.sh')], { stdio: 'inherit' });
   if (deps.status !== 0) process.exit(deps.status ?? 1);
 }
+
+// The CLIs the tests start and the tarballs the consumer test packs run the built dist/ (what is
+// published); unit tests resolve sources. The build is incremental: seconds when nothing changed.
+const build = spawnSync(process.execPath, [join('scripts', 'build.mjs')], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
 
 const results = join('.vitest', 'results.json');
 rmSync(results, { force: true });

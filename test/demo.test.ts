@@ -8,7 +8,11 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('pnpm demo', () => {
   it('starts the fleet server, registers Silero VAD, rolls it out in stages to a real and 9 simulated devices, flags the one zone whose inputs drift with a signed webhook, runs it offline, and refuses every attack', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], { cwd: root, timeout: 120_000 });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--conditions=@edgefleet/source', '--import', 'tsx', 'scripts/demo.ts'],
+      { cwd: root, timeout: 120_000 },
+    );
     expect(stdout).toMatch(/admin API {5}http:\/\/127\.0\.0\.1:\d+ {3}\(OpenAPI: http:\/\/127\.0\.0\.1:\d+\/docs\)/);
     expect(stdout).toMatch(/MQTT {10}mqtt:\/\/127\.0\.0\.1:\d+ {3}ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
     expect(stdout).toMatch(/admin token {3}in \/\S+\/admin-token {3}\(mode 0600; never printed or logged\)/);

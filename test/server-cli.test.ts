@@ -23,7 +23,11 @@ describe('edgefleet-server', () => {
       EDGEFLEET_LOG_LEVEL: 'debug',
     };
     delete env.EDGEFLEET_ADMIN_TOKEN;
-    const child = spawn(process.execPath, ['--import', 'tsx', main], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--conditions=@edgefleet/source', '--import', 'tsx', main], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     try {
       await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { createTrust, type ManifestPayload, type SignedDocument, verifyManifest } from '@edgefleet/protocol';
-import { createTestKeys, sampleSignedManifest, TEST_NOW } from '@edgefleet/protocol/testing';
+import { createTestKeys, sampleSignedManifest, TEST_NOW } from '@edgefleet/test-utils/protocol';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +21,15 @@ let server: StaticServer;
 let page: Page;
 
 beforeAll(async () => {
-  const bundle = await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'browser', target: 'chrome120', write: false });
+  const bundle = await build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    conditions: ['@edgefleet/source'],
+    target: 'chrome120',
+    write: false,
+  });
   const code = bundle.outputFiles[0]?.text ?? '';
   server = await serveFiles({
     '/': { type: 'text/html', body: '<!doctype html><title>protocol</title>' },

@@ -10,7 +10,6 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
   goldenVector,
   MLP_INPUTS,
@@ -25,6 +24,7 @@ import {
   seededValues,
   sileroFrame,
 } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import * as ort from 'onnxruntime-web';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

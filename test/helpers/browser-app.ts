@@ -17,6 +17,7 @@ export async function serveBrowserApp(entry: string, scriptPath: string): Promis
     bundle: true,
     format: 'esm',
     platform: 'browser',
+    conditions: ['@edgefleet/source'],
     target: 'chrome120',
     write: false,
     external: ['onnxruntime-web/webgpu'],

@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx, so the agent needs no build step.
-import { register } from 'tsx/esm/api';
-
-register();
-await import('../src/cli/main.ts');
+// Runs the compiled CLI with plain Node (no TypeScript loader at run time).
+await import('../dist/cli/main.js');

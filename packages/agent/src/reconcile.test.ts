@@ -1,7 +1,7 @@
 import { createDesiredState, signDesiredState, verifyDesiredState } from '@edgefleet/protocol';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import type { ModelInfo } from '@edgefleet/runtime/core';
 import { MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import { describe, expect, it } from 'vitest';
 import { planReconcile, reportedState } from './reconcile.ts';
 

@@ -1,10 +1,10 @@
+import { createTestKeys, sampleManifest, TEST_NOW } from '@edgefleet/test-utils/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createTrust, signManifest, verifyManifest } from './documents/index.ts';
 import { fromBase64Url } from './encoding/index.ts';
 import { nodeSigningKey, nodeVerify } from './node.ts';
 import { generateSigningKey, nobleVerify, signPayload } from './signing/index.ts';
-import { createTestKeys, sampleManifest, TEST_NOW } from './testing/index.ts';
 
 describe('native ed25519 (Node)', () => {
   it('makes the same signatures as the portable implementation (ed25519 is deterministic)', () => {

@@ -17,7 +17,7 @@ const main = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 
 async function startChild(dataDir: string): Promise<{ child: ChildProcess; url: string; token: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+  const child = spawn(process.execPath, ['--conditions=@edgefleet/source', '--import', 'tsx', main], {
     cwd: root,
     env: { ...process.env, EDGEFLEET_DATA_DIR: dataDir, EDGEFLEET_PORT: '0', EDGEFLEET_MQTT_PORT: '0', EDGEFLEET_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

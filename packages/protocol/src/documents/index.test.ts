@@ -1,10 +1,10 @@
+import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '@edgefleet/test-utils/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalize } from '../canonical-json/index.ts';
 import { fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '../encoding/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import { addSignature, generateSigningKey, signPayload } from '../signing/index.ts';
-import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '../testing/index.ts';
 import {
   checkVersionFloor,
   createKeySet,

@@ -2,11 +2,12 @@
  * The schemas are plain JSON Schema: Ajv (the validator behind fastify's route schemas) compiles
  * every one in strict mode and agrees with the protocol's own validator on valid and broken messages.
  */
+
+import { createTestKeys, sampleSignedDesiredState, sampleSignedManifest } from '@edgefleet/test-utils/protocol';
 import { Ajv } from 'ajv';
 import fc from 'fast-check';
 import type { TSchema } from 'typebox';
 import { describe, expect, it } from 'vitest';
-import { createTestKeys, sampleSignedDesiredState, sampleSignedManifest } from '../testing/index.ts';
 import { matches } from '../validation/index.ts';
 import { MESSAGE_SCHEMAS, SignedKeySet, SignedManifest } from './index.ts';
 

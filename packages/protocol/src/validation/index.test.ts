@@ -1,10 +1,10 @@
+import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '@edgefleet/test-utils/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createTrust, verifyDesiredState, verifyKeySetUpdate, verifyManifest } from '../documents/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import { ManifestPayload, MESSAGE_SCHEMAS, SignedManifest } from '../schemas/index.ts';
 import { signPayload } from '../signing/index.ts';
-import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '../testing/index.ts';
 import { findForbiddenKey, parseJson, validate } from './index.ts';
 
 const keys = createTestKeys();

@@ -4,8 +4,8 @@
  * the measurement reads that clock, so which provider wins is exact, never a matter of timer noise.
  */
 import { type ExecutionProvider, type ManifestPayload, type ProviderMeasurement, verifyManifest } from '@edgefleet/protocol';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import { goldenVector, MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import { describe, expect, it } from 'vitest';
 import { RUNTIME_DEFAULTS } from '../defaults.ts';
 import { createWasmEngine } from '../node.ts';

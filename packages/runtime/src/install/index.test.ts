@@ -5,7 +5,7 @@
  * runtime/index.test.ts.
  */
 import { EdgefleetError } from '@edgefleet/protocol';
-import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '@edgefleet/protocol/testing';
+import { createTestKeys, sampleManifest, sampleSignedDesiredState, sampleSignedManifest, TEST_NOW } from '@edgefleet/test-utils/protocol';
 import { describe, expect, it } from 'vitest';
 import { RUNTIME_VERSION } from '../defaults.ts';
 import { checkTarget, rollbackAllowed } from './index.ts';

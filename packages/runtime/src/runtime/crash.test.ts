@@ -8,8 +8,8 @@ import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import { MLP_INPUTS, MLP_OUTPUTS, manifestFor, mlpModel, seededValues } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import { describe, expect, it } from 'vitest';
 import { createRuntime, createWasmEngine } from '../node.ts';
 
@@ -47,7 +47,11 @@ describe('kill -9 during an install', () => {
     await writeFile(modelPath, v2.bytes);
     const plan = join(dir, '..', `${step}-plan.json`);
     await writeFile(plan, JSON.stringify({ dir, keySet: keys.trust.keySet, manifest: manifest(v2, '2.0.0'), modelPath, crashAt: step }));
-    const result = spawnSync(process.execPath, ['--import', 'tsx', child, plan], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    const result = spawnSync(process.execPath, ['--conditions=@edgefleet/source', '--import', 'tsx', child, plan], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(result.signal, result.stderr).toBe('SIGKILL');
     expect(result.stdout).not.toContain('installed');
 

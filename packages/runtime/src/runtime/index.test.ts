@@ -15,7 +15,6 @@ import {
   signDesiredState,
   signManifest,
 } from '@edgefleet/protocol';
-import { createTestKeys } from '@edgefleet/protocol/testing';
 import {
   type ArtifactServer,
   createArtifactServer,
@@ -36,6 +35,7 @@ import {
   seededValues,
   sileroFrame,
 } from '@edgefleet/test-utils';
+import { createTestKeys } from '@edgefleet/test-utils/protocol';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOrtEngine, type OrtModule } from '../engine/ort-engine.ts';

@@ -1,6 +1,6 @@
 /**
  * Sample documents for tests (this package's and others'): a realistic manifest with golden
- * vectors, a key set with one key per role, a desired state. Exported as `@edgefleet/protocol/testing`;
+ * vectors, a key set with one key per role, a desired state. Exported as `@edgefleet/test-utils/protocol`;
  * never imported by production code.
  */
 import {
@@ -8,14 +8,17 @@ import {
   createKeySet,
   createManifest,
   createTrust,
+  type DesiredStatePayload,
+  encodeTensor,
+  generateSigningKey,
   type ManifestInput,
+  type ManifestPayload,
+  type SignedDocument,
+  type SigningKey,
   signDesiredState,
   signManifest,
   type Trust,
-} from '../documents/index.ts';
-import type { DesiredStatePayload, ManifestPayload, SignedDocument } from '../schemas/index.ts';
-import { generateSigningKey, type SigningKey } from '../signing/index.ts';
-import { encodeTensor } from '../tensor/index.ts';
+} from '@edgefleet/protocol';
 
 /** A fixed clock for tests: 2026-06-01T00:00:00Z. */
 export const TEST_NOW = Date.parse('2026-06-01T00:00:00Z');

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// Builds every public package and app into its dist/: ESM JavaScript, .d.ts and source maps, with
+// tsc project references (tsconfig.build.json), in dependency order and incrementally. tsc is the
+// type checker the workspace already runs, so what is emitted is exactly what was checked, file for
+// file (no bundling: apps that use the packages bundle them, and tree-shake per module). Files tsc
+// does not emit (the server's model-check worker, plain JavaScript) are copied beside its output.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/package.json')), 'bin', 'tsc');
+const built = spawnSync(process.execPath, [tsc, '-b', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+if (built.status !== 0) process.exit(built.status ?? 1);
+
+const assets = ['apps/fleet-server/src/registry/load-worker.mjs'];
+for (const asset of assets) {
+  const to = join(root, asset.replace('/src/', '/dist/'));
+  mkdirSync(dirname(to), { recursive: true });
+  copyFileSync(join(root, asset), to);
+}
