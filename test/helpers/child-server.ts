@@ -28,7 +28,7 @@ export interface ChildServerOptions {
 
 /** Starts `edgefleet-server` and resolves once it prints its admin API address. */
 export async function startChildServer(options: ChildServerOptions): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', main], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--conditions=@edgefleet/source', '--import', 'tsx', main], {
     cwd: root,
     env: {
       ...process.env,

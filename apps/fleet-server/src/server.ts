@@ -12,7 +12,7 @@ import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { registerArtifactRoutes } from './artifacts/routes.ts';
 import { createArtifactStore } from './artifacts/store.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
@@ -28,6 +28,7 @@ import { registerDeviceRoutes } from './devices/routes.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
 import { registerDriftRoutes } from './drift/routes.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
+import { registerRequestLog } from './http/request-log.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createModelCheck } from './registry/model-check.ts';
@@ -61,8 +62,8 @@ export interface FleetServer {
 export interface CreateServerOptions {
   readonly config?: Partial<ServerConfig>;
   readonly env?: NodeJS.ProcessEnv;
-  /** Log to stdout (pino); off in tests unless asked. */
-  readonly logger?: boolean;
+  /** Log to stdout (pino JSON lines), or to the stream given (tests read it); off unless asked. */
+  readonly logger?: boolean | { readonly stream: { write(line: string): void }; readonly level?: string };
   /**
    * The clock every time-based decision reads (rollout soaks and offline cut-offs, drift buckets,
    * last-seen and received-at times), in ms since the epoch; tests move it instead of waiting.
@@ -83,7 +84,14 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const authenticate = createAuthenticator(db, config.adminToken);
 
   const app = Fastify({
-    logger: options.logger ? { level: config.logLevel } : false,
+    logger:
+      options.logger === true
+        ? { level: config.logLevel }
+        : options.logger
+          ? { level: options.logger.level ?? config.logLevel, stream: options.logger.stream }
+          : false,
+    // One line per request, written when it ends (http/request-log.ts), instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
     genReqId: () => randomUUID(),
@@ -93,6 +101,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     frameworkErrors: (error, request, reply) => frameworkError(error, request, reply),
   });
   registerProblemHandlers(app);
+  registerRequestLog(app);
 
   const failures = createFailureLimiter(config.authFailuresPerMinute);
   /** Runs a credential check for a request's address: refused outright once it failed too often, counted when it fails. */
@@ -271,10 +280,11 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     createdAdminToken,
     adminTokenFile,
     async close() {
+      // Producers of MQTT messages stop first, so nothing publishes into a closing broker.
       desired.stop();
+      await rollouts.stop();
       await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
-      await rollouts.stop();
       await drift.close();
       await telemetry.close();
       await writes.close();

@@ -175,7 +175,16 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       }
     } catch (error) {
       metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
-      log.warn({ deviceId: address.deviceId, kind: address.kind, err: error }, 'refused a malformed device message');
+      // The device's mistake, not the server's: its code and what is wrong, without a stack trace.
+      log.warn(
+        {
+          deviceId: address.deviceId,
+          kind: address.kind,
+          code: error instanceof EdgefleetError ? error.code : 'EF_JSON_INVALID',
+          err: error instanceof Error ? error.message : String(error),
+        },
+        'refused a malformed device message',
+      );
       return;
     }
     for (const listener of listeners) {
@@ -259,11 +268,14 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       return { tcp: `mqtt://${config.host}:${tcpPort}`, ws: `ws://${config.host}:${httpAddress?.port ?? config.port}/mqtt` };
     },
     async close() {
+      // Stop accepting first (a device reconnecting at once must be refused, not handed to a
+      // broker that is closing), then end every connection, then wait for the listener.
       options.http.off('upgrade', onUpgrade);
+      const listenerClosed = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
-      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+      await listenerClosed;
       await writes.flush();
     },
   };

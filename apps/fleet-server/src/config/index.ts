@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 
 export interface ServerConfig {
-  /** Interface the HTTP API, the dashboard and MQTT over WebSocket listen on. */
+  /** Interface the HTTP API and MQTT over WebSocket listen on. */
   readonly host: string;
   readonly port: number;
   /** MQTT over TCP; 0 picks a free port (tests). */
@@ -29,7 +29,7 @@ export interface ServerConfig {
   readonly publicUrl: string | undefined;
   /** PostgreSQL connection string; SQLite in the data folder when unset. */
   readonly databaseUrl: string | undefined;
-  /** Web origins whose pages may call the API (browser devices, the dashboard elsewhere). */
+  /** Web origins whose pages may call the API (browser devices). */
   readonly corsOrigins: readonly string[];
   /** Largest reference dataset (CSV, JSON lines) in bytes. */
   readonly maxReferenceBytes: number;
@@ -57,6 +57,8 @@ interface Setting {
   readonly description: string;
   readonly parse: (value: string) => ServerConfig[keyof ServerConfig];
   readonly fallback: (env: NodeJS.ProcessEnv) => ServerConfig[keyof ServerConfig];
+  /** How `--help` shows the default, when the value itself depends on where the server runs. */
+  readonly shownDefault?: string;
 }
 
 const integer = (name: string, min: number, max: number) => (value: string) => {
@@ -69,7 +71,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: 'EDGEFLEET_HOST',
     key: 'host',
-    description: 'interface for the HTTP API, dashboard and MQTT over WebSocket (/mqtt)',
+    description: 'interface for the HTTP API and MQTT over WebSocket (/mqtt)',
     parse: (v) => v,
     fallback: () => '127.0.0.1',
   },
@@ -86,7 +88,8 @@ export const SETTINGS: readonly Setting[] = [
     key: 'dataDir',
     description: 'SQLite database, artifacts and the signing key',
     parse: (v) => v,
-    fallback: () => join(process.cwd(), '.edgefleet', 'server'),
+    fallback: (env) => defaultDataDir(env),
+    shownDefault: '$STATE_DIRECTORY under systemd, else ./.edgefleet/server where the command was started',
   },
   {
     env: 'EDGEFLEET_ADMIN_TOKEN',
@@ -205,7 +208,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: 'EDGEFLEET_WEBHOOK_SECRET',
     key: 'webhookSecret',
-    description: 'HMAC-SHA256 key for webhook bodies (X-Edgefleet-Signature: sha256=<hex>)',
+    description: 'HMAC-SHA256 key of webhook deliveries (X-Edgefleet-Signature: t=<unix seconds>,v1=<hex HMAC of "<t>.<body>">)',
     parse: (v) => v,
     fallback: () => undefined,
   },
@@ -262,16 +265,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   return loaded;
 }
 
-export function helpText(): string {
+/**
+ * The data folder when EDGEFLEET_DATA_DIR is unset: the folder systemd made for the unit
+ * (`StateDirectory=` sets $STATE_DIRECTORY), else `.edgefleet/server` in the directory the command
+ * was started from. npm and pnpm run a package's scripts in the package's own folder
+ * (`pnpm --filter @edgefleet/fleet-server start` runs in apps/fleet-server) and say where the user
+ * was in $INIT_CWD: that is the directory meant.
+ */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  const state = env.STATE_DIRECTORY?.split(':')[0];
+  if (state) return state;
+  return join(env.INIT_CWD || cwd, '.edgefleet', 'server');
+}
+
+export function helpText(version?: string): string {
   const rows = SETTINGS.map((s) => {
     const fallback = s.fallback({});
-    const shown = fallback === undefined || (Array.isArray(fallback) && fallback.length === 0) ? '(none)' : String(fallback);
+    const shown =
+      s.shownDefault ?? (fallback === undefined || (Array.isArray(fallback) && fallback.length === 0) ? '(none)' : String(fallback));
     return `  ${s.env.padEnd(30)} ${s.description}\n  ${''.padEnd(30)} default: ${shown}`;
   });
   return [
-    'edgefleet-server: model registry, device enrollment and an embedded MQTT broker.',
+    `edgefleet-server${version ? ` ${version}` : ''}: model registry, device enrollment, staged rollouts, telemetry and drift, with an embedded MQTT broker.`,
     '',
-    'Usage: edgefleet-server [--help]',
+    'Usage: edgefleet-server [--help] [--version]',
+    '',
+    'Starts on embedded defaults (SQLite and MQTT broker in this process). Stops cleanly on SIGTERM or SIGINT.',
+    'Documentation: README.md of @edgefleet/fleet-server; docs/fleet-server.md in the edgefleet repository.',
     '',
     'Configuration (environment variables):',
     ...rows,

@@ -19,8 +19,24 @@ export interface Problem {
 /** How much of the request's path a problem repeats: enough to recognize it, never a whole hostile URL. */
 const INSTANCE_URL_CHARS = 200;
 
-function send(reply: FastifyReply, request: FastifyRequest, code: ErrorCode, detail: string, extra: Partial<Problem> = {}): FastifyReply {
+/** The problem each reply answered with (its code, and the error behind a 5xx), for the request log line. */
+const answered = new WeakMap<FastifyReply, { readonly code: ErrorCode; readonly error?: unknown }>();
+
+/** The EF_ code a reply carried, and the unexpected error behind it, if any (see request-log.ts). */
+export function problemOf(reply: FastifyReply): { readonly code: ErrorCode; readonly error?: unknown } | undefined {
+  return answered.get(reply);
+}
+
+function send(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  code: ErrorCode,
+  detail: string,
+  extra: Partial<Problem> = {},
+  error?: unknown,
+): FastifyReply {
   const definition = ERRORS[code];
+  answered.set(reply, error === undefined ? { code } : { code, error });
   const url = request.url.length > INSTANCE_URL_CHARS ? `${request.url.slice(0, INSTANCE_URL_CHARS)}…` : request.url;
   const problem: Problem = {
     type: `urn:edgefleet:error:${code}`,
@@ -41,8 +57,14 @@ export function frameworkError(error: FastifyError, request: FastifyRequest, rep
   }
   if (error.code === 'FST_ERR_BAD_URL')
     return send(reply, request, 'EF_SCHEMA_INVALID', 'the path is not a valid URL (bad percent-encoding)');
-  request.log.error({ err: error }, 'unexpected router error');
-  return send(reply, request, 'EF_INTERNAL_ERROR', `unexpected error; the server log has the details under request ${request.id}`);
+  return send(
+    reply,
+    request,
+    'EF_INTERNAL_ERROR',
+    `unexpected error; the server log has the details under request ${request.id}`,
+    {},
+    error,
+  );
 }
 
 /** Maps fastify's own error codes (validation, body limits, content types...) to ours. */
@@ -83,15 +105,20 @@ function fromFastify(error: FastifyError): { code: ErrorCode; detail: string; er
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof EdgefleetError) {
-      if (error.status >= 500) request.log.error({ err: error }, error.message);
       const retryAfter = error.details.retryAfterSeconds;
       if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
-      return send(reply, request, error.code, error.message);
+      return send(reply, request, error.code, error.message, {}, error.status >= 500 ? error : undefined);
     }
     const mapped = fromFastify(error);
     if (mapped) return send(reply, request, mapped.code, mapped.detail, mapped.errors ? { errors: mapped.errors } : {});
-    request.log.error({ err: error }, 'unexpected error');
-    return send(reply, request, 'EF_INTERNAL_ERROR', `unexpected error; the server log has the details under request ${request.id}`);
+    return send(
+      reply,
+      request,
+      'EF_INTERNAL_ERROR',
+      `unexpected error; the server log has the details under request ${request.id}`,
+      {},
+      error,
+    );
   });
   app.setNotFoundHandler((request, reply) =>
     send(reply, request, 'EF_NOT_FOUND', `${request.method} ${request.url} is not a route of this server`),
