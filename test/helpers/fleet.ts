@@ -5,7 +5,14 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Agent, createAgent, createFileAgentState, createFileTelemetryQueue, type TelemetryQueueStore } from '@edgefleet/agent';
+import {
+  type Agent,
+  type AgentOptions,
+  createAgent,
+  createFileAgentState,
+  createFileTelemetryQueue,
+  type TelemetryQueueStore,
+} from '@edgefleet/agent';
 import { createFleetServer, type FleetServer, type ServerConfig } from '@edgefleet/fleet-server';
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
@@ -30,6 +37,10 @@ export interface Fleet {
       now?: () => number;
       /** The outbox, when a test wraps the file one (to inject faults). */
       telemetryQueue?: (dir: string) => TelemetryQueueStore;
+      /** What the agent logs. */
+      log?: AgentOptions['log'];
+      /** The agent's first reconnect delay; default 200 ms. */
+      reconnectPeriodMs?: number;
     },
   ): Promise<FleetDevice>;
   /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
@@ -125,9 +136,10 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         state: createFileAgentState(credentials.dir),
         telemetry: (options.telemetryQueue ?? createFileTelemetryQueue)(credentials.dir),
         platform: 'node',
-        reconnectPeriodMs: 200,
+        reconnectPeriodMs: options.reconnectPeriodMs ?? 200,
         ...(options.telemetryResendMs ? { telemetryResendMs: options.telemetryResendMs } : {}),
         ...(options.now ? { now: options.now } : {}),
+        ...(options.log ? { log: options.log } : {}),
       });
       await agent.start();
       const device: FleetDevice = {

@@ -67,10 +67,14 @@ export interface AgentOptions {
    * have been lost); default 30 s. The server stores each window once however often it arrives.
    */
   readonly telemetryResendMs?: number;
-  /** Reconnect delay after a dropped connection; default 2 s. */
+  /** First reconnect delay after a dropped connection, doubled per failed attempt up to 60 s; default 2 s. */
   readonly reconnectPeriodMs?: number;
   readonly now?: () => number;
-  readonly log?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+  /**
+   * Where the agent says what happens. The link's state changes are said once each (lost,
+   * retrying, back after how long); each failed attempt in between only at debug.
+   */
+  readonly log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
 }
 
 export interface Agent {
@@ -369,7 +373,7 @@ export function createAgent(options: AgentOptions): Agent {
         const connection = onConnect();
         subscribed ??= connection;
       });
-      transport.on('error', (error) => log('warn', 'mqtt error', { error: error.message }));
+      watchLink(transport, linkOptions.url);
       if (options.telemetry) {
         flushTimer = setInterval(() => options.runtime.flushTelemetry(), options.telemetryFlushMs ?? 60_000);
         resendTimer = setInterval(() => void sendQueued(), Math.max(10, resendMs / 2));
@@ -402,6 +406,42 @@ export function createAgent(options: AgentOptions): Agent {
       return stopping;
     },
   };
+
+  /**
+   * Logs the link's state changes once each: unreachable (at boot) or lost, then back, with how
+   * long it was down and how many attempts it took. An hour offline is two lines, not 1,800.
+   */
+  function watchLink(link: Transport, url: string): void {
+    let up = false;
+    let down: { since: number; failures: number; lost: boolean } | undefined = { since: now(), failures: 0, lost: false };
+    link.on('connect', () => {
+      if (down && (down.lost || down.failures > 0)) {
+        log('info', down.lost ? 'reconnected to the fleet broker' : 'connected to the fleet broker', {
+          url,
+          offlineSeconds: Math.round((now() - down.since) / 100) / 10,
+          attempts: down.failures + 1,
+        });
+      }
+      up = true;
+      down = undefined;
+    });
+    link.on('close', () => {
+      if (!up || stopping) return;
+      up = false;
+      down = { since: now(), failures: 0, lost: true };
+      log('warn', 'lost the connection to the fleet broker; reconnecting with backoff', { url });
+    });
+    link.on('error', (error) => {
+      if (!down) {
+        log('warn', 'mqtt error', { error: error.message });
+        return;
+      }
+      down.failures += 1;
+      if (!down.lost && down.failures === 1)
+        log('warn', 'cannot reach the fleet broker; retrying with backoff', { url, error: error.message });
+      else log('debug', 'mqtt connection attempt failed', { url, error: error.message, attempt: down.failures });
+    });
+  }
 
   async function shutDown(): Promise<void> {
     for (const off of unsubscribe) off();

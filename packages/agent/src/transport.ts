@@ -46,16 +46,37 @@ export interface MqttTransportOptions {
   readonly will?: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1; readonly retain: boolean };
   /** Default 30 s. */
   readonly keepaliveS?: number;
-  /** Delay before each reconnection attempt; default 2 s. */
+  /**
+   * Delay before the first reconnection attempt; default 2 s. Each failed attempt doubles it, up to
+   * `maxReconnectPeriodMs`, with jitter (see reconnectDelay); a connection resets it.
+   */
   readonly reconnectPeriodMs?: number;
+  /** The longest delay between attempts; default 60 s. */
+  readonly maxReconnectPeriodMs?: number;
+  /** Random numbers in [0, 1) for the jitter (tests); default Math.random. */
+  readonly random?: () => number;
   /** Default 10 s. */
   readonly connectTimeoutMs?: number;
+}
+
+/**
+ * The delay before reconnection attempt `attempt` (0 for the first after a drop): capped exponential
+ * backoff with "equal jitter", half fixed and half random, min(max, initial × 2^attempt) × [0.5, 1).
+ * A fleet that lost its broker does not come back in lockstep, and each delay is at least as long
+ * as the one before it until the cap.
+ */
+export function reconnectDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return Math.max(1, Math.round(base * (0.5 + random() / 2)));
 }
 
 /** MQTT CONNACK return codes 4 and 5 (v3.1.1): bad user name or password, not authorized. */
 const REFUSED = new Set([4, 5]);
 
 export function createMqttTransport(options: MqttTransportOptions): Transport {
+  const initialMs = options.reconnectPeriodMs ?? 2000;
+  const maxMs = Math.max(initialMs, options.maxReconnectPeriodMs ?? 60_000);
+  const random = options.random ?? Math.random;
   let client: MqttClient | undefined;
   const listeners: { [K in keyof TransportEvents]: Set<(payload: TransportEvents[K]) => void> } = {
     connect: new Set(),
@@ -85,11 +106,22 @@ export function createMqttTransport(options: MqttTransportOptions): Transport {
         protocolVersion: 4,
         clean: true,
         keepalive: options.keepaliveS ?? 30,
-        reconnectPeriod: options.reconnectPeriodMs ?? 2000,
+        reconnectPeriod: reconnectDelay(0, initialMs, maxMs, random),
         connectTimeout: options.connectTimeoutMs ?? 10_000,
         ...(options.will ? { will: { ...options.will } } : {}),
       });
       client = connection;
+      // mqtt.js waits options.reconnectPeriod after each close, read anew every time: set the
+      // next delay when an attempt starts, and start over once connected.
+      let attempt = 0;
+      connection.on('reconnect', () => {
+        attempt += 1;
+        connection.options.reconnectPeriod = reconnectDelay(attempt, initialMs, maxMs, random);
+      });
+      connection.on('connect', () => {
+        attempt = 0;
+        connection.options.reconnectPeriod = reconnectDelay(0, initialMs, maxMs, random);
+      });
       connection.on('connect', () => emit('connect', undefined));
       connection.on('close', () => emit('close', undefined));
       connection.on('message', (topic, payload) => emit('message', { topic, payload }));
