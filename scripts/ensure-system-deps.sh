@@ -7,6 +7,7 @@ set -euo pipefail
 # command → Debian package that provides it
 declare -A NEEDED=(
   [/usr/bin/chromium]=chromium
+  [/usr/bin/systemd-analyze]=systemd
 )
 
 missing=()
