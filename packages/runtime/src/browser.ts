@@ -12,8 +12,14 @@ import type { ModelStore } from './store/types.ts';
 export * from './index.ts';
 
 export interface BrowserEngineOptions {
-  /** Where onnxruntime-web's .wasm/.mjs files are served from, when not beside its bundle. */
-  readonly wasmPaths?: string;
+  /**
+   * Where onnxruntime-web's files are served from, when the bundler did not emit them beside the
+   * bundle (Vite does; esbuild does not): a folder URL ending in "/" holding
+   * ort-wasm-simd-threaded.asyncify.wasm and .mjs, or the URL of each (`{ wasm, mjs }`; with the
+   * bundled build only `wasm` is needed). Self-host them: devices are often offline, and a CDN is
+   * a supply chain. See docs/runtime.md, "In a web app".
+   */
+  readonly wasmPaths?: string | { readonly wasm?: string | URL; readonly mjs?: string | URL };
   /** WASM threads (needs a cross-origin isolated page); default what onnxruntime-web picks. */
   readonly threads?: number;
   /**
@@ -47,7 +53,8 @@ export interface BrowserRuntimeOptions extends Omit<RuntimeOptions, 'store' | 'e
 
 /** onnxruntime-web with WebGPU (when an adapter exists) and WASM. */
 export function createBrowserEngine(options: BrowserEngineOptions = {}): Engine {
-  if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
+  if (options.wasmPaths !== undefined)
+    ort.env.wasm.wasmPaths = typeof options.wasmPaths === 'string' ? options.wasmPaths : { ...options.wasmPaths };
   if (options.threads !== undefined) ort.env.wasm.numThreads = options.threads;
   if (options.offMainThread) ort.env.wasm.proxy = true;
   const gpu = options.gpu ?? (globalThis.navigator as { gpu?: BrowserEngineOptions['gpu'] } | undefined)?.gpu;
