@@ -158,6 +158,19 @@ describe('edgefleet-agent', () => {
     expect(await run.exited).toBe(0);
   }, 90_000);
 
+  it('run: stops on SIGTERM, exit 0, even when whoever read its log went away (a broken stdout pipe)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgefleet-agent-pipe-'));
+    // A server that is not there: the agent is retrying its enrollment when it is stopped.
+    const run = agent(['run', '--server', 'http://127.0.0.1:9', '--data-dir', dir], { EDGEFLEET_ENROLLMENT_TOKEN: 'eft_unused' });
+    await until(() => run.lines.some((l) => l.msg === 'cannot enroll yet; retrying with backoff'), 'the agent retrying');
+    run.child.stdout?.destroy();
+    run.child.kill('SIGTERM');
+    let code: number | null | undefined;
+    void run.exited.then((c) => (code = c));
+    await until(() => code !== undefined, 'the agent to exit after SIGTERM', 20_000);
+    expect(code).toBe(0);
+  });
+
   it('run: enrolls once, follows its desired state, and restores its model after a restart without a token', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-agent-cli-'));
     const { token } = await fleet.api('POST', '/v1/enrollment-tokens', { tags: ['cli'], uses: 1 });

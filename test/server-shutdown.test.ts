@@ -55,8 +55,9 @@ describe('edgefleet-server on SIGTERM', () => {
       for (const id of ['real-1', 'real-2']) {
         const dataDir = await mkdtemp(join(tmpdir(), `ef-shutdown-${id}-`));
         agents.push(
-          spawn(process.execPath, [agentBin, 'run', '--server', url, '--token', token, '--id', id, '--data-dir', dataDir], {
+          spawn(process.execPath, [agentBin, 'run', '--server', url, '--id', id, '--data-dir', dataDir], {
             stdio: ['ignore', 'ignore', 'ignore'],
+            env: { PATH: process.env.PATH, EDGEFLEET_ENROLLMENT_TOKEN: token },
           }),
         );
       }
@@ -107,4 +108,33 @@ describe('edgefleet-server on SIGTERM', () => {
     expect(output).not.toContain('mqemitter');
     expect(output).not.toMatch(/\n\s+at /);
   }, 90_000);
+
+  it('stops on SIGTERM when whoever read its log went away (a broken stdout pipe)', async () => {
+    const port = await freePort();
+    const server = spawn(process.execPath, [serverBin], {
+      env: {
+        PATH: process.env.PATH,
+        EDGEFLEET_DATA_DIR: await mkdtemp(join(tmpdir(), 'ef-shutdown-pipe-')),
+        EDGEFLEET_PORT: String(port),
+        EDGEFLEET_MQTT_PORT: String(await freePort()),
+        EDGEFLEET_ADMIN_TOKEN: TOKEN,
+      },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+    try {
+      let output = '';
+      server.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await until(async () => output.includes('admin API'), 'the server to start');
+      // The reader goes away: the server's next log line ("shutting down") meets a closed pipe.
+      server.stdout.destroy();
+      server.kill('SIGTERM');
+      let code: number | null | undefined;
+      void exited.then((c) => (code = c));
+      await until(async () => code !== undefined, 'the server to exit after SIGTERM', 20_000);
+      expect(code).toBe(0);
+    } finally {
+      if (server.exitCode === null) server.kill('SIGKILL');
+    }
+  }, 60_000);
 });

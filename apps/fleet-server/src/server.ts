@@ -30,6 +30,7 @@ import { registerDriftRoutes } from './drift/routes.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { registerRequestLog } from './http/request-log.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
+import { stdoutDestination } from './log.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createModelCheck } from './registry/model-check.ts';
 import { registerRegistryRoutes } from './registry/routes.ts';
@@ -86,7 +87,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const app = Fastify({
     logger:
       options.logger === true
-        ? { level: config.logLevel }
+        ? { level: config.logLevel, stream: stdoutDestination() }
         : options.logger
           ? { level: options.logger.level ?? config.logLevel, stream: options.logger.stream }
           : false,

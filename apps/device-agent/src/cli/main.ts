@@ -65,7 +65,13 @@ Logs are JSON lines on standard output (pino's format, the fleet server's too).
 /** Exit statuses: 1 for a failure a restart may fix, 2 for a setting that must be changed first. */
 const EXIT_CONFIG = 2;
 
-let logger: Logger = pino({ level: 'info' });
+/**
+ * Standard output, written synchronously: pino's default asynchronous destination flushes at exit
+ * with a loop that never ends once the log's reader is gone (EPIPE), and the agent would then
+ * never stop on SIGTERM. Synchronous, nothing is left to flush, and a broken pipe mutes the log.
+ */
+const stdout = pino.destination({ dest: 1, sync: true });
+let logger: Logger = pino({ level: 'info' }, stdout);
 /** The simulator's lines ({ level, msg, ...fields }) through the same logger. */
 const log = (line: Record<string, unknown>) => {
   const { level, msg, ...fields } = line;
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
       );
     }
     const config = loadAgentConfig({ flags: values, env: process.env, cwd: process.cwd() });
-    logger = pino({ level: config.logLevel });
+    logger = pino({ level: config.logLevel }, stdout);
     logger.info(
       {
         version,
