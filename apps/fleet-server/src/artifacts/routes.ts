@@ -129,7 +129,11 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
           end = info.size - 1;
         }
         if (!match || Number.isNaN(start) || start >= info.size || end < start) {
-          return reply.status(416).header('content-range', `bytes */${info.size}`).send();
+          reply.header('content-range', `bytes */${info.size}`);
+          throw new EdgefleetError(
+            'EF_RANGE_NOT_SATISFIABLE',
+            `the range "${range.slice(0, 100)}" is not within the ${info.size} bytes of this file`,
+          );
         }
         end = Math.min(end, info.size - 1);
         return reply

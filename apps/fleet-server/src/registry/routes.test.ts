@@ -181,6 +181,8 @@ describe('model registry', () => {
       headers: { ...server.auth, range: `bytes=${silero.length}-` },
     });
     expect(beyond.statusCode).toBe(416);
+    expect(beyond.headers['content-range']).toBe(`bytes */${silero.length}`);
+    expect(beyond.json()).toMatchObject({ code: 'EF_RANGE_NOT_SATISFIABLE' });
     const device = (
       await server.app.inject({ method: 'POST', url: '/v1/devices', headers: server.auth, payload: { id: 'downloader' } })
     ).json();

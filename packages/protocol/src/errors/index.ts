@@ -266,6 +266,11 @@ export const ERRORS = defineErrors({
     title: 'The URL is longer than the server accepts',
     fix: 'Names, ids and versions in a path are at most 64 characters, hashes 64 hex digits: check what built the URL.',
   },
+  EF_RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    title: 'The requested byte range is outside the file',
+    fix: 'Ask for a range within the size that Content-Range gives (bytes */<size>), or drop the Range header to download the whole file.',
+  },
   EF_MULTIPART_INVALID: {
     status: 400,
     title: 'The upload is not a well-formed multipart/form-data body',
