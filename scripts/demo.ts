@@ -31,7 +31,6 @@ import { createFleetServer, verifyWebhookSignature } from '@edgefleet/fleet-serv
 import {
   createTrust,
   EdgefleetError,
-  encodeTensor,
   generateSigningKey,
   type KeySetPayload,
   type ManifestPayload,
@@ -46,6 +45,7 @@ import {
   SILERO_OUTPUTS,
   SILERO_VAD_V5_PATH,
   sileroFrame,
+  sileroSampleInput,
 } from '@edgefleet/test-utils';
 
 const DEVICE = 'demo-cam-001';
@@ -147,20 +147,10 @@ async function main(): Promise<void> {
 
     step('Silero VAD v5 (from @ricky0123/vad-web) is registered with a sample input');
     const bytes = readModel(SILERO_VAD_V5_PATH);
-    const frame = sileroFrame(1);
     const form = new FormData();
     form.append('version', '5.0.0');
     form.append('metadata', JSON.stringify({ 'source.package': '@ricky0123/vad-web' }));
-    form.append(
-      'sampleInputs',
-      JSON.stringify([
-        [
-          encodeTensor('input', 'float32', [1, 512], frame.input),
-          encodeTensor('state', 'float32', [2, 1, 128], frame.state),
-          encodeTensor('sr', 'int64', [], frame.sr),
-        ],
-      ]),
-    );
+    form.append('sampleInputs', JSON.stringify([sileroSampleInput(1)]));
     form.append('model', new Blob([bytes.slice()]), 'silero_vad_v5.onnx');
     const registered = await api<{ sha256: string; size: number; manifest: SignedDocument<ManifestPayload> }>(
       server.url,

@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { encodeTensor } from '@edgefleet/protocol';
-import { createArtifactServer, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sileroFrame } from '@edgefleet/test-utils';
+import { createArtifactServer, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sileroSampleInput } from '@edgefleet/test-utils';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminApi, freePort } from '../helpers/child-server.ts';
@@ -95,19 +95,9 @@ async function startServer(dataDir: string, corsOrigins = '') {
 }
 
 function sileroForm(): FormData {
-  const frame = sileroFrame(1);
   const form = new FormData();
   form.append('version', '5.0.0');
-  form.append(
-    'sampleInputs',
-    JSON.stringify([
-      [
-        encodeTensor('input', 'float32', [1, 512], frame.input),
-        encodeTensor('state', 'float32', [2, 1, 128], frame.state),
-        encodeTensor('sr', 'int64', [], frame.sr),
-      ],
-    ]),
-  );
+  form.append('sampleInputs', JSON.stringify([sileroSampleInput(1)]));
   form.append('model', new Blob([readModel(SILERO_VAD_V5_PATH).slice()]), 'silero_vad_v5.onnx');
   return form;
 }

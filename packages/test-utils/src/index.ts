@@ -13,6 +13,7 @@ export {
   SILERO_VAD_V5_PATH,
   sha256Hex,
   sileroFrame,
+  sileroSampleInput,
 } from './fixtures/index.ts';
 export { type ArtifactFaults, type ArtifactServer, createArtifactServer } from './http/index.ts';
 export {

@@ -50,13 +50,8 @@ function send(
   return reply.status(definition.status).type('application/problem+json').send(problem);
 }
 
-/** Router errors raised before any route is found (fastify's frameworkErrors), as problem+json. */
-export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return send(reply, request, 'EF_URL_TOO_LONG', 'a segment of the path is longer than any name, id, version or hash can be');
-  }
-  if (error.code === 'FST_ERR_BAD_URL')
-    return send(reply, request, 'EF_SCHEMA_INVALID', 'the path is not a valid URL (bad percent-encoding)');
+/** An error nobody expected: EF_INTERNAL_ERROR to the client, the error itself to the request's log line. */
+function internalError(reply: FastifyReply, request: FastifyRequest, error: unknown): FastifyReply {
   return send(
     reply,
     request,
@@ -65,6 +60,16 @@ export function frameworkError(error: FastifyError, request: FastifyRequest, rep
     {},
     error,
   );
+}
+
+/** Router errors raised before any route is found (fastify's frameworkErrors), as problem+json. */
+export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return send(reply, request, 'EF_URL_TOO_LONG', 'a segment of the path is longer than any name, id, version or hash can be');
+  }
+  if (error.code === 'FST_ERR_BAD_URL')
+    return send(reply, request, 'EF_SCHEMA_INVALID', 'the path is not a valid URL (bad percent-encoding)');
+  return internalError(reply, request, error);
 }
 
 /** Maps fastify's own error codes (validation, body limits, content types...) to ours. */
@@ -111,14 +116,7 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     }
     const mapped = fromFastify(error);
     if (mapped) return send(reply, request, mapped.code, mapped.detail, mapped.errors ? { errors: mapped.errors } : {});
-    return send(
-      reply,
-      request,
-      'EF_INTERNAL_ERROR',
-      `unexpected error; the server log has the details under request ${request.id}`,
-      {},
-      error,
-    );
+    return internalError(reply, request, error);
   });
   app.setNotFoundHandler((request, reply) =>
     send(reply, request, 'EF_NOT_FOUND', `${request.method} ${request.url} is not a route of this server`),
