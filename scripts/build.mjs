@@ -3,7 +3,7 @@
 // tsc project references (tsconfig.build.json), in dependency order and incrementally. tsc is the
 // type checker the workspace already runs, so what is emitted is exactly what was checked, file for
 // file (no bundling: apps that use the packages bundle them, and tree-shake per module). Files tsc
-// does not emit (the server's model-check worker, plain JavaScript) are copied beside its output.
+// does not emit (the server's model-check worker, plain JavaScript; the systemd units) are copied.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,9 +15,15 @@ const tsc = join(dirname(createRequire(import.meta.url).resolve('typescript/pack
 const built = spawnSync(process.execPath, [tsc, '-b', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 if (built.status !== 0) process.exit(built.status ?? 1);
 
-const assets = ['apps/fleet-server/src/registry/load-worker.mjs'];
-for (const asset of assets) {
-  const to = join(root, asset.replace('/src/', '/dist/'));
-  mkdirSync(dirname(to), { recursive: true });
-  copyFileSync(join(root, asset), to);
+// The systemd units of deploy/ ship in the packages of what they run (npm install -g, then copy
+// the unit from the installed package: see deploy/README.md).
+const assets = [
+  ['apps/fleet-server/src/registry/load-worker.mjs', 'apps/fleet-server/dist/registry/load-worker.mjs'],
+  ['deploy/systemd/edgefleet-server.service', 'apps/fleet-server/systemd/edgefleet-server.service'],
+  ['deploy/systemd/edgefleet.sysusers.conf', 'apps/fleet-server/systemd/edgefleet.sysusers.conf'],
+  ['deploy/systemd/edgefleet-agent.service', 'apps/device-agent/systemd/edgefleet-agent.service'],
+];
+for (const [from, to] of assets) {
+  mkdirSync(dirname(join(root, to)), { recursive: true });
+  copyFileSync(join(root, from), join(root, to));
 }

@@ -151,6 +151,17 @@ describe('the packages as installed by npm', () => {
       expect(pkg.license).toBe('Apache-2.0');
       expect(JSON.stringify(pkg.dependencies ?? {})).not.toMatch(/workspace:|catalog:|tsx/);
     }
+    // The systemd units ship with what they run, and pass systemd's check against the installed bins.
+    for (const [name, unit, bin] of [
+      ['fleet-server', 'edgefleet-server.service', 'edgefleet-server'],
+      ['device-agent', 'edgefleet-agent.service', 'edgefleet-agent'],
+    ] as const) {
+      const text = await readFile(join(project, 'node_modules', '@edgefleet', name, 'systemd', unit), 'utf8');
+      const file = join(project, unit);
+      await writeFile(file, text.replace(`/usr/local/bin/${bin}`, join(project, 'node_modules', '.bin', bin)));
+      const verified = await sh('systemd-analyze', ['verify', file]);
+      expect(verified.stderr).toBe('');
+    }
     // onnxruntime-node stays an optional peer: not installed unless the app asks for it.
     await expect(stat(join(project, 'node_modules', 'onnxruntime-node'))).rejects.toThrow();
   });

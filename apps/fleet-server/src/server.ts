@@ -178,7 +178,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   if (adminTokenFile && createdAdminToken) await writeFileAtomically(adminTokenFile, `${createdAdminToken}\n`); // mode 0600
 
   await app.register(helmet, {
-    // Pages this server sends (the OpenAPI viewer, the dashboard) load scripts and styles from
+    // Pages this server sends (the OpenAPI viewer) load scripts and styles from
     // itself only. No upgrade-insecure-requests: a server on a LAN is often plain http.
     contentSecurityPolicy: { useDefaults: true, directives: { 'upgrade-insecure-requests': null } },
     crossOriginResourcePolicy: { policy: config.corsOrigins.length > 0 ? 'cross-origin' : 'same-origin' },
