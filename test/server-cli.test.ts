@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = fileURLToPath(new URL('../apps/fleet-server/src/cli/main.ts', import.meta.url));
+const TOKEN = 'cli-cwd-admin-token-0123456789abcdefghij';
 
 describe('edgefleet-server', () => {
   it('writes the first admin token to a 0600 file and prints where it is, never the token', async () => {
@@ -51,5 +52,36 @@ describe('edgefleet-server', () => {
       await new Promise((resolve) => child.once('exit', resolve));
     }
     expect(output).not.toMatch(/efa_\w+_[\w-]{20}/);
+  });
+
+  it('started with `pnpm --filter @edgefleet/fleet-server start`, keeps its data where the command was typed, not in the package', async () => {
+    const where = await mkdtemp(join(tmpdir(), 'ef-cli-cwd-'));
+    const env: NodeJS.ProcessEnv = { ...process.env, EDGEFLEET_PORT: '0', EDGEFLEET_MQTT_PORT: '0', EDGEFLEET_ADMIN_TOKEN: TOKEN };
+    delete env.EDGEFLEET_DATA_DIR;
+    delete env.INIT_CWD;
+    // Its own process group: pnpm runs the server as a child of its own.
+    const child = spawn('pnpm', ['--dir', root, '--filter', '@edgefleet/fleet-server', 'start'], {
+      cwd: where,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const read = (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes('data folder')) resolve();
+        };
+        child.stdout.on('data', read);
+        child.stderr.on('data', read);
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
+      });
+      expect(output).toContain(`data folder    ${join(where, '.edgefleet', 'server')}`);
+      expect((await stat(join(where, '.edgefleet', 'server', 'edgefleet.db'))).isFile()).toBe(true);
+    } finally {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
   });
 });
