@@ -2,7 +2,7 @@
  * `edgefleet-server` as an operator starts it: the first admin token lands in a 0600 file in the
  * data folder and is never written to stdout or stderr, where log shippers collect it.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,29 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = fileURLToPath(new URL('../apps/fleet-server/src/cli/main.ts', import.meta.url));
 const TOKEN = 'cli-cwd-admin-token-0123456789abcdefghij';
+
+/** A child's stdout and stderr together, and a wait for a text in them (rejected if it exits first). */
+function collect(child: ChildProcess) {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return {
+    output: () => output,
+    until: (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const check = () => {
+          if (!output.includes(text)) return;
+          child.stdout?.off('data', check);
+          child.stderr?.off('data', check);
+          resolve(output);
+        };
+        child.stdout?.on('data', check);
+        child.stderr?.on('data', check);
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
+        check();
+      }),
+  };
+}
 
 describe('edgefleet-server', () => {
   it('writes the first admin token to a 0600 file and prints where it is, never the token', async () => {
@@ -29,29 +52,22 @@ describe('edgefleet-server', () => {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const read = collect(child);
     let output = '';
     try {
-      await new Promise<void>((resolve, reject) => {
-        const read = (chunk: Buffer) => {
-          output += chunk.toString();
-          if (output.includes('Bearer $(cat')) resolve();
-        };
-        child.stdout.on('data', read);
-        child.stderr.on('data', read);
-        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
-      });
+      output = await read.until('Bearer $(cat');
       const file = join(dataDir, 'admin-token');
       expect(output).toContain(`the first admin token is in ${file}`);
       const token = (await readFile(file, 'utf8')).trim();
       expect(token).toMatch(/^efa_\w+_[\w-]{43}$/);
       expect((await stat(file)).mode & 0o777).toBe(0o600);
-      expect(output).not.toContain(token);
-      expect(output).not.toMatch(/efa_\w+_[\w-]{20}/);
+      expect(read.output()).not.toContain(token);
+      expect(read.output()).not.toMatch(/efa_\w+_[\w-]{20}/);
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
     }
-    expect(output).not.toMatch(/efa_\w+_[\w-]{20}/);
+    expect(read.output()).not.toMatch(/efa_\w+_[\w-]{20}/);
   });
 
   it('started with `pnpm --filter @edgefleet/fleet-server start`, keeps its data where the command was typed, not in the package', async () => {
@@ -66,17 +82,10 @@ describe('edgefleet-server', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    const read = collect(child);
     let output = '';
     try {
-      await new Promise<void>((resolve, reject) => {
-        const read = (chunk: Buffer) => {
-          output += chunk.toString();
-          if (output.includes('data folder')) resolve();
-        };
-        child.stdout.on('data', read);
-        child.stderr.on('data', read);
-        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)));
-      });
+      output = await read.until('data folder');
       expect(output).toContain(`data folder    ${join(where, '.edgefleet', 'server')}`);
       expect((await stat(join(where, '.edgefleet', 'server', 'edgefleet.db'))).isFile()).toBe(true);
     } finally {
