@@ -13,7 +13,7 @@ import { createTopicScheme, type TelemetryAck } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { adminApi, freePort, startChildServer } from './helpers/child-server.ts';
+import { adminApi, freePort, listAll, startChildServer } from './helpers/child-server.ts';
 import { until } from './helpers/fleet.ts';
 import { sampleWindow, windowMessage } from './helpers/telemetry.ts';
 
@@ -80,8 +80,7 @@ describe('kill -9 of the server mid-ingest', () => {
     const acknowledgedBeforeCrash = new Map([...acked].map(([id, seqs]) => [id, new Set(seqs)]));
     await sending;
     server = await start();
-    const stored = async () =>
-      ((await api('GET', '/v1/telemetry/windows?model=mlp&limit=9999')) as { windows: { deviceId: string; seq: number }[] }).windows;
+    const stored = () => listAll<{ deviceId: string; seq: number }>(api, '/v1/telemetry/windows?model=mlp', 'windows');
     // Nothing acknowledged was lost.
     const afterRestart = await stored();
     const have = new Set(afterRestart.map((w) => `${w.deviceId}/${w.seq}`));

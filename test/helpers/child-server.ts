@@ -78,3 +78,16 @@ export function adminApi(url: string, token: string) {
     return json;
   };
 }
+
+/** Every item of a paged list: follows `next` from the first page (1,000 a page). */
+export async function listAll<T>(api: ReturnType<typeof adminApi>, path: string, key: string): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const separator = path.includes('?') ? '&' : '?';
+    const page = await api('GET', `${path}${separator}limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+    items.push(...(page[key] as T[]));
+    cursor = page.next;
+  } while (cursor);
+  return items;
+}

@@ -13,6 +13,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Type from 'typebox';
 import { registerArtifactRoutes } from './artifacts/routes.ts';
 import { createArtifactStore } from './artifacts/store.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
@@ -72,6 +73,9 @@ export interface CreateServerOptions {
   readonly clock?: () => number;
 }
 
+/** The query string of a route that takes no parameters. */
+const NO_QUERY = Type.Object({}, { additionalProperties: false });
+
 export async function createFleetServer(options: CreateServerOptions = {}): Promise<FleetServer> {
   const config = loadConfig(options.env ?? process.env, options.config ?? {});
   const clock = options.clock ?? Date.now;
@@ -103,6 +107,13 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   });
   registerProblemHandlers(app);
   registerRequestLog(app);
+  // Unknown query parameters are refused on every API route alike (a misspelt filter must not
+  // silently list everything): routes without filters of their own accept none.
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/v1/')) return;
+    route.schema ??= {};
+    route.schema.querystring ??= NO_QUERY;
+  });
 
   const failures = createFailureLimiter(config.authFailuresPerMinute);
   /** Runs a credential check for a request's address: refused outright once it failed too often, counted when it fails. */

@@ -2,15 +2,13 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 
-const AuditQuery = Type.Object(
-  {
-    target: Type.Optional(Type.String({ maxLength: 200 })),
-    action: Type.Optional(Type.String({ maxLength: 100 })),
-    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
-  },
-  { additionalProperties: false },
-);
+const AuditQuery = pagedQuery({
+  target: Type.Optional(Type.String({ maxLength: 200 })),
+  action: Type.Optional(Type.String({ maxLength: 100 })),
+});
+const AUDIT_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'desc' }];
 
 export async function registerAuditRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
   app.get(
@@ -20,13 +18,23 @@ export async function registerAuditRoutes(app: FastifyInstance, context: ServerC
       schema: { summary: 'The audit log: who changed what, when, before and after', querystring: AuditQuery },
     },
     async (request) => {
-      const query = request.query as { target?: string; action?: string; limit?: string };
-      let select = context.db.selectFrom('audit_log').selectAll().orderBy('id', 'desc');
+      const query = request.query as { target?: string; action?: string; limit?: string; cursor?: string };
+      const page = pageRequest('audit', query, AUDIT_ORDER.length);
+      let select = context.db
+        .selectFrom('audit_log')
+        .selectAll()
+        .orderBy('id', 'desc')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, AUDIT_ORDER, key));
+      }
       if (query.target) select = select.where('target', '=', query.target);
       if (query.action) select = select.where('action', '=', query.action);
-      const rows = await select.limit(Number(query.limit ?? 100)).execute();
+      const { items, next } = pageOf(await select.execute(), page, (r) => [Number(r.id)]);
       return {
-        entries: rows.map((r) => ({
+        next,
+        entries: items.map((r) => ({
           at: r.at,
           actor: r.actor,
           action: r.action,

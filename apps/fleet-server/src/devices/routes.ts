@@ -5,24 +5,23 @@
 import { randomUUID } from 'node:crypto';
 import { assertDeviceId, DeviceId, EdgefleetError, ModelName, Semver, Tag } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
+import { type SqlBool, sql } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import type { DevicesTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
 
 const CreateDevice = Type.Object({ id: Type.Optional(DeviceId), tags: Type.Optional(Tags) }, { additionalProperties: false });
-const ListDevices = Type.Object(
-  {
-    tag: Type.Optional(Tag),
-    status: Type.Optional(Type.Enum(['active', 'revoked'])),
-    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
-  },
-  { additionalProperties: false },
-);
+const ListDevices = pagedQuery({
+  tag: Type.Optional(Tag),
+  status: Type.Optional(Type.Enum(['active', 'revoked'])),
+});
+const DEVICE_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'asc' }];
 const IdParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
 const CreateToken = Type.Object(
   {
@@ -95,16 +94,31 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/devices',
-    { onRequest: context.requireRead, schema: { summary: 'List devices, by tag and status', querystring: ListDevices } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'List devices by id, by tag and status, a page at a time', querystring: ListDevices },
+    },
     async (request) => {
-      const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string };
+      const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string; cursor?: string };
+      const page = pageRequest('devices', query, DEVICE_ORDER.length);
       await context.writes.flush();
-      let select = db.selectFrom('devices').selectAll().orderBy('id');
+      let select = db
+        .selectFrom('devices')
+        .selectAll()
+        .orderBy('id')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, DEVICE_ORDER, key));
+      }
       if (query.status) select = select.where('status', '=', query.status);
-      // Tags are a JSON array of quoted strings; match the quoted tag exactly.
-      if (query.tag) select = select.where('tags', 'like', `%${JSON.stringify(query.tag).replaceAll('%', '\\%').replaceAll('_', '\\_')}%`);
-      const rows = await select.limit(Number(query.limit ?? 1000)).execute();
-      return { devices: rows.map(view).filter((d) => !query.tag || d.tags.includes(query.tag)) };
+      // Tags are a JSON array of quoted strings: the quoted tag, with LIKE's wildcards escaped.
+      if (query.tag) {
+        const pattern = `%${JSON.stringify(query.tag).replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_')}%`;
+        select = select.where(sql<SqlBool>`tags like ${pattern} escape '\\'`);
+      }
+      const { items, next } = pageOf(await select.execute(), page, (row) => [row.id]);
+      return { devices: items.map(view).filter((d) => !query.tag || d.tags.includes(query.tag)), next };
     },
   );
 

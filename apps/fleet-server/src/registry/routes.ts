@@ -3,9 +3,17 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { registerUploadRoute } from './upload.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
 
+const ListModels = pagedQuery({});
+const ListVersions = pagedQuery({});
+const MODEL_ORDER: readonly SortColumn[] = [{ column: 'models.name', direction: 'asc' }];
+const VERSION_ORDER: readonly SortColumn[] = [
+  { column: 'created_at', direction: 'asc' },
+  { column: 'version', direction: 'asc' },
+];
 const NameParams = Type.Object({ name: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
 const VersionParams = Type.Object(
   { name: Type.String({ maxLength: 64 }), version: Type.String({ maxLength: 64 }) },
@@ -42,27 +50,55 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   await registerUploadRoute(app, context);
 
-  app.get('/v1/models', { onRequest: context.requireRead, schema: { summary: 'List models' } }, async () => {
-    const rows = await db
-      .selectFrom('models')
-      .leftJoin('model_versions', 'model_versions.name', 'models.name')
-      .select(['models.name', 'models.created_at', db.fn.count<number>('model_versions.version').as('versions')])
-      .groupBy(['models.name', 'models.created_at'])
-      .orderBy('models.name')
-      .execute();
-    return { models: rows.map((r) => ({ name: r.name, createdAt: r.created_at, versions: Number(r.versions) })) };
-  });
+  app.get(
+    '/v1/models',
+    { onRequest: context.requireRead, schema: { summary: 'List models by name', querystring: ListModels } },
+    async (request) => {
+      const query = request.query as { limit?: string; cursor?: string };
+      const page = pageRequest('models', query, MODEL_ORDER.length);
+      let select = db
+        .selectFrom('models')
+        .leftJoin('model_versions', 'model_versions.name', 'models.name')
+        .select(['models.name', 'models.created_at', db.fn.count<number>('model_versions.version').as('versions')])
+        .groupBy(['models.name', 'models.created_at'])
+        .orderBy('models.name')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, MODEL_ORDER, key));
+      }
+      const { items, next } = pageOf(await select.execute(), page, (r) => [r.name]);
+      return { models: items.map((r) => ({ name: r.name, createdAt: r.created_at, versions: Number(r.versions) })), next };
+    },
+  );
 
   app.get(
     '/v1/models/:name/versions',
-    { onRequest: context.requireRead, schema: { summary: 'List the versions of a model', params: NameParams } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'List the versions of a model, oldest first', params: NameParams, querystring: ListVersions },
+    },
     async (request) => {
       const name = assertModelName((request.params as { name: string }).name);
-      const rows = await db.selectFrom('model_versions').selectAll().where('name', '=', name).orderBy('created_at').execute();
+      const query = request.query as { limit?: string; cursor?: string };
+      const page = pageRequest(`versions:${name}`, query, VERSION_ORDER.length);
+      let select = db
+        .selectFrom('model_versions')
+        .selectAll()
+        .where('name', '=', name)
+        .orderBy('created_at')
+        .orderBy('version')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, VERSION_ORDER, key));
+      }
+      const rows = await select.execute();
       if (rows.length === 0 && !(await db.selectFrom('models').select('name').where('name', '=', name).executeTakeFirst())) {
         throw new EdgefleetError('EF_NOT_FOUND', `there is no model "${name}"`);
       }
-      return { versions: rows.map(summarizeRow) };
+      const { items, next } = pageOf(rows, page, (r) => [r.created_at, r.version]);
+      return { versions: items.map(summarizeRow), next };
     },
   );
 

@@ -17,6 +17,7 @@ import { type DeviceEvent, type DeviceTopic, decodeMessage, EdgefleetError, type
 import type { Kysely } from 'kysely';
 import { audit } from '../audit/index.ts';
 import { checkNotDowngrade, type DesiredChange, type DesiredEntry, type DesiredStateService } from '../desired/index.ts';
+import type { SortValue } from '../http/paging.ts';
 import type { Database, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import { canTransition, decideStage, type RolloutState, type StageDecision } from './decide.ts';
@@ -26,10 +27,18 @@ import { checkSelector, cohortOf, orderByCohort, type RolloutSpec, selects, stag
 import { checkTelemetryGates } from './telemetry-gates.ts';
 import { type RolloutView, rolloutView } from './view.ts';
 
+/** A rollout in the list: its view without the per-device members. */
+export type RolloutSummary = Omit<RolloutView, 'devices'>;
+
 export interface RolloutEngine {
   create(spec: RolloutSpec, actor: string): Promise<RolloutView>;
   get(id: string): Promise<RolloutView>;
-  list(): Promise<RolloutView[]>;
+  /** A page of rollouts (see repository.list), each without its members: GET /v1/rollouts/:id has them. */
+  list(options: {
+    readonly state?: RolloutsTable['state'];
+    readonly limit: number;
+    readonly after?: readonly SortValue[] | undefined;
+  }): Promise<RolloutSummary[]>;
   pause(id: string, actor: string): Promise<RolloutView>;
   resume(id: string, actor: string): Promise<RolloutView>;
   /** Ends the rollout and returns its devices to their previous version. */
@@ -367,7 +376,13 @@ export function createRolloutEngine(options: {
 
     get: async (id) => view(await rollouts.load(id)),
 
-    list: async () => Promise.all((await rollouts.list()).map(view)),
+    list: async (options) =>
+      Promise.all(
+        (await rollouts.list(options)).map(async (row) => {
+          const { devices: _members, ...summary } = await view(row);
+          return summary;
+        }),
+      ),
 
     async pause(id, actor) {
       const row = await rollouts.load(id);

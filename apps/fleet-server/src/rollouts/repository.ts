@@ -5,9 +5,16 @@
  */
 import { EdgefleetError } from '@edgefleet/protocol';
 import type { Kysely, Transaction } from 'kysely';
+import { after, type SortColumn, type SortValue } from '../http/paging.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutState } from './decide.ts';
 import { ROLLOUT_DEFAULTS, type RolloutSpec } from './spec.ts';
+
+/** The order of the rollout list: newest first. */
+export const ROLLOUT_ORDER: readonly SortColumn[] = [
+  { column: 'created_at', direction: 'desc' },
+  { column: 'id', direction: 'desc' },
+];
 
 /** Rows per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535. */
 export const CHUNK = 500;
@@ -56,7 +63,16 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
       return row;
     },
 
-    list: () => db.selectFrom('rollouts').selectAll().orderBy('created_at', 'desc').execute(),
+    /** A page of rollouts, newest first (created_at, then id, both descending), of one state if given. */
+    list(options: { readonly state?: RolloutsTable['state']; readonly limit: number; readonly after?: readonly SortValue[] | undefined }) {
+      let select = db.selectFrom('rollouts').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(options.limit);
+      if (options.after) {
+        const key = options.after;
+        select = select.where((eb) => after(eb, ROLLOUT_ORDER, key));
+      }
+      if (options.state) select = select.where('state', '=', options.state);
+      return select.execute();
+    },
 
     live: () => db.selectFrom('rollouts').selectAll().where('state', 'in', LIVE_STATES).execute(),
 

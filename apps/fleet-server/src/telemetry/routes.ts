@@ -19,19 +19,23 @@ import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { createReferenceFromTelemetry, storeReference } from '../drift/scoring.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import { datasetFormat, profileDataset } from './reference-dataset.ts';
 
-const ListWindows = Type.Object(
-  {
-    device: Type.Optional(DeviceId),
-    model: Type.Optional(ModelName),
-    version: Type.Optional(Semver),
-    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
-  },
-  { additionalProperties: false },
-);
+const ListWindows = pagedQuery({
+  device: Type.Optional(DeviceId),
+  model: Type.Optional(ModelName),
+  version: Type.Optional(Semver),
+});
+/** Newest first; (device, boot, seq) makes the key unique. */
+const WINDOW_ORDER: readonly SortColumn[] = [
+  { column: 'window_end', direction: 'desc' },
+  { column: 'device_id', direction: 'asc' },
+  { column: 'boot_id', direction: 'asc' },
+  { column: 'seq', direction: 'desc' },
+];
 
 const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
 
@@ -178,19 +182,27 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
     '/v1/telemetry/windows',
     { onRequest: context.requireRead, schema: { summary: 'Telemetry windows stored, newest first', querystring: ListWindows } },
     async (request) => {
-      const query = request.query as { device?: string; model?: string; version?: string; limit?: string };
+      const query = request.query as { device?: string; model?: string; version?: string; limit?: string; cursor?: string };
+      const page = pageRequest('telemetry-windows', query, WINDOW_ORDER.length);
       let select = context.db
         .selectFrom('telemetry_windows')
         .select(['device_id', 'boot_id', 'seq', 'model', 'version', 'window_start', 'window_end', 'runs', 'dropped', 'received_at'])
         .orderBy('window_end', 'desc')
         .orderBy('device_id')
-        .orderBy('seq', 'desc');
+        .orderBy('boot_id')
+        .orderBy('seq', 'desc')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, WINDOW_ORDER, key));
+      }
       if (query.device) select = select.where('device_id', '=', query.device);
       if (query.model) select = select.where('model', '=', query.model);
       if (query.version) select = select.where('version', '=', query.version);
-      const rows = await select.limit(Number(query.limit ?? 1000)).execute();
+      const { items, next } = pageOf(await select.execute(), page, (r) => [r.window_end, r.device_id, r.boot_id, r.seq]);
       return {
-        windows: rows.map((r) => ({
+        next,
+        windows: items.map((r) => ({
           deviceId: r.device_id,
           bootId: r.boot_id,
           seq: r.seq,

@@ -271,6 +271,11 @@ export const ERRORS = defineErrors({
     title: 'The requested byte range is outside the file',
     fix: 'Ask for a range within the size that Content-Range gives (bytes */<size>), or drop the Range header to download the whole file.',
   },
+  EF_CURSOR_INVALID: {
+    status: 400,
+    title: 'The cursor is not one this list gave for these filters',
+    fix: 'Pass the "next" value of the previous page unchanged, with the same filters, or start again without a cursor.',
+  },
   EF_MULTIPART_INVALID: {
     status: 400,
     title: 'The upload is not a well-formed multipart/form-data body',
