@@ -68,6 +68,26 @@ describe('staged rollouts over MQTT', () => {
     expect(all.every((d) => d.activeVersion('mlp') === '2.0.0')).toBe(true);
     const done = await fleet.api('GET', `/v1/rollouts/${created.id}`);
     expect(done.devices.every((d: { status: string }) => d.status === 'active')).toBe(true);
+    // Its members, a page at a time, by stage then id; the list of rollouts carries none.
+    const members: { id: string; stage: number; status: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { members: typeof members; next: string | null } = await fleet.api(
+        'GET',
+        `/v1/rollouts/${created.id}/members?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      expect(page.members.length).toBeLessThanOrEqual(2);
+      members.push(...page.members);
+      cursor = page.next;
+    } while (cursor);
+    expect(members.map((m) => m.id).sort()).toEqual(all.map((d) => d.id).sort());
+    expect(members.map((m) => m.stage)).toEqual([0, 0, 1, 2, 2, 2]);
+    expect(members.every((m) => m.status === 'active')).toBe(true);
+    expect((await fleet.api('GET', `/v1/rollouts/${created.id}/members?stage=1`)).members).toHaveLength(1);
+    expect((await fleet.api('GET', `/v1/rollouts/${created.id}/members?status=failed`)).members).toEqual([]);
+    const listed = (await fleet.api('GET', '/v1/rollouts?state=completed')).rollouts.find((r: { id: string }) => r.id === created.id);
+    expect(listed).toMatchObject({ id: created.id, state: 'completed' });
+    expect(listed).not.toHaveProperty('devices');
     const audit = await fleet.api('GET', `/v1/audit?target=rollout:${created.id}`);
     const actions = audit.entries.map((e: { action: string }) => e.action).reverse();
     expect(actions.filter((a: string) => a.startsWith('rollout.'))).toEqual([

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
@@ -31,25 +32,26 @@ const DriftQuery = Type.Object(
 /** A device group: a tag, or * for every device. */
 const Group = Type.Union([Tag, Type.Literal('*')], { description: 'a device tag, or * for every device' });
 
-const ScoresQuery = Type.Object(
-  {
-    model: ModelName,
-    version: Semver,
-    group: Type.Optional(Group),
-    since: Type.Optional(Timestamp),
-    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
-  },
-  { additionalProperties: false },
-);
+const ScoresQuery = pagedQuery({
+  model: ModelName,
+  version: Semver,
+  group: Type.Optional(Group),
+  since: Type.Optional(Timestamp),
+});
+const SCORE_ORDER: readonly SortColumn[] = [
+  { column: 'bucket_start', direction: 'asc' },
+  { column: 'group_tag', direction: 'asc' },
+];
 
-const AlertsQuery = Type.Object(
-  {
-    model: Type.Optional(ModelName),
-    version: Type.Optional(Semver),
-    state: Type.Optional(Type.Enum(['firing', 'resolved'])),
-  },
-  { additionalProperties: false },
-);
+const AlertsQuery = pagedQuery({
+  model: Type.Optional(ModelName),
+  version: Type.Optional(Semver),
+  state: Type.Optional(Type.Enum(['firing', 'resolved'])),
+});
+const ALERT_ORDER: readonly SortColumn[] = [
+  { column: 'opened_at', direction: 'desc' },
+  { column: 'id', direction: 'desc' },
+];
 
 function scoreView(row: Selectable<DriftScoresTable>) {
   return {
@@ -79,18 +81,24 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
       },
     },
     async (request) => {
-      const query = request.query as { model: string; version: string; group?: string; since?: string; limit?: string };
+      const query = request.query as { model: string; version: string; group?: string; since?: string; limit?: string; cursor?: string };
+      const page = pageRequest('drift-scores', query, SCORE_ORDER.length, 1000);
       let select = context.db
         .selectFrom('drift_scores')
         .selectAll()
         .where('model', '=', query.model)
         .where('version', '=', query.version)
         .orderBy('bucket_start')
-        .orderBy('group_tag');
+        .orderBy('group_tag')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, SCORE_ORDER, key));
+      }
       if (query.group) select = select.where('group_tag', '=', query.group);
       if (query.since) select = select.where('bucket_start', '>=', iso(query.since, 'since'));
-      const rows = await select.limit(Number(query.limit ?? 10_000)).execute();
-      return { model: query.model, version: query.version, scores: rows.map(scoreView) };
+      const { items, next } = pageOf(await select.execute(), page, (r) => [r.bucket_start, r.group_tag]);
+      return { model: query.model, version: query.version, scores: items.map(scoreView), next };
     },
   );
 
@@ -101,12 +109,22 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
       schema: { summary: 'Drift alerts, newest first, with their webhook deliveries', querystring: AlertsQuery },
     },
     async (request) => {
-      const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved' };
-      let select = context.db.selectFrom('drift_alerts').selectAll().orderBy('opened_at', 'desc').limit(1000);
+      const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved'; limit?: string; cursor?: string };
+      const page = pageRequest('drift-alerts', query, ALERT_ORDER.length);
+      let select = context.db
+        .selectFrom('drift_alerts')
+        .selectAll()
+        .orderBy('opened_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, ALERT_ORDER, key));
+      }
       if (query.model) select = select.where('model', '=', query.model);
       if (query.version) select = select.where('version', '=', query.version);
       if (query.state) select = select.where('state', '=', query.state);
-      const alerts = await select.execute();
+      const { items: alerts, next } = pageOf(await select.execute(), page, (a) => [a.opened_at, a.id]);
       const deliveries =
         alerts.length === 0
           ? []
@@ -121,6 +139,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
               .orderBy('created_at')
               .execute();
       return {
+        next,
         alerts: alerts.map((a) => ({
           id: a.id,
           model: a.model,

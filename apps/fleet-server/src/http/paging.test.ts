@@ -91,8 +91,10 @@ describe('paging', () => {
       ['/v1/models', 'models'],
       ['/v1/rollouts', 'rollouts'],
       ['/v1/telemetry/windows', 'windows'],
+      ['/v1/drift/alerts', 'alerts'],
+      ['/v1/drift/scores?model=none&version=1.0.0', 'scores'],
     ] as const) {
-      const { status, body } = await get(`${path}?limit=5`);
+      const { status, body } = await get(`${path}${path.includes('?') ? '&' : '?'}limit=5`);
       expect(status, path).toBe(200);
       expect(body).toMatchObject({ [key]: [], next: null });
     }

@@ -1,9 +1,10 @@
 /** The rollout API: create, watch, pause, resume, abort (rolls back), promote (skips the soak). */
+import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
-import { pagedQuery, pageOf, pageRequest } from '../http/paging.ts';
-import type { RolloutsTable } from '../store/schema.ts';
+import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutEngine } from './engine.ts';
 import { ROLLOUT_ORDER } from './repository.ts';
 import { type RolloutSpec, RolloutSpecSchema } from './spec.ts';
@@ -11,6 +12,14 @@ import { type RolloutSpec, RolloutSpecSchema } from './spec.ts';
 const ListRollouts = pagedQuery({
   state: Type.Optional(Type.Enum(['running', 'paused', 'rolling_back', 'completed', 'rolled_back', 'aborted'])),
 });
+const ListMembers = pagedQuery({
+  status: Type.Optional(Type.Enum(['pending', 'assigned', 'active', 'failed', 'rolled_back'])),
+  stage: Type.Optional(Type.String({ pattern: '^[0-9]{1,2}$' })),
+});
+const MEMBER_ORDER: readonly SortColumn[] = [
+  { column: 'stage', direction: 'asc' },
+  { column: 'device_id', direction: 'asc' },
+];
 const IdParams = Type.Object({ id: Type.String({ pattern: '^ro-[0-9a-f]{8}$' }) }, { additionalProperties: false });
 
 export async function registerRolloutRoutes(app: FastifyInstance, context: ServerContext, engine: RolloutEngine): Promise<void> {
@@ -40,6 +49,51 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
     '/v1/rollouts/:id',
     { onRequest: context.requireRead, schema: { summary: 'A rollout: stages and per-device state', params: IdParams } },
     async (request) => engine.get((request.params as { id: string }).id),
+  );
+  app.get(
+    '/v1/rollouts/:id/members',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: "A rollout's devices, by stage then device id, a page at a time, with their status and error code",
+        params: IdParams,
+        querystring: ListMembers,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const query = request.query as { status?: RolloutDevicesTable['status']; stage?: string; limit?: string; cursor?: string };
+      const page = pageRequest(`rollout-members:${id}`, query, MEMBER_ORDER.length);
+      if (!(await context.db.selectFrom('rollouts').select('id').where('id', '=', id).executeTakeFirst())) {
+        throw new EdgefleetError('EF_NOT_FOUND', `no rollout "${id}"`);
+      }
+      await context.writes.flush();
+      let select = context.db
+        .selectFrom('rollout_devices')
+        .select(['device_id', 'stage', 'status', 'previous_version', 'error_code', 'latency_ratio'])
+        .where('rollout_id', '=', id)
+        .orderBy('stage')
+        .orderBy('device_id')
+        .limit(page.limit + 1);
+      if (page.after) {
+        const key = page.after;
+        select = select.where((eb) => after(eb, MEMBER_ORDER, key));
+      }
+      if (query.status) select = select.where('status', '=', query.status);
+      if (query.stage !== undefined) select = select.where('stage', '=', Number(query.stage));
+      const { items, next } = pageOf(await select.execute(), page, (m) => [m.stage, m.device_id]);
+      return {
+        members: items.map((m) => ({
+          id: m.device_id,
+          stage: m.stage,
+          status: m.status,
+          previousVersion: m.previous_version,
+          errorCode: m.error_code,
+          latencyRatio: m.latency_ratio,
+        })),
+        next,
+      };
+    },
   );
   for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
     app.post(
