@@ -107,6 +107,9 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   });
   registerProblemHandlers(app);
   registerRequestLog(app);
+  // Bodies are JSON (or multipart, CSV, JSON lines where a route says so): a text/plain body is a
+  // 415, not a string that fails the route's schema.
+  app.removeContentTypeParser('text/plain');
   // Unknown query parameters are refused on every API route alike (a misspelt filter must not
   // silently list everything): routes without filters of their own accept none.
   app.addHook('onRoute', (route) => {

@@ -88,7 +88,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     async (request, reply) => {
       const body = request.body as { id?: string; tags?: string[] };
       const created = await createDevice(body.id ?? `dev-${randomUUID().slice(0, 8)}`, body.tags ?? [], request.principal?.id ?? 'unknown');
-      return reply.status(201).send(created);
+      return reply.status(201).header('location', `/v1/devices/${created.id}`).send(created);
     },
   );
 
@@ -260,7 +260,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         return JSON.parse(row.tags) as string[];
       });
       const created = await createDevice(id, tags, `enrollment-token`);
-      return reply.status(201).send(created);
+      return reply.status(201).header('location', `/v1/devices/${created.id}`).send(created);
     },
   );
 

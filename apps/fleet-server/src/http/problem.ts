@@ -16,9 +16,6 @@ export interface Problem {
   errors?: unknown;
 }
 
-/** How much of the request's path a problem repeats: enough to recognize it, never a whole hostile URL. */
-const INSTANCE_URL_CHARS = 200;
-
 /** The problem each reply answered with (its code, and the error behind a 5xx), for the request log line. */
 const answered = new WeakMap<FastifyReply, { readonly code: ErrorCode; readonly error?: unknown }>();
 
@@ -37,14 +34,14 @@ function send(
 ): FastifyReply {
   const definition = ERRORS[code];
   answered.set(reply, error === undefined ? { code } : { code, error });
-  const url = request.url.length > INSTANCE_URL_CHARS ? `${request.url.slice(0, INSTANCE_URL_CHARS)}…` : request.url;
   const problem: Problem = {
     type: `urn:edgefleet:error:${code}`,
     title: definition.title,
     status: definition.status,
     detail,
     code,
-    instance: code === 'EF_URL_TOO_LONG' ? `request ${request.id}` : `${url} (request ${request.id})`,
+    // RFC 9457: a URI for this occurrence. Request ids are UUIDs; the server's log line has the same one.
+    instance: `urn:uuid:${request.id}`,
     ...extra,
   };
   return reply.status(definition.status).type('application/problem+json').send(problem);
@@ -92,6 +89,7 @@ function fromFastify(error: FastifyError): { code: ErrorCode; detail: string; er
       return { code: 'EF_MESSAGE_TOO_LARGE', detail: error.message };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return { code: 'EF_UNSUPPORTED_MEDIA_TYPE', detail: error.message };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return { code: 'EF_SCHEMA_INVALID', detail: error.message };

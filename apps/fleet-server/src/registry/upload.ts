@@ -303,14 +303,17 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             });
           }
         });
-        return reply.status(201).send({
-          name,
-          version,
-          sha256: payload.artifact.sha256,
-          size: payload.artifact.size,
-          manifest,
-          ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
-        });
+        return reply
+          .status(201)
+          .header('location', `/v1/models/${name}/versions/${version}`)
+          .send({
+            name,
+            version,
+            sha256: payload.artifact.sha256,
+            size: payload.artifact.size,
+            manifest,
+            ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
+          });
       } finally {
         if (staged) await artifacts.discard(staged);
         if (goldenFile) await artifacts.discard(goldenFile);

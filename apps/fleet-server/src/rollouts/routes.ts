@@ -28,7 +28,7 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
     { onRequest: context.requireAdmin, schema: { summary: 'Start a staged rollout of a model version', body: RolloutSpecSchema } },
     async (request, reply) => {
       const rollout = await engine.create(request.body as RolloutSpec, request.principal?.id ?? 'unknown');
-      return reply.status(201).send(rollout);
+      return reply.status(201).header('location', `/v1/rollouts/${rollout.id}`).send(rollout);
     },
   );
   app.get(

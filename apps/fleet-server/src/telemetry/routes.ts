@@ -88,7 +88,10 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
         actor,
       });
       await audit(context.db, { actor, action: 'model.reference', target: `model:${name}@${version}`, after: { from, to, ...created } });
-      return reply.status(201).send({ model: name, version, ...created });
+      return reply
+        .status(201)
+        .header('location', `/v1/models/${name}/versions/${version}/reference`)
+        .send({ model: name, version, ...created });
     },
   );
 
@@ -174,7 +177,10 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
         target: `model:${name}@${version}`,
         after: { rows: dataset.rows, features },
       });
-      return reply.status(201).send({ model: name, version, rows: dataset.rows, features });
+      return reply
+        .status(201)
+        .header('location', `/v1/models/${name}/versions/${version}/reference`)
+        .send({ model: name, version, rows: dataset.rows, features });
     },
   );
 

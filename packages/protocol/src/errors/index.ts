@@ -276,6 +276,11 @@ export const ERRORS = defineErrors({
     title: 'The cursor is not one this list gave for these filters',
     fix: 'Pass the "next" value of the previous page unchanged, with the same filters, or start again without a cursor.',
   },
+  EF_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    title: 'The request body is of a type this route does not take',
+    fix: 'Send the Content-Type the route documents (application/json, or multipart/form-data for uploads); GET /docs lists each route.',
+  },
   EF_MULTIPART_INVALID: {
     status: 400,
     title: 'The upload is not a well-formed multipart/form-data body',
