@@ -28,6 +28,10 @@ describe('admin API hygiene', () => {
     expect(response.body).toMatch(/edgefleet_http_requests_total\{method="GET",route="\/v1\/models",status="200"\} \d+/);
     expect(response.body).toContain('edgefleet_mqtt_clients_connected');
     expect(response.body).toMatch(/edgefleet_registry_models \d+/);
+    // The process metrics under their standard names, without a doubled prefix.
+    expect(response.body).toMatch(/^process_cpu_user_seconds_total \d/m);
+    expect(response.body).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+    expect(response.body).not.toContain('process_process');
   });
 
   it('publishes an OpenAPI document at /docs', async () => {

@@ -13,7 +13,9 @@ export interface ServerMetrics {
 
 export function createMetrics(db: Kysely<Database>): ServerMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'edgefleet_process_' });
+  // The Node.js client's standard names (process_*, nodejs_*), unprefixed, as every Node.js
+  // dashboard expects them; the job label says which process they belong to.
+  collectDefaultMetrics({ register: registry });
   const requests = new Counter({
     name: 'edgefleet_http_requests_total',
     help: 'HTTP requests',
