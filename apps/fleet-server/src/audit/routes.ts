@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 
 const AuditQuery = pagedQuery({
   target: Type.Optional(Type.String({ maxLength: 200 })),
@@ -20,15 +20,7 @@ export async function registerAuditRoutes(app: FastifyInstance, context: ServerC
     async (request) => {
       const query = request.query as { target?: string; action?: string; limit?: string; cursor?: string };
       const page = pageRequest('audit', query, AUDIT_ORDER.length);
-      let select = context.db
-        .selectFrom('audit_log')
-        .selectAll()
-        .orderBy('id', 'desc')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, AUDIT_ORDER, key));
-      }
+      let select = keysetPage(context.db.selectFrom('audit_log').selectAll(), AUDIT_ORDER, page);
       if (query.target) select = select.where('target', '=', query.target);
       if (query.action) select = select.where('action', '=', query.action);
       const { items, next } = pageOf(await select.execute(), page, (r) => [Number(r.id)]);

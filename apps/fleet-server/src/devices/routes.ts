@@ -11,7 +11,7 @@ import { audit } from '../audit/index.ts';
 import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import type { DevicesTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
@@ -102,15 +102,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string; cursor?: string };
       const page = pageRequest('devices', query, DEVICE_ORDER.length);
       await context.writes.flush();
-      let select = db
-        .selectFrom('devices')
-        .selectAll()
-        .orderBy('id')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, DEVICE_ORDER, key));
-      }
+      let select = keysetPage(db.selectFrom('devices').selectAll(), DEVICE_ORDER, page);
       if (query.status) select = select.where('status', '=', query.status);
       // Tags are a JSON array of quoted strings: the quoted tag, with LIKE's wildcards escaped.
       if (query.tag) {

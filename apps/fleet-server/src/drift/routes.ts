@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
@@ -83,18 +83,11 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
     async (request) => {
       const query = request.query as { model: string; version: string; group?: string; since?: string; limit?: string; cursor?: string };
       const page = pageRequest('drift-scores', query, SCORE_ORDER.length, 1000);
-      let select = context.db
-        .selectFrom('drift_scores')
-        .selectAll()
-        .where('model', '=', query.model)
-        .where('version', '=', query.version)
-        .orderBy('bucket_start')
-        .orderBy('group_tag')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, SCORE_ORDER, key));
-      }
+      let select = keysetPage(
+        context.db.selectFrom('drift_scores').selectAll().where('model', '=', query.model).where('version', '=', query.version),
+        SCORE_ORDER,
+        page,
+      );
       if (query.group) select = select.where('group_tag', '=', query.group);
       if (query.since) select = select.where('bucket_start', '>=', iso(query.since, 'since'));
       const { items, next } = pageOf(await select.execute(), page, (r) => [r.bucket_start, r.group_tag]);
@@ -111,16 +104,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
     async (request) => {
       const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved'; limit?: string; cursor?: string };
       const page = pageRequest('drift-alerts', query, ALERT_ORDER.length);
-      let select = context.db
-        .selectFrom('drift_alerts')
-        .selectAll()
-        .orderBy('opened_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, ALERT_ORDER, key));
-      }
+      let select = keysetPage(context.db.selectFrom('drift_alerts').selectAll(), ALERT_ORDER, page);
       if (query.model) select = select.where('model', '=', query.model);
       if (query.version) select = select.where('version', '=', query.version);
       if (query.state) select = select.where('state', '=', query.state);

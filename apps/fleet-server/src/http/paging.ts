@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EdgefleetError, fromBase64Url, toBase64Url, utf8Decode, utf8Encode } from '@edgefleet/protocol';
-import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
+import { type Expression, type ExpressionBuilder, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
 import Type, { type TProperties } from 'typebox';
 
 export const MAX_PAGE = 1000;
@@ -124,4 +124,21 @@ export function pageOf<Row>(
   const items = rows.slice(0, page.limit);
   const last = items.at(-1);
   return { items, next: rows.length > page.limit && last !== undefined ? page.cursorFor(keyOf(last)) : null };
+}
+
+/**
+ * Orders `select` by the list's sort key, starts after the previous page's last row, and fetches
+ * one row more than the page (pageOf tells from it whether a next page exists). The one place a
+ * list's order is written, so the ORDER BY and the cursor's key cannot disagree.
+ */
+export function keysetPage<DB, TB extends keyof DB, O>(
+  select: SelectQueryBuilder<DB, TB, O>,
+  order: readonly SortColumn[],
+  page: PageRequest,
+): SelectQueryBuilder<DB, TB, O> {
+  let query = select;
+  for (const sort of order) query = query.orderBy(sql.ref(sort.column), sort.direction);
+  const key = page.after;
+  if (key) query = query.where((eb) => after(eb as ExpressionBuilder<DB, TB>, order, key));
+  return query.limit(page.limit + 1);
 }

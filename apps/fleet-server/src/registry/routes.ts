@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { registerUploadRoute } from './upload.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
 
@@ -56,17 +56,15 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     async (request) => {
       const query = request.query as { limit?: string; cursor?: string };
       const page = pageRequest('models', query, MODEL_ORDER.length);
-      let select = db
-        .selectFrom('models')
-        .leftJoin('model_versions', 'model_versions.name', 'models.name')
-        .select(['models.name', 'models.created_at', db.fn.count<number>('model_versions.version').as('versions')])
-        .groupBy(['models.name', 'models.created_at'])
-        .orderBy('models.name')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, MODEL_ORDER, key));
-      }
+      const select = keysetPage(
+        db
+          .selectFrom('models')
+          .leftJoin('model_versions', 'model_versions.name', 'models.name')
+          .select(['models.name', 'models.created_at', db.fn.count<number>('model_versions.version').as('versions')])
+          .groupBy(['models.name', 'models.created_at']),
+        MODEL_ORDER,
+        page,
+      );
       const { items, next } = pageOf(await select.execute(), page, (r) => [r.name]);
       return { models: items.map((r) => ({ name: r.name, createdAt: r.created_at, versions: Number(r.versions) })), next };
     },
@@ -82,18 +80,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
       const name = assertModelName((request.params as { name: string }).name);
       const query = request.query as { limit?: string; cursor?: string };
       const page = pageRequest(`versions:${name}`, query, VERSION_ORDER.length);
-      let select = db
-        .selectFrom('model_versions')
-        .selectAll()
-        .where('name', '=', name)
-        .orderBy('created_at')
-        .orderBy('version')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, VERSION_ORDER, key));
-      }
-      const rows = await select.execute();
+      const rows = await keysetPage(db.selectFrom('model_versions').selectAll().where('name', '=', name), VERSION_ORDER, page).execute();
       if (rows.length === 0 && !(await db.selectFrom('models').select('name').where('name', '=', name).executeTakeFirst())) {
         throw new EdgefleetError('EF_NOT_FOUND', `there is no model "${name}"`);
       }

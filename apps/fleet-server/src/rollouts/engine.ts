@@ -17,7 +17,7 @@ import { type DeviceEvent, type DeviceTopic, decodeMessage, EdgefleetError, type
 import type { Kysely } from 'kysely';
 import { audit } from '../audit/index.ts';
 import { checkNotDowngrade, type DesiredChange, type DesiredEntry, type DesiredStateService } from '../desired/index.ts';
-import type { SortValue } from '../http/paging.ts';
+import type { PageRequest } from '../http/paging.ts';
 import type { Database, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import { canTransition, decideStage, type RolloutState, type StageDecision } from './decide.ts';
@@ -34,11 +34,7 @@ export interface RolloutEngine {
   create(spec: RolloutSpec, actor: string): Promise<RolloutView>;
   get(id: string): Promise<RolloutView>;
   /** A page of rollouts (see repository.list), each without its members: GET /v1/rollouts/:id has them. */
-  list(options: {
-    readonly state?: RolloutsTable['state'];
-    readonly limit: number;
-    readonly after?: readonly SortValue[] | undefined;
-  }): Promise<RolloutSummary[]>;
+  list(options: { readonly state?: RolloutsTable['state']; readonly page: PageRequest }): Promise<RolloutSummary[]>;
   pause(id: string, actor: string): Promise<RolloutView>;
   resume(id: string, actor: string): Promise<RolloutView>;
   /** Ends the rollout and returns its devices to their previous version. */

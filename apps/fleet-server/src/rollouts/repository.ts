@@ -5,7 +5,7 @@
  */
 import { EdgefleetError } from '@edgefleet/protocol';
 import type { Kysely, Transaction } from 'kysely';
-import { after, type SortColumn, type SortValue } from '../http/paging.ts';
+import { keysetPage, type PageRequest, type SortColumn } from '../http/paging.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutState } from './decide.ts';
 import { ROLLOUT_DEFAULTS, type RolloutSpec } from './spec.ts';
@@ -64,12 +64,8 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
     },
 
     /** A page of rollouts, newest first (created_at, then id, both descending), of one state if given. */
-    list(options: { readonly state?: RolloutsTable['state']; readonly limit: number; readonly after?: readonly SortValue[] | undefined }) {
-      let select = db.selectFrom('rollouts').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(options.limit);
-      if (options.after) {
-        const key = options.after;
-        select = select.where((eb) => after(eb, ROLLOUT_ORDER, key));
-      }
+    list(options: { readonly state?: RolloutsTable['state']; readonly page: PageRequest }) {
+      let select = keysetPage(db.selectFrom('rollouts').selectAll(), ROLLOUT_ORDER, options.page);
       if (options.state) select = select.where('state', '=', options.state);
       return select.execute();
     },

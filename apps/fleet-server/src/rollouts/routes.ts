@@ -3,7 +3,7 @@ import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutEngine } from './engine.ts';
 import { ROLLOUT_ORDER } from './repository.ts';
@@ -40,7 +40,7 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
     async (request) => {
       const query = request.query as { state?: RolloutsTable['state']; limit?: string; cursor?: string };
       const page = pageRequest('rollouts', query, ROLLOUT_ORDER.length, 20);
-      const rows = await engine.list({ ...(query.state ? { state: query.state } : {}), limit: page.limit + 1, after: page.after });
+      const rows = await engine.list({ ...(query.state ? { state: query.state } : {}), page });
       const { items, next } = pageOf(rows, page, (r) => [r.createdAt, r.id]);
       return { rollouts: items, next };
     },
@@ -68,17 +68,14 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
         throw new EdgefleetError('EF_NOT_FOUND', `no rollout "${id}"`);
       }
       await context.writes.flush();
-      let select = context.db
-        .selectFrom('rollout_devices')
-        .select(['device_id', 'stage', 'status', 'previous_version', 'error_code', 'latency_ratio'])
-        .where('rollout_id', '=', id)
-        .orderBy('stage')
-        .orderBy('device_id')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, MEMBER_ORDER, key));
-      }
+      let select = keysetPage(
+        context.db
+          .selectFrom('rollout_devices')
+          .select(['device_id', 'stage', 'status', 'previous_version', 'error_code', 'latency_ratio'])
+          .where('rollout_id', '=', id),
+        MEMBER_ORDER,
+        page,
+      );
       if (query.status) select = select.where('status', '=', query.status);
       if (query.stage !== undefined) select = select.where('stage', '=', Number(query.stage));
       const { items, next } = pageOf(await select.execute(), page, (m) => [m.stage, m.device_id]);

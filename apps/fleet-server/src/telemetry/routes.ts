@@ -19,7 +19,7 @@ import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { createReferenceFromTelemetry, storeReference } from '../drift/scoring.ts';
-import { after, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import { datasetFormat, profileDataset } from './reference-dataset.ts';
@@ -190,18 +190,13 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
     async (request) => {
       const query = request.query as { device?: string; model?: string; version?: string; limit?: string; cursor?: string };
       const page = pageRequest('telemetry-windows', query, WINDOW_ORDER.length);
-      let select = context.db
-        .selectFrom('telemetry_windows')
-        .select(['device_id', 'boot_id', 'seq', 'model', 'version', 'window_start', 'window_end', 'runs', 'dropped', 'received_at'])
-        .orderBy('window_end', 'desc')
-        .orderBy('device_id')
-        .orderBy('boot_id')
-        .orderBy('seq', 'desc')
-        .limit(page.limit + 1);
-      if (page.after) {
-        const key = page.after;
-        select = select.where((eb) => after(eb, WINDOW_ORDER, key));
-      }
+      let select = keysetPage(
+        context.db
+          .selectFrom('telemetry_windows')
+          .select(['device_id', 'boot_id', 'seq', 'model', 'version', 'window_start', 'window_end', 'runs', 'dropped', 'received_at']),
+        WINDOW_ORDER,
+        page,
+      );
       if (query.device) select = select.where('device_id', '=', query.device);
       if (query.model) select = select.where('model', '=', query.model);
       if (query.version) select = select.where('version', '=', query.version);
