@@ -18,7 +18,7 @@ import type { DeviceAuthenticator } from '../devices/credentials.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
-import type { FleetBroker } from './index.ts';
+import { BrokerStoppingError, type FleetBroker } from './index.ts';
 import { guardConnection, type PacketLimits, type PacketScanner } from './packet-guard.ts';
 import { indexRetainedByTopic, type RetainedPersistence } from './retained-index.ts';
 
@@ -73,6 +73,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   const { topics, devices, metrics, writes, config, log, failures } = options;
   const now = options.now ?? Date.now;
   const clients = new Map<string, Client>();
+  let closing = false;
   /** Each connection's packet guard and peer address (aedes keeps the stream as client.conn). */
   const guards = new WeakMap<Duplex, { scanner: PacketScanner; address: string }>();
   const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
@@ -236,6 +237,8 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
 
   return {
     async publish(topic, payload, publishOptions = {}) {
+      // Once closing, aedes' emitter may already be closed ("mqemitter is closed"): say why instead.
+      if (closing) throw new BrokerStoppingError(topic);
       await new Promise<void>((resolve, reject) =>
         aedes.publish(
           {
@@ -268,6 +271,7 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       return { tcp: `mqtt://${config.host}:${tcpPort}`, ws: `ws://${config.host}:${httpAddress?.port ?? config.port}/mqtt` };
     },
     async close() {
+      closing = true;
       // Stop accepting first (a device reconnecting at once must be refused, not handed to a
       // broker that is closing), then end every connection, then wait for the listener.
       options.http.off('upgrade', onUpgrade);

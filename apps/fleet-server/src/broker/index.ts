@@ -9,8 +9,20 @@ export interface BrokerMessage {
   readonly payload: Uint8Array;
 }
 
+/**
+ * A publish refused because the broker is stopping: expected during a shutdown (a telemetry
+ * acknowledgement then is not sent; the device sends the window again and gets it after the
+ * restart), never an error to report.
+ */
+export class BrokerStoppingError extends Error {
+  constructor(topic: string) {
+    super(`the broker is stopping: nothing more is published (${topic})`);
+    this.name = 'BrokerStoppingError';
+  }
+}
+
 export interface FleetBroker {
-  /** Publishes as the server (privileged). */
+  /** Publishes as the server (privileged); rejects with BrokerStoppingError once close() began. */
   publish(topic: string, payload: Uint8Array | string, options?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
   /** Drops a device's connection at once (revocation). */
   disconnect(deviceId: string): Promise<void>;

@@ -12,6 +12,7 @@ import { createTopicScheme, encodeMessageText } from '@edgefleet/protocol';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { createFleetServer } from '../server.ts';
+import { BrokerStoppingError } from './index.ts';
 
 const TOKEN = 'broker-shutdown-admin-token-0123456789ab';
 const topics = createTopicScheme();
@@ -64,6 +65,11 @@ describe('broker shutdown', () => {
       socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
     });
     expect(attempt).toBe('ECONNREFUSED');
+    // What the server still publishes (a telemetry acknowledgement in flight) is refused with a
+    // reason it can tell apart, never handed to aedes' closed emitter ("mqemitter is closed").
+    await expect(server.broker.publish(topics.build('telemetry-ack', 'dev-1'), '{}', { qos: 1 })).rejects.toBeInstanceOf(
+      BrokerStoppingError,
+    );
     await closing;
     // Witness: the devices were connected and the broker ended their connections.
     await Promise.all(ended);

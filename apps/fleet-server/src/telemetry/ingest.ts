@@ -12,7 +12,7 @@
 import { fromWire } from '@edgefleet/drift';
 import { type DeviceTopic, encodeMessage, type TelemetryAck, type TelemetryWindow, type TopicScheme } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
-import type { FleetBroker } from '../broker/index.ts';
+import { BrokerStoppingError, type FleetBroker } from '../broker/index.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
 import type { Database, TelemetryWindowsTable } from '../store/schema.ts';
 
@@ -30,7 +30,7 @@ export function createTelemetryIngest(options: {
   broker: () => FleetBroker;
   topics: TopicScheme;
   metrics: ServerMetrics;
-  log: { warn(obj: object, msg: string): void };
+  log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
   batchMs?: number;
   now?: () => number;
 }): TelemetryIngest {
@@ -105,7 +105,8 @@ export function createTelemetryIngest(options: {
             await options.broker().publish(topics.build('telemetry-ack', deviceId), encodeMessage('telemetry-ack', ack), { qos: 1 });
           } catch (error) {
             // Stored, not acknowledged: the device sends the window again and gets its ack then.
-            log.warn({ err: error, deviceId }, 'could not acknowledge telemetry');
+            if (error instanceof BrokerStoppingError) log.debug({ deviceId }, 'telemetry not acknowledged: the server is stopping');
+            else log.warn({ err: error, deviceId }, 'could not acknowledge telemetry');
           }
         }
       }
