@@ -66,6 +66,35 @@ describe('rollout engine', () => {
     await api('POST', `/v1/rollouts/${rollout.id}/abort`);
   });
 
+  it('pauses and resumes idempotently (a retried request changes nothing), and refuses both on a finished rollout', async () => {
+    await api('POST', '/v1/devices', { id: 'pausing-1', tags: ['group=pausing'] });
+    const rollout = await api('POST', '/v1/rollouts', {
+      model: 'mlp',
+      version: '1.0.0',
+      selector: { tags: ['group=pausing'] },
+      stages: [{ percent: 100 }],
+    });
+    for (const [action, state] of [
+      ['pause', 'paused'],
+      ['pause', 'paused'],
+      ['resume', 'running'],
+      ['resume', 'running'],
+    ] as const) {
+      expect((await api('POST', `/v1/rollouts/${rollout.id}/${action}`)).state, action).toBe(state);
+    }
+    const audit = await api('GET', `/v1/audit?target=rollout:${rollout.id}`);
+    const actions = audit.entries.map((e: { action: string }) => e.action);
+    expect(actions.filter((a: string) => a === 'rollout.pause')).toHaveLength(1);
+    expect(actions.filter((a: string) => a === 'rollout.resume')).toHaveLength(1);
+    await api('POST', `/v1/rollouts/${rollout.id}/abort`);
+    for (const action of ['pause', 'resume'] as const) {
+      const refused = await server.app.inject({ method: 'POST', url: `/v1/rollouts/${rollout.id}/${action}`, headers: server.auth });
+      expect(refused.statusCode, action).toBe(409);
+      expect(refused.json()).toMatchObject({ code: 'EF_ROLLOUT_STATE' });
+      expect(refused.json().detail).toContain('aborted');
+    }
+  });
+
   it('refuses an empty selector and targets the whole fleet only when told so explicitly', async () => {
     await api('POST', '/v1/devices', { id: 'everyone-1' });
     for (const selector of [{}, { tags: [] }, { devices: [] }, { tags: [], devices: [] }, { all: true, tags: ['x'] }]) {

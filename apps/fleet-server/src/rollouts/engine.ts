@@ -382,14 +382,20 @@ export function createRolloutEngine(options: {
 
     async pause(id, actor) {
       const row = await rollouts.load(id);
-      if (row.state !== 'running') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      // Idempotent, like revoke: pausing a paused rollout answers its state and changes nothing.
+      if (row.state === 'paused') return engine.get(id);
+      if (row.state !== 'running')
+        throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}: only a running rollout can be paused`);
       await transition(row, 'paused', 'rollout.pause', actor);
       return engine.get(id);
     },
 
     async resume(id, actor) {
       const row = await rollouts.load(id);
-      if (row.state !== 'paused') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
+      // Idempotent: resuming a running rollout answers its state and changes nothing.
+      if (row.state === 'running') return engine.get(id);
+      if (row.state !== 'paused')
+        throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}: only a paused rollout can be resumed`);
       await db.transaction().execute(async (trx) => {
         // Failed devices get another chance: back to pending, they are assigned again.
         await rollouts.retryFailed(trx, id);
