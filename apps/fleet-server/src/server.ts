@@ -86,7 +86,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const metrics = createMetrics(db);
   const devices = createDeviceAuthenticator(db);
   const topics = createTopicScheme();
-  const authenticate = createAuthenticator(db, config.adminToken);
+  const authenticate = createAuthenticator(db, config.adminToken, clock);
 
   const app = Fastify({
     logger:
@@ -262,7 +262,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     now: clock,
   });
   await registerAuditRoutes(app, context);
-  await registerTokenRoutes(app, context);
+  await registerTokenRoutes(app, context, clock);
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);

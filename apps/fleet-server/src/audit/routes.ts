@@ -7,6 +7,7 @@ import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '..
 const AuditQuery = pagedQuery({
   target: Type.Optional(Type.String({ maxLength: 200 })),
   action: Type.Optional(Type.String({ maxLength: 100 })),
+  actor: Type.Optional(Type.String({ maxLength: 200, description: 'the acting token id, `env`, or a part of the server' })),
 });
 const AUDIT_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'desc' }];
 
@@ -18,17 +19,20 @@ export async function registerAuditRoutes(app: FastifyInstance, context: ServerC
       schema: { summary: 'The audit log: who changed what, when, before and after', querystring: AuditQuery },
     },
     async (request) => {
-      const query = request.query as { target?: string; action?: string; limit?: string; cursor?: string };
+      const query = request.query as { target?: string; action?: string; actor?: string; limit?: string; cursor?: string };
       const page = pageRequest('audit', query, AUDIT_ORDER.length);
       let select = keysetPage(context.db.selectFrom('audit_log').selectAll(), AUDIT_ORDER, page);
       if (query.target) select = select.where('target', '=', query.target);
       if (query.action) select = select.where('action', '=', query.action);
+      if (query.actor) select = select.where('actor', '=', query.actor);
       const { items, next } = pageOf(await select.execute(), page, (r) => [Number(r.id)]);
       return {
         next,
         entries: items.map((r) => ({
           at: r.at,
+          id: Number(r.id),
           actor: r.actor,
+          actorName: r.actor_name,
           action: r.action,
           target: r.target,
           before: r.before === null ? null : (JSON.parse(r.before) as unknown),

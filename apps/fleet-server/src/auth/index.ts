@@ -26,7 +26,14 @@ export interface Principal {
   readonly kind: 'admin-token' | 'device';
   readonly id: string;
   readonly scope: Scope;
+  /** The token's name (admin tokens), as the audit log records it. */
+  readonly name?: string;
+  /** When the token stops working (admin tokens given an expiry). */
+  readonly expiresAt?: string | null;
 }
+
+/** The name the environment's admin token goes by in the audit log and token lists. */
+export const ENV_TOKEN_NAME = 'EDGEFLEET_ADMIN_TOKEN';
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -61,13 +68,14 @@ export function formatAdminToken(id: string, secret: string): string {
   return `efa_${id}_${secret}`;
 }
 
-export function createAuthenticator(db: Kysely<Database>, envAdminToken: string | undefined) {
+export function createAuthenticator(db: Kysely<Database>, envAdminToken: string | undefined, now: () => number = Date.now) {
   const envHash = envAdminToken ? Buffer.from(sha256(envAdminToken), 'hex') : undefined;
 
   return async function authenticate(header: string | undefined): Promise<Principal> {
     const token = /^Bearer (\S+)$/.exec(header ?? '')?.[1];
     if (!token) throw new EdgefleetError('EF_UNAUTHORIZED', 'no bearer token in the Authorization header');
-    if (envHash && timingSafeEqual(Buffer.from(sha256(token), 'hex'), envHash)) return { kind: 'admin-token', id: 'env', scope: 'admin' };
+    if (envHash && timingSafeEqual(Buffer.from(sha256(token), 'hex'), envHash))
+      return { kind: 'admin-token', id: 'env', scope: 'admin', name: ENV_TOKEN_NAME, expiresAt: null };
     const match = /^efa_([A-Za-z0-9]+)_([A-Za-z0-9_-]+)$/.exec(token);
     if (match) {
       const row = await db
@@ -78,12 +86,14 @@ export function createAuthenticator(db: Kysely<Database>, envAdminToken: string 
       if (
         row &&
         row.revoked_at === null &&
+        (row.expires_at === null || Date.parse(row.expires_at) > now()) &&
         timingSafeEqual(Buffer.from(sha256(match[2] as string), 'hex'), Buffer.from(row.token_hash, 'hex'))
       ) {
-        return { kind: 'admin-token', id: row.id, scope: row.scope };
+        return { kind: 'admin-token', id: row.id, scope: row.scope, name: row.name, expiresAt: row.expires_at };
       }
     }
-    throw new EdgefleetError('EF_UNAUTHORIZED', 'the bearer token is unknown or revoked');
+    // One answer for unknown, revoked, expired and wrong: which one it was would help a guesser.
+    throw new EdgefleetError('EF_UNAUTHORIZED', 'the bearer token is unknown, revoked or expired');
   };
 }
 

@@ -5,14 +5,14 @@
 import { randomUUID } from 'node:crypto';
 import { assertDeviceId, DeviceId, EdgefleetError, ModelName, Semver, Tag } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
-import { type SqlBool, sql } from 'kysely';
+import { type ExpressionBuilder, type SqlBool, sql } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
-import type { DevicesTable } from '../store/schema.ts';
+import type { Database, DevicesTable, EnrollmentTokensTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
 
@@ -25,6 +25,9 @@ const DEVICE_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'asc' }]
 const IdParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
 const CreateToken = Type.Object(
   {
+    name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'what the token is for, shown in lists and the audit log' }),
+    ),
     tags: Type.Optional(Tags),
     uses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
     expiresInSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 365 * 24 * 3600 })),
@@ -41,6 +44,35 @@ const DesiredBody = Type.Object(
   },
   { additionalProperties: false },
 );
+const EnrollmentTokenState = Type.Enum(['active', 'expired', 'used-up', 'revoked']);
+const ListEnrollmentTokens = pagedQuery({ state: Type.Optional(EnrollmentTokenState) });
+const TOKEN_ORDER: readonly SortColumn[] = [
+  { column: 'created_at', direction: 'desc' },
+  { column: 'id', direction: 'desc' },
+];
+const TokenParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9]{1,64}$' }) }, { additionalProperties: false });
+
+function enrollmentTokenState(row: EnrollmentTokensTable, now: number): 'active' | 'expired' | 'used-up' | 'revoked' {
+  if (row.revoked_at !== null) return 'revoked';
+  if (row.expires_at !== null && Date.parse(row.expires_at) <= now) return 'expired';
+  if (row.uses_left === 0) return 'used-up';
+  return 'active';
+}
+
+function enrollmentTokenView(row: EnrollmentTokensTable, now: number) {
+  return {
+    id: row.id,
+    name: row.name,
+    tags: JSON.parse(row.tags) as string[],
+    usesLeft: row.uses_left,
+    state: enrollmentTokenState(row, now),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
 const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceId) }, { additionalProperties: false });
 
 function view(row: DevicesTable) {
@@ -202,33 +234,107 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/enrollment-tokens',
-    { onRequest: context.requireAdmin, schema: { summary: 'Create a reusable enrollment token; returned once', body: CreateToken } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Create a reusable enrollment token, optionally limited in uses and time; returned once', body: CreateToken },
+    },
     async (request, reply) => {
-      const body = request.body as { tags?: string[]; uses?: number; expiresInSeconds?: number };
+      const body = request.body as { name?: string; tags?: string[]; uses?: number; expiresInSeconds?: number };
       const id = randomUUID().replaceAll('-', '').slice(0, 16);
       const secret = newSecret();
       const token = `efe_${id}_${secret}`;
-      const expiresAt = body.expiresInSeconds ? new Date(Date.now() + body.expiresInSeconds * 1000).toISOString() : null;
+      const now = Date.now();
+      const actor = request.principal?.id ?? 'unknown';
+      const row: EnrollmentTokensTable = {
+        id,
+        name: body.name ?? null,
+        token_hash: sha256(token),
+        tags: JSON.stringify(body.tags ?? []),
+        uses_left: body.uses ?? null,
+        expires_at: body.expiresInSeconds ? new Date(now + body.expiresInSeconds * 1000).toISOString() : null,
+        created_at: new Date(now).toISOString(),
+        created_by: actor,
+        revoked_at: null,
+      };
       await db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto('enrollment_tokens')
-          .values({
-            id,
-            token_hash: sha256(token),
-            tags: JSON.stringify(body.tags ?? []),
-            uses_left: body.uses ?? null,
-            expires_at: expiresAt,
-            created_at: new Date().toISOString(),
-          })
-          .execute();
+        await trx.insertInto('enrollment_tokens').values(row).execute();
         await audit(trx, {
-          actor: request.principal?.id ?? 'unknown',
+          actor,
           action: 'enrollment-token.create',
           target: `enrollment-token:${id}`,
-          after: { tags: body.tags ?? [], uses: body.uses ?? null, expiresAt },
+          after: { name: row.name, tags: body.tags ?? [], uses: body.uses ?? null, expiresAt: row.expires_at },
         });
       });
-      return reply.status(201).send({ id, token, tags: body.tags ?? [], uses: body.uses ?? null, expiresAt });
+      const created = enrollmentTokenView(row, now);
+      // `uses` and `expiresAt` as before, beside the list's fields.
+      return reply
+        .status(201)
+        .header('location', `/v1/enrollment-tokens/${id}`)
+        .send({ ...created, token, uses: body.uses ?? null });
+    },
+  );
+
+  app.get(
+    '/v1/enrollment-tokens',
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'List enrollment tokens (never their secrets), newest first', querystring: ListEnrollmentTokens },
+    },
+    async (request) => {
+      const query = request.query as { state?: ReturnType<typeof enrollmentTokenState>; limit?: string; cursor?: string };
+      const page = pageRequest('enrollment-tokens', query, TOKEN_ORDER.length);
+      const now = Date.now();
+      const at = new Date(now).toISOString();
+      let select = keysetPage(db.selectFrom('enrollment_tokens').selectAll(), TOKEN_ORDER, page);
+      const live = (eb: ExpressionBuilder<Database, 'enrollment_tokens'>) =>
+        eb.and([eb('revoked_at', 'is', null), eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)])]);
+      if (query.state === 'revoked') select = select.where('revoked_at', 'is not', null);
+      if (query.state === 'expired') select = select.where('revoked_at', 'is', null).where('expires_at', '<=', at);
+      if (query.state === 'used-up') select = select.where(live).where('uses_left', '=', 0);
+      if (query.state === 'active')
+        select = select.where(live).where((eb) => eb.or([eb('uses_left', 'is', null), eb('uses_left', '>', 0)]));
+      const { items, next } = pageOf(await select.execute(), page, (row) => [row.created_at, row.id]);
+      return { tokens: items.map((row) => enrollmentTokenView(row, now)), next };
+    },
+  );
+
+  app.get(
+    '/v1/enrollment-tokens/:id',
+    { onRequest: context.requireAdmin, schema: { summary: 'One enrollment token (never its secret)', params: TokenParams } },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const row = await db.selectFrom('enrollment_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new EdgefleetError('EF_NOT_FOUND', `no enrollment token "${id}"; GET /v1/enrollment-tokens lists them`);
+      return enrollmentTokenView(row, Date.now());
+    },
+  );
+
+  app.post(
+    '/v1/enrollment-tokens/:id/revoke',
+    {
+      onRequest: context.requireAdmin,
+      schema: {
+        summary: 'Revoke an enrollment token now (devices it enrolled stay); revoking a revoked token changes nothing',
+        params: TokenParams,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const at = new Date().toISOString();
+      return db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom('enrollment_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row) throw new EdgefleetError('EF_NOT_FOUND', `no enrollment token "${id}"; GET /v1/enrollment-tokens lists them`);
+        if (row.revoked_at !== null) return enrollmentTokenView(row, Date.now());
+        await trx.updateTable('enrollment_tokens').set({ revoked_at: at }).where('id', '=', id).execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'enrollment-token.revoke',
+          target: `enrollment-token:${id}`,
+          before: { name: row.name, state: enrollmentTokenState(row, Date.now()) },
+          after: { name: row.name, state: 'revoked' },
+        });
+        return enrollmentTokenView({ ...row, revoked_at: at }, Date.now());
+      });
     },
   );
 
@@ -238,20 +344,19 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     async (request, reply) => {
       const body = request.body as { token: string; id?: string };
       const id = body.id ?? `dev-${randomUUID().slice(0, 8)}`;
-      const tags = await db.transaction().execute(async (trx) => {
+      const token = await db.transaction().execute(async (trx) => {
         const row = await trx.selectFrom('enrollment_tokens').selectAll().where('token_hash', '=', sha256(body.token)).executeTakeFirst();
-        const expired = row?.expires_at ? Date.parse(row.expires_at) <= Date.now() : false;
-        if (!row || expired || row.uses_left === 0)
-          throw new EdgefleetError('EF_ENROLLMENT_TOKEN_INVALID', 'the enrollment token is unknown, expired or used up');
+        if (!row || enrollmentTokenState(row, Date.now()) !== 'active')
+          throw new EdgefleetError('EF_ENROLLMENT_TOKEN_INVALID', 'the enrollment token is unknown, revoked, expired or used up');
         if (row.uses_left !== null)
           await trx
             .updateTable('enrollment_tokens')
             .set({ uses_left: row.uses_left - 1 })
             .where('id', '=', row.id)
             .execute();
-        return JSON.parse(row.tags) as string[];
+        return { id: row.id, tags: JSON.parse(row.tags) as string[] };
       });
-      const created = await createDevice(id, tags, `enrollment-token`);
+      const created = await createDevice(id, token.tags, `enrollment-token:${token.id}`);
       return reply.status(201).header('location', `/v1/devices/${created.id}`).send(created);
     },
   );

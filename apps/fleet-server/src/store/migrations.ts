@@ -290,6 +290,18 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Every credential has a lifecycle (issue 14): admin tokens expire; enrollment tokens are
+    // named and revoked; the audit log records the name of the token that acted, as it was then.
+    '0012-credential-lifecycle': {
+      async up(db) {
+        await db.schema.alterTable('admin_tokens').addColumn('expires_at', 'text').execute();
+        await db.schema.alterTable('admin_tokens').addColumn('created_by', 'text').execute();
+        await db.schema.alterTable('enrollment_tokens').addColumn('name', 'text').execute();
+        await db.schema.alterTable('enrollment_tokens').addColumn('revoked_at', 'text').execute();
+        await db.schema.alterTable('enrollment_tokens').addColumn('created_by', 'text').execute();
+        await db.schema.alterTable('audit_log').addColumn('actor_name', 'text').execute();
+      },
+    },
   };
 }
 

@@ -62,6 +62,9 @@ export interface EnrollmentTokensTable {
   uses_left: number | null;
   expires_at: string | null;
   created_at: string;
+  name: string | null;
+  revoked_at: string | null;
+  created_by: string | null;
 }
 
 export interface AdminTokensTable {
@@ -71,12 +74,16 @@ export interface AdminTokensTable {
   name: string;
   created_at: string;
   revoked_at: string | null;
+  expires_at: string | null;
+  created_by: string | null;
 }
 
 export interface AuditLogTable {
   id: Generated<number>;
   at: string;
   actor: string;
+  /** The acting token's name when it acted (admin and enrollment tokens). */
+  actor_name: string | null;
   action: string;
   target: string;
   before: string | null;

@@ -286,6 +286,26 @@ export const ERRORS = defineErrors({
     title: 'The upload is not a well-formed multipart/form-data body',
     fix: 'Send multipart/form-data with its boundary in the Content-Type header, the fields first and the model file last (curl -F or FormData do this); the message says what was malformed.',
   },
+  EF_PRECONDITION_FAILED: {
+    status: 412,
+    title: 'The resource changed since you read it',
+    fix: 'Your If-Match ETag is not the resource’s current one: GET it again, check the change still makes sense, and retry with the new ETag.',
+  },
+  EF_IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    title: 'This Idempotency-Key was used for a different request',
+    fix: 'A key names one request: retry with the same method, path and body, or use a new key (a fresh UUID) for a new request.',
+  },
+  EF_IDEMPOTENCY_KEY_IN_FLIGHT: {
+    status: 409,
+    title: 'A request with this Idempotency-Key is still being processed',
+    fix: 'Wait for the first request to finish, then retry with the same key to get its answer.',
+  },
+  EF_LAST_ADMIN_TOKEN: {
+    status: 409,
+    title: 'This is the last admin token; revoking it would lock every admin out',
+    fix: 'Create another admin token first (POST /v1/admin-tokens, fleetctl tokens create --scope admin), then revoke this one.',
+  },
   EF_RATE_LIMITED: {
     status: 429,
     title: 'Too many requests',
