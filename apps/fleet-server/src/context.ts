@@ -9,6 +9,7 @@ import type { FleetBroker } from './broker/index.ts';
 import type { ServerConfig } from './config/index.ts';
 import type { DesiredStateService } from './desired/index.ts';
 import type { DeviceAuthenticator } from './devices/credentials.ts';
+import type { DeviceHistory } from './devices/history.ts';
 import type { FleetKeys } from './keys/index.ts';
 import type { ServerMetrics } from './metrics/index.ts';
 import type { ModelCheck } from './registry/model-check.ts';
@@ -28,6 +29,8 @@ export interface ServerContext {
   readonly db: Kysely<Database>;
   /** Batched device updates (presence, reported state): flush before reading them back. */
   readonly writes: WriteBehind;
+  /** Device events kept for each device's history: flush before reading them back. */
+  readonly history: DeviceHistory;
   readonly artifacts: ArtifactStore;
   readonly keys: FleetKeys;
   readonly topics: TopicScheme;

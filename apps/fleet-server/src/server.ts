@@ -25,9 +25,11 @@ import { loadConfig, type ServerConfig } from './config/index.ts';
 import type { ServerContext } from './context.ts';
 import { createDesiredStateService } from './desired/index.ts';
 import { createDeviceAuthenticator } from './devices/credentials.ts';
+import { createDeviceHistory } from './devices/history.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
 import { registerDriftRoutes } from './drift/routes.ts';
+import { registerFleetRoutes } from './fleet/routes.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { registerRequestLog } from './http/request-log.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
@@ -110,6 +112,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // Bodies are JSON (or multipart, CSV, JSON lines where a route says so): a text/plain body is a
   // 415, not a string that fails the route's schema.
   app.removeContentTypeParser('text/plain');
+  // PATCH bodies may say what they are (RFC 7396); they are JSON all the same.
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   // Unknown query parameters are refused on every API route alike (a misspelt filter must not
   // silently list everything): routes without filters of their own accept none.
   app.addHook('onRoute', (route) => {
@@ -149,11 +153,13 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     now: clock,
   });
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
+  const history = createDeviceHistory({ db, log: app.log, now: clock });
   const modelCheck = createModelCheck({ timeoutMs: config.modelLoadTimeoutMs });
   const context: ServerContext = {
     config,
     db,
     writes,
+    history,
     artifacts,
     keys,
     topics,
@@ -265,6 +271,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerTokenRoutes(app, context, clock);
   await registerRegistryRoutes(app, context);
   await registerDeviceRoutes(app, context);
+  await registerFleetRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
   await registerArtifactRoutes(app, context);
   await registerTelemetryRoutes(app, context);
@@ -277,6 +284,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
   broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
   broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));
+  broker.onDeviceMessage((address, _payload, message) => history.observe(address, message));
   // Rollouts that were running when the server stopped continue from their stored state.
   rollouts.start();
   drift.start();
@@ -302,6 +310,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       await broker?.close();
       await drift.close();
       await telemetry.close();
+      await history.close();
       await writes.close();
       await app.close();
       await modelCheck.close();

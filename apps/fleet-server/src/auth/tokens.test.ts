@@ -99,7 +99,9 @@ describe('admin tokens', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page = (await call('GET', `/v1/admin-tokens?limit=2${cursor ? `&cursor=${cursor}` : ''}`)).json();
+      const page: { tokens: { id: string }[]; next: string | null } = (
+        await call('GET', `/v1/admin-tokens?limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+      ).json();
       seen.push(...page.tokens.map((t: { id: string }) => t.id));
       cursor = page.next;
     } while (cursor);

@@ -15,6 +15,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { FailureLimiter } from '../auth/index.ts';
 import type { ServerConfig } from '../config/index.ts';
 import type { DeviceAuthenticator } from '../devices/credentials.ts';
+import { failingFlag } from '../devices/failing.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
 import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
@@ -77,9 +78,15 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   /** Each connection's packet guard and peer address (aedes keeps the stream as client.conn). */
   const guards = new WeakMap<Duplex, { scanner: PacketScanner; address: string }>();
   const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
-    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date(now()).toISOString() }, (trx, set) =>
-      trx.updateTable('devices').set(set).where('id', '=', deviceId).execute(),
-    );
+    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date(now()).toISOString() }, async (trx, set) => {
+      // Whether the device is failing is judged against its desired state as committed with the batch.
+      const failing = set.reported ? { failing: await failingFlag(trx, deviceId, JSON.parse(set.reported) as ReportedState) } : {};
+      await trx
+        .updateTable('devices')
+        .set({ ...set, ...failing })
+        .where('id', '=', deviceId)
+        .execute();
+    });
   const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array, message?: unknown) => void>();
 
   const aedes = await Aedes.createBroker({

@@ -3,24 +3,38 @@
  * only as its sha256 (it is 256 random bits: see auth/index.ts). Revocation disconnects the device at once and refuses it from then on.
  */
 import { randomUUID } from 'node:crypto';
-import { assertDeviceId, DeviceId, EdgefleetError, ModelName, Semver, Tag } from '@edgefleet/protocol';
+import { assertDeviceId, type DeviceEvent, DeviceId, EdgefleetError, EVENT_KINDS, ModelName, Semver, Tag } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
-import { type ExpressionBuilder, type SqlBool, sql } from 'kysely';
+import { type ExpressionBuilder, type Insertable, type Selectable, type SqlBool, sql } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import { hashDeviceSecret, newSecret, sha256 } from '../auth/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
+import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import type { Database, DevicesTable, EnrollmentTokensTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
 
 const CreateDevice = Type.Object({ id: Type.Optional(DeviceId), tags: Type.Optional(Tags) }, { additionalProperties: false });
+const Flag = Type.Enum(['true', 'false']);
 const ListDevices = pagedQuery({
   tag: Type.Optional(Tag),
   status: Type.Optional(Type.Enum(['active', 'revoked'])),
+  online: Type.Optional(Flag),
+  failing: Type.Optional({ ...Flag, description: 'true: devices reporting a model in the failed state' }),
 });
+const PatchDevice = Type.Object(
+  { tags: Type.Optional({ ...Tags, description: 'the device’s tags, replacing the current ones' }) },
+  { additionalProperties: false, minProperties: 1 },
+);
+const EVENT_KINDS_KEPT = EVENT_KINDS.filter((k) => k !== 'download-progress');
+const HistoryQuery = pagedQuery({
+  model: Type.Optional(ModelName),
+  kind: Type.Optional(Type.Enum(EVENT_KINDS_KEPT)),
+});
+const HISTORY_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'desc' }];
 const DEVICE_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'asc' }];
 const IdParams = Type.Object({ id: DeviceId }, { additionalProperties: false });
 const CreateToken = Type.Object(
@@ -75,12 +89,18 @@ function enrollmentTokenView(row: EnrollmentTokensTable, now: number) {
 
 const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceId) }, { additionalProperties: false });
 
-function view(row: DevicesTable) {
+/** What an admin controls of a device: its ETag changes with these, not with its presence. */
+function deviceEtag(row: Pick<Selectable<DevicesTable>, 'tags' | 'status'>): string {
+  return etagOf({ tags: JSON.parse(row.tags) as string[], status: row.status });
+}
+
+function view(row: Selectable<DevicesTable>) {
   return {
     id: row.id,
     tags: JSON.parse(row.tags) as string[],
     status: row.status,
     online: row.online === 1,
+    failing: row.failing === 1,
     createdAt: row.created_at,
     lastSeenAt: row.last_seen_at,
     reported: row.reported ? (JSON.parse(row.reported) as unknown) : null,
@@ -93,7 +113,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
   async function createDevice(id: string, tags: string[], actor: string) {
     assertDeviceId(id);
     const secret = newSecret();
-    const row: DevicesTable = {
+    const row: Insertable<DevicesTable> = {
       id,
       secret_hash: hashDeviceSecret(secret),
       tags: JSON.stringify(tags),
@@ -131,11 +151,20 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       schema: { summary: 'List devices by id, by tag and status, a page at a time', querystring: ListDevices },
     },
     async (request) => {
-      const query = request.query as { tag?: string; status?: 'active' | 'revoked'; limit?: string; cursor?: string };
+      const query = request.query as {
+        tag?: string;
+        status?: 'active' | 'revoked';
+        online?: 'true' | 'false';
+        failing?: 'true' | 'false';
+        limit?: string;
+        cursor?: string;
+      };
       const page = pageRequest('devices', query, DEVICE_ORDER.length);
       await context.writes.flush();
       let select = keysetPage(db.selectFrom('devices').selectAll(), DEVICE_ORDER, page);
       if (query.status) select = select.where('status', '=', query.status);
+      if (query.online) select = select.where('online', '=', query.online === 'true' ? 1 : 0);
+      if (query.failing) select = select.where('failing', '=', query.failing === 'true' ? 1 : 0);
       // Tags are a JSON array of quoted strings: the quoted tag, with LIKE's wildcards escaped.
       if (query.tag) {
         const pattern = `%${JSON.stringify(query.tag).replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_')}%`;
@@ -146,22 +175,113 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     },
   );
 
-  app.get('/v1/devices/:id', { onRequest: context.requireRead, schema: { summary: 'One device', params: IdParams } }, async (request) => {
-    const { id } = request.params as { id: string };
-    await context.writes.flush();
-    const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
-    return view(row);
-  });
+  app.get(
+    '/v1/devices/:id',
+    { onRequest: context.requireRead, schema: { summary: 'One device, with its ETag', params: IdParams } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      await context.writes.flush();
+      const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+      setEtag(reply, deviceEtag(row));
+      return view(row);
+    },
+  );
+
+  app.patch(
+    '/v1/devices/:id',
+    {
+      onRequest: context.requireAdmin,
+      schema: {
+        summary: 'Change a device’s tags (honours If-Match); rollouts created after, and drift groups from the next pass, see them',
+        params: IdParams,
+        body: PatchDevice,
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const body = request.body as { tags?: string[] };
+      await context.writes.flush();
+      const row = await db.transaction().execute(async (trx) => {
+        const before = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!before) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+        checkIfMatch(request, deviceEtag(before), `device "${id}"`);
+        const tags = body.tags ?? (JSON.parse(before.tags) as string[]);
+        if (JSON.stringify(tags) === before.tags) return before;
+        await trx
+          .updateTable('devices')
+          .set({ tags: JSON.stringify(tags) })
+          .where('id', '=', id)
+          .execute();
+        await audit(trx, {
+          actor: request.principal?.id ?? 'unknown',
+          action: 'device.update',
+          target: `device:${id}`,
+          before: { tags: JSON.parse(before.tags) as string[] },
+          after: { tags },
+        });
+        return { ...before, tags: JSON.stringify(tags) };
+      });
+      setEtag(reply, deviceEtag(row));
+      return view(row);
+    },
+  );
+
+  app.get(
+    '/v1/devices/:id/history',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'What happened on a device, newest first: installs, acceptance, failures, rollbacks, with codes and times',
+        params: IdParams,
+        querystring: HistoryQuery,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const query = request.query as { model?: string; kind?: string; limit?: string; cursor?: string };
+      const page = pageRequest(`device-history:${id}`, query, HISTORY_ORDER.length);
+      if (!(await db.selectFrom('devices').select('id').where('id', '=', id).executeTakeFirst()))
+        throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+      await context.history.flush();
+      let select = keysetPage(db.selectFrom('device_events').selectAll().where('device_id', '=', id), HISTORY_ORDER, page);
+      if (query.model) select = select.where('model', '=', query.model);
+      if (query.kind) select = select.where('kind', '=', query.kind);
+      const { items, next } = pageOf(await select.execute(), page, (row) => [Number(row.id)]);
+      return {
+        deviceId: id,
+        next,
+        events: items.map((row) => {
+          const event = JSON.parse(row.body) as DeviceEvent;
+          return {
+            id: Number(row.id),
+            at: row.at,
+            receivedAt: row.received_at,
+            kind: row.kind,
+            model: row.model,
+            version: row.version,
+            rolloutId: row.rollout_id,
+            error: event.error ?? null,
+            bootId: row.boot_id,
+            seq: row.seq,
+            ...(event.executionProvider ? { executionProvider: event.executionProvider } : {}),
+            ...(event.fallback ? { fallback: event.fallback } : {}),
+            ...(event.latency ? { latency: event.latency } : {}),
+          };
+        }),
+      };
+    },
+  );
 
   app.post(
     '/v1/devices/:id/revoke',
     { onRequest: context.requireAdmin, schema: { summary: 'Revoke a device and disconnect it now', params: IdParams } },
-    async (request) => {
+    async (request, reply) => {
       const { id } = request.params as { id: string };
       await db.transaction().execute(async (trx) => {
         const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
         if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+        checkIfMatch(request, deviceEtag(row), `device "${id}"`);
         await trx.updateTable('devices').set({ status: 'revoked' }).where('id', '=', id).execute();
         await audit(trx, {
           actor: request.principal?.id ?? 'unknown',
@@ -173,6 +293,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       });
       await context.broker().disconnect(id);
       const row = await db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      setEtag(reply, deviceEtag(row));
       return view(row);
     },
   );
@@ -185,6 +306,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       await db.transaction().execute(async (trx) => {
         const row = await trx.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
         if (!row) throw new EdgefleetError('EF_DEVICE_UNKNOWN', `no device "${id}"`);
+        checkIfMatch(request, deviceEtag(row), `device "${id}"`);
         await trx.deleteFrom('devices').where('id', '=', id).execute();
         await trx.deleteFrom('device_desired').where('device_id', '=', id).execute();
         await audit(trx, { actor: request.principal?.id ?? 'unknown', action: 'device.delete', target: `device:${id}`, before: view(row) });

@@ -277,9 +277,14 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
     const before = new Date(now() - days * 24 * 3600_000).toISOString();
     const windows = await db.deleteFrom('telemetry_windows').where('window_end', '<', before).executeTakeFirst();
     const scores = await db.deleteFrom('drift_scores').where('bucket_end', '<', before).executeTakeFirst();
-    const pruned = Number(windows.numDeletedRows) + Number(scores.numDeletedRows);
+    // Device histories age out with the telemetry they explain.
+    const events = await db.deleteFrom('device_events').where('received_at', '<', before).executeTakeFirst();
+    const pruned = Number(windows.numDeletedRows) + Number(scores.numDeletedRows) + Number(events.numDeletedRows);
     if (pruned > 0)
-      log.info({ before, windows: Number(windows.numDeletedRows), scores: Number(scores.numDeletedRows) }, 'telemetry pruned');
+      log.info(
+        { before, windows: Number(windows.numDeletedRows), scores: Number(scores.numDeletedRows), events: Number(events.numDeletedRows) },
+        'telemetry pruned',
+      );
     return pruned;
   }
 

@@ -110,6 +110,8 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     if (error instanceof EdgefleetError) {
       const retryAfter = error.details.retryAfterSeconds;
       if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
+      // A 412 says what the resource's ETag is now.
+      if (typeof error.details.etag === 'string') reply.header('etag', error.details.etag);
       return send(reply, request, error.code, error.message, {}, error.status >= 500 ? error : undefined);
     }
     const mapped = fromFastify(error);

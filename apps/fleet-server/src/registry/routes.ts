@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { registerUploadRoute } from './upload.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
@@ -24,6 +25,10 @@ const AliasParams = Type.Object(
   { additionalProperties: false },
 );
 const AliasBody = Type.Object({ version: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
+
+function aliasEtag(version: string): string {
+  return etagOf({ version });
+}
 
 function summarizeRow(row: {
   name: string;
@@ -149,8 +154,11 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.put(
     '/v1/models/:name/aliases/:alias',
-    { onRequest: context.requireAdmin, schema: { summary: 'Point an alias at a version', params: AliasParams, body: AliasBody } },
-    async (request) => {
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Point an alias at a version (honours If-Match)', params: AliasParams, body: AliasBody },
+    },
+    async (request, reply) => {
       const params = request.params as { name: string; alias: string };
       const name = assertModelName(params.name);
       const version = versionOf((request.body as { version: string }).version);
@@ -163,6 +171,11 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           .where('name', '=', name)
           .where('alias', '=', params.alias)
           .executeTakeFirst();
+        if (request.headers['if-match'] !== undefined) {
+          if (!before)
+            throw new EdgefleetError('EF_PRECONDITION_FAILED', `${name} has no alias "${params.alias}" yet, and If-Match asks for one`);
+          checkIfMatch(request, aliasEtag(before.version), `alias ${name}#${params.alias}`);
+        }
         await trx
           .insertInto('aliases')
           .values({ name, alias: params.alias, version, updated_at: updatedAt })
@@ -176,7 +189,25 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           after: { version },
         });
       });
+      setEtag(reply, aliasEtag(version));
       return { name, alias: params.alias, version, updatedAt };
+    },
+  );
+
+  app.get(
+    '/v1/models/:name/aliases/:alias',
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'One alias of a model and the version it names, with its ETag', params: AliasParams },
+    },
+    async (request, reply) => {
+      const params = request.params as { name: string; alias: string };
+      const name = assertModelName(params.name);
+      const row = await db.selectFrom('aliases').selectAll().where('name', '=', name).where('alias', '=', params.alias).executeTakeFirst();
+      if (!row)
+        throw new EdgefleetError('EF_NOT_FOUND', `${name} has no alias "${params.alias}"; GET /v1/models/${name}/aliases lists them`);
+      setEtag(reply, aliasEtag(row.version));
+      return { name, alias: row.alias, version: row.version, updatedAt: row.updated_at };
     },
   );
 

@@ -75,3 +75,41 @@ export async function versionUsers(trx: Transaction<Database>, name: string, ver
   if (running.length > 0) users.push(`device ${named(running)} reports running it or keeping it to roll back to`);
   return users;
 }
+
+/** An alias name: lower case, as `PUT /v1/models/{name}/aliases/{alias}` takes it. */
+export const ALIAS_PATTERN = '^[a-z][a-z0-9-]{0,31}$';
+
+/**
+ * A version given as a semantic version or as an alias (`production`), resolved to the version it
+ * names now: EF_NOT_FOUND when neither exists. Callers record the resolved version, never the
+ * alias, so moving the alias later changes nothing that was decided with it.
+ */
+export async function resolveVersion(
+  db: Kysely<Database>,
+  name: string,
+  versionOrAlias: string,
+): Promise<{ version: string; alias: string | null }> {
+  if (isSemver(versionOrAlias)) {
+    await findVersion(db, name, versionOrAlias);
+    return { version: versionOrAlias, alias: null };
+  }
+  if (!new RegExp(ALIAS_PATTERN).test(versionOrAlias)) {
+    throw new EdgefleetError(
+      'EF_VERSION_INVALID',
+      `"${versionOrAlias.slice(0, 64)}" is neither a semantic version nor an alias name (lower case letters, digits and dashes)`,
+    );
+  }
+  const row = await db
+    .selectFrom('aliases')
+    .select('version')
+    .where('name', '=', name)
+    .where('alias', '=', versionOrAlias)
+    .executeTakeFirst();
+  if (!row) {
+    throw new EdgefleetError(
+      'EF_NOT_FOUND',
+      `${name} has no version or alias "${versionOrAlias}"; GET /v1/models/${name}/aliases lists its aliases`,
+    );
+  }
+  return { version: row.version, alias: versionOrAlias };
+}

@@ -31,7 +31,8 @@ import { type RolloutView, rolloutView } from './view.ts';
 export type RolloutSummary = Omit<RolloutView, 'devices'>;
 
 export interface RolloutEngine {
-  create(spec: RolloutSpec, actor: string): Promise<RolloutView>;
+  /** `alias`: the alias `spec.version` was resolved from, recorded with the rollout. */
+  create(spec: RolloutSpec, actor: string, options?: { readonly alias?: string | null }): Promise<RolloutView>;
   get(id: string): Promise<RolloutView>;
   /** A page of rollouts (see repository.list), each without its members: GET /v1/rollouts/:id has them. */
   list(options: { readonly state?: RolloutsTable['state']; readonly page: PageRequest }): Promise<RolloutSummary[]>;
@@ -39,6 +40,8 @@ export interface RolloutEngine {
   resume(id: string, actor: string): Promise<RolloutView>;
   /** Ends the rollout and returns its devices to their previous version. */
   abort(id: string, actor: string): Promise<RolloutView>;
+  /** Ends a running or paused rollout by returning its devices to their previous version (rolled_back). */
+  rollback(id: string, actor: string): Promise<RolloutView>;
   /** Skips the rest of the current stage's soak. */
   promote(id: string, actor: string): Promise<RolloutView>;
   /** Feeds a device message (events, reported state) to the engine; `message` when already decoded. */
@@ -296,7 +299,7 @@ export function createRolloutEngine(options: {
   }
 
   const engine: RolloutEngine = {
-    async create(spec, actor) {
+    async create(spec, actor, options = {}) {
       if (!(await rollouts.versionExists(spec.model, spec.version))) {
         throw new EdgefleetError('EF_NOT_FOUND', `${spec.model}@${spec.version} is not in the registry`);
       }
@@ -344,7 +347,7 @@ export function createRolloutEngine(options: {
             id,
             model: spec.model,
             version: spec.version,
-            spec: JSON.stringify(spec),
+            spec: JSON.stringify(options.alias ? { ...spec, alias: options.alias } : spec),
             state: 'running',
             current_stage: 0,
             stage_started_at: created,
@@ -361,7 +364,7 @@ export function createRolloutEngine(options: {
             actor,
             action: 'rollout.create',
             target: `rollout:${id}`,
-            after: { ...spec, devices: ids.length, stageSizes: sizes },
+            after: { ...spec, ...(options.alias ? { alias: options.alias } : {}), devices: ids.length, stageSizes: sizes },
           },
           new Date(now()),
         );
@@ -420,6 +423,21 @@ export function createRolloutEngine(options: {
       const row = await rollouts.load(id);
       if (row.state !== 'running' && row.state !== 'paused') throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${id} is ${row.state}`);
       await rollBack(row, 'aborted', { requestedBy: actor }, actor);
+      return engine.get(id);
+    },
+
+    async rollback(id, actor) {
+      const row = await rollouts.load(id);
+      if (row.state === 'rolled_back') return engine.get(id);
+      if (row.state !== 'running' && row.state !== 'paused') {
+        throw new EdgefleetError(
+          'EF_ROLLOUT_STATE',
+          row.state === 'completed'
+            ? `rollout ${id} is completed, and final: to roll the fleet back, create a rollout of the earlier version with "rollback": true (fleetctl rollouts rollback ${id} --to VERSION)`
+            : `rollout ${id} is ${row.state}: only a running or paused rollout can be rolled back`,
+        );
+      }
+      await rollBack(row, 'rolled_back', { requestedBy: actor }, actor);
       return engine.get(id);
     },
 

@@ -3,7 +3,9 @@ import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
+import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { resolveVersion } from '../registry/versions.ts';
 import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutEngine } from './engine.ts';
 import { ROLLOUT_ORDER } from './repository.ts';
@@ -22,12 +24,27 @@ const MEMBER_ORDER: readonly SortColumn[] = [
 ];
 const IdParams = Type.Object({ id: Type.String({ pattern: '^ro-[0-9a-f]{8}$' }) }, { additionalProperties: false });
 
+const ACTION_SUMMARIES = {
+  pause: 'Pause a running rollout (a paused one answers its state)',
+  resume: 'Resume a paused rollout; its failed devices get another chance (a running one answers its state)',
+  abort: 'Abort a rollout: its devices return to their previous version (state aborted)',
+  promote: 'Skip the rest of the current stage’s soak',
+  rollback: 'Roll a running or paused rollout back: its devices return to their previous version (state rolled_back)',
+} as const;
+
+/** What an admin acts on: its state and stage. */
+function rolloutEtag(rollout: { readonly state: string; readonly currentStage: number }): string {
+  return etagOf({ state: rollout.state, stage: rollout.currentStage });
+}
+
 export async function registerRolloutRoutes(app: FastifyInstance, context: ServerContext, engine: RolloutEngine): Promise<void> {
   app.post(
     '/v1/rollouts',
     { onRequest: context.requireAdmin, schema: { summary: 'Start a staged rollout of a model version', body: RolloutSpecSchema } },
     async (request, reply) => {
-      const rollout = await engine.create(request.body as RolloutSpec, request.principal?.id ?? 'unknown');
+      const spec = request.body as RolloutSpec;
+      const { version, alias } = await resolveVersion(context.db, spec.model, spec.version);
+      const rollout = await engine.create({ ...spec, version }, request.principal?.id ?? 'unknown', { alias });
       return reply.status(201).header('location', `/v1/rollouts/${rollout.id}`).send(rollout);
     },
   );
@@ -48,7 +65,11 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
   app.get(
     '/v1/rollouts/:id',
     { onRequest: context.requireRead, schema: { summary: 'A rollout: stages and per-device state', params: IdParams } },
-    async (request) => engine.get((request.params as { id: string }).id),
+    async (request, reply) => {
+      const rollout = await engine.get((request.params as { id: string }).id);
+      setEtag(reply, rolloutEtag(rollout));
+      return rollout;
+    },
   );
   app.get(
     '/v1/rollouts/:id/members',
@@ -92,14 +113,21 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
       };
     },
   );
-  for (const action of ['pause', 'resume', 'abort', 'promote'] as const) {
+  for (const action of ['pause', 'resume', 'abort', 'promote', 'rollback'] as const) {
     app.post(
       `/v1/rollouts/:id/${action}`,
       {
         onRequest: context.requireAdmin,
-        schema: { summary: `${action[0]?.toUpperCase()}${action.slice(1)} a rollout`, params: IdParams },
+        schema: { summary: ACTION_SUMMARIES[action], params: IdParams },
       },
-      async (request) => engine[action]((request.params as { id: string }).id, request.principal?.id ?? 'unknown'),
+      async (request, reply) => {
+        const { id } = request.params as { id: string };
+        // If-Match: the action applies only to the rollout as the client last saw it (state and stage).
+        if (request.headers['if-match'] !== undefined) checkIfMatch(request, rolloutEtag(await engine.get(id)), `rollout ${id}`);
+        const rollout = await engine[action](id, request.principal?.id ?? 'unknown');
+        setEtag(reply, rolloutEtag(rollout));
+        return rollout;
+      },
     );
   }
 }

@@ -4,7 +4,7 @@
  * pure helpers that place devices into stages.
  */
 import { createHash } from 'node:crypto';
-import { DeviceId, EdgefleetError, ModelName, Semver, Tag } from '@edgefleet/protocol';
+import { DeviceId, EdgefleetError, ModelName, Tag } from '@edgefleet/protocol';
 import Type, { type Static } from 'typebox';
 import type { StageGates } from './decide.ts';
 
@@ -22,7 +22,11 @@ const Stage = Type.Object(
 export const RolloutSpecSchema = Type.Object(
   {
     model: ModelName,
-    version: Semver,
+    version: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: 'a semantic version in the registry, or an alias (e.g. "production"), resolved and recorded at creation',
+    }),
     selector: Type.Object(
       {
         all: Type.Optional(Type.Literal(true, { description: 'every active device of the fleet (alone: no tags, no devices)' })),

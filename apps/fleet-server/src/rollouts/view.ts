@@ -15,6 +15,8 @@ export interface RolloutView {
   readonly id: string;
   readonly model: string;
   readonly version: string;
+  /** The alias the version was given as at creation (resolved then, never again), or null. */
+  readonly versionAlias: string | null;
   readonly state: RolloutsTable['state'];
   readonly currentStage: number;
   readonly stageStartedAt: string;
@@ -34,7 +36,7 @@ export interface RolloutView {
 
 /** Builds the view from a rollout, its members (by cohort) and the ids of those offline. */
 export function rolloutView(row: RolloutsTable, members: readonly RolloutDevicesTable[], offline: ReadonlySet<string>): RolloutView {
-  const spec = JSON.parse(row.spec) as RolloutSpec;
+  const { alias, ...spec } = JSON.parse(row.spec) as RolloutSpec & { alias?: string };
   const waiting = (d: RolloutDevicesTable) => d.status === 'pending' || d.status === 'assigned';
   const stages = spec.stages.map((_, stage) => {
     const inStage = members.filter((d) => d.stage <= stage);
@@ -51,6 +53,7 @@ export function rolloutView(row: RolloutsTable, members: readonly RolloutDevices
     id: row.id,
     model: row.model,
     version: row.version,
+    versionAlias: alias ?? null,
     state: row.state,
     currentStage: row.current_stage,
     stageStartedAt: row.stage_started_at,

@@ -302,6 +302,39 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.alterTable('audit_log').addColumn('actor_name', 'text').execute();
       },
     },
+    // What happened on each device (installs, failures, rollbacks, with codes and times), as the
+    // device reported it: the per-device history. One row per event, deduplicated by boot and seq.
+    '0013-device-events': {
+      async up(db) {
+        await db.schema
+          .createTable('device_events')
+          .addColumn('id', kind === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            kind === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('boot_id', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('at', 'text', (c) => c.notNull())
+          .addColumn('received_at', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('model', 'text')
+          .addColumn('version', 'text')
+          .addColumn('rollout_id', 'text')
+          .addColumn('error_code', 'text')
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addUniqueConstraint('device_events_once', ['device_id', 'boot_id', 'seq'])
+          .execute();
+        await db.schema.createIndex('device_events_device').on('device_events').columns(['device_id', 'id']).execute();
+        await db.schema.createIndex('device_events_received').on('device_events').column('received_at').execute();
+        // Whether a device is failing a model (devices/failing.ts), judged when its reported state
+        // is written, so lists filter and the fleet summary counts in SQL.
+        await db.schema
+          .alterTable('devices')
+          .addColumn('failing', 'integer', (c) => c.notNull().defaultTo(0))
+          .execute();
+        // Existing rows are judged on their next report: a device reports on every (re)connection.
+      },
+    },
   };
 }
 

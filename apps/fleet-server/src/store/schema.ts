@@ -53,6 +53,8 @@ export interface DevicesTable {
   online: number;
   /** Last retained reported state, JSON. */
   reported: string | null;
+  /** 1 when the reported state has a model in the failed state. */
+  failing: Generated<number>;
 }
 
 export interface EnrollmentTokensTable {
@@ -215,6 +217,24 @@ export interface RolloutDevicesTable {
   updated_at: string;
 }
 
+/** One event a device reported (DeviceEvent), kept for its history; download progress is not kept. */
+export interface DeviceEventsTable {
+  id: Generated<number>;
+  device_id: string;
+  boot_id: string;
+  seq: number;
+  /** When the device says it happened. */
+  at: string;
+  received_at: string;
+  kind: string;
+  model: string | null;
+  version: string | null;
+  rollout_id: string | null;
+  error_code: string | null;
+  /** The event as the device sent it (JSON). */
+  body: string;
+}
+
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
@@ -233,4 +253,5 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
+  device_events: DeviceEventsTable;
 }
