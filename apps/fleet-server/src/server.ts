@@ -30,6 +30,7 @@ import { registerDeviceRoutes } from './devices/routes.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
 import { registerDriftRoutes } from './drift/routes.ts';
 import { registerFleetRoutes } from './fleet/routes.ts';
+import { registerIdempotency } from './http/idempotency.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { registerRequestLog } from './http/request-log.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
@@ -266,6 +267,19 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     webhook: config.webhookUrl && config.webhookSecret ? { url: config.webhookUrl, secret: config.webhookSecret } : undefined,
     log: app.log,
     now: clock,
+  });
+  // Creating POSTs honour Idempotency-Key: a retried request gets the first answer, never a second resource.
+  registerIdempotency(app, {
+    db,
+    now: clock,
+    routes: [
+      '/v1/devices',
+      '/v1/enrollment-tokens',
+      '/v1/admin-tokens',
+      '/v1/models/:name/versions',
+      '/v1/models/:name/versions/:version/reference',
+      '/v1/rollouts',
+    ],
   });
   await registerAuditRoutes(app, context);
   await registerTokenRoutes(app, context, clock);

@@ -21,7 +21,7 @@ export async function startTestServer(config: Partial<ServerConfig> = {}, option
   return Object.assign(server, { token, auth: { authorization: `Bearer ${token}` } });
 }
 
-/** A multipart upload body: fields first, then the model file, then the reference dataset if any. */
+/** A multipart upload body: fields, then the model file, then the reference dataset if any (any order works). */
 export function uploadForm(
   version: string,
   model: Uint8Array,

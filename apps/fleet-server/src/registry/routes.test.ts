@@ -216,3 +216,24 @@ describe('model registry', () => {
     expect(response.json()).toMatchObject({ code: 'EF_ARTIFACT_HASH_MISMATCH' });
   });
 });
+
+describe('multipart field order', () => {
+  it('takes the parts in any order: the reference dataset before its telemetry spec, the model before its version', async () => {
+    const telemetry = {
+      features: [
+        { name: 'a', source: 'input', tensor: 'features', kind: 'column', index: 0 },
+        { name: 'b', source: 'input', tensor: 'features', kind: 'column', index: 1 },
+      ],
+    };
+    const rows = Array.from({ length: 50 }, (_, i) => `${i % 7},${(i * 3) % 11}`).join('\n');
+    const form = new FormData();
+    form.append('reference', new Blob([`a,b\n${rows}\n`], { type: 'text/csv' }), 'reference.csv');
+    form.append('model', new Blob([mlpModel(21).bytes.slice()]), 'model.onnx');
+    form.append('telemetry', JSON.stringify(telemetry));
+    form.append('version', '1.0.0');
+    const response = await server.app.inject({ method: 'POST', url: '/v1/models/any-order/versions', headers: server.auth, payload: form });
+    expect(response.statusCode, response.body).toBe(201);
+    expect(response.json()).toMatchObject({ version: '1.0.0', reference: { rows: 50, features: ['a', 'b'] } });
+    expect(response.json().manifest.payload.telemetry).toEqual(telemetry);
+  });
+});

@@ -3,6 +3,7 @@
  * loaded in onnxruntime, golden vectors made a hash-listed file, the manifest signed and checked
  * to travel, the bytes committed under their hash, the row written last.
  */
+import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
@@ -32,7 +33,8 @@ import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { storeReference } from '../drift/scoring.ts';
-import { type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
+import { partsFingerprint } from '../http/idempotency.ts';
+import { type DatasetFormat, type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
 import { readOnnxSummary } from './onnx.ts';
 import { versionOf } from './versions.ts';
 
@@ -78,16 +80,18 @@ function asUploadError(error: unknown): unknown {
 }
 
 /**
- * POST /v1/models/{name}/versions: a version registered from a multipart upload (fields first,
+ * POST /v1/models/{name}/versions: a version registered from a multipart upload (parts in any order,
  * the model file, optionally a reference dataset), checked, loaded in onnxruntime, signed, stored.
  */
 export async function registerUploadRoute(app: FastifyInstance, context: ServerContext): Promise<void> {
   const { db, artifacts, keys, config } = context;
 
   /**
-   * Reads the multipart body: fields (JSON ones parsed), the model streamed to a staged file, the
-   * optional reference dataset profiled as it streams. On any failure the staged file is gone and
-   * the error is coded (see asUploadError).
+   * Reads the multipart body in whatever order its parts come: fields (JSON ones parsed), the
+   * model streamed to a staged file, the optional reference dataset staged too and profiled once
+   * every field (its telemetry spec among them) is known. On any failure the staged files are
+   * gone and the error is coded (see asUploadError). Sets the request's idempotency fingerprint:
+   * its fields and its files' sha256, whatever the order or the multipart boundary.
    */
   async function readUpload(
     request: FastifyRequest,
@@ -98,11 +102,12 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
     reference: (DatasetProfile & { fileName: string }) | undefined;
   }> {
     const raw: Record<string, unknown> = {};
+    const texts: Record<string, string> = {};
     let staged: StagedUpload | undefined;
-    let reference: (DatasetProfile & { fileName: string }) | undefined;
+    let referenceFile: { staged: StagedUpload; format: DatasetFormat; fileName: string } | undefined;
     try {
       for await (const part of request.parts()) {
-        if (part.type === 'file' && part.fieldname === 'reference' && !reference) {
+        if (part.type === 'file' && part.fieldname === 'reference' && !referenceFile) {
           const format = datasetFormat(part.filename, part.mimetype);
           if (!format) {
             part.file.resume();
@@ -111,13 +116,16 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               `the reference dataset "${part.filename.slice(0, 64)}" is neither CSV (.csv, text/csv) nor JSON lines (.jsonl, application/x-ndjson)`,
             );
           }
-          const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
-          const profile = await profileDataset(part.file, {
-            format,
-            maxBytes: config.maxReferenceBytes,
-            ...(telemetry ? { telemetry } : {}),
+          const file = await artifacts.stage(part.file, config.maxReferenceBytes).catch((error: unknown) => {
+            throw error instanceof EdgefleetError && error.code === 'EF_MESSAGE_TOO_LARGE'
+              ? new EdgefleetError(
+                  'EF_MESSAGE_TOO_LARGE',
+                  `the reference dataset is larger than ${config.maxReferenceBytes} bytes (EDGEFLEET_MAX_REFERENCE_BYTES); send a sample of it`,
+                  { details: { limit: config.maxReferenceBytes } },
+                )
+              : error;
           });
-          reference = { ...profile, fileName: part.filename.slice(0, 128) };
+          referenceFile = { staged: file, format, fileName: part.filename.slice(0, 128) };
         } else if (part.type === 'file') {
           if (part.fieldname !== 'model' || staged) {
             part.file.resume();
@@ -126,40 +134,51 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
             );
           }
-          if (typeof raw.version !== 'string') {
-            part.file.resume();
-            throw new EdgefleetError('EF_SCHEMA_INVALID', 'send the "version" field before the "model" file in the multipart body');
-          }
-          const version = versionOf(raw.version);
-          const existing = await db
-            .selectFrom('model_versions')
-            .select('version')
-            .where('name', '=', name)
-            .where('version', '=', version)
-            .executeTakeFirst();
-          if (existing) {
-            part.file.resume();
-            throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
-          }
+          // When the version came first, a duplicate is refused before its bytes are read.
+          if (typeof raw.version === 'string') await refuseExisting(name, versionOf(raw.version), () => part.file.resume());
           staged = await artifacts.stage(part.file, config.maxModelBytes);
         } else {
           if (!UploadFields.properties[part.fieldname as keyof typeof UploadFields.properties]) {
             throw new EdgefleetError('EF_SCHEMA_INVALID', `unknown upload field "${part.fieldname.slice(0, 64)}"`);
           }
-          if (part.fieldname === 'telemetry' && reference) {
-            throw new EdgefleetError(
-              'EF_SCHEMA_INVALID',
-              'send the "telemetry" field before the "reference" file: its columns are checked against it',
-            );
-          }
           const value = String(part.value);
+          texts[part.fieldname] = value;
           raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value;
         }
+      }
+      request.idempotencyFingerprint = partsFingerprint(request.method, request.url.split('?')[0] ?? request.url, texts, {
+        ...(staged ? { model: staged.sha256 } : {}),
+        ...(referenceFile ? { reference: referenceFile.staged.sha256 } : {}),
+      });
+      let reference: (DatasetProfile & { fileName: string }) | undefined;
+      if (referenceFile) {
+        const telemetry = raw.telemetry === undefined ? undefined : validate(TelemetrySpec, raw.telemetry);
+        const profile = await profileDataset(createReadStream(referenceFile.staged.path), {
+          format: referenceFile.format,
+          maxBytes: config.maxReferenceBytes,
+          ...(telemetry ? { telemetry } : {}),
+        });
+        reference = { ...profile, fileName: referenceFile.fileName };
       }
       return { raw, staged, reference };
     } catch (error) {
       if (staged) await artifacts.discard(staged);
       throw asUploadError(error);
+    } finally {
+      if (referenceFile) await artifacts.discard(referenceFile.staged);
+    }
+  }
+
+  async function refuseExisting(name: string, version: string, drain: () => void): Promise<void> {
+    const existing = await db
+      .selectFrom('model_versions')
+      .select('version')
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    if (existing) {
+      drain();
+      throw new EdgefleetError('EF_MODEL_VERSION_EXISTS', `${name}@${version} already exists`);
     }
   }
 
@@ -169,7 +188,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
       onRequest: context.requireAdmin,
       schema: {
         summary:
-          'Upload a model version (multipart: fields first, then the ONNX file as "model" and optionally a reference dataset, CSV or JSON lines, as "reference")',
+          'Upload a model version (multipart, parts in any order: the fields, the ONNX file as "model", optionally a reference dataset, CSV or JSON lines, as "reference"); honours Idempotency-Key',
         params: NameParams,
         consumes: ['multipart/form-data'],
       },

@@ -335,6 +335,27 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         // Existing rows are judged on their next report: a device reports on every (re)connection.
       },
     },
+    // Idempotency-Key (issue 14): a creating POST retried with the same key gets the first
+    // answer. The answer is stored encrypted under a key derived from the Idempotency-Key (which
+    // is never stored): it may hold a secret shown once, such as a new device's.
+    '0014-idempotency-keys': {
+      async up(db) {
+        await db.schema
+          .createTable('idempotency_keys')
+          .addColumn('key_hash', 'text', (c) => c.primaryKey())
+          .addColumn('method', 'text', (c) => c.notNull())
+          .addColumn('path', 'text', (c) => c.notNull())
+          .addColumn('fingerprint', 'text')
+          .addColumn('state', 'text', (c) => c.notNull())
+          .addColumn('status', 'integer')
+          .addColumn('headers', 'text')
+          .addColumn('body', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('idempotency_keys_expires').on('idempotency_keys').column('expires_at').execute();
+      },
+    },
   };
 }
 

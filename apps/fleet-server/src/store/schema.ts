@@ -235,6 +235,23 @@ export interface DeviceEventsTable {
   body: string;
 }
 
+export interface IdempotencyKeysTable {
+  /** sha256 of the caller's token id and the key: the key itself is never stored. */
+  key_hash: string;
+  method: string;
+  path: string;
+  /** sha256 of what the request asked (canonical JSON body, or a multipart body's fields and file hashes). */
+  fingerprint: string | null;
+  state: 'in_flight' | 'done';
+  status: number | null;
+  /** JSON: the response headers replayed (location, etag, content-type). */
+  headers: string | null;
+  /** The response body, AES-256-GCM under a key derived from the Idempotency-Key (base64url of iv, tag, data). */
+  body: string | null;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
@@ -254,4 +271,5 @@ export interface Database {
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
   device_events: DeviceEventsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }

@@ -284,7 +284,7 @@ export const ERRORS = defineErrors({
   EF_MULTIPART_INVALID: {
     status: 400,
     title: 'The upload is not a well-formed multipart/form-data body',
-    fix: 'Send multipart/form-data with its boundary in the Content-Type header, the fields first and the model file last (curl -F or FormData do this); the message says what was malformed.',
+    fix: 'Send multipart/form-data with its boundary in the Content-Type header (curl -F or FormData do this), fields and files in any order; the message says what was malformed.',
   },
   EF_PRECONDITION_FAILED: {
     status: 412,
