@@ -76,7 +76,11 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
 
 export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fleet> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-fleet-'));
-  let server = await createFleetServer({ env: {}, config: { ...config, dataDir, port: 0, mqttPort: 0, adminToken: ADMIN_TOKEN } });
+  let server = await createFleetServer({
+    env: {},
+    config: { ...config, dataDir, port: 0, mqttPort: 0, adminToken: ADMIN_TOKEN },
+    validateResponses: true,
+  });
   const ports = { http: new URL(server.url).port, mqtt: new URL(server.broker.urls.tcp).port };
   const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
   const keySet = ((await server.app.inject({ method: 'GET', url: '/v1/keyset' })).json() as SignedDocument<KeySetPayload>).payload;
@@ -170,6 +174,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
       server = await createFleetServer({
         env: {},
         config: { ...config, dataDir, port: Number(ports.http), mqttPort: Number(ports.mqtt), adminToken: ADMIN_TOKEN },
+        validateResponses: true,
       });
     },
     async close() {

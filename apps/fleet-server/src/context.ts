@@ -17,6 +17,10 @@ import type { Database } from './store/schema.ts';
 import type { WriteBehind } from './store/write-behind.ts';
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The request body as the OpenAPI document shows it, for routes that read their own body (multipart, CSV). */
+    docBody?: unknown;
+  }
   interface FastifyRequest {
     /** Who made the request, set by the auth pre-handlers. */
     principal?: Principal;

@@ -3,6 +3,7 @@
  * embedded MQTT broker. With no configuration it starts and is useful on one machine.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTopicScheme, EdgefleetError } from '@edgefleet/protocol';
 import { writeFileAtomically } from '@edgefleet/protocol/node';
@@ -31,8 +32,11 @@ import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts'
 import { registerDriftRoutes } from './drift/routes.ts';
 import { registerFleetRoutes } from './fleet/routes.ts';
 import { registerIdempotency } from './http/idempotency.ts';
+import { describeRoute, TAGS } from './http/openapi.ts';
 import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { registerRequestLog } from './http/request-log.ts';
+import { registerResponseCheck } from './http/response-check.ts';
+import { mediaResponse, registerSharedSchemas } from './http/schemas.ts';
 import { loadOrCreateKeys } from './keys/index.ts';
 import { stdoutDestination } from './log.ts';
 import { createMetrics } from './metrics/index.ts';
@@ -74,7 +78,11 @@ export interface CreateServerOptions {
    * last-seen and received-at times), in ms since the epoch; tests move it instead of waiting.
    */
   readonly clock?: () => number;
+  /** Check every JSON answer against its route's documented response schema (tests: the contract cannot drift). */
+  readonly validateResponses?: boolean;
 }
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** The query string of a route that takes no parameters. */
 const NO_QUERY = Type.Object({}, { additionalProperties: false });
@@ -110,6 +118,11 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   });
   registerProblemHandlers(app);
   registerRequestLog(app);
+  registerSharedSchemas(app);
+  // Answers are serialized as they are: response schemas document them (and tests check them
+  // with validateResponses), they never silently drop a field.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  if (options.validateResponses) registerResponseCheck(app);
   // Bodies are JSON (or multipart, CSV, JSON lines where a route says so): a text/plain body is a
   // 415, not a string that fails the route's schema.
   app.removeContentTypeParser('text/plain');
@@ -118,9 +131,11 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // Unknown query parameters are refused on every API route alike (a misspelt filter must not
   // silently list everything): routes without filters of their own accept none.
   app.addHook('onRoute', (route) => {
-    if (!route.url.startsWith('/v1/')) return;
-    route.schema ??= {};
-    route.schema.querystring ??= NO_QUERY;
+    if (route.url.startsWith('/v1/')) {
+      route.schema ??= {};
+      route.schema.querystring ??= NO_QUERY;
+    }
+    describeRoute(route);
   });
 
   const failures = createFailureLimiter(config.authFailuresPerMinute);
@@ -228,14 +243,32 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   });
   await app.register(swagger, {
     openapi: {
+      openapi: '3.1.0',
       info: {
         title: 'edgefleet fleet server',
-        version: '0.1.0',
-        description: 'Model registry, devices and rollouts. Errors are RFC 9457 problem+json with EF_ codes.',
+        version: PACKAGE_VERSION,
+        description:
+          'Model registry, devices, rollouts, telemetry and drift. Errors are RFC 9457 problem+json with a stable EF_ code (docs/errors.md). ' +
+          'Lists page with `limit` and `cursor` (the `next` of the previous page). Creating POSTs honour `Idempotency-Key`; ' +
+          'mutable resources carry an `ETag` and honour `If-Match`.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, device: { type: 'http', scheme: 'basic' } } },
+      tags: [...TAGS],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'an admin or read-only token (efa_…), or EDGEFLEET_ADMIN_TOKEN' },
+          device: { type: 'http', scheme: 'basic', description: 'a device: its id and secret' },
+        },
+      },
       security: [{ bearer: [] }],
     },
+    // Routes that read their own body (multipart, CSV) describe it for the document only.
+    transform: ({ schema, url, route }) => {
+      const docBody = (route as { config?: { docBody?: unknown } } | undefined)?.config?.docBody;
+      return { schema: docBody ? ({ ...schema, body: docBody } as typeof schema) : schema, url };
+    },
+    // Shared schemas (app.addSchema) become components named by their $id.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -243,8 +276,21 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  app.get('/healthz', { schema: { summary: 'The process is up' } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { summary: 'The database and the broker answer' } }, async () => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'The process is up',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }) },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  const Ready = Type.Object(
+    { status: Type.Literal('ready'), broker: Type.Object({ clients: Type.Integer() }, { additionalProperties: false }) },
+    { additionalProperties: false },
+  );
+  app.get('/readyz', { schema: { summary: 'The database and the broker answer', response: { 200: Ready } } }, async () => {
     try {
       await db.selectFrom('models').select('name').limit(1).execute();
     } catch (cause) {
@@ -253,8 +299,16 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     if (!broker) throw new EdgefleetError('EF_STORE_UNAVAILABLE', 'the MQTT broker is not started yet');
     return { status: 'ready', broker: { clients: broker.connectedCount } };
   });
-  app.get('/metrics', { onRequest: context.requireRead, schema: { summary: 'Prometheus metrics' } }, async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  app.get(
+    '/metrics',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'Prometheus metrics (needs a read token: see docs/fleet-server.md for the scrape config)',
+        response: { 200: mediaResponse('text/plain', 'the Prometheus text exposition format') },
+      },
+    },
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });

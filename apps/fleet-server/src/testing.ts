@@ -16,6 +16,8 @@ export async function startTestServer(config: Partial<ServerConfig> = {}, option
     env: {},
     config: { port: 0, mqttPort: 0, rateLimitPerMinute: 100_000, ...config, dataDir },
     ...(options.clock ? { clock: options.clock } : {}),
+    // Every answer a test sees is checked against the OpenAPI document.
+    validateResponses: true,
   });
   const token = server.createdAdminToken ?? config.adminToken ?? '';
   return Object.assign(server, { token, auth: { authorization: `Bearer ${token}` } });

@@ -12,6 +12,7 @@ import { EdgefleetError, type ReportedState, Sha256 } from '@edgefleet/protocol'
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
+import { Empty, mediaResponse } from '../http/schemas.ts';
 
 const Params = Type.Object({ sha256: Sha256 }, { additionalProperties: false });
 
@@ -104,7 +105,18 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/artifacts/:sha256',
-    { onRequest: context.requireReadOrDevice, schema: { summary: 'Download an artifact (Range, ETag)', params: Params } },
+    {
+      onRequest: context.requireReadOrDevice,
+      schema: {
+        summary: 'Download an artifact by its sha256 (Range, If-Range, If-None-Match); a device reads only what it is assigned',
+        params: Params,
+        response: {
+          200: mediaResponse('application/octet-stream', 'the whole file'),
+          206: mediaResponse('application/octet-stream', 'the requested range (Content-Range)'),
+          304: { description: 'not modified (If-None-Match)', ...Empty },
+        },
+      },
+    },
     async (request, reply) => {
       const { sha256 } = request.params as { sha256: string };
       const principal = request.principal;

@@ -3,12 +3,26 @@ import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Nullable, Page } from '../http/schemas.ts';
 
 const AuditQuery = pagedQuery({
   target: Type.Optional(Type.String({ maxLength: 200 })),
   action: Type.Optional(Type.String({ maxLength: 100 })),
   actor: Type.Optional(Type.String({ maxLength: 200, description: 'the acting token id, `env`, or a part of the server' })),
 });
+const AuditEntry = Type.Object(
+  {
+    id: Type.Integer(),
+    at: DateTime,
+    actor: Type.String({ description: 'the acting token id, env, enrollment-token:<id>, or a part of the server' }),
+    actorName: Nullable(Type.String({ description: 'the acting token’s name when it acted' })),
+    action: Type.String(),
+    target: Type.String(),
+    before: Type.Unknown(),
+    after: Type.Unknown(),
+  },
+  { additionalProperties: false },
+);
 const AUDIT_ORDER: readonly SortColumn[] = [{ column: 'id', direction: 'desc' }];
 
 export async function registerAuditRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
@@ -16,7 +30,11 @@ export async function registerAuditRoutes(app: FastifyInstance, context: ServerC
     '/v1/audit',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'The audit log: who changed what, when, before and after', querystring: AuditQuery },
+      schema: {
+        summary: 'The audit log, newest first: who changed what, when, before and after',
+        querystring: AuditQuery,
+        response: { 200: Page('entries', AuditEntry) },
+      },
     },
     async (request) => {
       const query = request.query as { target?: string; action?: string; actor?: string; limit?: string; cursor?: string };

@@ -11,6 +11,7 @@ import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Nullable, Page } from '../http/schemas.ts';
 import type { AdminTokensTable, Database } from '../store/schema.ts';
 import { ENV_TOKEN_NAME, formatAdminToken, newSecret, type Scope, sha256 } from './index.ts';
 
@@ -25,10 +26,24 @@ export const AdminTokenView = Type.Object(
     name: Type.String(),
     scope: Type.Enum(['admin', 'read']),
     state: TokenState,
-    createdAt: Type.String({ format: 'date-time' }),
-    createdBy: Type.Union([Type.String(), Type.Null()]),
-    expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-    revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    createdAt: DateTime,
+    createdBy: Nullable(Type.String()),
+    expiresAt: Nullable(DateTime),
+    revokedAt: Nullable(DateTime),
+  },
+  { additionalProperties: false },
+);
+
+const AdminTokenCreated = Type.Object(
+  { ...AdminTokenView.properties, token: Type.String({ description: 'the token, shown once: efa_<id>_<secret>' }) },
+  { additionalProperties: false },
+);
+const WhoAmI = Type.Object(
+  {
+    id: Type.String({ description: 'the token id (env: EDGEFLEET_ADMIN_TOKEN)' }),
+    name: Nullable(Type.String()),
+    scope: Type.Enum(['admin', 'read']),
+    expiresAt: Nullable(DateTime),
   },
   { additionalProperties: false },
 );
@@ -122,6 +137,7 @@ export async function registerTokenRoutes(app: FastifyInstance, context: ServerC
       schema: {
         summary: 'Create an admin or read-only token, optionally expiring; its secret is returned once',
         body: CreateAdminToken,
+        response: { 201: AdminTokenCreated },
       },
     },
     async (request, reply) => {
@@ -145,7 +161,11 @@ export async function registerTokenRoutes(app: FastifyInstance, context: ServerC
     '/v1/admin-tokens',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'List admin and read-only tokens (never their secrets), newest first', querystring: ListTokens },
+      schema: {
+        summary: 'List admin and read-only tokens (never their secrets), newest first',
+        querystring: ListTokens,
+        response: { 200: Page('tokens', AdminTokenView) },
+      },
     },
     async (request) => {
       const query = request.query as { state?: 'active' | 'expired' | 'revoked'; scope?: Scope; limit?: string; cursor?: string };
@@ -164,7 +184,10 @@ export async function registerTokenRoutes(app: FastifyInstance, context: ServerC
 
   app.get(
     '/v1/admin-tokens/:id',
-    { onRequest: context.requireAdmin, schema: { summary: 'One admin or read-only token (never its secret)', params: IdParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'One admin or read-only token (never its secret)', params: IdParams, response: { 200: AdminTokenView } },
+    },
     async (request) => {
       const { id } = request.params as { id: string };
       const row = await db.selectFrom('admin_tokens').selectAll().where('id', '=', id).executeTakeFirst();
@@ -177,7 +200,11 @@ export async function registerTokenRoutes(app: FastifyInstance, context: ServerC
     '/v1/admin-tokens/:id/revoke',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Revoke a token now; revoking a revoked token changes nothing', params: IdParams },
+      schema: {
+        summary: 'Revoke a token now; revoking a revoked token changes nothing',
+        params: IdParams,
+        response: { 200: AdminTokenView },
+      },
     },
     async (request) => {
       const { id } = request.params as { id: string };
@@ -219,7 +246,10 @@ export async function registerTokenRoutes(app: FastifyInstance, context: ServerC
 
   app.get(
     '/v1/whoami',
-    { onRequest: context.requireRead, schema: { summary: 'The token this request carries: its id, name, scope and expiry' } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'The token this request carries: its id, name, scope and expiry', response: { 200: WhoAmI } },
+    },
     async (request) => {
       const principal = request.principal;
       return {

@@ -3,7 +3,18 @@
  * only as its sha256 (it is 256 random bits: see auth/index.ts). Revocation disconnects the device at once and refuses it from then on.
  */
 import { randomUUID } from 'node:crypto';
-import { assertDeviceId, type DeviceEvent, DeviceId, EdgefleetError, EVENT_KINDS, ModelName, Semver, Tag } from '@edgefleet/protocol';
+import {
+  assertDeviceId,
+  type DeviceEvent,
+  DeviceId,
+  EdgefleetError,
+  ErrorInfo,
+  EVENT_KINDS,
+  ExecutionProviderSchema,
+  ModelName,
+  Semver,
+  Tag,
+} from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import { type ExpressionBuilder, type Insertable, type Selectable, type SqlBool, sql } from 'kysely';
 import Type from 'typebox';
@@ -13,6 +24,7 @@ import type { ServerContext } from '../context.ts';
 import { checkNotDowngrade } from '../desired/index.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Empty, Nullable, Page, Ref } from '../http/schemas.ts';
 import type { Database, DevicesTable, EnrollmentTokensTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
@@ -87,6 +99,72 @@ function enrollmentTokenView(row: EnrollmentTokensTable, now: number) {
   };
 }
 
+const DeviceView = Type.Object(
+  {
+    id: DeviceId,
+    tags: Type.Array(Tag),
+    status: Type.Enum(['active', 'revoked']),
+    online: Type.Boolean(),
+    failing: Type.Boolean({ description: 'reports a model failed, or an install it was asked for that failed' }),
+    createdAt: DateTime,
+    lastSeenAt: Nullable(DateTime),
+    reported: Type.Union([Ref('ReportedState'), Type.Null()], { description: 'what the device last reported' }),
+  },
+  { additionalProperties: false },
+);
+const DeviceCreated = Type.Object(
+  {
+    id: DeviceId,
+    secret: Type.String({ description: 'the device secret, shown once: keep it on the device' }),
+    tags: Type.Array(Tag),
+    mqtt: Type.Object({ tcp: Type.String(), ws: Type.String() }, { additionalProperties: false }),
+    keySet: Ref('SignedKeySet'),
+  },
+  { additionalProperties: false },
+);
+const HistoryEvent = Type.Object(
+  {
+    id: Type.Integer(),
+    at: DateTime,
+    receivedAt: DateTime,
+    kind: Type.Enum(EVENT_KINDS_KEPT),
+    model: Nullable(Type.String()),
+    version: Nullable(Type.String()),
+    rolloutId: Nullable(Type.String()),
+    error: Nullable(ErrorInfo),
+    bootId: Type.String(),
+    seq: Type.Integer(),
+    executionProvider: Type.Optional(ExecutionProviderSchema),
+    fallback: Type.Optional(
+      Type.Object({ from: Type.String(), to: Type.String(), reason: Type.String() }, { additionalProperties: false }),
+    ),
+    latency: Type.Optional(Type.Record(Type.String(), Type.Number())),
+  },
+  { additionalProperties: false },
+);
+const EnrollmentTokenView = Type.Object(
+  {
+    id: Type.String(),
+    name: Nullable(Type.String()),
+    tags: Type.Array(Tag),
+    usesLeft: Nullable(Type.Integer({ description: 'null: unlimited' })),
+    state: EnrollmentTokenState,
+    createdAt: DateTime,
+    createdBy: Nullable(Type.String()),
+    expiresAt: Nullable(DateTime),
+    revokedAt: Nullable(DateTime),
+  },
+  { additionalProperties: false },
+);
+const EnrollmentTokenCreated = Type.Object(
+  {
+    ...EnrollmentTokenView.properties,
+    token: Type.String({ description: 'the enrollment token, shown once' }),
+    uses: Nullable(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+
 const Enroll = Type.Object({ token: Type.String({ maxLength: 200 }), id: Type.Optional(DeviceId) }, { additionalProperties: false });
 
 /** What an admin controls of a device: its ETag changes with these, not with its presence. */
@@ -136,7 +214,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/devices',
-    { onRequest: context.requireAdmin, schema: { summary: 'Create a device; its secret is returned once', body: CreateDevice } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Create a device; its secret is returned once', body: CreateDevice, response: { 201: DeviceCreated } },
+    },
     async (request, reply) => {
       const body = request.body as { id?: string; tags?: string[] };
       const created = await createDevice(body.id ?? `dev-${randomUUID().slice(0, 8)}`, body.tags ?? [], request.principal?.id ?? 'unknown');
@@ -148,7 +229,11 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     '/v1/devices',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'List devices by id, by tag and status, a page at a time', querystring: ListDevices },
+      schema: {
+        summary: 'List devices by id, by tag, status, presence and failure, a page at a time',
+        querystring: ListDevices,
+        response: { 200: Page('devices', DeviceView) },
+      },
     },
     async (request) => {
       const query = request.query as {
@@ -177,7 +262,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/devices/:id',
-    { onRequest: context.requireRead, schema: { summary: 'One device, with its ETag', params: IdParams } },
+    { onRequest: context.requireRead, schema: { summary: 'One device, with its ETag', params: IdParams, response: { 200: DeviceView } } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       await context.writes.flush();
@@ -196,6 +281,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         summary: 'Change a device’s tags (honours If-Match); rollouts created after, and drift groups from the next pass, see them',
         params: IdParams,
         body: PatchDevice,
+        response: { 200: DeviceView },
       },
     },
     async (request, reply) => {
@@ -235,6 +321,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         summary: 'What happened on a device, newest first: installs, acceptance, failures, rollbacks, with codes and times',
         params: IdParams,
         querystring: HistoryQuery,
+        response: { 200: Page('events', HistoryEvent, { deviceId: DeviceId }) },
       },
     },
     async (request) => {
@@ -275,7 +362,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/devices/:id/revoke',
-    { onRequest: context.requireAdmin, schema: { summary: 'Revoke a device and disconnect it now', params: IdParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Revoke a device and disconnect it now (honours If-Match)', params: IdParams, response: { 200: DeviceView } },
+    },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       await db.transaction().execute(async (trx) => {
@@ -300,7 +390,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.delete(
     '/v1/devices/:id',
-    { onRequest: context.requireAdmin, schema: { summary: 'Delete a device', params: IdParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Delete a device (honours If-Match)', params: IdParams, response: { 204: { description: 'deleted', ...Empty } } },
+    },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       await db.transaction().execute(async (trx) => {
@@ -318,7 +411,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/devices/:id/desired',
-    { onRequest: context.requireRead, schema: { summary: 'The signed desired state of a device', params: IdParams } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'The signed desired state of a device', params: IdParams, response: { 200: Ref('SignedDesiredState') } },
+    },
     async (request) => {
       const { id } = request.params as { id: string };
       const document = await context.desired.current(id);
@@ -331,7 +427,12 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     '/v1/devices/:id/desired/:model',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Assign a model version to one device (rollouts do this in stages)', params: DesiredParams, body: DesiredBody },
+      schema: {
+        summary: 'Assign a model version to one device (rollouts do this in stages)',
+        params: DesiredParams,
+        body: DesiredBody,
+        response: { 200: Ref('SignedDesiredState') },
+      },
     },
     async (request) => {
       const { id, model } = request.params as { id: string; model: string };
@@ -347,7 +448,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.delete(
     '/v1/devices/:id/desired/:model',
-    { onRequest: context.requireAdmin, schema: { summary: 'Uninstall a model from one device', params: DesiredParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'Uninstall a model from one device', params: DesiredParams, response: { 200: Ref('SignedDesiredState') } },
+    },
     async (request) => {
       const { id, model } = request.params as { id: string; model: string };
       return context.desired.assign(id, { remove: [model] }, request.principal?.id ?? 'unknown');
@@ -358,7 +462,11 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     '/v1/enrollment-tokens',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Create a reusable enrollment token, optionally limited in uses and time; returned once', body: CreateToken },
+      schema: {
+        summary: 'Create a reusable enrollment token, optionally limited in uses and time; returned once',
+        body: CreateToken,
+        response: { 201: EnrollmentTokenCreated },
+      },
     },
     async (request, reply) => {
       const body = request.body as { name?: string; tags?: string[]; uses?: number; expiresInSeconds?: number };
@@ -400,7 +508,11 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     '/v1/enrollment-tokens',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'List enrollment tokens (never their secrets), newest first', querystring: ListEnrollmentTokens },
+      schema: {
+        summary: 'List enrollment tokens (never their secrets), newest first',
+        querystring: ListEnrollmentTokens,
+        response: { 200: Page('tokens', EnrollmentTokenView) },
+      },
     },
     async (request) => {
       const query = request.query as { state?: ReturnType<typeof enrollmentTokenState>; limit?: string; cursor?: string };
@@ -422,7 +534,10 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.get(
     '/v1/enrollment-tokens/:id',
-    { onRequest: context.requireAdmin, schema: { summary: 'One enrollment token (never its secret)', params: TokenParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: { summary: 'One enrollment token (never its secret)', params: TokenParams, response: { 200: EnrollmentTokenView } },
+    },
     async (request) => {
       const { id } = request.params as { id: string };
       const row = await db.selectFrom('enrollment_tokens').selectAll().where('id', '=', id).executeTakeFirst();
@@ -438,6 +553,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       schema: {
         summary: 'Revoke an enrollment token now (devices it enrolled stay); revoking a revoked token changes nothing',
         params: TokenParams,
+        response: { 200: EnrollmentTokenView },
       },
     },
     async (request) => {
@@ -462,7 +578,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   app.post(
     '/v1/enroll',
-    { schema: { summary: 'A device enrolls itself with an enrollment token', body: Enroll } },
+    { schema: { summary: 'A device enrolls itself with an enrollment token', body: Enroll, response: { 201: DeviceCreated } } },
     async (request, reply) => {
       const body = request.body as { token: string; id?: string };
       const id = body.id ?? `dev-${randomUUID().slice(0, 8)}`;
@@ -483,5 +599,9 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     },
   );
 
-  app.get('/v1/keyset', { schema: { summary: 'The signed key set devices pin (public)' } }, async () => context.keys.keySet);
+  app.get(
+    '/v1/keyset',
+    { schema: { summary: 'The signed key set devices pin (public)', response: { 200: Ref('SignedKeySet') } } },
+    async () => context.keys.keySet,
+  );
 }

@@ -10,6 +10,7 @@ import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Nullable, Page } from '../http/schemas.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
@@ -53,6 +54,86 @@ const ALERT_ORDER: readonly SortColumn[] = [
   { column: 'id', direction: 'desc' },
 ];
 
+const DriftResultView = Type.Object(
+  {
+    method: Type.String({ description: 'ks, chi-square, wasserstein, jensen-shannon or psi' }),
+    score: Type.Number({ description: 'a p-value (ks, chi-square) or a distance' }),
+    threshold: Type.Number(),
+    drifted: Type.Boolean(),
+    statistic: Type.Optional(Type.Number()),
+  },
+  { additionalProperties: false },
+);
+const ScoreView = Type.Object(
+  {
+    group: Type.String({ description: 'a device tag, or * for every device' }),
+    bucketStart: DateTime,
+    bucketEnd: DateTime,
+    devices: Type.Integer(),
+    windows: Type.Integer(),
+    runs: Type.Integer(),
+    compared: Type.Integer({ description: 'features compared' }),
+    score: Type.Number({ description: 'share of compared features that drifted, 0-1' }),
+    drifted: Type.Boolean(),
+    driftedFeatures: Type.Array(Type.String()),
+    features: Type.Record(Type.String(), DriftResultView),
+    evaluatedAt: DateTime,
+  },
+  { additionalProperties: false },
+);
+const AlertView = Type.Object(
+  {
+    id: Type.String(),
+    model: Type.String(),
+    version: Type.String(),
+    group: Type.String(),
+    state: Type.Enum(['firing', 'resolved']),
+    openedAt: DateTime,
+    resolvedAt: Nullable(DateTime),
+    firstBucket: DateTime,
+    lastBucket: DateTime,
+    score: Type.Number(),
+    features: Type.Array(Type.String()),
+    deliveries: Type.Array(
+      Type.Object(
+        {
+          id: Type.String(),
+          event: Type.String(),
+          createdAt: DateTime,
+          attempts: Type.Integer(),
+          deliveredAt: Nullable(DateTime),
+          responseStatus: Nullable(Type.Integer()),
+          lastError: Nullable(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+const DriftStatus = Type.Object(
+  {
+    model: Type.String(),
+    version: Type.String(),
+    status: Type.Enum(['no-reference', 'no-data', 'ok', 'warning', 'drifting']),
+    reference: Nullable(Type.Object({ source: Type.String(), runs: Type.Integer(), createdAt: DateTime }, { additionalProperties: false })),
+    groups: Type.Array(
+      Type.Object(
+        {
+          group: Type.String(),
+          status: Type.Enum(['ok', 'warning', 'drifting']),
+          latest: ScoreView,
+          alert: Nullable(
+            Type.Object({ id: Type.String(), openedAt: DateTime, features: Type.Array(Type.String()) }, { additionalProperties: false }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 function scoreView(row: Selectable<DriftScoresTable>) {
   return {
     group: row.group_tag,
@@ -78,6 +159,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
       schema: {
         summary: 'The stored drift scores of a version: one per device group and time bucket, oldest first',
         querystring: ScoresQuery,
+        response: { 200: Page('scores', ScoreView, { model: Type.String(), version: Type.String() }) },
       },
     },
     async (request) => {
@@ -99,7 +181,11 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
     '/v1/drift/alerts',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'Drift alerts, newest first, with their webhook deliveries', querystring: AlertsQuery },
+      schema: {
+        summary: 'Drift alerts, newest first, with their webhook deliveries',
+        querystring: AlertsQuery,
+        response: { 200: Page('alerts', AlertView) },
+      },
     },
     async (request) => {
       const query = request.query as { model?: string; version?: string; state?: 'firing' | 'resolved'; limit?: string; cursor?: string };
@@ -159,6 +245,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
       schema: {
         summary: 'The drift status of a version, per device group: ok, warning (last bucket drifted) or drifting (alert firing)',
         params: VersionParams,
+        response: { 200: DriftStatus },
       },
     },
     async (request) => {
@@ -224,14 +311,56 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
     '/v1/drift/evaluate',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Score new telemetry for drift now (otherwise every EDGEFLEET_DRIFT_EVALUATE_MS)' },
+      schema: {
+        summary: 'Score new telemetry for drift now (otherwise every EDGEFLEET_DRIFT_EVALUATE_MS)',
+        response: {
+          200: Type.Object(
+            {
+              buckets: Type.Integer(),
+              opened: Type.Integer({ description: 'alerts opened' }),
+              resolved: Type.Integer({ description: 'alerts resolved' }),
+              delivered: Type.Integer({ description: 'webhook deliveries made' }),
+              pruned: Type.Integer({ description: 'rows deleted for age' }),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
     },
     async () => drift.evaluate(),
   );
 
   app.get(
     '/v1/drift',
-    { onRequest: context.requireRead, schema: { summary: 'Drift per window against the reference profile', querystring: DriftQuery } },
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'Drift per time bucket against the reference profile, computed now for any bucket width',
+        querystring: DriftQuery,
+        response: {
+          200: Type.Object(
+            {
+              reference: Type.Object({ source: Type.String(), runs: Type.Integer() }, { additionalProperties: false }),
+              windows: Type.Array(
+                Type.Object(
+                  {
+                    windowStart: DateTime,
+                    windowEnd: DateTime,
+                    devices: Type.Integer(),
+                    runs: Type.Integer(),
+                    features: Type.Record(Type.String(), DriftResultView),
+                    drifted: Type.Array(Type.String()),
+                    score: Type.Number(),
+                  },
+                  { additionalProperties: false },
+                ),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+    },
     async (request) => {
       const query = request.query as { model: string; version: string; tag?: string; since?: string; bucketSeconds?: string };
       return evaluateDrift(context.db, {

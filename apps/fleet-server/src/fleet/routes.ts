@@ -12,6 +12,7 @@ import type { Kysely } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { desiredVersions, isFailing } from '../devices/failing.ts';
+import { DateTime, Nullable } from '../http/schemas.ts';
 import { resolveVersion } from '../registry/versions.ts';
 import type { Database } from '../store/schema.ts';
 
@@ -21,6 +22,62 @@ const ComplianceQuery = Type.Object(
     target: Type.Optional(
       Type.String({ maxLength: 64, description: 'a version or alias; default: the production alias, else the highest version' }),
     ),
+  },
+  { additionalProperties: false },
+);
+
+const Counts = {
+  upToDate: Type.Integer({ description: 'run the target version' }),
+  inProgress: Type.Integer({ description: 'are assigned the target and not yet running it' }),
+  behind: Type.Integer({ description: 'run another version and are not assigned the target' }),
+  failed: Type.Integer({ description: 'failed the model or the install they were asked for' }),
+};
+const Summary = Type.Object(
+  {
+    at: DateTime,
+    devices: Type.Object(
+      {
+        total: Type.Integer(),
+        active: Type.Integer(),
+        revoked: Type.Integer(),
+        online: Type.Integer(),
+        offline: Type.Integer(),
+        failing: Type.Integer(),
+      },
+      { additionalProperties: false },
+    ),
+    models: Type.Array(
+      Type.Object(
+        {
+          name: Type.String(),
+          target: Nullable(Type.String({ description: 'the production alias, else the highest version' })),
+          versions: Type.Array(
+            Type.Object({ version: Type.String(), devices: Type.Integer(), online: Type.Integer() }, { additionalProperties: false }),
+          ),
+          states: Type.Object(
+            { active: Type.Integer(), installing: Type.Integer(), failed: Type.Integer(), removed: Type.Integer() },
+            { additionalProperties: false },
+          ),
+          compliance: Type.Object(Counts, { additionalProperties: false }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    rollouts: Type.Object(
+      { running: Type.Integer(), paused: Type.Integer(), rollingBack: Type.Integer() },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+const Compliance = Type.Object(
+  {
+    model: Type.String(),
+    target: Type.String(),
+    targetAlias: Nullable(Type.String()),
+    devices: Type.Integer({ description: 'active devices that have or are meant to have the model' }),
+    ...Counts,
+    versions: Type.Array(Type.Object({ version: Type.String(), devices: Type.Integer() }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -86,7 +143,10 @@ export async function registerFleetRoutes(app: FastifyInstance, context: ServerC
     '/v1/fleet/summary',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'The fleet in one call: devices online and failing, versions of each model, rollouts in flight' },
+      schema: {
+        summary: 'The fleet in one call: devices online and failing, versions of each model, rollouts in flight',
+        response: { 200: Summary },
+      },
     },
     async () => {
       await context.writes.flush();
@@ -155,6 +215,7 @@ export async function registerFleetRoutes(app: FastifyInstance, context: ServerC
         summary: 'Where the fleet stands against a target version of a model: up to date, in progress, behind, failed',
         params: NameParams,
         querystring: ComplianceQuery,
+        response: { 200: Compliance },
       },
     },
     async (request) => {

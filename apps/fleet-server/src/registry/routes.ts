@@ -5,6 +5,7 @@ import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Empty, Page, Ref } from '../http/schemas.ts';
 import { registerUploadRoute } from './upload.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
 
@@ -22,6 +23,29 @@ const VersionParams = Type.Object(
 );
 const AliasParams = Type.Object(
   { name: Type.String({ maxLength: 64 }), alias: Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$' }) },
+  { additionalProperties: false },
+);
+const ListAliases = pagedQuery({});
+const ALIAS_ORDER: readonly SortColumn[] = [{ column: 'alias', direction: 'asc' }];
+const ModelView = Type.Object(
+  { name: Type.String(), createdAt: DateTime, versions: Type.Integer({ description: 'how many versions it has' }) },
+  { additionalProperties: false },
+);
+const VersionSummary = Type.Object(
+  {
+    name: Type.String(),
+    version: Type.String(),
+    sha256: Type.String(),
+    size: Type.Integer(),
+    createdAt: DateTime,
+    createdBy: Type.String(),
+    metadata: Type.Record(Type.String(), Type.String()),
+  },
+  { additionalProperties: false },
+);
+const VersionDetail = Type.Object({ ...VersionSummary.properties, manifest: Ref('SignedManifest') }, { additionalProperties: false });
+const AliasView = Type.Object(
+  { name: Type.String(), alias: Type.String(), version: Type.String(), updatedAt: DateTime },
   { additionalProperties: false },
 );
 const AliasBody = Type.Object({ version: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
@@ -57,7 +81,10 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models',
-    { onRequest: context.requireRead, schema: { summary: 'List models by name', querystring: ListModels } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'List models by name', querystring: ListModels, response: { 200: Page('models', ModelView) } },
+    },
     async (request) => {
       const query = request.query as { limit?: string; cursor?: string };
       const page = pageRequest('models', query, MODEL_ORDER.length);
@@ -79,7 +106,12 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     '/v1/models/:name/versions',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'List the versions of a model, oldest first', params: NameParams, querystring: ListVersions },
+      schema: {
+        summary: 'List the versions of a model, oldest first',
+        params: NameParams,
+        querystring: ListVersions,
+        response: { 200: Page('versions', VersionSummary) },
+      },
     },
     async (request) => {
       const name = assertModelName((request.params as { name: string }).name);
@@ -96,7 +128,10 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models/:name/versions/:version',
-    { onRequest: context.requireRead, schema: { summary: 'A model version with its signed manifest', params: VersionParams } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'A model version with its signed manifest', params: VersionParams, response: { 200: VersionDetail } },
+    },
     async (request) => {
       const params = request.params as { name: string; version: string };
       const row = await findVersion(db, assertModelName(params.name), versionOf(params.version));
@@ -106,7 +141,14 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.delete(
     '/v1/models/:name/versions/:version',
-    { onRequest: context.requireAdmin, schema: { summary: 'Delete a version no alias or rollout uses', params: VersionParams } },
+    {
+      onRequest: context.requireAdmin,
+      schema: {
+        summary: 'Delete a version no alias, rollout or device uses (its number stays bound to its bytes)',
+        params: VersionParams,
+        response: { 204: { description: 'deleted', ...Empty } },
+      },
+    },
     async (request, reply) => {
       const params = request.params as { name: string; version: string };
       const name = assertModelName(params.name);
@@ -156,7 +198,12 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     '/v1/models/:name/aliases/:alias',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Point an alias at a version (honours If-Match)', params: AliasParams, body: AliasBody },
+      schema: {
+        summary: 'Point an alias at a version (honours If-Match)',
+        params: AliasParams,
+        body: AliasBody,
+        response: { 200: AliasView },
+      },
     },
     async (request, reply) => {
       const params = request.params as { name: string; alias: string };
@@ -198,7 +245,11 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     '/v1/models/:name/aliases/:alias',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'One alias of a model and the version it names, with its ETag', params: AliasParams },
+      schema: {
+        summary: 'One alias of a model and the version it names, with its ETag',
+        params: AliasParams,
+        response: { 200: AliasView },
+      },
     },
     async (request, reply) => {
       const params = request.params as { name: string; alias: string };
@@ -213,11 +264,22 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
 
   app.get(
     '/v1/models/:name/aliases',
-    { onRequest: context.requireRead, schema: { summary: 'The aliases of a model', params: NameParams } },
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'The aliases of a model, by name',
+        params: NameParams,
+        querystring: ListAliases,
+        response: { 200: Page('aliases', AliasView) },
+      },
+    },
     async (request) => {
       const name = assertModelName((request.params as { name: string }).name);
-      const rows = await db.selectFrom('aliases').selectAll().where('name', '=', name).orderBy('alias').execute();
-      return { aliases: rows.map((r) => ({ alias: r.alias, version: r.version, updatedAt: r.updated_at })) };
+      const query = request.query as { limit?: string; cursor?: string };
+      const page = pageRequest(`aliases:${name}`, query, ALIAS_ORDER.length);
+      const rows = await keysetPage(db.selectFrom('aliases').selectAll().where('name', '=', name), ALIAS_ORDER, page).execute();
+      const { items, next } = pageOf(rows, page, (r) => [r.alias]);
+      return { aliases: items.map((r) => ({ name, alias: r.alias, version: r.version, updatedAt: r.updated_at })), next };
     },
   );
 }

@@ -34,6 +34,7 @@ import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { storeReference } from '../drift/scoring.ts';
 import { partsFingerprint } from '../http/idempotency.ts';
+import { Ref } from '../http/schemas.ts';
 import { type DatasetFormat, type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
 import { readOnnxSummary } from './onnx.ts';
 import { versionOf } from './versions.ts';
@@ -55,6 +56,29 @@ const UploadFields = Type.Object(
   },
   { additionalProperties: false, title: 'upload fields' },
 );
+
+/** The multipart body as the OpenAPI document describes it (parts in any order; JSON fields are JSON text). */
+const UPLOAD_DOC_BODY = {
+  content: {
+    'multipart/form-data': {
+      schema: Type.Object(
+        {
+          ...UploadFields.properties,
+          model: Type.String({ contentMediaType: 'application/octet-stream', description: 'the .onnx file' }),
+          reference: Type.Optional(
+            Type.String({
+              contentMediaType: 'text/csv',
+              description:
+                'optional reference dataset: CSV with a header row (.csv) or JSON lines (.jsonl), one column per telemetry feature',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      encoding: { model: { contentType: 'application/octet-stream' }, reference: { contentType: 'text/csv, application/x-ndjson' } },
+    },
+  },
+};
 
 const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses', 'telemetry']);
 
@@ -191,7 +215,23 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
           'Upload a model version (multipart, parts in any order: the fields, the ONNX file as "model", optionally a reference dataset, CSV or JSON lines, as "reference"); honours Idempotency-Key',
         params: NameParams,
         consumes: ['multipart/form-data'],
+        response: {
+          201: Type.Object(
+            {
+              name: Type.String(),
+              version: Type.String(),
+              sha256: Type.String(),
+              size: Type.Integer(),
+              manifest: Ref('SignedManifest'),
+              reference: Type.Optional(
+                Type.Object({ rows: Type.Integer(), features: Type.Array(Type.String()) }, { additionalProperties: false }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        },
       },
+      config: { docBody: UPLOAD_DOC_BODY },
     },
     async (request, reply) => {
       const name = assertModelName((request.params as { name: string }).name);

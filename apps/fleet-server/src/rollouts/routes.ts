@@ -5,6 +5,7 @@ import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Nullable, Page } from '../http/schemas.ts';
 import { resolveVersion } from '../registry/versions.ts';
 import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutEngine } from './engine.ts';
@@ -24,6 +25,64 @@ const MEMBER_ORDER: readonly SortColumn[] = [
 ];
 const IdParams = Type.Object({ id: Type.String({ pattern: '^ro-[0-9a-f]{8}$' }) }, { additionalProperties: false });
 
+const StageProgress = Type.Object(
+  {
+    stage: Type.Integer(),
+    size: Type.Integer({ description: 'devices in this stage and the ones before it' }),
+    active: Type.Integer(),
+    failed: Type.Integer(),
+    pending: Type.Integer(),
+    offline: Type.Integer({ description: 'pending devices that are offline' }),
+  },
+  { additionalProperties: false },
+);
+const RolloutState = Type.Enum(['running', 'paused', 'rolling_back', 'completed', 'rolled_back', 'aborted']);
+const MemberStatus = Type.Enum(['pending', 'assigned', 'active', 'failed', 'rolled_back']);
+const RolloutSummary = {
+  id: Type.String(),
+  model: Type.String(),
+  version: Type.String({ description: 'the version installed (an alias given at creation is resolved then)' }),
+  versionAlias: Nullable(Type.String({ description: 'the alias the version was given as, if any' })),
+  state: RolloutState,
+  currentStage: Type.Integer(),
+  stageStartedAt: DateTime,
+  spec: RolloutSpecSchema,
+  reason: Type.Unknown({ description: 'why it paused or rolled back: the gate and its numbers (null when running)' }),
+  stages: Type.Array(StageProgress),
+  createdAt: DateTime,
+  createdBy: Type.String(),
+};
+const RolloutSummaryView = Type.Object(RolloutSummary, { additionalProperties: false });
+const RolloutView = Type.Object(
+  {
+    ...RolloutSummary,
+    devices: Type.Array(
+      Type.Object(
+        {
+          id: Type.String(),
+          stage: Type.Integer(),
+          status: MemberStatus,
+          previousVersion: Nullable(Type.String()),
+          errorCode: Nullable(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+const Member = Type.Object(
+  {
+    id: Type.String(),
+    stage: Type.Integer(),
+    status: MemberStatus,
+    previousVersion: Nullable(Type.String()),
+    errorCode: Nullable(Type.String()),
+    latencyRatio: Nullable(Type.Number()),
+  },
+  { additionalProperties: false },
+);
+
 const ACTION_SUMMARIES = {
   pause: 'Pause a running rollout (a paused one answers its state)',
   resume: 'Resume a paused rollout; its failed devices get another chance (a running one answers its state)',
@@ -40,7 +99,14 @@ function rolloutEtag(rollout: { readonly state: string; readonly currentStage: n
 export async function registerRolloutRoutes(app: FastifyInstance, context: ServerContext, engine: RolloutEngine): Promise<void> {
   app.post(
     '/v1/rollouts',
-    { onRequest: context.requireAdmin, schema: { summary: 'Start a staged rollout of a model version', body: RolloutSpecSchema } },
+    {
+      onRequest: context.requireAdmin,
+      schema: {
+        summary: 'Start a staged rollout of a model version (or of the version an alias names now); honours Idempotency-Key',
+        body: RolloutSpecSchema,
+        response: { 201: RolloutView },
+      },
+    },
     async (request, reply) => {
       const spec = request.body as RolloutSpec;
       const { version, alias } = await resolveVersion(context.db, spec.model, spec.version);
@@ -52,7 +118,11 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
     '/v1/rollouts',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'Rollouts, newest first, without their members (GET /v1/rollouts/:id has them)', querystring: ListRollouts },
+      schema: {
+        summary: 'Rollouts, newest first, without their members (GET /v1/rollouts/{id}/members pages them)',
+        querystring: ListRollouts,
+        response: { 200: Page('rollouts', RolloutSummaryView) },
+      },
     },
     async (request) => {
       const query = request.query as { state?: RolloutsTable['state']; limit?: string; cursor?: string };
@@ -64,7 +134,10 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
   );
   app.get(
     '/v1/rollouts/:id',
-    { onRequest: context.requireRead, schema: { summary: 'A rollout: stages and per-device state', params: IdParams } },
+    {
+      onRequest: context.requireRead,
+      schema: { summary: 'A rollout: stages and per-device state, with its ETag', params: IdParams, response: { 200: RolloutView } },
+    },
     async (request, reply) => {
       const rollout = await engine.get((request.params as { id: string }).id);
       setEtag(reply, rolloutEtag(rollout));
@@ -79,6 +152,7 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
         summary: "A rollout's devices, by stage then device id, a page at a time, with their status and error code",
         params: IdParams,
         querystring: ListMembers,
+        response: { 200: Page('members', Member) },
       },
     },
     async (request) => {
@@ -118,7 +192,7 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
       `/v1/rollouts/:id/${action}`,
       {
         onRequest: context.requireAdmin,
-        schema: { summary: ACTION_SUMMARIES[action], params: IdParams },
+        schema: { summary: ACTION_SUMMARIES[action], params: IdParams, response: { 200: RolloutView } },
       },
       async (request, reply) => {
         const { id } = request.params as { id: string };

@@ -20,6 +20,7 @@ import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { createReferenceFromTelemetry, storeReference } from '../drift/scoring.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
+import { DateTime, Nullable, Page } from '../http/schemas.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import { datasetFormat, profileDataset } from './reference-dataset.ts';
@@ -44,6 +45,60 @@ const ReferenceBody = Type.Object(
     from: Type.String({ ...Timestamp, description: 'first window start included (RFC 3339 UTC)' }),
     to: Type.String({ ...Timestamp, description: 'last window end included (RFC 3339 UTC)' }),
     tag: Type.Optional(Type.String({ ...Tag, description: 'only devices with this tag (a canary group)' })),
+  },
+  { additionalProperties: false },
+);
+
+const WindowView = Type.Object(
+  {
+    deviceId: Type.String(),
+    bootId: Type.String(),
+    seq: Type.Integer(),
+    model: Type.Object({ name: Type.String(), version: Type.String() }, { additionalProperties: false }),
+    windowStart: DateTime,
+    windowEnd: DateTime,
+    runs: Type.Integer(),
+    dropped: Type.Integer({ description: 'windows the device dropped before this one' }),
+    receivedAt: DateTime,
+  },
+  { additionalProperties: false },
+);
+const FeatureSummary = Type.Union([
+  Type.Object(
+    {
+      name: Type.String(),
+      kind: Type.Literal('categorical'),
+      count: Type.Integer(),
+      missing: Type.Integer(),
+      categories: Type.Record(Type.String(), Type.Number()),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      name: Type.String(),
+      kind: Type.Literal('numeric'),
+      count: Type.Integer(),
+      missing: Type.Integer(),
+      mean: Nullable(Type.Number()),
+      std: Nullable(Type.Number()),
+      min: Nullable(Type.Number()),
+      max: Nullable(Type.Number()),
+      quartiles: Type.Array(Nullable(Type.Number()), { minItems: 3, maxItems: 3 }),
+    },
+    { additionalProperties: false },
+  ),
+]);
+const ReferenceView = Type.Object(
+  {
+    model: Type.String(),
+    version: Type.String(),
+    source: Type.String(),
+    windows: Type.Integer(),
+    runs: Type.Integer(),
+    createdAt: DateTime,
+    createdBy: Type.String(),
+    features: Type.Array(FeatureSummary),
   },
   { additionalProperties: false },
 );
@@ -73,7 +128,23 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
     '/v1/models/:name/versions/:version/reference',
     {
       onRequest: context.requireAdmin,
-      schema: { summary: 'Make a period of live telemetry the reference profile of a version', params: VersionParams, body: ReferenceBody },
+      schema: {
+        summary: 'Make a period of live telemetry the reference profile of a version; honours Idempotency-Key',
+        params: VersionParams,
+        body: ReferenceBody,
+        response: {
+          201: Type.Object(
+            {
+              model: Type.String(),
+              version: Type.String(),
+              windows: Type.Integer(),
+              runs: Type.Integer(),
+              features: Type.Array(Type.String()),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
     },
     async (request, reply) => {
       const { name, version } = request.params as { name: string; version: string };
@@ -99,7 +170,11 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
     '/v1/models/:name/versions/:version/reference',
     {
       onRequest: context.requireRead,
-      schema: { summary: 'The reference profile of a version, summarized per feature', params: VersionParams },
+      schema: {
+        summary: 'The reference profile of a version, summarized per feature',
+        params: VersionParams,
+        response: { 200: ReferenceView },
+      },
     },
     async (request) => {
       const { name, version } = request.params as { name: string; version: string };
@@ -139,6 +214,20 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       schema: {
         summary: 'Make a reference dataset (body: text/csv with a header row, or application/x-ndjson) the reference profile of a version',
         params: VersionParams,
+        response: {
+          201: Type.Object(
+            { model: Type.String(), version: Type.String(), rows: Type.Integer(), features: Type.Array(Type.String()) },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      config: {
+        docBody: {
+          content: {
+            'text/csv': { schema: Type.String({ description: 'a header row naming the telemetry features, then one row per sample' }) },
+            'application/x-ndjson': { schema: Type.String({ description: 'one JSON object per line, keyed by feature name' }) },
+          },
+        },
       },
     },
     async (request, reply) => {
@@ -186,7 +275,14 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
 
   app.get(
     '/v1/telemetry/windows',
-    { onRequest: context.requireRead, schema: { summary: 'Telemetry windows stored, newest first', querystring: ListWindows } },
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary: 'Telemetry windows stored, newest first',
+        querystring: ListWindows,
+        response: { 200: Page('windows', WindowView) },
+      },
+    },
     async (request) => {
       const query = request.query as { device?: string; model?: string; version?: string; limit?: string; cursor?: string };
       const page = pageRequest('telemetry-windows', query, WINDOW_ORDER.length);
