@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A NEEDED=(
   [/usr/bin/chromium]=chromium
   [/usr/bin/systemd-analyze]=systemd
+  [/usr/bin/curl]=curl
 )
 
 missing=()

@@ -207,6 +207,14 @@ describe('fleet-wide drift', () => {
     const statuses = Object.fromEntries(drift.groups.map((g: { group: string; status: string }) => [g.group, g.status]));
     expect(statuses[SHIFTED]).toBe('drifting');
     for (const group of ['group=a', 'group=b', 'group=d']) expect(['ok', 'warning']).toContain(statuses[group]);
+    // The same status in the metrics Prometheus scrapes: 2 is drifting.
+    const metrics = await fleet.server.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(metrics.body).toContain(`edgefleet_drift_status{model="churn",version="1.0.0",group="${SHIFTED}"} 2`);
+    const score = new RegExp(`^edgefleet_drift_score\\{model="churn",version="1.0.0",group="${SHIFTED}"\\} (\\S+)$`, 'm').exec(
+      metrics.body,
+    );
+    expect(Number(score?.[1])).toBeGreaterThan(0);
+    expect(metrics.body).toMatch(/^edgefleet_telemetry_windows_total\{result="stored"\} [1-9]\d*$/m);
 
     // The webhook: delivered (after one failed attempt, retried), signed, deduplicated.
     await until(

@@ -179,6 +179,20 @@ describe('the admin API on a live fleet', () => {
       selector: { devices: ['adm-3'] },
       stages: [{ percent: 100, soakSeconds: 3600 }],
     });
+    // Prometheus sees its progress and its gates as the engine measured them.
+    await until(async () => {
+      const metrics = (await inject('GET', '/metrics')).body;
+      return metrics.includes(
+        `edgefleet_rollout_devices{rollout="${created.id}",model="mlp",version="2.0.0",state="running",status="active"} 1`,
+      );
+    }, 'the rollout metrics');
+    const metrics = (await inject('GET', '/metrics')).body;
+    expect(metrics).toContain(`edgefleet_rollout_stage{rollout="${created.id}",model="mlp",version="2.0.0"} 0`);
+    expect(metrics).toContain(`edgefleet_rollout_stages{rollout="${created.id}",model="mlp",version="2.0.0"} 1`);
+    expect(metrics).toContain(`edgefleet_rollout_gate_value{rollout="${created.id}",model="mlp",version="2.0.0",gate="failure_rate"} 0`);
+    expect(metrics).toContain(
+      `edgefleet_rollout_gate_threshold{rollout="${created.id}",model="mlp",version="2.0.0",gate="failure_rate"} 0`,
+    );
     const read = await inject('GET', `/v1/rollouts/${created.id}`);
     const paused = await inject('POST', `/v1/rollouts/${created.id}/pause`, undefined, { 'if-match': read.headers.etag as string });
     expect(paused.json()).toMatchObject({ state: 'paused' });

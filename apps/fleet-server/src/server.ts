@@ -312,6 +312,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   );
   const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
+  metrics.attach({ gateReadings: () => rollouts.gateReadings(), telemetry: () => telemetry.counts });
   const drift = createDriftEvaluator({
     db,
     bucketMs: config.driftBucketSeconds * 1000,

@@ -1,5 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { createTrust, decodeGoldenVectors, decodeTensor, encodeTensor, type TensorData, verifyManifest } from '@edgefleet/protocol';
 import { buildOnnxModel, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sha256Hex } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +17,7 @@ afterAll(async () => {
 });
 
 const silero = readModel(SILERO_VAD_V5_PATH);
+const execFileAsync = promisify(execFile);
 
 async function upload(name: string, version: string, model: Uint8Array, fields: Record<string, unknown> = {}) {
   return server.app.inject({
@@ -235,5 +239,43 @@ describe('multipart field order', () => {
     expect(response.statusCode, response.body).toBe(201);
     expect(response.json()).toMatchObject({ version: '1.0.0', reference: { rows: 50, features: ['a', 'b'] } });
     expect(response.json().manifest.payload.telemetry).toEqual(telemetry);
+  });
+});
+
+describe('golden vectors and sample inputs from curl (docs/fleet-server.md)', () => {
+  it('registers a version with curl -F, the sample inputs a JSON file of base64url tensors, and signs their outputs as golden vectors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgefleet-curl-'));
+    const fixture = mlpModel(22);
+    await writeFile(join(dir, 'model.onnx'), fixture.bytes);
+    // As the docs write it: float32 little-endian bytes, base64url without padding.
+    const row = Float32Array.from([0.5, -1, 2, 0.25]);
+    const data = Buffer.from(row.buffer).toString('base64url');
+    await writeFile(join(dir, 'samples.json'), JSON.stringify([[{ name: 'features', dtype: 'float32', shape: [1, 4], data }]]));
+    const { stdout } = await execFileAsync(
+      'curl',
+      [
+        '-sS',
+        '-H',
+        `Authorization: Bearer ${server.token}`,
+        '-F',
+        'sampleInputs=@samples.json',
+        '-F',
+        'model=@model.onnx',
+        '-F',
+        'version=1.0.0',
+        `${server.url}/v1/models/from-curl/versions`,
+      ],
+      { cwd: dir },
+    );
+    const created = JSON.parse(stdout);
+    expect(created).toMatchObject({ name: 'from-curl', version: '1.0.0' });
+    const file = created.manifest.payload.files.find((f: { role: string }) => f.role === 'golden-vectors');
+    const vectors = decodeGoldenVectors(
+      new Uint8Array(await (await fetch(`${server.url}/v1/artifacts/${file.sha256}`, { headers: server.auth })).arrayBuffer()),
+      created.manifest.payload,
+    );
+    const output = decodeTensor(vectors[0]?.outputs[0] as TensorData).data as Float32Array;
+    const expected = fixture.reference(row);
+    for (let i = 0; i < expected.length; i++) expect(output[i]).toBeCloseTo(expected[i] as number, 5);
   });
 });

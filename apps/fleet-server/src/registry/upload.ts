@@ -3,6 +3,7 @@
  * loaded in onnxruntime, golden vectors made a hash-listed file, the manifest signed and checked
  * to travel, the bytes committed under their hash, the row written last.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -127,6 +128,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
   }> {
     const raw: Record<string, unknown> = {};
     const texts: Record<string, string> = {};
+    const fileHashes: Record<string, string> = {};
     let staged: StagedUpload | undefined;
     let referenceFile: { staged: StagedUpload; format: DatasetFormat; fileName: string } | undefined;
     try {
@@ -150,6 +152,11 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               : error;
           });
           referenceFile = { staged: file, format, fileName: part.filename.slice(0, 128) };
+        } else if (part.type === 'file' && (JSON_FIELDS.has(part.fieldname) || part.fieldname === 'version')) {
+          // A field sent as a file (curl -F sampleInputs=@samples.json) is the same field.
+          const value = await readSmallFile(part.file, JSON_FIELD_LIMIT, part.fieldname);
+          fileHashes[part.fieldname] = createHash('sha256').update(value).digest('hex');
+          raw[part.fieldname] = JSON_FIELDS.has(part.fieldname) ? parseJson(value, { maxBytes: JSON_FIELD_LIMIT }) : value.trim();
         } else if (part.type === 'file') {
           if (part.fieldname !== 'model' || staged) {
             part.file.resume();
@@ -171,6 +178,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         }
       }
       request.idempotencyFingerprint = partsFingerprint(request.method, request.url.split('?')[0] ?? request.url, texts, {
+        ...fileHashes,
         ...(staged ? { model: staged.sha256 } : {}),
         ...(referenceFile ? { reference: referenceFile.staged.sha256 } : {}),
       });
@@ -191,6 +199,22 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
     } finally {
       if (referenceFile) await artifacts.discard(referenceFile.staged);
     }
+  }
+
+  async function readSmallFile(file: AsyncIterable<Buffer>, limit: number, field: string): Promise<string> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of file) {
+      size += chunk.length;
+      if (size > limit) {
+        throw new EdgefleetError(
+          'EF_MESSAGE_TOO_LARGE',
+          `the "${field}" field is larger than ${limit} bytes; send fewer or smaller tensors`,
+        );
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   async function refuseExisting(name: string, version: string, drain: () => void): Promise<void> {

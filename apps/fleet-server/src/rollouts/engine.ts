@@ -20,7 +20,7 @@ import { checkNotDowngrade, type DesiredChange, type DesiredEntry, type DesiredS
 import type { PageRequest } from '../http/paging.ts';
 import type { Database, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
-import { canTransition, decideStage, type RolloutState, type StageDecision } from './decide.ts';
+import { canTransition, decideStage, median, type RolloutState, type StageDecision } from './decide.ts';
 import { type RolloutLease, singleServerLease } from './lease.ts';
 import { createRolloutRepository } from './repository.ts';
 import { checkSelector, cohortOf, orderByCohort, type RolloutSpec, selects, stageGates, stageSizes } from './spec.ts';
@@ -29,6 +29,16 @@ import { type RolloutView, rolloutView } from './view.ts';
 
 /** A rollout in the list: its view without the per-device members. */
 export type RolloutSummary = Omit<RolloutView, 'devices'>;
+
+/** A live rollout's gates as the engine last measured them (for metrics and watchers). */
+export interface GateReading {
+  readonly rolloutId: string;
+  readonly model: string;
+  readonly version: string;
+  readonly stage: number;
+  readonly stages: number;
+  readonly gates: { readonly name: string; readonly value: number | null; readonly threshold: number }[];
+}
 
 export interface RolloutEngine {
   /** `alias`: the alias `spec.version` was resolved from, recorded with the rollout. */
@@ -46,6 +56,8 @@ export interface RolloutEngine {
   promote(id: string, actor: string): Promise<RolloutView>;
   /** Feeds a device message (events, reported state) to the engine; `message` when already decoded. */
   observe(address: DeviceTopic, payload: Uint8Array, message?: unknown): void;
+  /** The gates of each running rollout as last measured (value null: not measurable yet). */
+  gateReadings(): GateReading[];
   /** Advances every running rollout once (called on a timer and after observations). */
   tick(): Promise<void>;
   start(intervalMs?: number): void;
@@ -72,6 +84,7 @@ export function createRolloutEngine(options: {
   let ticking: Promise<void> = Promise.resolve();
   let tickQueued = false;
   const lastTick = { took: 0, endedAt: 0 };
+  const readings = new Map<string, GateReading>();
   let stopped = false;
   const observing = new Set<Promise<void>>();
   const OBSERVED = 'rollout-device:';
@@ -233,6 +246,27 @@ export function createRolloutEngine(options: {
       latencyRatios: gates.maxLatencyRatio === undefined ? [] : await rollouts.latencyRatios(row),
       openForMs: now() - Date.parse(row.stage_started_at),
     };
+    const reported = facts.active + facts.failed;
+    readings.set(row.id, {
+      rolloutId: row.id,
+      model: row.model,
+      version: row.version,
+      stage: row.current_stage,
+      stages: spec.stages.length,
+      gates: [
+        { name: 'failure_rate', value: reported === 0 ? null : facts.failed / reported, threshold: gates.maxFailureRate },
+        { name: 'devices_reporting', value: reported, threshold: gates.minDevicesReporting },
+        ...(gates.maxLatencyRatio === undefined
+          ? []
+          : [
+              {
+                name: 'latency_ratio',
+                value: facts.latencyRatios.length === 0 ? null : median(facts.latencyRatios),
+                threshold: gates.maxLatencyRatio,
+              },
+            ]),
+      ],
+    });
     const decision = decideStage(gates, facts);
     if (decision.action !== 'check-telemetry') return decision;
     return decideStage(gates, { ...facts, telemetry: await checkTelemetryGates(db, row, gates, decision.needed) });
@@ -283,6 +317,8 @@ export function createRolloutEngine(options: {
     try {
       const live = await rollouts.live();
       watched = Promise.resolve(live.filter((row) => row.state !== 'rolling_back'));
+      // Readings of rollouts that stopped running go with them (a paused one keeps its last).
+      for (const id of readings.keys()) if (!live.some((row) => row.id === id && row.state !== 'rolling_back')) readings.delete(id);
       for (const row of live) {
         if (row.state === 'paused' || !(await lease.holds(row.id))) continue;
         try {
@@ -374,6 +410,8 @@ export function createRolloutEngine(options: {
     },
 
     get: async (id) => view(await rollouts.load(id)),
+
+    gateReadings: () => [...readings.values()],
 
     list: async (options) =>
       Promise.all(
