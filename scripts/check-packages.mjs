@@ -32,6 +32,8 @@ function checkDependencies(tarball) {
         imported.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]);
       }
     }
+    // A package may name itself (self-reference through its own exports, or in a doc comment's example).
+    imported.delete(pkg.name);
     const missing = [...imported].filter((name) => !declared.has(name));
     const unused = [...declared].filter((name) => !imported.has(name));
     return { ok: missing.length === 0 && unused.length === 0, missing, unused };

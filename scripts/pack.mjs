@@ -15,6 +15,7 @@ export const PUBLIC_PACKAGES = [
   'packages/drift',
   'packages/runtime',
   'packages/agent',
+  'packages/client',
   'apps/fleet-server',
   'apps/device-agent',
 ];

@@ -1,0 +1,192 @@
+/**
+ * @edgefleet/client: the fleet server's admin API, typed from its OpenAPI document.
+ *
+ * ```ts
+ * import { createClient, ok } from '@edgefleet/client';
+ * const fleet = createClient({ baseUrl: 'http://fleet:8080', token: process.env.EDGEFLEET_TOKEN });
+ * const summary = await ok(fleet.api.GET('/v1/fleet/summary'));
+ * for await (const device of fleet.items('/v1/devices', { params: { query: { tag: 'site=lyon' } } })) console.log(device.id);
+ * ```
+ *
+ * - `api` is an openapi-fetch client over the generated `paths`: every path, parameter, body and
+ *   answer is typed. An answer that is not 2xx rejects with {@link EdgefleetApiError}, carrying the
+ *   problem's `EF_` code; `ok()` unwraps the data of one that is.
+ * - Retries: requests that are safe to repeat (GET, PUT, PATCH, DELETE, the idempotent actions, and
+ *   every creating POST, which gets an `Idempotency-Key` once and keeps it across its retries) are
+ *   retried on network errors, 408, 429, 502, 503 and 504, honouring `Retry-After`; a retried
+ *   creation never creates twice.
+ * - `pages()` and `items()` walk a list to its end, cursor by cursor.
+ */
+import createFetchClient, { type Client, type MaybeOptionalInit } from 'openapi-fetch';
+import { EdgefleetConnectionError, problemOf } from './errors.ts';
+import type { components, operations, paths } from './generated/openapi.ts';
+import { type UploadModelVersion, uploadModelVersion } from './upload.ts';
+
+export { EdgefleetApiError, EdgefleetConnectionError, isApiError, problemOf } from './errors.ts';
+export { ERROR_CODES, type ErrorCode } from './generated/errors.ts';
+export type { components, operations, paths } from './generated/openapi.ts';
+export type { UploadModelVersion, UploadProgress } from './upload.ts';
+
+/** A schema of the OpenAPI document by name: `Schema<'SignedManifest'>`. */
+export type Schema<N extends keyof components['schemas']> = components['schemas'][N];
+/** An RFC 9457 problem as the server sends it. */
+export type Problem = components['schemas']['Problem'];
+
+export interface EdgefleetClientOptions {
+  /** The server, e.g. `http://fleet.example:8080`. */
+  readonly baseUrl: string;
+  /** An admin or read-only token (`efa_…`), or EDGEFLEET_ADMIN_TOKEN. */
+  readonly token?: string | undefined;
+  /** Retries of a request that is safe to repeat; default 3. */
+  readonly retries?: number;
+  /** The first retry's delay; each next one doubles (with jitter); default 250 ms. */
+  readonly retryDelayMs?: number;
+  /** Each attempt's time limit; default 30 s (uploads: none). */
+  readonly timeoutMs?: number;
+  readonly fetch?: typeof globalThis.fetch;
+  readonly userAgent?: string;
+}
+
+type GetPath = { [P in keyof paths]: paths[P] extends { get: object } ? P : never }[keyof paths];
+type OkOf<P extends GetPath> = paths[P] extends { get: { responses: { 200: { content: { 'application/json': infer T } } } } } ? T : never;
+/** The paths of the lists: their answer has a `next` cursor. */
+export type ListPath = { [P in GetPath]: OkOf<P> extends { next: string | null } ? P : never }[GetPath];
+/** A page of a list. */
+export type PageOf<P extends ListPath> = OkOf<P>;
+type ItemKey<P extends ListPath> = { [K in keyof OkOf<P>]: OkOf<P>[K] extends readonly unknown[] ? K : never }[keyof OkOf<P>];
+/** One item of a list. */
+export type ItemOf<P extends ListPath> = OkOf<P>[ItemKey<P>] extends readonly (infer T)[] ? T : never;
+export type ListInit<P extends ListPath> = MaybeOptionalInit<paths[P], 'get'>;
+
+export interface EdgefleetClient {
+  /** The typed openapi-fetch client: `api.GET('/v1/devices/{id}', { params: { path: { id } } })`. */
+  readonly api: Client<paths>;
+  readonly baseUrl: string;
+  /** Every page of a list, from the first (or `init`'s cursor) to the last. */
+  pages<P extends ListPath>(path: P, ...init: ListInitArgs<P>): AsyncGenerator<PageOf<P>>;
+  /** Every item of a list, page after page. */
+  items<P extends ListPath>(path: P, ...init: ListInitArgs<P>): AsyncGenerator<ItemOf<P>>;
+  /** Uploads a model version (multipart), with progress, retried under one Idempotency-Key. */
+  uploadModelVersion(
+    upload: UploadModelVersion,
+  ): Promise<operations['uploadModelVersion']['responses'][201]['content']['application/json']>;
+}
+
+type ListInitArgs<P extends ListPath> = Record<string, never> extends ListInit<P> ? [init?: ListInit<P>] : [init: ListInit<P>];
+
+/** The data of a successful answer (the client rejects the others). */
+export async function ok<D>(pending: Promise<{ data?: D; error?: unknown; response: Response }>): Promise<D> {
+  const { data } = await pending;
+  return data as D;
+}
+
+const RETRY_STATUSES = new Set([408, 429, 502, 503, 504]);
+/** POSTs that create: each attempt carries the same Idempotency-Key. */
+const CREATING = [
+  /^\/v1\/devices$/,
+  /^\/v1\/admin-tokens$/,
+  /^\/v1\/enrollment-tokens$/,
+  /^\/v1\/rollouts$/,
+  /^\/v1\/models\/[^/]+\/versions$/,
+  /^\/v1\/models\/[^/]+\/versions\/[^/]+\/reference$/,
+];
+/** POSTs that change nothing when repeated. */
+const IDEMPOTENT_ACTIONS = [/\/(revoke|pause|resume|abort|rollback)$/, /^\/v1\/drift\/evaluate$/];
+
+function newKey(): string {
+  return globalThis.crypto.randomUUID();
+}
+
+function delayFor(attempt: number, base: number, response?: Response): number {
+  const after = response?.headers.get('retry-after');
+  if (after && /^\d+$/.test(after)) return Math.min(Number(after) * 1000, 60_000);
+  return base * 2 ** attempt * (0.75 + Math.random() * 0.5);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A fetch that retries what is safe to retry, adds an Idempotency-Key to creating POSTs, and
+ * limits each attempt in time. Bodies are cloned per attempt (streams are not retried here).
+ */
+export function retryingFetch(options: {
+  readonly fetch?: typeof globalThis.fetch;
+  readonly retries?: number;
+  readonly retryDelayMs?: number;
+  readonly timeoutMs?: number;
+}): (request: Request) => Promise<Response> {
+  const base = options.fetch ?? globalThis.fetch;
+  const retries = options.retries ?? 3;
+  const delay = options.retryDelayMs ?? 250;
+  return async (original: Request) => {
+    let request = original;
+    const path = new URL(request.url).pathname;
+    if (request.method === 'POST' && CREATING.some((r) => r.test(path)) && !request.headers.has('idempotency-key')) {
+      const headers = new Headers(request.headers);
+      headers.set('idempotency-key', newKey());
+      request = new Request(request, { headers });
+    }
+    const safe = request.method !== 'POST' || request.headers.has('idempotency-key') || IDEMPOTENT_ACTIONS.some((r) => r.test(path));
+    for (let attempt = 0; ; attempt++) {
+      const last = !safe || attempt >= retries;
+      const attemptRequest = last ? request : request.clone();
+      const signals = [attemptRequest.signal, ...(options.timeoutMs === 0 ? [] : [AbortSignal.timeout(options.timeoutMs ?? 30_000)])];
+      let response: Response;
+      try {
+        response = await base(new Request(attemptRequest, { signal: AbortSignal.any(signals) }));
+      } catch (error) {
+        if (original.signal.aborted) throw error;
+        if (last) throw new EdgefleetConnectionError(request.url, error);
+        await sleep(delayFor(attempt, delay));
+        continue;
+      }
+      if (!last && RETRY_STATUSES.has(response.status)) {
+        await response.body?.cancel();
+        await sleep(delayFor(attempt, delay, response));
+        continue;
+      }
+      return response;
+    }
+  };
+}
+
+export function createClient(options: EdgefleetClientOptions): EdgefleetClient {
+  const baseUrl = options.baseUrl.replace(/\/+$/, '');
+  const headers: Record<string, string> = {};
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.userAgent) headers['user-agent'] = options.userAgent;
+  const fetch = retryingFetch(options);
+  const api = createFetchClient<paths>({ baseUrl, headers, fetch });
+  api.use({
+    async onResponse({ response }) {
+      if (!response.ok) throw await problemOf(response);
+      return undefined;
+    },
+  });
+
+  async function* pages<P extends ListPath>(path: P, ...args: ListInitArgs<P>): AsyncGenerator<PageOf<P>> {
+    const init = (args[0] ?? {}) as { params?: { query?: Record<string, unknown>; path?: Record<string, unknown> } };
+    let cursor = init.params?.query?.cursor as string | undefined;
+    do {
+      const query = { ...(init.params?.query ?? {}), ...(cursor ? { cursor } : {}) };
+      const get = api.GET as unknown as (path: string, init: unknown) => Promise<{ data: PageOf<P> }>;
+      const { data } = await get(path, { ...init, params: { ...init.params, query } });
+      yield data;
+      cursor = (data as { next: string | null }).next ?? undefined;
+    } while (cursor);
+  }
+
+  return {
+    api,
+    baseUrl,
+    pages,
+    async *items<P extends ListPath>(path: P, ...args: ListInitArgs<P>): AsyncGenerator<ItemOf<P>> {
+      for await (const page of pages(path, ...args)) {
+        const key = Object.keys(page as object).find((k) => Array.isArray((page as Record<string, unknown>)[k]));
+        for (const item of key ? ((page as Record<string, unknown>)[key] as ItemOf<P>[]) : []) yield item;
+      }
+    },
+    uploadModelVersion: (upload) =>
+      uploadModelVersion(upload, { baseUrl, headers, fetch: options.fetch ?? globalThis.fetch, retries: options.retries ?? 3 }),
+  };
+}
