@@ -18,6 +18,7 @@ export const PUBLIC_PACKAGES = [
   'packages/client',
   'apps/fleet-server',
   'apps/device-agent',
+  'apps/fleetctl',
 ];
 
 /** Builds and packs every public package into `destination`; returns the tarballs' paths. */

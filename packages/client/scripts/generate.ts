@@ -46,6 +46,14 @@ export async function generate(): Promise<Generated> {
     `export const ERROR_CODES = [\n${codes.map((code) => `  '${code}',`).join('\n')}\n] as const;`,
     'export type ErrorCode = (typeof ERROR_CODES)[number];',
     '',
+    '/** What each code means and what to do about it: the same table as docs/errors.md. */',
+    'export const ERROR_DEFINITIONS: Readonly<Record<ErrorCode, { readonly status: number; readonly title: string; readonly fix: string }>> = {',
+    ...codes.map((code) => {
+      const { status, title, fix } = ERRORS[code as keyof typeof ERRORS];
+      return `  ${code}: { status: ${status}, title: ${JSON.stringify(title)}, fix: ${JSON.stringify(fix)} },`;
+    }),
+    '};',
+    '',
   ].join('\n');
   return {
     'openapi.json': `${JSON.stringify(document, null, 2)}\n`,

@@ -23,7 +23,7 @@ import type { components, operations, paths } from './generated/openapi.ts';
 import { type UploadModelVersion, uploadModelVersion } from './upload.ts';
 
 export { EdgefleetApiError, EdgefleetConnectionError, isApiError, problemOf } from './errors.ts';
-export { ERROR_CODES, type ErrorCode } from './generated/errors.ts';
+export { ERROR_CODES, ERROR_DEFINITIONS, type ErrorCode } from './generated/errors.ts';
 export type { components, operations, paths } from './generated/openapi.ts';
 export type { UploadModelVersion, UploadProgress } from './upload.ts';
 
