@@ -19,12 +19,15 @@
  * 6. Every attack of the threat model a device can meet is refused with its own code while the
  *    active model keeps serving. The audit log says who did what.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { createAgent, createFileAgentState } from '@edgefleet/agent';
 import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
 import { createFleetServer, verifyWebhookSignature } from '@edgefleet/fleet-server';
@@ -48,6 +51,7 @@ import {
   sileroSampleInput,
 } from '@edgefleet/test-utils';
 
+const root = fileURLToPath(new URL('..', import.meta.url));
 const DEVICE = 'demo-cam-001';
 const ZONES = ['north', 'south', 'east'];
 const step = (text: string) => console.log(`\n▶ ${text}`);
@@ -83,6 +87,30 @@ async function listen(runtime: Runtime): Promise<string> {
     probabilities.push(Number((outputs.output?.data as Float32Array | undefined)?.[0] ?? Number.NaN).toFixed(4));
   }
   return probabilities.join(', ');
+}
+
+/**
+ * Runs fleetctl (from source, as the workspace has it; npm installs it as the `fleetctl` bin) with
+ * the demo server's URL and token in its environment, printing what it prints; returns its exit code.
+ */
+function fleetctl(server: string, token: string, args: readonly string[]): Promise<number> {
+  line(`$ fleetctl ${args.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@edgefleet/source', '--import', 'tsx', join(root, 'apps', 'fleetctl', 'src', 'bin.ts'), ...args],
+      {
+        cwd: root,
+        env: { ...process.env, EDGEFLEET_SERVER: server, EDGEFLEET_TOKEN: token, NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on('line', (text) => line(`  ${text}`));
+    }
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code ?? 1));
+  });
 }
 
 async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
@@ -225,29 +253,23 @@ async function main(): Promise<void> {
     });
     line(`10 devices connected over MQTT (${device.mqtt.tcp}); simulated ones in zones ${ZONES.join(', ')}`);
 
-    step('A staged rollout: 10% → 50% → 100%, any failure rolls it back');
-    const rollout = await api<{ id: string }>(server.url, token, 'POST', '/v1/rollouts', {
-      model: 'silero-vad',
-      version: '5.0.0',
-      selector: { tags: ['site=demo'] },
-      stages: [{ percent: 10, soakSeconds: 1 }, { percent: 50, soakSeconds: 1 }, { percent: 100 }],
-      gates: { maxFailureRate: 0 },
-    });
-    let lastLine = '';
-    for (;;) {
-      const view = await api<{ state: string; currentStage: number; stages: { size: number; active: number; failed: number }[] }>(
-        server.url,
-        token,
-        'GET',
-        `/v1/rollouts/${rollout.id}`,
-      );
-      const stage = view.stages[view.currentStage];
-      const text = `${rollout.id} ${view.state.padEnd(9)} stage ${view.currentStage + 1}/${view.stages.length}: ${stage?.active}/${stage?.size} active, ${stage?.failed} failed`;
-      if (text !== lastLine) line(text);
-      lastLine = text;
-      if (view.state !== 'running') break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    step('A staged rollout with fleetctl: 10% → 50% → 100%, any failure rolls it back; watched until it ends');
+    const watched = await fleetctl(server.url, token, [
+      'rollouts',
+      'create',
+      'silero-vad',
+      '5.0.0',
+      '--tag',
+      'site=demo',
+      '--stages',
+      '10%:1s,50%:1s,100%',
+      '--max-failure-rate',
+      '0',
+      '--watch',
+      '--interval',
+      '1s',
+    ]);
+    if (watched !== 0) throw new Error(`demo failure: fleetctl rollouts watch ended with exit code ${watched}`);
     line(`simulated devices on 5.0.0: ${simulation.countActive('silero-vad', '5.0.0')}/9`);
     await agent.idle();
     const before = await listen(runtime);
@@ -299,6 +321,21 @@ async function main(): Promise<void> {
     );
     if (!alert?.verified || zonesAlerted.size !== 1)
       throw new Error('demo failure: the drift alert is not the east zone alone, or not signed');
+    step('fleetctl shows the fleet and the drift of the east zone');
+    await fleetctl(server.url, token, ['fleet', 'status']);
+    await fleetctl(server.url, token, [
+      'drift',
+      'show',
+      'silero-vad@5.0.0',
+      '--group',
+      'zone=east',
+      '--since',
+      '10m',
+      '--feature',
+      'input.mean',
+      '--height',
+      '4',
+    ]);
     await simulation.stop();
     receiver.close();
 

@@ -22,6 +22,7 @@ describe('pnpm demo', () => {
     expect(stdout).toContain('10 devices connected over MQTT');
     expect(stdout).toMatch(/demo-cam-001: ✓ acceptance test on (cpu|wasm), max \|error\| .* against the server's golden output/);
     expect(stdout).toMatch(/demo-cam-001: ✓ silero-vad@5\.0\.0 active on (cpu|wasm)/);
+    expect(stdout).toContain('$ fleetctl rollouts create silero-vad 5.0.0 --tag site=demo');
     expect(stdout).toMatch(/ro-[0-9a-f]{8} running +stage 1\/3: /);
     expect(stdout).toMatch(/ro-[0-9a-f]{8} completed stage 3\/3: 10\/10 active, 0 failed/);
     expect(stdout).toContain('simulated devices on 5.0.0: 9/9');
@@ -38,6 +39,12 @@ describe('pnpm demo', () => {
       /✓ webhook drift\.firing for zone=east: .*input\.(mean|energy).* drifted for 3 buckets in a row \(signature verified\)/,
     );
     expect(stdout).toContain('zones alerted: zone=east (north and south never drifted');
+    // fleetctl: the fleet's status, and the east zone's drift drawn in the terminal.
+    expect(stdout).toMatch(/silero-vad +5\.0\.0 +10 +0 +0 +0 +5\.0\.0: 10/);
+    expect(stdout).toMatch(/zone=east +drifting +\S+ +[\d.]+ +input\./);
+    expect(stdout).toMatch(/input\.mean: ks p-value \(drift below the flat line, [\d.e-]+\), drifted in [1-9]\d*\/\d+ buckets/);
+    expect(stdout).toMatch(/┤/);
+    expect(stdout).not.toContain('\x1b[');
     expect(stdout).not.toMatch(/zone=(north|south) drifting/);
     expect(stdout).toContain('after revocation: HTTP 403 EF_DEVICE_REVOKED');
     expect(stdout).toMatch(/model\.version\.create +model:silero-vad@5\.0\.0/);

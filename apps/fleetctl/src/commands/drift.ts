@@ -27,11 +27,12 @@ export async function resolveVersion(client: EdgefleetClient, ref: string): Prom
 }
 
 /** A chart of a series with its threshold (the threshold as a second, flat line). */
-function chart(values: readonly number[], threshold: number, height: number): string {
+function chart(values: readonly number[], threshold: number, height: number, colour: boolean): string {
   const series = values.length === 1 ? [values[0] as number, values[0] as number] : [...values];
   return asciichart.plot([series, series.map(() => threshold)], {
     height,
-    colors: [asciichart.default, asciichart.red],
+    // No colour codes off a terminal (or with NO_COLOR): the threshold line is then told by the legend.
+    ...(colour ? { colors: [asciichart.default, asciichart.red] } : {}),
     format: (x: number) => x.toFixed(3).padStart(8),
   });
 }
@@ -91,10 +92,11 @@ export function registerDrift(program: Command, run: Run): void {
           }
           const height = Math.max(2, Number(options.height) || 6);
           parts.push(
-            `${c.bold(`group ${options.group}: share of features drifted`)} (${scores.length} buckets, ${scores[0]?.bucketStart} to ${scores.at(-1)?.bucketEnd})\n${chart(
+            `${c.bold(`group ${options.group}: share of features drifted`)} (${scores.length} buckets, ${scores[0]?.bucketStart} to ${scores.at(-1)?.bucketEnd}; flat line: 0.5)\n${chart(
               scores.map((s) => s.score),
               0.5,
               height,
+              c.isColorSupported,
             )}`,
           );
           const features = [...new Set(scores.flatMap((s) => Object.keys(s.features)))].filter(
@@ -107,10 +109,11 @@ export function registerDrift(program: Command, run: Run): void {
             const below = last.method === 'ks' || last.method === 'chi-square';
             const drifted = points.filter((p) => p.drifted).length;
             parts.push(
-              `${c.bold(feature)}: ${last.method} ${below ? 'p-value (drift below the line)' : '(drift above the line)'}, drifted in ${drifted}/${points.length} buckets${last.drifted ? c.red(' now drifting') : ''}\n${chart(
+              `${c.bold(feature)}: ${last.method} ${below ? 'p-value (drift below the flat line' : 'distance (drift above the flat line'}, ${Number(last.threshold.toPrecision(3))}), drifted in ${drifted}/${points.length} buckets${last.drifted ? c.red(' now drifting') : ''}\n${chart(
                 points.map((p) => p.score),
                 last.threshold,
                 height,
+                c.isColorSupported,
               )}`,
             );
           }
