@@ -330,6 +330,37 @@ describe('fleetctl', () => {
     expect((await fleetctl(['devices', 'ls', '-o', 'xml'])).code).toBe(2);
   }, 120_000);
 
+  it('draws progress bars and colour on a terminal (a pseudo-terminal from script(1)), and neither when piped', async () => {
+    const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+    const onTerminal = (args: readonly string[]) =>
+      new Promise<Result>((resolve, reject) => {
+        // script(1) runs the command on a pseudo-terminal: stdout and stderr are a TTY, as in a shell.
+        const command = [process.execPath, bin, ...args].map(quote).join(' ');
+        const child = spawn('script', ['-qefc', command, '/dev/null'], {
+          cwd: work,
+          env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TERM: 'xterm-256color' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr: '' }));
+      });
+    const pushed = await onTerminal(['models', 'push', 'mlp-1.onnx', '--name', 'on-a-tty', '--version', '1.0.0']);
+    expect(pushed.code, pushed.stdout).toBe(0);
+    expect(pushed.stdout).toMatch(/uploading mlp-1\.onnx \[[█░]+\] 100%/);
+    expect(pushed.stdout).toContain('\x1b[32m✓');
+    const rollouts = await json(['rollouts', 'ls', '--state', 'completed']);
+    const watched = await onTerminal(['rollouts', 'watch', rollouts[0].id]);
+    expect(watched.code, watched.stdout).toBe(0);
+    expect(watched.stdout).toMatch(/stage 1 \[[█░]+\] \d+\/\d+/);
+    expect(watched.stdout).toMatch(/completed/);
+    // The same commands piped: no bar, no colour.
+    const piped = await fleetctl(['models', 'push', 'mlp-1.onnx', '--name', 'piped', '--version', '1.0.0']);
+    expect(piped.stdout + piped.stderr).not.toContain('\x1b[');
+    expect(piped.stderr).not.toContain('uploading');
+  }, 60_000);
+
   it('writes shell completion scripts that know every command', async () => {
     const bash = await fleetctl(['completion', 'bash']);
     expect(bash.code).toBe(0);

@@ -10,7 +10,9 @@
  *   - a Vite production build embedding runtime + agent, served statically and opened in
  *     Chromium: it enrolls, receives a rollout, runs on WASM, reloads offline and serves from
  *     IndexedDB, loading nothing from anywhere but its own origin and the fleet server;
- *   - the esbuild recipe: onnxruntime-web's .wasm copied to a folder of the app, `wasmPaths`.
+ *   - the esbuild recipe: onnxruntime-web's .wasm copied to a folder of the app, `wasmPaths`;
+ *   - fleetctl from its tarball (login, models push, a rollout watched to its end, fleet status)
+ *     and @edgefleet/client in a plain JavaScript script and under TypeScript.
  * Nothing here resolves the workspace's sources: the scratch project has no access to them.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -120,6 +122,8 @@ beforeAll(async () => {
       '@edgefleet/agent',
       '@edgefleet/fleet-server',
       '@edgefleet/device-agent',
+      '@edgefleet/client',
+      '@edgefleet/fleetctl',
     ]),
   );
   await writeFile(
@@ -141,7 +145,7 @@ afterAll(async () => {
 
 describe('the packages as installed by npm', () => {
   it('ship built JavaScript, types and licences, and no tests, fixtures or TypeScript loader', async () => {
-    for (const name of ['protocol', 'drift', 'runtime', 'agent', 'fleet-server', 'device-agent']) {
+    for (const name of ['protocol', 'drift', 'runtime', 'agent', 'client', 'fleet-server', 'device-agent', 'fleetctl']) {
       const dir = join(project, 'node_modules', '@edgefleet', name);
       const files = (await readdir(dir, { recursive: true })).map(String);
       expect(files, name).toContain('LICENSE');
@@ -249,6 +253,7 @@ import { nodeVerify } from '@edgefleet/protocol/node';
 import { createRuntime, type Outputs, type Runtime } from '@edgefleet/runtime';
 import { createRuntime as createBrowserRuntime } from '@edgefleet/runtime/browser';
 import { createRuntime as createNodeRuntime } from '@edgefleet/runtime/node';
+import { createClient, isApiError, ok, type ItemOf, type Schema } from '@edgefleet/client';
 
 export async function app(keySet: KeySetPayload, manifest: SignedDocument<ManifestPayload>): Promise<number> {
   // The package's entry by the resolver's conditions (node16: Node's, bundler: the browser's), and each one by name.
@@ -276,6 +281,26 @@ export async function app(keySet: KeySetPayload, manifest: SignedDocument<Manife
   // @ts-expect-error run() resolves to tensors, not a number
   const wrong: number = await runtime.run('m', {});
   void wrong;
+  // The admin API's client, typed from the OpenAPI document.
+  const fleet = createClient({ baseUrl: 'http://fleet:8080', token: 't' });
+  const summary = await ok(fleet.api.GET('/v1/fleet/summary'));
+  const online: number = summary.devices.online;
+  for await (const device of fleet.items('/v1/devices', { params: { query: { tag: 'site=lyon' } } })) {
+    const item: ItemOf<'/v1/devices'> = device;
+    void item.reported?.models[0]?.active?.version;
+  }
+  const signed: Schema<'SignedManifest'> = (await ok(fleet.api.GET('/v1/models/{name}/versions/{version}', { params: { path: { name: 'vad', version: '1.0.0' } } }))).manifest;
+  void signed.payload.artifact.sha256;
+  try {
+    await fleet.api.POST('/v1/rollouts/{id}/pause', { params: { path: { id: 'ro-00000000' } } });
+  } catch (error) {
+    if (isApiError(error, 'EF_ROLLOUT_STATE')) void error.detail;
+  }
+  // @ts-expect-error no such route
+  await fleet.api.GET('/v1/nope');
+  // @ts-expect-error the path parameter is required
+  await fleet.api.GET('/v1/devices/{id}', {});
+  void online;
   return outputs.y?.shape.length ?? 0;
 }
 `;
@@ -476,4 +501,84 @@ window.runSilero = async () => {
     expect(requests).toContain('/ort/ort-wasm-simd-threaded.asyncify.wasm');
     await site.close();
   }, 120_000);
+});
+
+describe('fleetctl and @edgefleet/client from their tarballs', () => {
+  it('fleetctl logs in, pushes a model, rolls it out and watches it complete, and prints the fleet; a script uses the client', async () => {
+    const server = await startServer(join(project, 'server-ctl'));
+    const home = join(project, 'ctl-home');
+    await mkdir(home, { recursive: true });
+    const env = { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), PATH: process.env.PATH };
+    const fleetctl = (args: string[], input?: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(join(project, 'node_modules', '.bin', 'fleetctl'), args, {
+          cwd: project,
+          env,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+        child.stdin.end(input ?? '');
+      });
+    const { version } = JSON.parse(await readFile(join(root, 'apps', 'fleetctl', 'package.json'), 'utf8'));
+    expect((await fleetctl(['-V'])).stdout.trim()).toBe(version);
+    const login = await fleetctl(['login', '--server', server.url, '--with-token'], TOKEN);
+    expect(login.code, login.stderr).toBe(0);
+    await writeFile(join(project, 'vad.onnx'), readModel(SILERO_VAD_V5_PATH));
+    await writeFile(join(project, 'samples.json'), JSON.stringify([sileroSampleInput(1)]));
+    const pushed = await fleetctl(['models', 'push', 'vad.onnx', '--name', 'vad', '--version', '5.0.0', '--samples', 'samples.json']);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toContain('registered and signed vad@5.0.0');
+
+    // A device (edgefleet-agent from its tarball), then a rollout watched to its end.
+    const device = join(project, 'ctl-device');
+    await mkdir(device, { recursive: true });
+    const enrollment = JSON.parse(
+      (await fleetctl(['tokens', 'create', '--enrollment', '--tag', 'ring=ctl', '--uses', '1', '--json'])).stdout,
+    );
+    await writeFile(join(device, 'enrollment-token'), enrollment.token, { mode: 0o600 });
+    await writeFile(
+      join(device, 'agent.json'),
+      JSON.stringify({ server: server.url, dataDir: join(device, 'state'), id: 'ctl-1', tokenFile: join(device, 'enrollment-token') }),
+    );
+    const agent = await start(
+      join(project, 'node_modules', '.bin', 'edgefleet-agent'),
+      ['run', '--config', join(device, 'agent.json')],
+      '"msg":"connected"',
+    );
+    const watched = await fleetctl(['rollouts', 'create', 'vad', '5.0.0', '--tag', 'ring=ctl', '--stages', '100%', '--watch']);
+    expect(watched.code, watched.stdout + watched.stderr).toBe(0);
+    expect(watched.stdout).toMatch(/state:\s+completed/);
+    const status = JSON.parse((await fleetctl(['fleet', 'status', '--json'])).stdout);
+    expect(status.models).toEqual([expect.objectContaining({ name: 'vad', versions: [{ version: '5.0.0', devices: 1, online: 1 }] })]);
+    expect((await fleetctl(['completion', 'bash'])).stdout).toContain('complete -F _fleetctl fleetctl');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+
+    // A user's own script with the client, plain JavaScript.
+    await writeFile(
+      join(project, 'client.mjs'),
+      `import { createClient, isApiError, ok } from '@edgefleet/client';
+const fleet = createClient({ baseUrl: process.argv[2], token: process.argv[3] });
+const me = await ok(fleet.api.GET('/v1/whoami'));
+const ids = [];
+for await (const device of fleet.items('/v1/devices', { params: { query: { limit: '1' } } })) ids.push(device.id);
+let missing = '';
+try {
+  await fleet.api.GET('/v1/devices/{id}', { params: { path: { id: 'nobody' } } });
+} catch (error) {
+  if (isApiError(error, 'EF_DEVICE_UNKNOWN')) missing = error.code;
+}
+console.log(JSON.stringify({ scope: me.scope, ids, missing }));
+`,
+    );
+    const script = await sh(process.execPath, ['client.mjs', server.url, TOKEN]);
+    expect(JSON.parse(script.stdout)).toEqual({ scope: 'admin', ids: ['ctl-1'], missing: 'EF_DEVICE_UNKNOWN' });
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  }, 240_000);
 });

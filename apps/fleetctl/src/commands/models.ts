@@ -3,7 +3,7 @@ import { openAsBlob } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { ok, type Schema } from '@edgefleet/client';
-import { SingleBar } from 'cli-progress';
+import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../exit.ts';
 import { bytes, collect, fields, table } from '../output.ts';
@@ -107,11 +107,14 @@ export function registerModels(program: Command, run: Run): void {
           };
           const client = await ctx.client();
           const bar = ctx.out.interactive
-            ? new SingleBar({
-                format: `uploading ${basename(file)} [{bar}] {percentage}% {sent}/{size}`,
-                stream: ctx.io.stderr as NodeJS.WriteStream,
-                hideCursor: true,
-              })
+            ? new SingleBar(
+                {
+                  format: `uploading ${basename(file)} [{bar}] {percentage}% {sent}/{size}`,
+                  stream: ctx.io.stderr as NodeJS.WriteStream,
+                  hideCursor: true,
+                },
+                Presets.shades_classic,
+              )
             : undefined;
           bar?.start(size, 0, { sent: bytes(0), size: bytes(size) });
           let created: Awaited<ReturnType<typeof client.uploadModelVersion>>;
