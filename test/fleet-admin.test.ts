@@ -180,10 +180,13 @@ describe('the admin API on a live fleet', () => {
       stages: [{ percent: 100, soakSeconds: 3600 }],
     });
     // Prometheus sees its progress and its gates as the engine measured them.
+    // The engine measures the gates at its next pass after the device answered: wait for both.
     await until(async () => {
       const metrics = (await inject('GET', '/metrics')).body;
-      return metrics.includes(
-        `edgefleet_rollout_devices{rollout="${created.id}",model="mlp",version="2.0.0",state="running",status="active"} 1`,
+      return (
+        metrics.includes(
+          `edgefleet_rollout_devices{rollout="${created.id}",model="mlp",version="2.0.0",state="running",status="active"} 1`,
+        ) && metrics.includes(`edgefleet_rollout_gate_value{rollout="${created.id}",model="mlp",version="2.0.0",gate="failure_rate"} 0`)
       );
     }, 'the rollout metrics');
     const metrics = (await inject('GET', '/metrics')).body;

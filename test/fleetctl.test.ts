@@ -112,6 +112,8 @@ describe('fleetctl', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("unknown option '--bogus'");
     expect((await fleetctl(['rollouts', 'create', 'mlp', '1.0.0'])).code).toBe(2); // no selector
+    // A token is never a command-line argument (it would show in ps and shell history).
+    expect((await fleetctl(['whoami', '--token', ADMIN_TOKEN])).code).toBe(2);
     const nobody = await fleetctl(['fleet', 'status'], { env: { HOME: work, XDG_CONFIG_HOME: join(work, 'none') } });
     expect(nobody.code).toBe(3);
     expect(nobody.stderr).toContain('fleetctl login');

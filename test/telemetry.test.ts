@@ -251,6 +251,22 @@ describe('telemetry from devices', () => {
     expect(shifted.windows[0].drifted).toContain('features.mean');
     expect(shifted.windows[0].features['features.mean']).toMatchObject({ method: 'ks', drifted: true });
     expect(calm.windows[0].features['features.mean'].drifted).toBe(false);
+    // The ad hoc series pages by bucket: one bucket a page gives every bucket of the whole series, once.
+    const whole = await fleet.api('GET', `/v1/drift?model=mlp&version=1.0.0&since=${from}&bucketSeconds=1&limit=1000`);
+    expect(whole.next).toBeNull();
+    expect(whole.windows.length).toBeGreaterThanOrEqual(2);
+    const paged: { windowStart: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { windows: { windowStart: string }[]; next: string | null } = await fleet.api(
+        'GET',
+        `/v1/drift?model=mlp&version=1.0.0&since=${from}&bucketSeconds=1&limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      expect(page.windows).toHaveLength(1);
+      paged.push(...page.windows);
+      cursor = page.next;
+    } while (cursor);
+    expect(paged).toEqual(whole.windows);
     const missing = await fleet.server.app.inject({
       method: 'GET',
       url: '/v1/drift?model=mlp&version=9.9.9',

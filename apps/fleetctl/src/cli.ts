@@ -27,7 +27,6 @@ export function buildProgram(io: Io, failed: (code: number) => void): Command {
     // -V only: --version is the option of `models push`, and root options are read anywhere on the line.
     .version(version, '-V', 'print the version of fleetctl')
     .option('--server <url>', 'the fleet server (else EDGEFLEET_SERVER, else the profile)')
-    .option('--token <token>', 'a token (else EDGEFLEET_TOKEN, else the profile); prefer fleetctl login')
     .option('--profile <name>', 'a profile of fleetctl login (else EDGEFLEET_PROFILE, else the last logged in to)')
     .option('-o, --output <format>', 'table, json or yaml', 'table')
     .option('--json', 'the same as -o json: machine-stable output')

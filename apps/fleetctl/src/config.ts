@@ -2,8 +2,9 @@
  * Where fleetctl keeps its profiles: `$EDGEFLEET_CONFIG`, else `$XDG_CONFIG_HOME/edgefleet/config.json`
  * (`~/.config/edgefleet/config.json`). The file holds tokens: it is written with mode 0600 in a
  * folder of mode 0700, atomically (a crash never leaves half a file), and a file others can read
- * is reported. Flags beat environment variables (EDGEFLEET_SERVER, EDGEFLEET_TOKEN,
- * EDGEFLEET_PROFILE), which beat the profile.
+ * is reported. Flags beat environment variables (EDGEFLEET_SERVER, EDGEFLEET_PROFILE), which beat
+ * the profile; the token comes from EDGEFLEET_TOKEN or the profile, never from a flag (THREATS 22:
+ * no secret in process arguments).
  */
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -66,7 +67,7 @@ export interface Connection {
 /** The server and token to use: flags, then the environment, then the profile. */
 export function resolveConnection(
   config: ConfigFile,
-  flags: { readonly server?: string | undefined; readonly token?: string | undefined; readonly profile?: string | undefined },
+  flags: { readonly server?: string | undefined; readonly profile?: string | undefined },
   env: NodeJS.ProcessEnv,
 ): Connection {
   const profileName = flags.profile ?? env.EDGEFLEET_PROFILE ?? config.current ?? 'default';
@@ -78,5 +79,6 @@ export function resolveConnection(
   if (!server) {
     throw new CliError(EXIT.auth, 'not logged in: run fleetctl login --server URL (or set EDGEFLEET_SERVER and EDGEFLEET_TOKEN)');
   }
-  return { server, token: flags.token ?? env.EDGEFLEET_TOKEN ?? profile?.token, profile: profileName };
+  // Never a flag: a token on the command line lands in shell history and in every `ps` listing.
+  return { server, token: env.EDGEFLEET_TOKEN ?? profile?.token, profile: profileName };
 }

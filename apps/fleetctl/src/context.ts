@@ -7,7 +7,6 @@ import { createOutput, type Io, type Output } from './output.ts';
 
 export interface GlobalOptions {
   readonly server?: string;
-  readonly token?: string;
   readonly profile?: string;
   readonly output?: string;
   readonly json?: boolean;

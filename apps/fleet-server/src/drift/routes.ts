@@ -10,7 +10,7 @@ import type { Selectable } from 'kysely';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
-import { DateTime, Nullable, Page } from '../http/schemas.ts';
+import { DateTime, Next, Nullable, Page } from '../http/schemas.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
@@ -19,16 +19,13 @@ import { evaluateDrift } from './scoring.ts';
 
 const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
 
-const DriftQuery = Type.Object(
-  {
-    model: ModelName,
-    version: Semver,
-    tag: Type.Optional(Tag),
-    since: Type.Optional(Timestamp),
-    bucketSeconds: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
-  },
-  { additionalProperties: false },
-);
+const DriftQuery = pagedQuery({
+  model: ModelName,
+  version: Semver,
+  tag: Type.Optional(Tag),
+  since: Type.Optional(Timestamp),
+  bucketSeconds: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+});
 
 /** A device group: a tag, or * for every device. */
 const Group = Type.Union([Tag, Type.Literal('*')], { description: 'a device tag, or * for every device' });
@@ -335,7 +332,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
     {
       onRequest: context.requireRead,
       schema: {
-        summary: 'Drift per time bucket against the reference profile, computed now for any bucket width',
+        summary: 'Drift per time bucket against the reference profile, computed now for any bucket width, a page of buckets at a time',
         querystring: DriftQuery,
         response: {
           200: Type.Object(
@@ -355,6 +352,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
                   { additionalProperties: false },
                 ),
               ),
+              next: Next,
             },
             { additionalProperties: false },
           ),
@@ -362,14 +360,30 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
       },
     },
     async (request) => {
-      const query = request.query as { model: string; version: string; tag?: string; since?: string; bucketSeconds?: string };
-      return evaluateDrift(context.db, {
+      const query = request.query as {
+        model: string;
+        version: string;
+        tag?: string;
+        since?: string;
+        bucketSeconds?: string;
+        limit?: string;
+        cursor?: string;
+      };
+      const page = pageRequest('drift', query, 1, 100);
+      const result = await evaluateDrift(context.db, {
         model: query.model,
         version: query.version,
         ...(query.tag ? { tag: query.tag } : {}),
         ...(query.since ? { since: iso(query.since, 'since') } : {}),
         ...(query.bucketSeconds ? { bucketMs: Math.max(1, Number(query.bucketSeconds)) * 1000 } : {}),
+        limit: page.limit,
+        ...(page.after ? { after: Number(page.after[0]) } : {}),
       });
+      return {
+        reference: result.reference,
+        windows: result.windows,
+        next: result.nextAfter === null ? null : page.cursorFor([result.nextAfter]),
+      };
     },
   );
 }

@@ -169,8 +169,17 @@ export interface DriftWindow {
  */
 export async function evaluateDrift(
   db: Kysely<Database>,
-  options: { model: string; version: string; tag?: string; since?: string; bucketMs?: number },
-): Promise<{ reference: { source: string; runs: number }; windows: DriftWindow[] }> {
+  options: {
+    model: string;
+    version: string;
+    tag?: string;
+    since?: string;
+    bucketMs?: number;
+    /** At most this many buckets (the page), after the bucket starting at `after` (ms). */
+    limit?: number;
+    after?: number;
+  },
+): Promise<{ reference: { source: string; runs: number }; windows: DriftWindow[]; nextAfter: number | null }> {
   const reference = await db
     .selectFrom('reference_profiles')
     .selectAll()
@@ -194,15 +203,23 @@ export async function evaluateDrift(
     .where('telemetry_windows.model', '=', options.model)
     .where('telemetry_windows.version', '=', options.version)
     .orderBy('telemetry_windows.window_start');
-  if (options.since) select = select.where('telemetry_windows.window_start', '>=', options.since);
-  const rows = (await select.execute()).filter((r) => !options.tag || (JSON.parse(r.tags) as string[]).includes(options.tag));
   const bucketMs = options.bucketMs ?? 60_000;
-  const buckets = new Map<number, typeof rows>();
-  for (const row of rows) {
+  const from = Math.max(options.since ? Date.parse(options.since) : 0, options.after === undefined ? 0 : options.after + bucketMs);
+  if (from > 0) select = select.where('telemetry_windows.window_start', '>=', new Date(from).toISOString());
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  // Streamed, a page of buckets at a time: memory holds the page's windows, never the whole history.
+  const buckets = new Map<number, Awaited<ReturnType<typeof select.execute>>>();
+  let nextAfter: number | null = null;
+  for await (const row of select.stream(500)) {
+    if (options.tag && !(JSON.parse(row.tags) as string[]).includes(options.tag)) continue;
     const bucket = Math.floor(Date.parse(row.window_start) / bucketMs) * bucketMs;
     const members = buckets.get(bucket);
     if (members) members.push(row);
-    else buckets.set(bucket, [row]);
+    else if (buckets.size >= limit) {
+      // A bucket beyond the page: there is a next page, after the page's last bucket.
+      nextAfter = Math.max(...buckets.keys());
+      break;
+    } else buckets.set(bucket, [row]);
   }
   const windows: DriftWindow[] = [];
   for (const [bucket, members] of [...buckets].sort((a, b) => a[0] - b[0])) {
@@ -217,5 +234,5 @@ export async function evaluateDrift(
       score: scored.score,
     });
   }
-  return { reference: { source: reference.source, runs: reference.runs }, windows };
+  return { reference: { source: reference.source, runs: reference.runs }, windows, nextAfter };
 }

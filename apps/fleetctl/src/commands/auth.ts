@@ -8,7 +8,6 @@ import { fields } from '../output.ts';
 import type { Run } from './run.ts';
 
 async function readToken(ctx: Context, fromStdin: boolean): Promise<string> {
-  if (ctx.options.token) return ctx.options.token;
   if (ctx.io.env.EDGEFLEET_TOKEN && !fromStdin) return ctx.io.env.EDGEFLEET_TOKEN;
   if (fromStdin || !ctx.io.stdin.isTTY) {
     let text = '';

@@ -716,7 +716,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Drift per time bucket against the reference profile, computed now for any bucket width */
+        /** Drift per time bucket against the reference profile, computed now for any bucket width, a page of buckets at a time */
         get: operations["getDrift"];
         put?: never;
         post?: never;
@@ -5035,6 +5035,10 @@ export interface operations {
                 /** @description an RFC 3339 UTC timestamp such as 2026-11-25T19:50:00Z */
                 since?: string;
                 bucketSeconds?: string;
+                /** @description page size, 1 to 1000 */
+                limit?: string;
+                /** @description the "next" of the previous page */
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -5074,6 +5078,7 @@ export interface operations {
                             drifted: string[];
                             score: number;
                         }[];
+                        next: string | null;
                     };
                 };
             };
