@@ -15,7 +15,7 @@ import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
 import type { DriftEvaluator } from './evaluator.ts';
-import { evaluateDrift } from './scoring.ts';
+import { evaluateDrift, latestScores } from './scoring.ts';
 
 const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
 
@@ -258,21 +258,7 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
         return { model: name, version, status: 'no-reference', reference: null, groups: [] };
       }
       // The latest bucket of each group, and its firing alert if any.
-      const latest = await context.db
-        .selectFrom('drift_scores as s')
-        .selectAll('s')
-        .where('s.model', '=', name)
-        .where('s.version', '=', version)
-        .where('s.bucket_start', '=', (eb) =>
-          eb
-            .selectFrom('drift_scores as t')
-            .select((e) => e.fn.max('t.bucket_start').as('m'))
-            .whereRef('t.model', '=', 's.model')
-            .whereRef('t.version', '=', 's.version')
-            .whereRef('t.group_tag', '=', 's.group_tag'),
-        )
-        .orderBy('s.group_tag')
-        .execute();
+      const latest = await latestScores(context.db, { model: name, version });
       const firing = await context.db
         .selectFrom('drift_alerts')
         .select(['id', 'group_tag', 'opened_at', 'features'])

@@ -236,3 +236,23 @@ export async function evaluateDrift(
   }
   return { reference: { source: reference.source, runs: reference.runs }, windows, nextAfter };
 }
+
+/**
+ * The latest scored bucket of each device group of each version (of one version when given), by
+ * group: what a version's drift status and the drift metrics are made of.
+ */
+export function latestScores(db: Kysely<Database>, of?: { readonly model: string; readonly version: string }) {
+  let query = db
+    .selectFrom('drift_scores as s')
+    .selectAll('s')
+    .where('s.bucket_start', '=', (eb) =>
+      eb
+        .selectFrom('drift_scores as t')
+        .select((e) => e.fn.max('t.bucket_start').as('m'))
+        .whereRef('t.model', '=', 's.model')
+        .whereRef('t.version', '=', 's.version')
+        .whereRef('t.group_tag', '=', 's.group_tag'),
+    );
+  if (of) query = query.where('s.model', '=', of.model).where('s.version', '=', of.version);
+  return query.orderBy('s.model').orderBy('s.version').orderBy('s.group_tag').execute();
+}

@@ -1,6 +1,7 @@
 /** Prometheus metrics (prom-client), on a registry of this server's own: no global state between instances. */
 import type { Kysely } from 'kysely';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { latestScores } from '../drift/scoring.ts';
 import type { Database } from '../store/schema.ts';
 
 /** What the metrics read from the parts started after them (the rollout engine, the ingest). */
@@ -172,18 +173,7 @@ export function createMetrics(db: Kysely<Database>): ServerMetrics {
     labelNames: ['model', 'version', 'group'],
     registers: [registry],
     async collect() {
-      const latest = await db
-        .selectFrom('drift_scores as s')
-        .select(['s.model', 's.version', 's.group_tag', 's.drifted'])
-        .where('s.bucket_start', '=', (eb) =>
-          eb
-            .selectFrom('drift_scores as t')
-            .select((e) => e.fn.max('t.bucket_start').as('m'))
-            .whereRef('t.model', '=', 's.model')
-            .whereRef('t.version', '=', 's.version')
-            .whereRef('t.group_tag', '=', 's.group_tag'),
-        )
-        .execute();
+      const latest = await latestScores(db);
       const firing = await db.selectFrom('drift_alerts').select(['model', 'version', 'group_tag']).where('state', '=', 'firing').execute();
       const alerting = new Set(firing.map((a) => `${a.model}\n${a.version}\n${a.group_tag}`));
       this.reset();
@@ -199,18 +189,7 @@ export function createMetrics(db: Kysely<Database>): ServerMetrics {
     labelNames: ['model', 'version', 'group'],
     registers: [registry],
     async collect() {
-      const latest = await db
-        .selectFrom('drift_scores as s')
-        .select(['s.model', 's.version', 's.group_tag', 's.score'])
-        .where('s.bucket_start', '=', (eb) =>
-          eb
-            .selectFrom('drift_scores as t')
-            .select((e) => e.fn.max('t.bucket_start').as('m'))
-            .whereRef('t.model', '=', 's.model')
-            .whereRef('t.version', '=', 's.version')
-            .whereRef('t.group_tag', '=', 's.group_tag'),
-        )
-        .execute();
+      const latest = await latestScores(db);
       this.reset();
       for (const row of latest) this.set({ model: row.model, version: row.version, group: row.group_tag }, row.score);
     },
