@@ -155,6 +155,33 @@ describe('fleetctl', () => {
     expect(pushed.stdout).toMatch(/golden vectors:\s+golden-vectors\.json/);
     const second = await json(['models', 'push', 'mlp-2.onnx', '--name', 'mlp', '--version', '2.0.0', '--samples', 'samples.json']);
     expect(second).toMatchObject({ name: 'mlp', version: '2.0.0', manifest: { payload: { name: 'mlp', version: '2.0.0' } } });
+    // A reference dataset for drift, checked against the telemetry features it is uploaded with.
+    await writeFile(
+      join(work, 'telemetry.json'),
+      JSON.stringify({
+        features: [
+          { name: 'a', source: 'input', tensor: 'features', kind: 'column', index: 0 },
+          { name: 'b', source: 'input', tensor: 'features', kind: 'column', index: 1 },
+        ],
+      }),
+    );
+    await writeFile(join(work, 'reference.csv'), `a,b\n${Array.from({ length: 40 }, (_, i) => `${i % 5},${i % 7}`).join('\n')}\n`);
+    const withReference = await fleetctl([
+      'models',
+      'push',
+      'mlp-1.onnx',
+      '--name',
+      'referenced',
+      '--version',
+      '1.0.0',
+      '--telemetry',
+      'telemetry.json',
+      '--reference',
+      'reference.csv',
+    ]);
+    expect(withReference.code, withReference.stderr).toBe(0);
+    expect(withReference.stdout).toMatch(/reference:\s+40 rows \(a, b\)/);
+    expect((await json(['drift', 'show', 'referenced@1.0.0'])).status).toBe('no-data');
     const again = await fleetctl(['models', 'push', 'mlp-2.onnx', '--name', 'mlp', '--version', '2.0.0']);
     expect(again.code).toBe(5);
     expect(again.stderr).toContain('EF_MODEL_VERSION_EXISTS');
@@ -228,6 +255,15 @@ describe('fleetctl', () => {
     expect(mlp.compliance).toMatchObject({ upToDate: 2, behind: 1 });
     const table = await fleetctl(['fleet', 'status']);
     expect(table.stdout).toMatch(/mlp\s+1\.0\.0\s+2\s+0\s+1\s+0\s+2\.0\.0: 1, 1\.0\.0: 2/);
+
+    // A completed rollout is final: rolling its devices back is a new rollout, signed as a rollback.
+    expect((await fleetctl(['rollouts', 'rollback', done.id, '--yes'])).code).toBe(2);
+    const back = await fleetctl(['rollouts', 'rollback', done.id, '--to', '1.0.0', '--yes']);
+    expect(back.code, back.stderr).toBe(0);
+    const backId = /(ro-[0-9a-f]{8})$/.exec(back.stdout.trim())?.[1] ?? '';
+    expect(back.stdout).toContain(`rolling 1 devices of ${done.id} back to mlp@1.0.0`);
+    expect((await fleetctl(['rollouts', 'watch', backId])).code).toBe(0);
+    expect((await json(['devices', 'show', 'ctl-0'])).reported.models[0].active.version).toBe('1.0.0');
   }, 120_000);
 
   it('watches a failing rollout roll back (exit 10), and pauses, resumes and aborts one', async () => {
