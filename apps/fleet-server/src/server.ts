@@ -329,6 +329,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     now: clock,
     routes: [
       '/v1/devices',
+      '/v1/enroll',
       '/v1/enrollment-tokens',
       '/v1/admin-tokens',
       '/v1/models/:name/versions',

@@ -84,6 +84,7 @@ const RETRY_STATUSES = new Set([408, 429, 502, 503, 504]);
 /** POSTs that create: each attempt carries the same Idempotency-Key. */
 const CREATING = [
   /^\/v1\/devices$/,
+  /^\/v1\/enroll$/,
   /^\/v1\/admin-tokens$/,
   /^\/v1\/enrollment-tokens$/,
   /^\/v1\/rollouts$/,

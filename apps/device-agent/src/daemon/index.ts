@@ -4,6 +4,7 @@
  * that cannot be reached at first boot (network not up yet) is retried with capped exponential
  * backoff and jitter, never given up on; a token the server refuses stops the start.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAgent, createFileAgentState, reconnectDelay } from '@edgefleet/agent';
@@ -81,12 +82,15 @@ export async function loadOrEnroll(
   const { initialMs, maxMs } = options.enrollRetry ?? { initialMs: 1000, maxMs: 60_000 };
   const url = `${options.serverUrl}/v1/enroll`;
   const started = Date.now();
+  // One key for every attempt: a retry after an answer lost on the way gets that answer (the
+  // device the server created), never a second device or EF_DEVICE_EXISTS.
+  const idempotencyKey = randomUUID();
   for (let attempt = 0; ; attempt++) {
     let failure: string;
     try {
       const response = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
         body: JSON.stringify({ token: options.token, ...(options.id ? { id: options.id } : {}) }),
         signal: AbortSignal.any([AbortSignal.timeout(30_000), ...(options.signal ? [options.signal] : [])]),
       });

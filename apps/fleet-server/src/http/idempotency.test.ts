@@ -66,6 +66,22 @@ describe('Idempotency-Key', () => {
     expect(theirs.json().id).not.toBe(mine.json().id);
   });
 
+  it('lets a device retry its enrollment with the same key: one device, its first credential', async () => {
+    const token = (await post('/v1/enrollment-tokens', { uses: 10, tags: ['enroll-retry'] })).json().token as string;
+    const first = await post('/v1/enroll', { token }, 'enroll-key-1', {});
+    expect(first.statusCode).toBe(201);
+    const again = await post('/v1/enroll', { token }, 'enroll-key-1', {});
+    expect(again.json()).toEqual(first.json());
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    const listed = (await server.app.inject({ method: 'GET', url: '/v1/devices?tag=enroll-retry', headers: server.auth })).json().devices;
+    expect(listed).toHaveLength(1);
+    // The same key with another enrollment token is another caller's: a new device.
+    const other = (await post('/v1/enrollment-tokens', { uses: 1, tags: ['enroll-retry'] })).json().token as string;
+    const theirs = await post('/v1/enroll', { token: other }, 'enroll-key-1', {});
+    expect(theirs.statusCode).toBe(201);
+    expect(theirs.json().id).not.toBe(first.json().id);
+  });
+
   it('refuses a malformed key before doing anything', async () => {
     const before = await deviceCount();
     const bad = await post('/v1/devices', {}, 'x'.repeat(256));

@@ -3,7 +3,8 @@
  * a client that retries after a timeout sends the same key, and gets the first answer, never a
  * second device, token, version or rollout. The same key with another request (another body or
  * path) is refused with 422 EF_IDEMPOTENCY_KEY_REUSED; a retry while the first is still running
- * is 409 EF_IDEMPOTENCY_KEY_IN_FLIGHT. Keys are per token and kept 24 hours.
+ * is 409 EF_IDEMPOTENCY_KEY_IN_FLIGHT. Keys are per token (a device enrolling: per enrollment
+ * token) and kept 24 hours.
  *
  * What is stored: sha256 of the token id and the key (never the key), a fingerprint of the
  * request, and the answer encrypted (AES-256-GCM) under a key derived from the Idempotency-Key:
@@ -187,7 +188,12 @@ export function registerIdempotency(
       );
     }
     await prune();
-    const scope = request.principal?.id ?? 'anonymous';
+    // Keys are per caller: the token that authenticated the request, or for a device enrolling
+    // itself (no principal yet), the enrollment token it presents.
+    const presented = (request.body as { token?: unknown } | undefined)?.token;
+    const scope =
+      request.principal?.id ??
+      (typeof presented === 'string' ? `enrollment:${createHash('sha256').update(presented).digest('hex')}` : 'anonymous');
     const keyHash = createHash('sha256').update(`${scope}\n${key}`).digest('hex');
     const secret = createHash('sha256').update(`edgefleet idempotency\n${key}`).digest();
     const fingerprint = isMultipart(request) ? undefined : jsonFingerprint(request);
