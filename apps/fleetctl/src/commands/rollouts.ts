@@ -352,12 +352,13 @@ export function registerRollouts(program: Command, run: Run): void {
             `${id} is completed: say which version its devices go back to with --to VERSION (e.g. --to ${rollout.devices.find((d) => d.previousVersion)?.previousVersion ?? '1.0.0'})`,
           );
         }
+        const members = await collect(client.items('/v1/rollouts/{id}/members', { params: { path: { id }, query: { limit: '1000' } } }));
         const created = await ok(
           client.api.POST('/v1/rollouts', {
             body: {
               model: rollout.model,
               version: options.to,
-              selector: { devices: rollout.devices.map((d) => d.id) },
+              selector: { devices: members.map((d) => d.id) },
               stages: parseStages(options.stages, undefined),
               rollback: true,
             },
