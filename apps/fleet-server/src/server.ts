@@ -30,6 +30,7 @@ import { createDeviceHistory } from './devices/history.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
 import { registerDriftRoutes } from './drift/routes.ts';
+import { registerEventRoutes } from './events/routes.ts';
 import { registerFleetRoutes } from './fleet/routes.ts';
 import { registerIdempotency } from './http/idempotency.ts';
 import { describeRoute, TAGS } from './http/openapi.ts';
@@ -346,6 +347,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerArtifactRoutes(app, context);
   await registerTelemetryRoutes(app, context);
   await registerDriftRoutes(app, context, drift);
+  await registerEventRoutes(app, context, rollouts);
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });

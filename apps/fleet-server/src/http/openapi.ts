@@ -18,6 +18,7 @@ export const TAGS = [
   { name: 'tokens', description: 'Admin, read-only and enrollment tokens' },
   { name: 'audit', description: 'Who changed what, when' },
   { name: 'artifacts', description: 'Model files and golden vectors, by hash' },
+  { name: 'events', description: 'Server-sent events: what changes, as it changes' },
   { name: 'operations', description: 'Health, readiness and metrics' },
 ] as const;
 
@@ -78,6 +79,7 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   'POST /v1/rollouts/:id/promote': { id: 'promoteRollout', tag: 'rollouts' },
   'POST /v1/rollouts/:id/rollback': { id: 'rollbackRollout', tag: 'rollouts' },
   'GET /v1/artifacts/:sha256': { id: 'getArtifact', tag: 'artifacts', access: 'device' },
+  'GET /v1/events': { id: 'streamEvents', tag: 'events' },
   'POST /v1/models/:name/versions/:version/reference': { id: 'createReferenceFromTelemetry', tag: 'telemetry' },
   'PUT /v1/models/:name/versions/:version/reference': { id: 'putReferenceDataset', tag: 'telemetry' },
   'GET /v1/models/:name/versions/:version/reference': { id: 'getReference', tag: 'telemetry' },

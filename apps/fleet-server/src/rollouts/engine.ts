@@ -56,6 +56,8 @@ export interface RolloutEngine {
   promote(id: string, actor: string): Promise<RolloutView>;
   /** Feeds a device message (events, reported state) to the engine; `message` when already decoded. */
   observe(address: DeviceTopic, payload: Uint8Array, message?: unknown): void;
+  /** Calls `listener` with a rollout's id whenever its state, stage or members' statuses changed. */
+  onChange(listener: (rolloutId: string) => void): () => void;
   /** The gates of each running rollout as last measured (value null: not measurable yet). */
   gateReadings(): GateReading[];
   /** Advances every running rollout once (called on a timer and after observations). */
@@ -94,9 +96,24 @@ export function createRolloutEngine(options: {
    */
   type Watched = Pick<RolloutsTable, 'id' | 'model' | 'version'>;
   let watched: Promise<Watched[]> | undefined;
-  // A batch of observations written is when the gates have something new to look at.
+  const changeListeners = new Set<(rolloutId: string) => void>();
+  function changed(rolloutId: string): void {
+    for (const listener of changeListeners) {
+      try {
+        listener(rolloutId);
+      } catch (error) {
+        log.warn({ err: error, rolloutId }, 'a rollout change listener failed');
+      }
+    }
+  }
+  // A batch of observations written is when the gates have something new to look at, and when
+  // the members' statuses changed for whoever follows the rollout.
   const unsubscribe = writes.onFlushed((keys) => {
-    if (keys.some((key) => key.startsWith(OBSERVED))) queueTick();
+    const observed = new Set(
+      keys.filter((key) => key.startsWith(OBSERVED)).map((key) => key.slice(OBSERVED.length).replace(/:latency$/, '')),
+    );
+    if (observed.size > 0) queueTick();
+    for (const id of observed) changed(id);
   });
 
   function checkTransition(row: RolloutsTable, to: RolloutState): void {
@@ -150,6 +167,7 @@ export function createRolloutEngine(options: {
       await rollouts.update(trx, row.id, { state: to, ...fields });
       await audit(trx, { actor, action, target: `rollout:${row.id}`, before: { state: row.state }, after }, new Date(now()));
     });
+    changed(row.id);
   }
 
   /**
@@ -205,6 +223,7 @@ export function createRolloutEngine(options: {
     const final = reason.final ?? 'rolled_back';
     checkTransition(row, final);
     await rollouts.update(db, row.id, { state: final });
+    changed(row.id);
     log.warn({ rolloutId: row.id, state: final, reason, devices: returned }, 'rollout rolled back');
   }
 
@@ -227,6 +246,7 @@ export function createRolloutEngine(options: {
         }
       },
     );
+    changed(row.id);
   }
 
   /** Loads the facts of the current stage and asks decide.ts what they call for. */
@@ -405,6 +425,7 @@ export function createRolloutEngine(options: {
           new Date(now()),
         );
       });
+      changed(id);
       await engine.tick();
       return engine.get(id);
     },
@@ -412,6 +433,11 @@ export function createRolloutEngine(options: {
     get: async (id) => view(await rollouts.load(id)),
 
     gateReadings: () => [...readings.values()],
+
+    onChange(listener) {
+      changeListeners.add(listener);
+      return () => changeListeners.delete(listener);
+    },
 
     list: async (options) =>
       Promise.all(
@@ -453,6 +479,7 @@ export function createRolloutEngine(options: {
           new Date(now()),
         );
       });
+      changed(id);
       await engine.tick();
       return engine.get(id);
     },
@@ -491,6 +518,7 @@ export function createRolloutEngine(options: {
           new Date(now()),
         );
       });
+      changed(id);
       await engine.tick();
       return engine.get(id);
     },
