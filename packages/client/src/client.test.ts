@@ -107,6 +107,32 @@ describe('@edgefleet/client', () => {
     expect(String((error as Error).message)).toMatch(/^cannot reach http:\/\/127\.0\.0\.1:9/);
   });
 
+  it('follows the server’s events: a rollout’s changes arrive as they happen', async () => {
+    const fleet = client();
+    await fleet.uploadModelVersion({ name: 'evented', version: '1.0.0', model: mlpModel(32).bytes });
+    await ok(fleet.api.POST('/v1/devices', { body: { id: 'evented-1' } }));
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const stream = (async () => {
+      for await (const event of fleet.events({ signal: controller.signal })) {
+        if (event.event === 'ready') {
+          const created = await ok(
+            fleet.api.POST('/v1/rollouts', {
+              body: { model: 'evented', version: '1.0.0', selector: { devices: ['evented-1'] }, stages: [{ percent: 100 }] },
+            }),
+          );
+          await ok(fleet.api.POST('/v1/rollouts/{id}/pause', { params: { path: { id: created.id } } }));
+        }
+        if (event.event === 'rollout') {
+          seen.push(event.data.state);
+          if (event.data.state === 'paused') controller.abort();
+        }
+      }
+    })();
+    await stream;
+    expect(seen.at(-1)).toBe('paused');
+  });
+
   it('uploads a model version with progress, and a retry with its key registers it once', async () => {
     const fleet = client();
     const model = mlpModel(31).bytes;

@@ -66,10 +66,49 @@ export interface EdgefleetClient {
   pages<P extends ListPath>(path: P, ...init: ListInitArgs<P>): AsyncGenerator<PageOf<P>>;
   /** Every item of a list, page after page. */
   items<P extends ListPath>(path: P, ...init: ListInitArgs<P>): AsyncGenerator<ItemOf<P>>;
+  /**
+   * The server's events (GET /v1/events, server-sent events) as they happen, until `signal` aborts
+   * or the server ends the stream: `ready`, then `rollout` with a rollout's summary on each change.
+   */
+  events(options?: { readonly rollout?: string; readonly signal?: AbortSignal }): AsyncGenerator<ServerEvent>;
   /** Uploads a model version (multipart), with progress, retried under one Idempotency-Key. */
   uploadModelVersion(
     upload: UploadModelVersion,
   ): Promise<operations['uploadModelVersion']['responses'][201]['content']['application/json']>;
+}
+
+/** An event of GET /v1/events. */
+export type ServerEvent =
+  | { readonly event: 'ready'; readonly id: number; readonly data: { readonly at: string } }
+  | { readonly event: 'rollout'; readonly id: number; readonly data: ItemOf<'/v1/rollouts'> };
+
+/** Parses a text/event-stream body into its events (`event`, `id`, `data` as JSON). */
+export async function* parseEventStream(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; id: number; data: unknown }> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const fields = new Map<string, string>();
+        for (const line of block.split('\n')) {
+          if (line.startsWith(':')) continue;
+          const colon = line.indexOf(':');
+          if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
+        }
+        const event = fields.get('event');
+        const data = fields.get('data');
+        if (event && data !== undefined) yield { event, id: Number(fields.get('id') ?? 0), data: JSON.parse(data) as unknown };
+      }
+    }
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 type ListInitArgs<P extends ListPath> = Record<string, never> extends ListInit<P> ? [init?: ListInit<P>] : [init: ListInit<P>];
@@ -156,6 +195,7 @@ export function createClient(options: EdgefleetClientOptions): EdgefleetClient {
   const headers: Record<string, string> = {};
   if (options.token) headers.authorization = `Bearer ${options.token}`;
   if (options.userAgent) headers['user-agent'] = options.userAgent;
+  const baseFetch = options.fetch;
   const fetch = retryingFetch(options);
   const api = createFetchClient<paths>({ baseUrl, headers, fetch });
   api.use({
@@ -185,6 +225,26 @@ export function createClient(options: EdgefleetClientOptions): EdgefleetClient {
       for await (const page of pages(path, ...args)) {
         const key = Object.keys(page as object).find((k) => Array.isArray((page as Record<string, unknown>)[k]));
         for (const item of key ? ((page as Record<string, unknown>)[key] as ItemOf<P>[]) : []) yield item;
+      }
+    },
+    async *events(options = {}) {
+      const query = options.rollout ? `?rollout=${encodeURIComponent(options.rollout)}` : '';
+      let response: Response;
+      try {
+        response = await (baseFetch ?? globalThis.fetch)(`${baseUrl}/v1/events${query}`, {
+          headers: { ...headers, accept: 'text/event-stream' },
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+      } catch (error) {
+        if (options.signal?.aborted) return;
+        throw new EdgefleetConnectionError(`${baseUrl}/v1/events`, error);
+      }
+      if (!response.ok || !response.body) throw await problemOf(response);
+      try {
+        for await (const event of parseEventStream(response.body)) yield event as ServerEvent;
+      } catch (error) {
+        if (options.signal?.aborted) return;
+        throw new EdgefleetConnectionError(`${baseUrl}/v1/events`, error);
       }
     },
     uploadModelVersion: (upload) =>

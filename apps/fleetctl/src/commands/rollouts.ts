@@ -1,5 +1,5 @@
 /** fleetctl rollouts: create, list, show, pause, resume, promote, abort, roll back, and watch until done. */
-import { type EdgefleetClient, ok, type operations } from '@edgefleet/client';
+import { type EdgefleetClient, isApiError, ok, type operations } from '@edgefleet/client';
 import { MultiBar, Presets } from 'cli-progress';
 import { type Command, Option } from 'commander';
 import type { Context } from '../context.ts';
@@ -9,6 +9,8 @@ import { positive } from './devices.ts';
 import type { Run } from './run.ts';
 
 type Rollout = operations['getRollout']['responses'][200]['content']['application/json'];
+/** A rollout without its members, as lists and events give it. */
+type Summary = Omit<Rollout, 'devices'>;
 type Spec = operations['createRollout']['requestBody'] extends { content: { 'application/json': infer S } } ? S : never;
 
 const FINAL: Readonly<Record<string, number>> = { completed: EXIT.ok, rolled_back: EXIT.rolledBack, aborted: EXIT.aborted };
@@ -41,14 +43,14 @@ function number(flag: string) {
   };
 }
 
-function stageLine(rollout: Rollout): string {
+function stageLine(rollout: Summary): string {
   const stage = rollout.stages[rollout.currentStage];
   return stage
     ? `stage ${rollout.currentStage + 1}/${rollout.stages.length}: ${stage.active}/${stage.size} active, ${stage.failed} failed, ${stage.pending} pending${stage.offline ? ` (${stage.offline} offline)` : ''}`
     : '';
 }
 
-function describe(rollout: Rollout, ctx: Context): string {
+function describe(rollout: Summary, ctx: Context): string {
   const c = ctx.out.colors;
   const state =
     rollout.state === 'completed'
@@ -108,34 +110,63 @@ async function watch(
         )
       : undefined;
   const stageBars: ReturnType<MultiBar['create']>[] = [];
+
+  /** Shows the rollout as it is now; the exit code when watching is over, else undefined. */
+  function show(rollout: Summary): number | undefined {
+    if (bars) {
+      rollout.stages.forEach((stage, i) => {
+        const extra = `${stage.failed ? `${stage.failed} failed ` : ''}${i === rollout.currentStage ? rollout.state : i < rollout.currentStage ? 'passed' : ''}`;
+        if (!stageBars[i]) stageBars[i] = bars.create(stage.size, 0, { label: `stage ${i + 1}`, extra });
+        const bar = stageBars[i];
+        bar.setTotal(stage.size);
+        bar.update(stage.active, { label: `stage ${i + 1}`, extra });
+      });
+    }
+    const line = `${rollout.state} ${stageLine(rollout)}${rollout.reason ? ` reason: ${JSON.stringify(rollout.reason)}` : ''}`;
+    if (line !== last) {
+      if (!bars && ctx.out.format === 'table') ctx.out.note(`${new Date().toISOString()} ${rollout.id} ${line}`);
+      last = line;
+    }
+    const final = FINAL[rollout.state];
+    if (final !== undefined || (rollout.state === 'paused' && options.exitOnPause)) return final ?? EXIT.paused;
+    return undefined;
+  }
+
+  async function end(code: number): Promise<number> {
+    bars?.stop();
+    const { rollout } = await getRollout(client, id);
+    ctx.out.print(rollout, () => describe(rollout, ctx));
+    if (code === EXIT.timeout) ctx.out.note(`still ${rollout.state} after the --timeout`);
+    return code;
+  }
+
+  // Changes arrive as server-sent events (GET /v1/events); a server without them, or a stream that
+  // breaks, is read again every --interval until the stream can be opened again.
+  let streaming = true;
   try {
     for (;;) {
-      const { rollout } = await getRollout(client, id);
-      if (bars) {
-        rollout.stages.forEach((stage, i) => {
-          const extra = `${stage.failed ? `${stage.failed} failed ` : ''}${i === rollout.currentStage ? rollout.state : i < rollout.currentStage ? 'passed' : ''}`;
-          if (!stageBars[i]) stageBars[i] = bars.create(stage.size, 0, { label: `stage ${i + 1}`, extra });
-          const bar = stageBars[i];
-          bar.setTotal(stage.size);
-          bar.update(stage.active, { label: `stage ${i + 1}`, extra });
-        });
-      }
-      const line = `${rollout.state} ${stageLine(rollout)}${rollout.reason ? ` reason: ${JSON.stringify(rollout.reason)}` : ''}`;
-      if (line !== last) {
-        if (!bars && ctx.out.format === 'table') ctx.out.note(`${new Date().toISOString()} ${rollout.id} ${line}`);
-        last = line;
-      }
-      const final = FINAL[rollout.state];
-      if (final !== undefined || (rollout.state === 'paused' && options.exitOnPause)) {
-        bars?.stop();
-        ctx.out.print(rollout, () => describe(rollout, ctx));
-        return final ?? EXIT.paused;
-      }
-      if (Date.now() >= deadline) {
-        bars?.stop();
-        ctx.out.print(rollout, () => describe(rollout, ctx));
-        ctx.out.note(`still ${rollout.state} after the --timeout`);
-        return EXIT.timeout;
+      const outcome = show((await getRollout(client, id)).rollout);
+      if (outcome !== undefined) return await end(outcome);
+      if (Date.now() >= deadline) return await end(EXIT.timeout);
+      if (streaming) {
+        const controller = new AbortController();
+        const timer = Number.isFinite(deadline) ? setTimeout(() => controller.abort(), Math.max(0, deadline - Date.now())) : undefined;
+        try {
+          for await (const event of client.events({ rollout: id, signal: controller.signal })) {
+            if (event.event !== 'rollout') continue;
+            const result = show(event.data);
+            if (result !== undefined) {
+              controller.abort();
+              return await end(result);
+            }
+          }
+        } catch (error) {
+          // Not found: a server from before events; anything else: read it again, then reconnect.
+          if (isApiError(error, 'EF_NOT_FOUND')) streaming = false;
+        } finally {
+          if (timer) clearTimeout(timer);
+        }
+        if (Date.now() >= deadline) return await end(EXIT.timeout);
       }
       await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
     }
@@ -146,7 +177,7 @@ async function watch(
 
 const watchOptions = (command: Command) =>
   command
-    .option('--interval <duration>', 'how often to look', '1s')
+    .option('--interval <duration>', 'how often to look when the server cannot stream its events', '1s')
     .option('--exit-on-pause', `stop watching when it pauses (exit ${EXIT.paused})`)
     .option('--timeout <duration>', `stop watching after this long (exit ${EXIT.timeout})`);
 
