@@ -202,6 +202,34 @@ describe('fleet-wide drift', () => {
     expect(alerts.map((a) => a.group)).toContain(SHIFTED);
     for (const alert of alerts) expect([ALL_DEVICES, 'fleet=drift', SHIFTED]).toContain(alert.group);
     expect(alerts.find((a) => a.group === SHIFTED)?.features).toContain('income');
+    // What the score summarises, shown: the shifted group's live incomes against the reference,
+    // one standard deviation up (median ~0 → ~1; the top reference decile holds ~40%, not 10%).
+    const since = new Date(shiftedAt).toISOString();
+    const to = new Date().toISOString();
+    const shifted = await fleet.api(
+      'GET',
+      `/v1/models/churn/versions/1.0.0/distribution?feature=income&group=${encodeURIComponent(SHIFTED)}&since=${since}&until=${to}`,
+    );
+    const median = (summary: { quantiles: { q: number; value: number }[] }) => summary.quantiles.find((q) => q.q === 0.5)?.value as number;
+    expect(shifted).toMatchObject({ kind: 'numeric', feature: 'income', group: SHIFTED, categories: null });
+    expect(shifted.windows).toBeGreaterThan(0);
+    expect(Math.abs(median(shifted.reference))).toBeLessThan(0.25);
+    expect(median(shifted.live)).toBeGreaterThan(0.6);
+    expect(shifted.histogram.edges).toHaveLength(9);
+    expect(shifted.histogram.reference.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 6);
+    expect(shifted.histogram.live.at(-1)).toBeGreaterThan(0.25);
+    const steadyGroup = await fleet.api(
+      'GET',
+      `/v1/models/churn/versions/1.0.0/distribution?feature=income&group=group%3Da&since=${since}&until=${to}`,
+    );
+    expect(Math.abs(median(steadyGroup.live))).toBeLessThan(0.35);
+    expect(steadyGroup.histogram.live.at(-1)).toBeLessThan(0.2);
+    const unknown = await fleet.server.app.inject({
+      method: 'GET',
+      url: '/v1/models/churn/versions/1.0.0/distribution?feature=nope',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(unknown.json()).toMatchObject({ status: 404, code: 'EF_NOT_FOUND' });
     const drift = await fleet.api('GET', '/v1/models/churn/versions/1.0.0/drift');
     expect(drift.status).toBe('drifting');
     const statuses = Object.fromEntries(drift.groups.map((g: { group: string; status: string }) => [g.group, g.status]));

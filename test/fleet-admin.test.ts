@@ -153,6 +153,15 @@ describe('the admin API on a live fleet', () => {
         .events.every((e: { kind: string }) => e.kind === 'activated'),
     ).toBe(true);
     expect((await inject('GET', '/v1/devices/ghost/history')).json().code).toBe('EF_DEVICE_UNKNOWN');
+    // Fleet-wide, newest first: the same failure with the device it happened on, paged alike.
+    const fleetEvents = (await inject('GET', '/v1/device-events?kind=acceptance-failed')).json();
+    expect(fleetEvents.events[0]).toMatchObject({ deviceId: 'adm-2', kind: 'acceptance-failed', version: '3.0.0' });
+    const firstTwo = (await inject('GET', '/v1/device-events?limit=2')).json();
+    expect(firstTwo.events).toHaveLength(2);
+    expect(firstTwo.events[0].id).toBeGreaterThan(firstTwo.events[1].id);
+    const following = (await inject('GET', `/v1/device-events?limit=2&cursor=${firstTwo.next}`)).json();
+    expect(following.events[0].id).toBeLessThan(firstTwo.events[1].id);
+    expect((await inject('GET', `/v1/devices/adm-2/history?cursor=${firstTwo.next}`)).json().code).toBe('EF_CURSOR_INVALID');
     expect((await inject('GET', '/v1/devices/adm-2/history?kind=nope')).json().code).toBe('EF_SCHEMA_INVALID');
 
     // The device reports the failure: it counts as failing, and lists filter on it.
@@ -197,6 +206,15 @@ describe('the admin API on a live fleet', () => {
       `edgefleet_rollout_gate_threshold{rollout="${created.id}",model="mlp",version="2.0.0",gate="failure_rate"} 0`,
     );
     const read = await inject('GET', `/v1/rollouts/${created.id}`);
+    // The API shows the same readings, each against its threshold and which way it passes.
+    expect(read.json().gates).toMatchObject({
+      stage: 0,
+      gates: expect.arrayContaining([
+        { name: 'failure_rate', value: 0, threshold: 0, bound: 'max' },
+        { name: 'devices_reporting', value: 1, threshold: expect.any(Number), bound: 'min' },
+      ]),
+    });
+    expect(Date.parse(read.json().gates.measuredAt)).not.toBeNaN();
     const paused = await inject('POST', `/v1/rollouts/${created.id}/pause`, undefined, { 'if-match': read.headers.etag as string });
     expect(paused.json()).toMatchObject({ state: 'paused' });
     // The ETag read before the pause no longer matches: a resume based on it is refused.

@@ -96,6 +96,20 @@ describe('telemetry from devices', () => {
     }[];
     expect(new Set(windows.map((w) => w.seq)).size).toBe(60);
     expect(windows.reduce((sum, w) => sum + w.runs, 0)).toBe(180);
+    // Each window's latency, from its sketch of the real runs (the device page charts it).
+    const latencies = (await fleet.api('GET', '/v1/telemetry/windows?device=tele-hour')).windows as {
+      errors: number;
+      executionProvider: string;
+      latencyMs: { p50: number; p95: number; p99: number; max: number } | null;
+    }[];
+    for (const w of latencies) {
+      expect(w).toMatchObject({ errors: 0, executionProvider: expect.stringMatching(/^(wasm|cpu|webgpu)$/) });
+      const l = w.latencyMs as NonNullable<typeof w.latencyMs>;
+      expect(l.p50).toBeGreaterThan(0);
+      expect(l.p50).toBeLessThanOrEqual(l.p95);
+      expect(l.p95).toBeLessThanOrEqual(l.p99);
+      expect(l.p99).toBeLessThanOrEqual(l.max);
+    }
     const span = Date.parse(windows[0]?.windowEnd ?? '') - Date.parse(windows.at(-1)?.windowStart ?? '');
     expect(span).toBeGreaterThanOrEqual(59 * 60_000);
     // Another restart: the device reconnects with nothing left to send, and nothing is stored twice.

@@ -25,7 +25,7 @@ import { checkNotDowngrade } from '../desired/index.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { DateTime, Empty, Nullable, Page, Ref } from '../http/schemas.ts';
-import type { Database, DevicesTable, EnrollmentTokensTable } from '../store/schema.ts';
+import type { Database, DeviceEventsTable, DevicesTable, EnrollmentTokensTable } from '../store/schema.ts';
 
 const Tags = Type.Array(Tag, { maxItems: 32, uniqueItems: true });
 
@@ -142,6 +142,7 @@ const HistoryEvent = Type.Object(
   },
   { additionalProperties: false },
 );
+const FleetEvent = Type.Object({ deviceId: DeviceId, ...HistoryEvent.properties }, { additionalProperties: false });
 const EnrollmentTokenView = Type.Object(
   {
     id: Type.String(),
@@ -182,6 +183,26 @@ function view(row: Selectable<DevicesTable>) {
     createdAt: row.created_at,
     lastSeenAt: row.last_seen_at,
     reported: row.reported ? (JSON.parse(row.reported) as unknown) : null,
+  };
+}
+
+/** A stored device event as the history routes show it. */
+function historyEvent(row: Selectable<DeviceEventsTable>) {
+  const event = JSON.parse(row.body) as DeviceEvent;
+  return {
+    id: Number(row.id),
+    at: row.at,
+    receivedAt: row.received_at,
+    kind: row.kind as (typeof EVENT_KINDS_KEPT)[number],
+    model: row.model,
+    version: row.version,
+    rolloutId: row.rollout_id,
+    error: event.error ?? null,
+    bootId: row.boot_id,
+    seq: row.seq,
+    ...(event.executionProvider ? { executionProvider: event.executionProvider } : {}),
+    ...(event.fallback ? { fallback: event.fallback } : {}),
+    ...(event.latency ? { latency: event.latency } : {}),
   };
 }
 
@@ -338,25 +359,31 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       return {
         deviceId: id,
         next,
-        events: items.map((row) => {
-          const event = JSON.parse(row.body) as DeviceEvent;
-          return {
-            id: Number(row.id),
-            at: row.at,
-            receivedAt: row.received_at,
-            kind: row.kind,
-            model: row.model,
-            version: row.version,
-            rolloutId: row.rollout_id,
-            error: event.error ?? null,
-            bootId: row.boot_id,
-            seq: row.seq,
-            ...(event.executionProvider ? { executionProvider: event.executionProvider } : {}),
-            ...(event.fallback ? { fallback: event.fallback } : {}),
-            ...(event.latency ? { latency: event.latency } : {}),
-          };
-        }),
+        events: items.map(historyEvent),
       };
+    },
+  );
+
+  app.get(
+    '/v1/device-events',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary:
+          "What happened across the fleet, newest first: every device's installs, failures and rollbacks (the dashboard's recent events)",
+        querystring: HistoryQuery,
+        response: { 200: Page('events', FleetEvent) },
+      },
+    },
+    async (request) => {
+      const query = request.query as { model?: string; kind?: string; limit?: string; cursor?: string };
+      const page = pageRequest('device-events', query, HISTORY_ORDER.length);
+      await context.history.flush();
+      let select = keysetPage(db.selectFrom('device_events').selectAll(), HISTORY_ORDER, page);
+      if (query.model) select = select.where('model', '=', query.model);
+      if (query.kind) select = select.where('kind', '=', query.kind);
+      const { items, next } = pageOf(await select.execute(), page, (row) => [Number(row.id)]);
+      return { next, events: items.map((row) => ({ deviceId: row.device_id, ...historyEvent(row) })) };
     },
   );
 

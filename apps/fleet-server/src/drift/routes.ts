@@ -4,7 +4,7 @@
  * for any bucket width.
  */
 import type { DriftResult } from '@edgefleet/drift';
-import { ModelName, Semver, Tag, Timestamp } from '@edgefleet/protocol';
+import { EdgefleetError, ModelName, Semver, Tag, Timestamp } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { Selectable } from 'kysely';
 import Type from 'typebox';
@@ -14,7 +14,9 @@ import { DateTime, Next, Nullable, Page } from '../http/schemas.ts';
 import { iso } from '../http/time.ts';
 import { findVersion } from '../registry/versions.ts';
 import type { DriftScoresTable } from '../store/schema.ts';
+import { featureDistribution } from './distribution.ts';
 import type { DriftEvaluator } from './evaluator.ts';
+import { ALL_DEVICES } from './evaluator.ts';
 import { evaluateDrift, latestScores } from './scoring.ts';
 
 const VersionParams = Type.Object({ name: ModelName, version: Semver }, { additionalProperties: false });
@@ -287,6 +289,96 @@ export async function registerDriftRoutes(app: FastifyInstance, context: ServerC
         reference: { source: reference.source, runs: reference.runs, createdAt: reference.created_at },
         groups,
       };
+    },
+  );
+
+  const Summary = Nullable(
+    Type.Object(
+      {
+        count: Type.Integer(),
+        mean: Nullable(Type.Number()),
+        std: Nullable(Type.Number()),
+        quantiles: Type.Array(Type.Object({ q: Type.Number(), value: Type.Number() }, { additionalProperties: false })),
+      },
+      { additionalProperties: false },
+    ),
+  );
+  const Shares = Type.Array(Type.Number({ minimum: 0, maximum: 1 }));
+  app.get(
+    '/v1/models/:name/versions/:version/distribution',
+    {
+      onRequest: context.requireRead,
+      schema: {
+        summary:
+          "One feature's reference distribution against the live one of a time range and device group (quantiles and a histogram over the reference's deciles, or category shares)",
+        params: VersionParams,
+        querystring: Type.Object(
+          {
+            feature: Type.String({
+              minLength: 1,
+              maxLength: 128,
+              description: 'a feature name, as in the telemetry windows and the reference',
+            }),
+            group: Type.Optional(
+              Type.Union([Type.Literal(ALL_DEVICES), Tag], { description: 'a device tag, or * (every device, the default)' }),
+            ),
+            since: Type.Optional({ ...Timestamp, description: 'start of the live range (default: an hour before `until`)' }),
+            until: Type.Optional({ ...Timestamp, description: 'end of the live range (default: now)' }),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            {
+              model: Type.String(),
+              version: Type.String(),
+              feature: Type.String(),
+              group: Type.String(),
+              since: DateTime,
+              until: DateTime,
+              kind: Type.Enum(['numeric', 'categorical']),
+              windows: Type.Integer({ description: 'telemetry windows merged into the live side' }),
+              reference: Summary,
+              live: Summary,
+              histogram: Nullable(
+                Type.Object(
+                  {
+                    edges: Type.Array(Type.Number(), {
+                      description: "the reference's inner decile edges: bins are (-inf, e0], (e0, e1], …, (e_last, +inf)",
+                    }),
+                    reference: Shares,
+                    live: Shares,
+                  },
+                  { additionalProperties: false },
+                ),
+              ),
+              categories: Nullable(
+                Type.Array(
+                  Type.Object({ name: Type.String(), reference: Type.Number(), live: Type.Number() }, { additionalProperties: false }),
+                ),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params as { name: string; version: string };
+      const query = request.query as { feature: string; group?: string; since?: string; until?: string };
+      await findVersion(context.db, name, version);
+      const until = query.until ? iso(query.until, 'until') : new Date().toISOString();
+      const since = query.since ? iso(query.since, 'since') : new Date(Date.parse(until) - 3600_000).toISOString();
+      if (Date.parse(since) >= Date.parse(until))
+        throw new EdgefleetError('EF_SCHEMA_INVALID', `since (${since}) must come before until (${until})`);
+      return featureDistribution(context.db, {
+        model: name,
+        version,
+        feature: query.feature,
+        group: query.group ?? ALL_DEVICES,
+        since,
+        until,
+      });
     },
   );
 

@@ -63,6 +63,7 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   'PATCH /v1/devices/:id': { id: 'updateDevice', tag: 'devices' },
   'DELETE /v1/devices/:id': { id: 'deleteDevice', tag: 'devices' },
   'GET /v1/devices/:id/history': { id: 'getDeviceHistory', tag: 'devices' },
+  'GET /v1/device-events': { id: 'listDeviceEvents', tag: 'devices' },
   'POST /v1/devices/:id/revoke': { id: 'revokeDevice', tag: 'devices' },
   'GET /v1/devices/:id/desired': { id: 'getDesiredState', tag: 'devices' },
   'PUT /v1/devices/:id/desired/:model': { id: 'assignModel', tag: 'devices' },
@@ -89,6 +90,7 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   'GET /v1/drift/alerts': { id: 'listDriftAlerts', tag: 'drift' },
   'POST /v1/drift/evaluate': { id: 'evaluateDrift', tag: 'drift' },
   'GET /v1/models/:name/versions/:version/drift': { id: 'getDriftStatus', tag: 'drift' },
+  'GET /v1/models/:name/versions/:version/distribution': { id: 'getFeatureDistribution', tag: 'drift' },
 };
 
 const SECURITY: Record<Access, readonly Record<string, string[]>[]> = {

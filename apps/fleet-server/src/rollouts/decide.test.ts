@@ -24,9 +24,9 @@ const factsArbitrary: fc.Arbitrary<StageFacts> = fc
     openForMs: fc.nat(20_000),
     telemetry: fc.option(
       fc.oneof(
-        fc.constant({ verdict: 'pass' as const }),
+        fc.constant({ verdict: 'pass' as const, readings: {} }),
         fc.constant({ verdict: 'wait' as const, devicesReporting: 0, needed: 1 }),
-        fc.constant({ verdict: 'trip' as const, reason: { gate: 'maxDriftScore' } }),
+        fc.constant({ verdict: 'trip' as const, reason: { gate: 'maxDriftScore' }, readings: { driftScore: 0.5 } }),
       ),
       { nil: undefined },
     ),
@@ -158,13 +158,16 @@ describe('rollout state machine', () => {
     expect(decideStage(drift, facts({ active: 3, telemetry: { verdict: 'wait', devicesReporting: 1, needed: 2 } }))).toMatchObject({
       until: 'telemetry',
     });
-    expect(decideStage(drift, facts({ active: 3, telemetry: { verdict: 'pass' } }))).toEqual({ action: 'open-next-stage' });
-    expect(decideStage(drift, facts({ active: 3, telemetry: { verdict: 'trip', reason: { gate: 'maxDriftScore', score: 0.5 } } }))).toEqual(
-      {
-        action: 'stop',
-        policy: 'rollback',
-        reason: { gate: 'maxDriftScore', score: 0.5 },
-      },
-    );
+    expect(decideStage(drift, facts({ active: 3, telemetry: { verdict: 'pass', readings: {} } }))).toEqual({ action: 'open-next-stage' });
+    expect(
+      decideStage(
+        drift,
+        facts({ active: 3, telemetry: { verdict: 'trip', reason: { gate: 'maxDriftScore', score: 0.5 }, readings: { driftScore: 0.5 } } }),
+      ),
+    ).toEqual({
+      action: 'stop',
+      policy: 'rollback',
+      reason: { gate: 'maxDriftScore', score: 0.5 },
+    });
   });
 });

@@ -25,7 +25,7 @@ import { type RolloutLease, singleServerLease } from './lease.ts';
 import { createRolloutRepository } from './repository.ts';
 import { checkSelector, cohortOf, orderByCohort, type RolloutSpec, selects, stageGates, stageSizes } from './spec.ts';
 import { checkTelemetryGates } from './telemetry-gates.ts';
-import { type RolloutView, rolloutView } from './view.ts';
+import { type GateValue, type RolloutView, rolloutView } from './view.ts';
 
 /** A rollout in the list: its view without the per-device members. */
 export type RolloutSummary = Omit<RolloutView, 'devices'>;
@@ -37,7 +37,8 @@ export interface GateReading {
   readonly version: string;
   readonly stage: number;
   readonly stages: number;
-  readonly gates: { readonly name: string; readonly value: number | null; readonly threshold: number }[];
+  readonly measuredAt: string;
+  readonly gates: readonly GateValue[];
 }
 
 export interface RolloutEngine {
@@ -150,7 +151,9 @@ export function createRolloutEngine(options: {
       'failed',
       'rolled_back',
     ]);
-    return rolloutView(row, members, new Set(offline.map((m) => m.device_id)));
+    const reading = readings.get(row.id);
+    const gates = reading ? { stage: reading.stage, measuredAt: reading.measuredAt, gates: reading.gates } : null;
+    return rolloutView(row, members, new Set(offline.map((m) => m.device_id)), gates);
   }
 
   /** Writes a state change and its audit entry in one transaction. */
@@ -267,29 +270,63 @@ export function createRolloutEngine(options: {
       openForMs: now() - Date.parse(row.stage_started_at),
     };
     const reported = facts.active + facts.failed;
-    readings.set(row.id, {
-      rolloutId: row.id,
-      model: row.model,
-      version: row.version,
-      stage: row.current_stage,
-      stages: spec.stages.length,
-      gates: [
-        { name: 'failure_rate', value: reported === 0 ? null : facts.failed / reported, threshold: gates.maxFailureRate },
-        { name: 'devices_reporting', value: reported, threshold: gates.minDevicesReporting },
-        ...(gates.maxLatencyRatio === undefined
-          ? []
-          : [
-              {
-                name: 'latency_ratio',
-                value: facts.latencyRatios.length === 0 ? null : median(facts.latencyRatios),
-                threshold: gates.maxLatencyRatio,
-              },
-            ]),
-      ],
-    });
+    const measured: GateValue[] = [
+      { name: 'failure_rate', value: reported === 0 ? null : facts.failed / reported, threshold: gates.maxFailureRate, bound: 'max' },
+      { name: 'devices_reporting', value: reported, threshold: gates.minDevicesReporting, bound: 'min' },
+      ...(gates.maxLatencyRatio === undefined
+        ? []
+        : [
+            {
+              name: 'latency_ratio',
+              value: facts.latencyRatios.length === 0 ? null : median(facts.latencyRatios),
+              threshold: gates.maxLatencyRatio,
+              bound: 'max',
+            } as const,
+          ]),
+    ];
+    // The telemetry gates keep their last value within a stage (they are measured when the stage
+    // is otherwise ready); a new stage starts them unmeasured.
+    const previous = readings.get(row.id);
+    const carried = (name: 'drift_score' | 'output_shift') =>
+      previous?.stage === row.current_stage ? (previous.gates.find((g) => g.name === name)?.value ?? null) : null;
+    const telemetryReadings = (values: { driftScore?: number | undefined; outputShift?: number | undefined }): GateValue[] => [
+      ...(gates.maxDriftScore === undefined
+        ? []
+        : [
+            {
+              name: 'drift_score',
+              value: values.driftScore ?? carried('drift_score'),
+              threshold: gates.maxDriftScore,
+              bound: 'max',
+            } as const,
+          ]),
+      ...(gates.maxOutputShift === undefined
+        ? []
+        : [
+            {
+              name: 'output_shift',
+              value: values.outputShift ?? carried('output_shift'),
+              threshold: gates.maxOutputShift,
+              bound: 'max',
+            } as const,
+          ]),
+    ];
+    const record = (telemetry: GateValue[]) =>
+      readings.set(row.id, {
+        rolloutId: row.id,
+        model: row.model,
+        version: row.version,
+        stage: row.current_stage,
+        stages: spec.stages.length,
+        measuredAt: at(),
+        gates: [...measured, ...telemetry],
+      });
+    record(telemetryReadings({}));
     const decision = decideStage(gates, facts);
     if (decision.action !== 'check-telemetry') return decision;
-    return decideStage(gates, { ...facts, telemetry: await checkTelemetryGates(db, row, gates, decision.needed) });
+    const telemetry = await checkTelemetryGates(db, row, gates, decision.needed);
+    if (telemetry.verdict !== 'wait') record(telemetryReadings(telemetry.readings));
+    return decideStage(gates, { ...facts, telemetry });
   }
 
   async function advance(row: RolloutsTable): Promise<void> {

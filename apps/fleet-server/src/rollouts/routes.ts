@@ -36,6 +36,27 @@ const StageProgress = Type.Object(
   },
   { additionalProperties: false },
 );
+const GateReadingsSchema = Type.Object(
+  {
+    stage: Type.Integer({ description: 'the stage they were measured for' }),
+    measuredAt: DateTime,
+    gates: Type.Array(
+      Type.Object(
+        {
+          name: Type.Enum(['failure_rate', 'devices_reporting', 'latency_ratio', 'drift_score', 'output_shift']),
+          value: Nullable(Type.Number({ description: 'null until it can be measured' })),
+          threshold: Type.Number(),
+          bound: Type.Enum(['max', 'min'], { description: 'max: passes at or under the threshold; min: at or over it' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description: 'the current stage’s gates as the engine last measured them, against their thresholds (null before the first measurement)',
+  },
+);
 const RolloutState = Type.Enum(['running', 'paused', 'rolling_back', 'completed', 'rolled_back', 'aborted']);
 const MemberStatus = Type.Enum(['pending', 'assigned', 'active', 'failed', 'rolled_back']);
 const RolloutSummary = {
@@ -49,6 +70,7 @@ const RolloutSummary = {
   spec: RolloutSpecSchema,
   reason: Type.Unknown({ description: 'why it paused or rolled back: the gate and its numbers (null when running)' }),
   stages: Type.Array(StageProgress),
+  gates: Nullable(GateReadingsSchema),
   createdAt: DateTime,
   createdBy: Type.String(),
 };

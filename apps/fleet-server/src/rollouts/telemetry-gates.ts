@@ -27,10 +27,16 @@ export interface TelemetryGateSpec {
   readonly maxOutputShift?: number | undefined;
 }
 
+/** What the gates measured (a gate not measured, for want of a reference or a replaced version, is absent). */
+export interface TelemetryGateReadings {
+  readonly driftScore?: number | undefined;
+  readonly outputShift?: number | undefined;
+}
+
 export type TelemetryGateResult =
-  | { readonly verdict: 'pass' }
+  | { readonly verdict: 'pass'; readonly readings: TelemetryGateReadings }
   | { readonly verdict: 'wait'; readonly devicesReporting: number; readonly needed: number }
-  | { readonly verdict: 'trip'; readonly reason: Record<string, unknown> };
+  | { readonly verdict: 'trip'; readonly reason: Record<string, unknown>; readonly readings: TelemetryGateReadings };
 
 async function stageTelemetry(
   db: Kysely<Database>,
@@ -87,10 +93,11 @@ export async function checkTelemetryGates(
   gates: TelemetryGateSpec,
   needed: number,
 ): Promise<TelemetryGateResult> {
-  if (gates.maxDriftScore === undefined && gates.maxOutputShift === undefined) return { verdict: 'pass' };
+  if (gates.maxDriftScore === undefined && gates.maxOutputShift === undefined) return { verdict: 'pass', readings: {} };
   const current = await stageTelemetry(db, row);
   if (current.devices < needed) return { verdict: 'wait', devicesReporting: current.devices, needed };
   const replaced = await replacedVersion(db, row);
+  let driftScore: number | undefined;
 
   if (gates.maxDriftScore !== undefined) {
     const references = await db
@@ -102,9 +109,11 @@ export async function checkTelemetryGates(
     const reference = references.find((r) => r.version === row.version) ?? references[0];
     if (reference) {
       const scored = scoreBucket(parseReference(reference.features), current.merged);
+      driftScore = scored.score;
       if (scored.score > gates.maxDriftScore) {
         return {
           verdict: 'trip',
+          readings: { driftScore },
           reason: {
             gate: 'maxDriftScore',
             stage: row.current_stage,
@@ -153,9 +162,12 @@ export async function checkTelemetryGates(
       .filter(([, s]) => s.pValue < FAMILY_P_VALUE / pairs.length)
       .sort((a, b) => b[1].distance - a[1].distance);
     const worst = significant[0];
+    // The gate's reading: the largest significant shift (0 when none is significant).
+    const outputShift = worst?.[1].distance ?? 0;
     if (worst && worst[1].distance > gates.maxOutputShift) {
       return {
         verdict: 'trip',
+        readings: { driftScore, outputShift },
         reason: {
           gate: 'maxOutputShift',
           stage: row.current_stage,
@@ -169,6 +181,7 @@ export async function checkTelemetryGates(
         },
       };
     }
+    return { verdict: 'pass', readings: { driftScore, outputShift } };
   }
-  return { verdict: 'pass' };
+  return { verdict: 'pass', readings: { driftScore } };
 }

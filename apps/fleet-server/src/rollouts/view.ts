@@ -11,6 +11,22 @@ export interface StageProgress {
   readonly offline: number;
 }
 
+/** A gate as the engine last measured it: value null while it cannot be measured yet. */
+export interface GateValue {
+  readonly name: 'failure_rate' | 'devices_reporting' | 'latency_ratio' | 'drift_score' | 'output_shift';
+  readonly value: number | null;
+  readonly threshold: number;
+  /** How the value passes: at most (`max`) or at least (`min`) the threshold. */
+  readonly bound: 'max' | 'min';
+}
+
+/** The current stage's gates, as last measured, or null when the engine has not measured them. */
+export interface GateReadings {
+  readonly stage: number;
+  readonly measuredAt: string;
+  readonly gates: readonly GateValue[];
+}
+
 export interface RolloutView {
   readonly id: string;
   readonly model: string;
@@ -23,6 +39,8 @@ export interface RolloutView {
   readonly spec: RolloutSpec;
   readonly reason: unknown;
   readonly stages: StageProgress[];
+  /** The current stage's gates as last measured (live rollouts; a paused one keeps its last). */
+  readonly gates: GateReadings | null;
   readonly devices: {
     id: string;
     stage: number;
@@ -35,7 +53,12 @@ export interface RolloutView {
 }
 
 /** Builds the view from a rollout, its members (by cohort) and the ids of those offline. */
-export function rolloutView(row: RolloutsTable, members: readonly RolloutDevicesTable[], offline: ReadonlySet<string>): RolloutView {
+export function rolloutView(
+  row: RolloutsTable,
+  members: readonly RolloutDevicesTable[],
+  offline: ReadonlySet<string>,
+  gates: GateReadings | null = null,
+): RolloutView {
   const { alias, ...spec } = JSON.parse(row.spec) as RolloutSpec & { alias?: string };
   const waiting = (d: RolloutDevicesTable) => d.status === 'pending' || d.status === 'assigned';
   const stages = spec.stages.map((_, stage) => {
@@ -60,6 +83,7 @@ export function rolloutView(row: RolloutsTable, members: readonly RolloutDevices
     spec,
     reason: row.reason ? (JSON.parse(row.reason) as unknown) : null,
     stages,
+    gates,
     devices: members.map((d) => ({
       id: d.device_id,
       stage: d.stage,

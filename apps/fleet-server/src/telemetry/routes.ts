@@ -12,6 +12,7 @@ import {
   Semver,
   type SignedDocument,
   Tag,
+  type TelemetryWindow,
   Timestamp,
 } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
@@ -60,9 +61,27 @@ const WindowView = Type.Object(
     runs: Type.Integer(),
     dropped: Type.Integer({ description: 'windows the device dropped before this one' }),
     receivedAt: DateTime,
+    executionProvider: Type.String({ description: 'where the runs executed: webgpu, wasm or cpu' }),
+    errors: Type.Integer({ description: 'runs that failed in the window' }),
+    latencyMs: Nullable(
+      Type.Object(
+        { p50: Type.Number(), p95: Type.Number(), p99: Type.Number(), max: Type.Number() },
+        { additionalProperties: false, description: 'inference latency over the window’s runs (from its sketch); null without runs' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
+
+/** The latency quantiles of a stored window, from its KLL sketch. */
+function windowLatency(profile: WireProfile): { p50: number; p95: number; p99: number; max: number } | null {
+  const latency = fromWire(profile);
+  if (latency.kind !== 'numeric' || latency.sketch.n === 0) return null;
+  const q = (p: number) => kllQuantile(latency.sketch, p);
+  const p99 = q(0.99);
+  // The sketch's max travels at another precision than its retained values: never below p99.
+  return { p50: q(0.5), p95: q(0.95), p99, max: Math.max(p99, q(1)) };
+}
 const FeatureSummary = Type.Union([
   Type.Object(
     {
@@ -289,7 +308,19 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       let select = keysetPage(
         context.db
           .selectFrom('telemetry_windows')
-          .select(['device_id', 'boot_id', 'seq', 'model', 'version', 'window_start', 'window_end', 'runs', 'dropped', 'received_at']),
+          .select([
+            'device_id',
+            'boot_id',
+            'seq',
+            'model',
+            'version',
+            'window_start',
+            'window_end',
+            'runs',
+            'dropped',
+            'received_at',
+            'body',
+          ]),
         WINDOW_ORDER,
         page,
       );
@@ -299,17 +330,23 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       const { items, next } = pageOf(await select.execute(), page, (r) => [r.window_end, r.device_id, r.boot_id, r.seq]);
       return {
         next,
-        windows: items.map((r) => ({
-          deviceId: r.device_id,
-          bootId: r.boot_id,
-          seq: r.seq,
-          model: { name: r.model, version: r.version },
-          windowStart: r.window_start,
-          windowEnd: r.window_end,
-          runs: r.runs,
-          dropped: r.dropped,
-          receivedAt: r.received_at,
-        })),
+        windows: items.map((r) => {
+          const window = JSON.parse(r.body) as TelemetryWindow;
+          return {
+            deviceId: r.device_id,
+            bootId: r.boot_id,
+            seq: r.seq,
+            model: { name: r.model, version: r.version },
+            windowStart: r.window_start,
+            windowEnd: r.window_end,
+            runs: r.runs,
+            dropped: r.dropped,
+            receivedAt: r.received_at,
+            executionProvider: window.executionProvider,
+            errors: window.errors.reduce((sum, e) => sum + e.count, 0),
+            latencyMs: windowLatency(window.latencyMs as WireProfile),
+          };
+        }),
       };
     },
   );

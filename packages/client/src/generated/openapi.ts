@@ -279,6 +279,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/device-events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What happened across the fleet, newest first: every device's installs, failures and rollbacks (the dashboard's recent events) */
+        get: operations["listDeviceEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/devices/{id}/revoke": {
         parameters: {
             query?: never;
@@ -684,6 +701,23 @@ export interface paths {
         };
         /** The drift status of a version, per device group: ok, warning (last bucket drifted) or drifting (alert firing) */
         get: operations["getDriftStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{name}/versions/{version}/distribution": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One feature's reference distribution against the live one of a time range and device group (quantiles and a histogram over the reference's deciles, or category shares) */
+        get: operations["getFeatureDistribution"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2717,6 +2751,89 @@ export interface operations {
             };
         };
     };
+    listDeviceEvents: {
+        parameters: {
+            query?: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                model?: string;
+                kind?: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                /** @description page size, 1 to 1000 */
+                limit?: string;
+                /** @description the "next" of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        events: {
+                            /** @description a device id of 1-64 characters from A-Z a-z 0-9 . _ : - starting with a letter or digit */
+                            deviceId: string;
+                            id: number;
+                            /** Format: date-time */
+                            at: string;
+                            /** Format: date-time */
+                            receivedAt: string;
+                            /** @enum {unknown} */
+                            kind: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                            model: string | null;
+                            version: string | null;
+                            rolloutId: string | null;
+                            error: {
+                                /** @description an edgefleet error code such as EF_SIGNATURE_INVALID */
+                                code: string;
+                                /** @description a message of at most 2000 characters */
+                                message: string;
+                            } | null;
+                            bootId: string;
+                            seq: number;
+                            /**
+                             * @description one of webgpu, wasm, cpu
+                             * @enum {unknown}
+                             */
+                            executionProvider?: "webgpu" | "wasm" | "cpu";
+                            fallback?: {
+                                from: string;
+                                to: string;
+                                reason: string;
+                            };
+                            latency?: {
+                                [key: string]: number;
+                            };
+                        }[];
+                        next: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     revokeDevice: {
         parameters: {
             query?: never;
@@ -3459,6 +3576,23 @@ export interface operations {
                                 /** @description pending devices that are offline */
                                 offline: number;
                             }[];
+                            gates: {
+                                /** @description the stage they were measured for */
+                                stage: number;
+                                /** Format: date-time */
+                                measuredAt: string;
+                                gates: {
+                                    /** @enum {unknown} */
+                                    name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                    value: number | null;
+                                    threshold: number;
+                                    /**
+                                     * @description max: passes at or under the threshold; min: at or over it
+                                     * @enum {unknown}
+                                     */
+                                    bound: "max" | "min";
+                                }[];
+                            } | null;
                             /** Format: date-time */
                             createdAt: string;
                             createdBy: string;
@@ -3617,6 +3751,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -3736,6 +3887,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -3913,6 +4081,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -4032,6 +4217,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -4151,6 +4353,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -4270,6 +4489,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -4389,6 +4625,23 @@ export interface operations {
                             /** @description pending devices that are offline */
                             offline: number;
                         }[];
+                        gates: {
+                            /** @description the stage they were measured for */
+                            stage: number;
+                            /** Format: date-time */
+                            measuredAt: string;
+                            gates: {
+                                /** @enum {unknown} */
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                value: number | null;
+                                threshold: number;
+                                /**
+                                 * @description max: passes at or under the threshold; min: at or over it
+                                 * @enum {unknown}
+                                 */
+                                bound: "max" | "min";
+                            }[];
+                        } | null;
                         /** Format: date-time */
                         createdAt: string;
                         createdBy: string;
@@ -4710,6 +4963,16 @@ export interface operations {
                             dropped: number;
                             /** Format: date-time */
                             receivedAt: string;
+                            /** @description where the runs executed: webgpu, wasm or cpu */
+                            executionProvider: string;
+                            /** @description runs that failed in the window */
+                            errors: number;
+                            latencyMs: {
+                                p50: number;
+                                p95: number;
+                                p99: number;
+                                max: number;
+                            } | null;
                         }[];
                         next: string | null;
                     };
@@ -4969,6 +5232,100 @@ export interface operations {
                                 features: string[];
                             } | null;
                         }[];
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getFeatureDistribution: {
+        parameters: {
+            query: {
+                /** @description a feature name, as in the telemetry windows and the reference */
+                feature: string;
+                /** @description a device tag, or * (every device, the default) */
+                group?: "*" | string;
+                /** @description start of the live range (default: an hour before `until`) */
+                since?: string;
+                /** @description end of the live range (default: now) */
+                until?: string;
+            };
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+                /** @description a semantic version such as 1.4.0 or 2.0.0-rc.1 */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        model: string;
+                        version: string;
+                        feature: string;
+                        group: string;
+                        /** Format: date-time */
+                        since: string;
+                        /** Format: date-time */
+                        until: string;
+                        /** @enum {unknown} */
+                        kind: "numeric" | "categorical";
+                        /** @description telemetry windows merged into the live side */
+                        windows: number;
+                        reference: {
+                            count: number;
+                            mean: number | null;
+                            std: number | null;
+                            quantiles: {
+                                q: number;
+                                value: number;
+                            }[];
+                        } | null;
+                        live: {
+                            count: number;
+                            mean: number | null;
+                            std: number | null;
+                            quantiles: {
+                                q: number;
+                                value: number;
+                            }[];
+                        } | null;
+                        histogram: {
+                            /** @description the reference's inner decile edges: bins are (-inf, e0], (e0, e1], …, (e_last, +inf) */
+                            edges: number[];
+                            reference: number[];
+                            live: number[];
+                        } | null;
+                        categories: {
+                            name: string;
+                            reference: number;
+                            live: number;
+                        }[] | null;
                     };
                 };
             };
