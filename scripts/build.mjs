@@ -27,3 +27,12 @@ for (const [from, to] of assets) {
   mkdirSync(dirname(join(root, to)), { recursive: true });
   copyFileSync(join(root, from), join(root, to));
 }
+
+// The dashboard: a Vite production build of apps/dashboard, written into the fleet server's
+// package (its `dashboard/` folder), which serves it at / and ships it to npm.
+const vite = join(dirname(createRequire(join(root, 'apps/dashboard/package.json')).resolve('vite/package.json')), 'bin', 'vite.js');
+const dashboard = spawnSync(process.execPath, [vite, 'build', '--logLevel', 'warn'], {
+  cwd: join(root, 'apps/dashboard'),
+  stdio: 'inherit',
+});
+if (dashboard.status !== 0) process.exit(dashboard.status ?? 1);

@@ -24,6 +24,7 @@ import { createEmbeddedBroker } from './broker/embedded.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
 import type { ServerContext } from './context.ts';
+import { registerDashboardRoutes } from './dashboard/routes.ts';
 import { createDesiredStateService } from './desired/index.ts';
 import { createDeviceAuthenticator } from './devices/credentials.ts';
 import { createDeviceHistory } from './devices/history.ts';
@@ -215,7 +216,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   if (adminTokenFile && createdAdminToken) await writeFileAtomically(adminTokenFile, `${createdAdminToken}\n`); // mode 0600
 
   await app.register(helmet, {
-    // Pages this server sends (the OpenAPI viewer) load scripts and styles from
+    // Pages this server sends (the dashboard, the OpenAPI viewer) load scripts and styles from
     // itself only. No upgrade-insecure-requests: a server on a LAN is often plain http.
     contentSecurityPolicy: { useDefaults: true, directives: { 'upgrade-insecure-requests': null } },
     crossOriginResourcePolicy: { policy: config.corsOrigins.length > 0 ? 'cross-origin' : 'same-origin' },
@@ -272,6 +273,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  registerDashboardRoutes(app, config.dashboard, app.log);
 
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
@@ -347,7 +349,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerArtifactRoutes(app, context);
   await registerTelemetryRoutes(app, context);
   await registerDriftRoutes(app, context, drift);
-  await registerEventRoutes(app, context, rollouts);
+  await registerEventRoutes(app, context, rollouts, drift);
 
   await app.listen({ host: config.host, port: config.port });
   broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });

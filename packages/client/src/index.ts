@@ -25,7 +25,7 @@ import { type UploadModelVersion, uploadModelVersion } from './upload.ts';
 export { EdgefleetApiError, EdgefleetConnectionError, isApiError, problemOf } from './errors.ts';
 export { ERROR_CODES, ERROR_DEFINITIONS, type ErrorCode } from './generated/errors.ts';
 export type { components, operations, paths } from './generated/openapi.ts';
-export type { UploadModelVersion, UploadProgress } from './upload.ts';
+export { multipartBody, type UploadModelVersion, type UploadProgress } from './upload.ts';
 
 /** A schema of the OpenAPI document by name: `Schema<'SignedManifest'>`. */
 export type Schema<N extends keyof components['schemas']> = components['schemas'][N];
@@ -80,7 +80,17 @@ export interface EdgefleetClient {
 /** An event of GET /v1/events. */
 export type ServerEvent =
   | { readonly event: 'ready'; readonly id: number; readonly data: { readonly at: string } }
-  | { readonly event: 'rollout'; readonly id: number; readonly data: ItemOf<'/v1/rollouts'> };
+  | { readonly event: 'rollout'; readonly id: number; readonly data: ItemOf<'/v1/rollouts'> }
+  | { readonly event: 'drift'; readonly id: number; readonly data: DriftScoredEvent };
+
+/** A drift pass stored new scores for these groups of a version (their alerts updated too). */
+export interface DriftScoredEvent {
+  readonly model: string;
+  readonly version: string;
+  readonly groups: readonly string[];
+  readonly buckets: number;
+  readonly at: string;
+}
 
 /** Parses a text/event-stream body into its events (`event`, `id`, `data` as JSON). */
 export async function* parseEventStream(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; id: number; data: unknown }> {

@@ -97,7 +97,8 @@ export async function uploadModelVersion(
     const last = attempt >= client.retries;
     let response: Response;
     try {
-      response = await client.fetch(url, {
+      const fetch = client.fetch; // called unbound: a browser's fetch refuses another `this`
+      response = await fetch(url, {
         method: 'POST',
         headers: { ...client.headers, 'content-type': contentType, 'idempotency-key': key },
         ...attemptBody(body, upload.onProgress),

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -35,7 +35,7 @@ describe('server configuration', () => {
     expect(loadConfig({ EDGEFLEET_DATA_DIR: '/data', STATE_DIRECTORY: '/var/lib/edgefleet-server' }).dataDir).toBe('/data');
   });
 
-  it('--help says what docs/fleet-server.md says: every setting, the webhook signature, the data folder, nothing that does not exist', () => {
+  it('--help says what docs/fleet-server.md says: every setting, the webhook signature, the data folder, the dashboard it serves', () => {
     const help = helpText('1.2.3');
     expect(help).toContain('edgefleet-server 1.2.3');
     for (const setting of SETTINGS) {
@@ -48,6 +48,8 @@ describe('server configuration', () => {
     expect(help).toContain('./.edgefleet/server');
     expect(docs).toContain('./.edgefleet/server');
     expect(help).toContain('$STATE_DIRECTORY');
-    expect(help.toLowerCase()).not.toContain('dashboard');
+    // The dashboard it offers exists, and its page says how to use it.
+    expect(docs).toContain('(dashboard.md)');
+    expect(existsSync(new URL('../../../../docs/dashboard.md', import.meta.url))).toBe(true);
   });
 });

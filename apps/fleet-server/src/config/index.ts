@@ -49,6 +49,8 @@ export interface ServerConfig {
   readonly authFailuresPerMinute: number;
   /** How long registration may take to load a model in onnxruntime (and compute its golden vectors) before refusing it. */
   readonly modelLoadTimeoutMs: number;
+  /** The web dashboard at `/`: on (the built one shipped in this package), off, or a folder holding another build. */
+  readonly dashboard: string;
 }
 
 interface Setting {
@@ -225,6 +227,16 @@ export const SETTINGS: readonly Setting[] = [
     description: 'time allowed to load an uploaded model in onnxruntime and compute its golden vectors',
     parse: integer('EDGEFLEET_MODEL_LOAD_TIMEOUT_MS', 1000, 3_600_000),
     fallback: () => 60_000,
+  },
+  {
+    env: 'EDGEFLEET_DASHBOARD',
+    key: 'dashboard',
+    description: 'the web dashboard at /: on, off, or the folder of another build of apps/dashboard',
+    parse: (v) => {
+      if (v.trim() === '') throw new Error('EDGEFLEET_DASHBOARD must be on, off or a folder');
+      return v;
+    },
+    fallback: () => 'on',
   },
 ];
 

@@ -31,6 +31,19 @@ describe('devices and enrollment', () => {
     expect((await post('/v1/devices', { id: 'cam-001' })).json()).toMatchObject({ code: 'EF_DEVICE_EXISTS', status: 409 });
   });
 
+  it('finds devices by the start of their id, exactly (case and LIKE wildcards count as themselves)', async () => {
+    for (const id of ['Pre_1', 'pre_2', 'preX3', 'prefix.4']) expect((await post('/v1/devices', { id })).statusCode).toBe(201);
+    const ids = async (prefix: string) =>
+      (await server.app.inject({ method: 'GET', url: `/v1/devices?idPrefix=${encodeURIComponent(prefix)}`, headers: server.auth }))
+        .json()
+        .devices.map((d: { id: string }) => d.id);
+    expect(await ids('pre')).toEqual(['preX3', 'pre_2', 'prefix.4']);
+    expect(await ids('pre_')).toEqual(['pre_2']);
+    expect(await ids('Pre')).toEqual(['Pre_1']);
+    const bad = await server.app.inject({ method: 'GET', url: '/v1/devices?idPrefix=a%25', headers: server.auth });
+    expect(bad.json()).toMatchObject({ status: 400, code: 'EF_SCHEMA_INVALID' });
+  });
+
   it('enrolls devices with a reusable token until its uses run out, giving them its tags', async () => {
     const token = (await post('/v1/enrollment-tokens', { tags: ['fleet=demo'], uses: 2 })).json().token as string;
     const first = await post('/v1/enroll', { token, id: 'field-1' }, {});

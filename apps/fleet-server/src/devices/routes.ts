@@ -33,6 +33,9 @@ const CreateDevice = Type.Object({ id: Type.Optional(DeviceId), tags: Type.Optio
 const Flag = Type.Enum(['true', 'false']);
 const ListDevices = pagedQuery({
   tag: Type.Optional(Tag),
+  idPrefix: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$', description: 'devices whose id starts with this' }),
+  ),
   status: Type.Optional(Type.Enum(['active', 'revoked'])),
   online: Type.Optional(Flag),
   failing: Type.Optional({ ...Flag, description: 'true: devices reporting a model in the failed state' }),
@@ -259,6 +262,7 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     async (request) => {
       const query = request.query as {
         tag?: string;
+        idPrefix?: string;
         status?: 'active' | 'revoked';
         online?: 'true' | 'false';
         failing?: 'true' | 'false';
@@ -272,12 +276,17 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       if (query.online) select = select.where('online', '=', query.online === 'true' ? 1 : 0);
       if (query.failing) select = select.where('failing', '=', query.failing === 'true' ? 1 : 0);
       // Tags are a JSON array of quoted strings: the quoted tag, with LIKE's wildcards escaped.
+      const escapeLike = (text: string) => text.replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_');
+      if (query.idPrefix) select = select.where(sql<SqlBool>`id like ${`${escapeLike(query.idPrefix)}%`} escape '\\'`);
       if (query.tag) {
-        const pattern = `%${JSON.stringify(query.tag).replaceAll('\\', '\\\\').replaceAll('%', '\\%').replaceAll('_', '\\_')}%`;
+        const pattern = `%${escapeLike(JSON.stringify(query.tag))}%`;
         select = select.where(sql<SqlBool>`tags like ${pattern} escape '\\'`);
       }
       const { items, next } = pageOf(await select.execute(), page, (row) => [row.id]);
-      return { devices: items.map(view).filter((d) => !query.tag || d.tags.includes(query.tag)), next };
+      // LIKE is a coarse filter (case-insensitive on SQLite): each item is checked exactly.
+      const exact = (d: { id: string; tags: string[] }) =>
+        (!query.tag || d.tags.includes(query.tag)) && (!query.idPrefix || d.id.startsWith(query.idPrefix));
+      return { devices: items.map(view).filter(exact), next };
     },
   );
 

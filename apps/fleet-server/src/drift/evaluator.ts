@@ -46,9 +46,19 @@ export interface DriftPass {
   readonly pruned: number;
 }
 
+/** What a pass scored for one version: its groups' new scores are stored, alerts updated. */
+export interface DriftScored {
+  readonly model: string;
+  readonly version: string;
+  readonly groups: readonly string[];
+  readonly buckets: number;
+}
+
 export interface DriftEvaluator {
   /** One pass now (after any pass in progress). */
   evaluate(): Promise<DriftPass>;
+  /** Calls `listener` after each version's new scores are stored (server-sent events); returns the unsubscribe. */
+  onScored(listener: (scored: DriftScored) => void): () => void;
   start(): void;
   close(): Promise<void>;
 }
@@ -64,6 +74,7 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   const references = new Map<string, { createdAt: string; features: Map<string, FeatureProfile> }>();
+  const listeners = new Set<(scored: DriftScored) => void>();
 
   async function reference(model: string, version: string): Promise<Map<string, FeatureProfile> | undefined> {
     const row = await db
@@ -263,6 +274,16 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
         if (change === 'opened') opened++;
         if (change === 'resolved') resolved++;
       }
+      if (groups.size > 0) {
+        const scored = { model, version, groups: [...groups], buckets: due.size };
+        for (const listener of listeners) {
+          try {
+            listener(scored);
+          } catch (error) {
+            log.warn({ err: error }, 'a drift listener failed');
+          }
+        }
+      }
     }
     watermark = started;
     const delivered = await deliverDue(db, options.webhook, now, log);
@@ -305,6 +326,10 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
 
   return {
     evaluate,
+    onScored(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     start: schedule,
     async close() {
       closed = true;

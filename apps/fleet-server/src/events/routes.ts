@@ -1,8 +1,9 @@
 /**
  * GET /v1/events: what changes, as it changes, as server-sent events (text/event-stream), for the
- * dashboard and anyone who would otherwise poll. Today: `rollout`, a rollout's summary (state,
- * stage, per-stage counts, reason) whenever its state, stage or members' statuses change,
- * coalesced over 100 ms. Each event has an increasing `id`; a `: keep-alive` comment every 15 s
+ * dashboard and anyone who would otherwise poll: `rollout`, a rollout's summary (state, stage,
+ * per-stage counts, gates, reason) whenever its state, stage or members' statuses change,
+ * coalesced over 100 ms; `drift`, a version's groups whose drift scores (and alerts) a drift pass
+ * has just stored. Each event has an increasing `id`; a `: keep-alive` comment every 15 s
  * keeps proxies from closing a quiet stream. The token is a bearer header (a reader built on fetch,
  * not EventSource, which cannot send one); a read token suffices. A client that falls more than
  * 1 MiB behind is disconnected (it reconnects and reads the state again), so a stuck reader never
@@ -14,6 +15,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { ServerContext } from '../context.ts';
+import type { DriftEvaluator } from '../drift/evaluator.ts';
 import { mediaResponse } from '../http/schemas.ts';
 import type { RolloutEngine } from '../rollouts/engine.ts';
 
@@ -27,12 +29,17 @@ const EventsQuery = Type.Object(
 );
 
 interface StreamEvent {
-  readonly type: 'rollout';
+  readonly type: 'rollout' | 'drift';
   readonly subject: string;
   readonly data: unknown;
 }
 
-export async function registerEventRoutes(app: FastifyInstance, context: ServerContext, engine: RolloutEngine): Promise<void> {
+export async function registerEventRoutes(
+  app: FastifyInstance,
+  context: ServerContext,
+  engine: RolloutEngine,
+  drift: DriftEvaluator,
+): Promise<void> {
   const subscribers = new Set<(event: StreamEvent) => void>();
   const streams = new Set<ServerResponse>();
   /** The connections that carried a stream: never reused for another request, closed with it. */
@@ -60,8 +67,20 @@ export async function registerEventRoutes(app: FastifyInstance, context: ServerC
     timer ??= setTimeout(() => void publishPending(), COALESCE_MS);
   });
 
+  const unsubscribeDrift = drift.onScored((scored) => {
+    const data = {
+      model: scored.model,
+      version: scored.version,
+      groups: scored.groups,
+      buckets: scored.buckets,
+      at: new Date().toISOString(),
+    };
+    for (const subscriber of subscribers) subscriber({ type: 'drift', subject: `${scored.model}@${scored.version}`, data });
+  });
+
   app.addHook('preClose', async () => {
     unsubscribe();
+    unsubscribeDrift();
     if (timer) clearTimeout(timer);
     // Ended and their sockets closed: a stream that never ends would hold the server's close.
     for (const stream of streams) {
@@ -76,10 +95,14 @@ export async function registerEventRoutes(app: FastifyInstance, context: ServerC
     {
       onRequest: context.requireRead,
       schema: {
-        summary: 'Server-sent events: each rollout’s summary as it changes (state, stage, per-stage counts); ?rollout= for one',
+        summary:
+          'Server-sent events: each rollout’s summary as it changes (state, stage, per-stage counts, gates), and each drift pass’s scored versions; ?rollout= for one rollout',
         querystring: EventsQuery,
         response: {
-          200: mediaResponse('text/event-stream', 'events: `ready`, then `rollout` (data: a rollout summary as GET /v1/rollouts lists it)'),
+          200: mediaResponse(
+            'text/event-stream',
+            'events: `ready`, then `rollout` (data: a rollout summary as GET /v1/rollouts lists it) and `drift` (data: model, version, groups scored, buckets, at)',
+          ),
         },
       },
     },
@@ -110,7 +133,7 @@ export async function registerEventRoutes(app: FastifyInstance, context: ServerC
       write('retry: 2000\n\n');
       send('ready', { at: new Date().toISOString(), ...(rollout ? { rollout } : {}) });
       const subscriber = (event: StreamEvent) => {
-        if (!rollout || event.subject === rollout) send(event.type, event.data);
+        if (!rollout || (event.type === 'rollout' && event.subject === rollout)) send(event.type, event.data);
       };
       subscribers.add(subscriber);
       const heartbeat = setInterval(() => write(': keep-alive\n\n'), HEARTBEAT_MS);

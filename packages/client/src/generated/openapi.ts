@@ -767,7 +767,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Server-sent events: each rollout’s summary as it changes (state, stage, per-stage counts); ?rollout= for one */
+        /** Server-sent events: each rollout’s summary as it changes (state, stage, per-stage counts, gates), and each drift pass’s scored versions; ?rollout= for one rollout */
         get: operations["streamEvents"];
         put?: never;
         post?: never;
@@ -2391,6 +2391,8 @@ export interface operations {
             query?: {
                 /** @description a tag of 1-64 characters from a-z 0-9 . _ : = - starting with a letter or digit, such as region=eu or line-3 */
                 tag?: string;
+                /** @description devices whose id starts with this */
+                idPrefix?: string;
                 status?: "active" | "revoked";
                 online?: "true" | "false";
                 /** @description true: devices reporting a model in the failed state */
@@ -5488,7 +5490,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description events: `ready`, then `rollout` (data: a rollout summary as GET /v1/rollouts lists it) */
+            /** @description events: `ready`, then `rollout` (data: a rollout summary as GET /v1/rollouts lists it) and `drift` (data: model, version, groups scored, buckets, at) */
             200: {
                 headers: {
                     [name: string]: unknown;

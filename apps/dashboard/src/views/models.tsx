@@ -1,0 +1,418 @@
+/**
+ * The model registry: models, their versions and aliases, each version's signed manifest (inputs,
+ * outputs, operators, quantization, size), where it runs, its reference profile and drift status;
+ * admins upload a version here with a progress bar.
+ */
+import { type ItemOf, isApiError, multipartBody, ok, problemOf } from '@edgefleet/client';
+import { useState } from 'preact/hooks';
+import { usePaged, useResource } from '../data.ts';
+import { ago, bytes, number, shortHash, when } from '../format.ts';
+import { navigate, path } from '../router.ts';
+import { client, describeError, isAdmin, session } from '../session.ts';
+import { Badge, Empty, ErrorBox, Loading, Section } from '../ui/bits.tsx';
+
+type Model = ItemOf<'/v1/models'>;
+
+export function ModelsView() {
+  const list = usePaged<Model>(async (cursor, signal) => {
+    const page = await ok(client().api.GET('/v1/models', { params: { query: { limit: '100', ...(cursor ? { cursor } : {}) } }, signal }));
+    return { items: page.models, next: page.next };
+  }, []);
+  return (
+    <main id="main">
+      <h1>Models</h1>
+      {list.error ? <ErrorBox error={list.error} /> : null}
+      {list.items.length === 0 && !list.loading ? <Empty>No model registered yet.</Empty> : null}
+      {list.items.length > 0 ? (
+        <table data-testid="models">
+          <thead>
+            <tr>
+              <th scope="col">Model</th>
+              <th scope="col">Versions</th>
+              <th scope="col">Registered</th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.items.map((m) => (
+              <tr key={m.name}>
+                <td>
+                  <a href={path('/models', m.name)}>{m.name}</a>
+                </td>
+                <td>{m.versions}</td>
+                <td title={when(m.createdAt)}>{ago(m.createdAt)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {!list.done && !list.loading ? (
+        <button type="button" onClick={list.more}>
+          More models
+        </button>
+      ) : null}
+      {isAdmin.value ? <Upload /> : null}
+    </main>
+  );
+}
+
+/**
+ * Uploads with XMLHttpRequest: browsers report the progress of a request body only through it
+ * (fetch cannot stream one over HTTP/1.1). The body is the client's multipart body, sent with an
+ * Idempotency-Key so a retry never registers twice.
+ */
+function send(name: string, body: Blob, contentType: string, onProgress: (sent: number, total: number) => void): Promise<unknown> {
+  const token = session.value?.token ?? '';
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/v1/models/${encodeURIComponent(name)}/versions`);
+    xhr.setRequestHeader('authorization', `Bearer ${token}`);
+    xhr.setRequestHeader('content-type', contentType);
+    xhr.setRequestHeader('idempotency-key', crypto.randomUUID());
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.total || body.size);
+    xhr.onerror = () => reject(new Error('the upload did not reach the server'));
+    xhr.onload = async () => {
+      const response = new Response(xhr.responseText, {
+        status: xhr.status,
+        headers: { 'content-type': xhr.getResponseHeader('content-type') ?? '' },
+      });
+      if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
+      else reject(await problemOf(response));
+    };
+    xhr.send(body);
+  });
+}
+
+function Upload({ model }: { model?: string }) {
+  const [progress, setProgress] = useState<{ sent: number; total: number } | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [done, setDone] = useState<string | undefined>(undefined);
+  return (
+    <Section title={model ? `Upload a version of ${model}` : 'Upload a model version'}>
+      <form
+        class="upload"
+        onSubmit={async (event) => {
+          event.preventDefault();
+          const form = new FormData(event.currentTarget as HTMLFormElement);
+          const name = String(form.get('name') ?? model ?? '').trim();
+          const version = String(form.get('version') ?? '').trim();
+          const file = form.get('model') as File | null;
+          const reference = form.get('reference') as File | null;
+          const metadata = String(form.get('metadata') ?? '').trim();
+          setError(undefined);
+          setDone(undefined);
+          if (!file || file.size === 0) return setError('Choose the .onnx file of the version.');
+          let fields: Record<string, unknown> = {};
+          try {
+            fields = metadata ? { metadata: JSON.parse(metadata) } : {};
+          } catch {
+            return setError('Metadata must be a JSON object of string labels, e.g. {"owner": "vision-team"}.');
+          }
+          const { body, contentType } = multipartBody({
+            name,
+            version,
+            model: file,
+            fileName: file.name,
+            fields,
+            ...(reference && reference.size > 0 ? { reference: { data: reference, fileName: reference.name } } : {}),
+          });
+          setProgress({ sent: 0, total: body.size });
+          try {
+            await send(name, body, contentType, (sent, total) => setProgress({ sent, total }));
+            setDone(`${name}@${version} registered and signed.`);
+            navigate(path('/models', name, 'versions', version));
+          } catch (e) {
+            setError(isApiError(e) ? e.message : describeError(e));
+          } finally {
+            setProgress(undefined);
+          }
+        }}
+      >
+        {model ? null : (
+          <label>
+            Model name
+            <input name="name" required pattern="[a-z0-9][a-z0-9._\-]{0,63}" placeholder="detector" />
+          </label>
+        )}
+        <label>
+          Version
+          <input name="version" required placeholder="1.2.0" />
+        </label>
+        <label>
+          ONNX model
+          <input name="model" type="file" accept=".onnx" required />
+        </label>
+        <label>
+          Reference dataset (optional, CSV or JSON lines)
+          <input name="reference" type="file" accept=".csv,.jsonl,.ndjson" />
+        </label>
+        <label>
+          Metadata (optional JSON)
+          <input name="metadata" placeholder='{"owner": "vision-team"}' />
+        </label>
+        <button type="submit" class="primary" disabled={progress !== undefined}>
+          Upload
+        </button>
+        {progress ? (
+          <label class="progress">
+            Uploading {bytes(progress.sent)} of {bytes(progress.total)}
+            <progress max={progress.total} value={progress.sent} />
+          </label>
+        ) : null}
+      </form>
+      {error ? <ErrorBox error={error} /> : null}
+      {done ? <p role="status">{done}</p> : null}
+    </Section>
+  );
+}
+
+export function ModelView({ name }: { name: string }) {
+  const versions = usePaged<ItemOf<'/v1/models/{name}/versions'>>(
+    async (cursor, signal) => {
+      const page = await ok(
+        client().api.GET('/v1/models/{name}/versions', {
+          params: { path: { name }, query: { limit: '50', ...(cursor ? { cursor } : {}) } },
+          signal,
+        }),
+      );
+      return { items: page.versions, next: page.next };
+    },
+    [name],
+  );
+  const aliases = useResource(
+    (signal) => ok(client().api.GET('/v1/models/{name}/aliases', { params: { path: { name }, query: { limit: '100' } }, signal })),
+    [name],
+  );
+  const summary = useResource((signal) => ok(client().api.GET('/v1/fleet/summary', { signal })), []);
+  const compliance = useResource(
+    (signal) => ok(client().api.GET('/v1/models/{name}/compliance', { params: { path: { name } }, signal })),
+    [name],
+  );
+  const running = summary.data?.models.find((m) => m.name === name);
+  return (
+    <main id="main">
+      <h1>{name}</h1>
+      {compliance.data ? (
+        <p data-testid="compliance">
+          Against <strong>{compliance.data.target}</strong>
+          {compliance.data.targetAlias ? ` (${compliance.data.targetAlias})` : ''}: {compliance.data.upToDate} of {compliance.data.devices}{' '}
+          devices up to date, {compliance.data.inProgress} in progress, {compliance.data.behind} behind, {compliance.data.failed} failed.
+        </p>
+      ) : null}
+      <Section title="Versions">
+        {versions.error ? <ErrorBox error={versions.error} /> : null}
+        <table data-testid="versions">
+          <thead>
+            <tr>
+              <th scope="col">Version</th>
+              <th scope="col">Aliases</th>
+              <th scope="col">Size</th>
+              <th scope="col">Runs on</th>
+              <th scope="col">Registered</th>
+              <th scope="col">SHA-256</th>
+            </tr>
+          </thead>
+          <tbody>
+            {versions.items.map((v) => {
+              const where = running?.versions.find((r) => r.version === v.version);
+              return (
+                <tr key={v.version}>
+                  <td>
+                    <a href={path('/models', name, 'versions', v.version)}>{v.version}</a>
+                  </td>
+                  <td>
+                    {(aliases.data?.aliases ?? [])
+                      .filter((a) => a.version === v.version)
+                      .map((a) => (
+                        <span key={a.alias} class="chip">
+                          {a.alias}
+                        </span>
+                      ))}
+                  </td>
+                  <td>{bytes(v.size)}</td>
+                  <td>{where ? `${where.devices} devices (${where.online} online)` : '—'}</td>
+                  <td title={when(v.createdAt)}>
+                    {ago(v.createdAt)} by {v.createdBy}
+                  </td>
+                  <td>
+                    <code>{shortHash(v.sha256)}</code>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+        {!versions.done && !versions.loading ? (
+          <button type="button" onClick={versions.more}>
+            More versions
+          </button>
+        ) : null}
+      </Section>
+      {isAdmin.value ? <Upload model={name} /> : null}
+    </main>
+  );
+}
+
+type Manifest = NonNullable<Awaited<ReturnType<typeof loadVersion>>>['manifest'];
+const loadVersion = (name: string, version: string, signal: AbortSignal) =>
+  ok(client().api.GET('/v1/models/{name}/versions/{version}', { params: { path: { name, version } }, signal }));
+
+function Tensors({ title, tensors }: { title: string; tensors: Manifest['payload']['model']['inputs'] }) {
+  return (
+    <table>
+      <caption>{title}</caption>
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">Type</th>
+          <th scope="col">Shape</th>
+        </tr>
+      </thead>
+      <tbody>
+        {tensors.map((t) => (
+          <tr key={t.name}>
+            <td>
+              <code>{t.name}</code>
+            </td>
+            <td>{t.dtype}</td>
+            <td>[{t.shape.map(String).join(', ')}]</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function VersionView({ name, version }: { name: string; version: string }) {
+  const record = useResource((signal) => loadVersion(name, version, signal), [name, version]);
+  const drift = useResource(
+    (signal) => ok(client().api.GET('/v1/models/{name}/versions/{version}/drift', { params: { path: { name, version } }, signal })),
+    [name, version],
+  );
+  const reference = useResource(
+    async (signal) => {
+      try {
+        return await ok(
+          client().api.GET('/v1/models/{name}/versions/{version}/reference', { params: { path: { name, version } }, signal }),
+        );
+      } catch (error) {
+        if (isApiError(error) && error.status === 404) return null;
+        throw error;
+      }
+    },
+    [name, version],
+  );
+  const summary = useResource((signal) => ok(client().api.GET('/v1/fleet/summary', { signal })), []);
+  if (record.error)
+    return (
+      <main id="main">
+        <h1>
+          {name}@{version}
+        </h1>
+        <ErrorBox error={record.error} />
+      </main>
+    );
+  if (!record.data)
+    return (
+      <main id="main">
+        <Loading what="the version" />
+      </main>
+    );
+  const { manifest } = record.data;
+  const m = manifest.payload.model;
+  const where = summary.data?.models.find((x) => x.name === name)?.versions.find((v) => v.version === version);
+  return (
+    <main id="main">
+      <h1>
+        <a href={path('/models', name)}>{name}</a>@{version}
+      </h1>
+      <p class="muted">
+        {bytes(record.data.size)} · <code>{record.data.sha256}</code> · registered {when(record.data.createdAt)} by {record.data.createdBy}{' '}
+        · runs on {where ? `${where.devices} devices (${where.online} online)` : 'no device'}
+      </p>
+      <div class="grid two">
+        <Section title="Signed manifest">
+          <dl class="facts" data-testid="manifest">
+            <dt>Format</dt>
+            <dd>
+              ONNX IR {m.irVersion}, opsets {m.opsets.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')}
+            </dd>
+            <dt>Quantization</dt>
+            <dd>{JSON.stringify(m.quantization)}</dd>
+            <dt>Operators</dt>
+            <dd>{m.operators.join(', ')}</dd>
+            <dt>Execution providers</dt>
+            <dd>{manifest.payload.runtime.executionProviders.join(', ')}</dd>
+            <dt>Acceptance</dt>
+            <dd>{manifest.payload.acceptance ? `${manifest.payload.acceptance.vectors.length} golden vectors` : 'none'}</dd>
+            <dt>Files</dt>
+            <dd>
+              {manifest.payload.files.length === 0
+                ? 'none'
+                : manifest.payload.files.map((f) => `${f.name} (${f.role}, ${bytes(f.size)})`).join(', ')}
+            </dd>
+            <dt>Signed</dt>
+            <dd>
+              {manifest.signatures.map((s) => s.keyId).join(', ')} · expires {when(manifest.payload.expiresAt)}
+            </dd>
+          </dl>
+          <Tensors title="Inputs" tensors={m.inputs} />
+          <Tensors title="Outputs" tensors={m.outputs} />
+        </Section>
+        <Section title="Drift">
+          {drift.data ? (
+            <>
+              <p>
+                Status: <Badge value={drift.data.status} />{' '}
+                {drift.data.status !== 'no-reference' ? <a href={path('/drift', name, version)}>Drift charts</a> : null}
+              </p>
+              <ul class="plain">
+                {drift.data.groups.map((g) => (
+                  <li key={g.group}>
+                    <a href={`${path('/drift', name, version)}?group=${encodeURIComponent(g.group)}`}>
+                      {g.group === '*' ? 'all devices' : g.group}
+                    </a>{' '}
+                    <Badge value={g.status} /> score {number(g.latest.score)}
+                  </li>
+                ))}
+              </ul>
+            </>
+          ) : null}
+          <h3>Reference profile</h3>
+          {reference.data === null ? (
+            <Empty>No reference profile: drift is not watched for this version.</Empty>
+          ) : reference.data ? (
+            <>
+              <p class="muted small">
+                {reference.data.source} · {reference.data.runs.toLocaleString()} runs · {ago(reference.data.createdAt)}
+              </p>
+              <table data-testid="reference">
+                <thead>
+                  <tr>
+                    <th scope="col">Feature</th>
+                    <th scope="col">Kind</th>
+                    <th scope="col">Summary</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {reference.data.features.map((f) => (
+                    <tr key={f.name}>
+                      <td>
+                        <a href={`${path('/drift', name, version)}?feature=${encodeURIComponent(f.name)}`}>{f.name}</a>
+                      </td>
+                      <td>{f.kind}</td>
+                      <td>
+                        {f.kind === 'numeric'
+                          ? `mean ${number(f.mean)} · sd ${number(f.std)} · quartiles ${f.quartiles.map((q) => number(q)).join(' / ')}`
+                          : `${Object.keys(f.categories).length} categories`}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          ) : null}
+        </Section>
+      </div>
+    </main>
+  );
+}
