@@ -93,9 +93,11 @@ export function App() {
             </a>
           ))}
         </nav>
-        <span class={`live ${liveState.value}`} role="status" aria-live="polite" data-testid="live">
-          {liveState.value === 'live' ? 'Live' : liveState.value === 'off' ? 'Idle' : 'Reconnecting…'}
-        </span>
+        {liveState.value === 'off' ? null : (
+          <span class={`live ${liveState.value}`} role="status" aria-live="polite" data-testid="live">
+            {liveState.value === 'live' ? 'Live' : 'Reconnecting…'}
+          </span>
+        )}
         <span class="who">
           {current.me.name ?? current.me.id} · <strong>{isAdmin.value ? 'admin' : 'read-only'}</strong>
         </span>

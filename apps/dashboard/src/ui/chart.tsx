@@ -45,7 +45,16 @@ export function Chart(props: ChartProps) {
       legend: { show: true },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true }, y: props.log ? { distr: 3 } : { auto: true } },
-      axes: [{}, { label: props.yLabel ?? '', size: 60 }],
+      axes: [
+        {},
+        {
+          label: props.yLabel ?? '',
+          size: 64,
+          // Small p-values read as 1e-5, not 0.
+          values: (_u: uPlot, splits: (number | null)[]) =>
+            splits.map((v) => (v === null ? '' : v !== 0 && Math.abs(v) < 0.001 ? v.toExponential(0) : String(+v.toPrecision(3)))),
+        },
+      ],
       series: [
         {},
         ...props.series.map((s) => ({
@@ -75,7 +84,9 @@ export function Chart(props: ChartProps) {
               ctx.stroke();
               ctx.fillStyle = '#b3261e';
               ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
-              ctx.fillText(t.label, left + 4, y - 4);
+              ctx.textAlign = 'right';
+              ctx.fillText(t.label, left + w - 4, y - 4);
+              ctx.textAlign = 'left';
             }
             ctx.setLineDash([]);
             for (const m of latest.current.markers ?? []) {

@@ -21,7 +21,9 @@ export function VirtualTable<T>(props: {
   const rowHeight = props.rowHeight ?? 36;
   const height = props.height ?? 480;
   const scroller = useRef<HTMLElement>(null);
-  const [top, setTop] = useState(0);
+  const [scrolled, setTop] = useState(0);
+  // Fewer rows than before (a filter): the browser clamps the scroll position without a scroll event.
+  const top = Math.min(scrolled, Math.max(0, props.rows.length * rowHeight - height));
   const overscan = 6;
   const start = Math.max(0, Math.floor(top / rowHeight) - overscan);
   const count = Math.ceil(height / rowHeight) + overscan * 2;

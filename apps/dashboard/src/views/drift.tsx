@@ -38,10 +38,16 @@ function Alerts({ alerts }: { alerts: readonly Alert[] }) {
                   webhook <code>{d.event}</code>:{' '}
                   {d.deliveredAt ? (
                     <Badge value="ok" label={`delivered (${d.responseStatus ?? '2xx'})`} />
+                  ) : d.attempts === 0 ? (
+                    <Badge value="pending" label="not attempted yet" />
                   ) : (
                     <Badge value="failed" label="not delivered yet" />
                   )}{' '}
-                  after {d.attempts} attempt{d.attempts === 1 ? '' : 's'}
+                  {d.attempts === 0 ? (
+                    <span class="muted">(is EDGEFLEET_WEBHOOK_URL set?)</span>
+                  ) : (
+                    `after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}`
+                  )}
                   {d.lastError ? <span class="muted"> · last error: {d.lastError}</span> : null}
                 </li>
               ))}
@@ -139,7 +145,7 @@ function Distribution(props: { model: string; version: string; group: string; fe
     return (
       <div data-testid="distribution">
         <Histogram title={title} labels={labels} reference={d.histogram.reference} live={d.histogram.live} />
-        <table>
+        <table data-testid="quantiles">
           <caption>Quantiles</caption>
           <thead>
             <tr>
@@ -211,6 +217,8 @@ function VersionDrift({ model, version }: { model: string; version: string }) {
   const x = list.map((s) => Date.parse(s.bucketStart) / 1000);
   const features = [...new Set(list.flatMap((s) => Object.keys(s.features)))].sort();
   const groupAlerts = (alerts.data?.alerts ?? []).filter((a) => a.group === group);
+  // While an alert fires, "live" means what devices have seen since it began drifting.
+  const firing = groupAlerts.find((a) => a.state === 'firing');
   const markers = groupAlerts.flatMap((a) => [
     { x: Date.parse(a.openedAt) / 1000, label: 'alert', color: '#b3261e' },
     ...(a.resolvedAt ? [{ x: Date.parse(a.resolvedAt) / 1000, label: 'resolved', color: '#1e7d32' }] : []),
@@ -327,7 +335,19 @@ function VersionDrift({ model, version }: { model: string; version: string }) {
       )}
       {feature ? (
         <Section title={`Distribution of ${feature}`}>
-          <Distribution model={model} version={version} group={group} feature={feature} since={since} until={until} />
+          <p class="muted small">
+            {firing
+              ? `Live: since the first drifted bucket of the firing alert (${when(firing.firstBucket)}).`
+              : `Live: the last ${range}.`}
+          </p>
+          <Distribution
+            model={model}
+            version={version}
+            group={group}
+            feature={feature}
+            since={firing && Date.parse(firing.firstBucket) > Date.parse(since) ? firing.firstBucket : since}
+            until={until}
+          />
         </Section>
       ) : null}
       <Section title="Alerts and webhook deliveries">

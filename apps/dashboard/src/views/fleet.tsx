@@ -169,7 +169,7 @@ export function FleetView() {
     (signal) => ok(client().api.GET('/v1/devices', { params: { query: { failing: 'true', limit: '20' } }, signal })),
     [],
   );
-  const events = useResource((signal) => ok(client().api.GET('/v1/device-events', { params: { query: { limit: '15' } }, signal })), []);
+  const events = useResource((signal) => ok(client().api.GET('/v1/device-events', { params: { query: { limit: '8' } }, signal })), []);
   const refresh = useThrottled(() => {
     summary.reload();
     failing.reload();

@@ -288,18 +288,16 @@ export function VersionView({ name, version }: { name: string; version: string }
     (signal) => ok(client().api.GET('/v1/models/{name}/versions/{version}/drift', { params: { path: { name, version } }, signal })),
     [name, version],
   );
+  // The drift status says whether there is a reference profile: read it only then.
+  const hasReference = drift.data ? drift.data.reference !== null : undefined;
   const reference = useResource(
-    async (signal) => {
-      try {
-        return await ok(
-          client().api.GET('/v1/models/{name}/versions/{version}/reference', { params: { path: { name, version } }, signal }),
-        );
-      } catch (error) {
-        if (isApiError(error) && error.status === 404) return null;
-        throw error;
-      }
-    },
-    [name, version],
+    async (signal) =>
+      hasReference
+        ? await ok(client().api.GET('/v1/models/{name}/versions/{version}/reference', { params: { path: { name, version } }, signal }))
+        : hasReference === false
+          ? null
+          : undefined,
+    [name, version, hasReference],
   );
   const summary = useResource((signal) => ok(client().api.GET('/v1/fleet/summary', { signal })), []);
   if (record.error)
@@ -337,7 +335,7 @@ export function VersionView({ name, version }: { name: string; version: string }
               ONNX IR {m.irVersion}, opsets {m.opsets.map((o) => `${o.domain || 'ai.onnx'} ${o.version}`).join(', ')}
             </dd>
             <dt>Quantization</dt>
-            <dd>{JSON.stringify(m.quantization)}</dd>
+            <dd>{m.quantization.quantized ? m.quantization.formats.join(', ') : 'none (float weights)'}</dd>
             <dt>Operators</dt>
             <dd>{m.operators.join(', ')}</dd>
             <dt>Execution providers</dt>

@@ -1,0 +1,345 @@
+/**
+ * The dashboard as admins use it: real Chromium (playwright-core, Debian's package) on the page
+ * the fleet server serves under its CSP, a real server, simulated devices sending real telemetry
+ * over MQTT, fleetctl in a child process. A rollout started from fleetctl moves on the page without
+ * a reload and is paused, resumed and promoted there (fleetctl sees each); a drifted group shows its
+ * alert and its chart crossing the threshold as the passes run; a read-only token sees no control
+ * and its forged request is refused; the device list stays a few dozen rows for a thousand
+ * devices; a version is uploaded with a progress bar. axe-core runs on every view; screenshots go
+ * to test/artifacts/dashboard/. (The fleet page at 10,000 devices is timed in bench/dashboard.bench.ts.)
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { enrollDevices, type Simulation, startSimulation } from '@edgefleet/device-agent';
+import type { TelemetrySpec } from '@edgefleet/protocol';
+import { mlpModel, splitmix } from '@edgefleet/test-utils';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './helpers/chromium.ts';
+import { type DashboardPage, openDashboard } from './helpers/dashboard.ts';
+import { ADMIN_TOKEN, type Fleet, startFleet, until } from './helpers/fleet.ts';
+
+const fleetctlBin = fileURLToPath(new URL('../apps/fleetctl/bin/fleetctl.mjs', import.meta.url));
+const TABULAR: TelemetrySpec = {
+  features: [
+    { name: 'age', source: 'input', tensor: 'features', kind: 'column', index: 0 },
+    { name: 'income', source: 'input', tensor: 'features', kind: 'column', index: 1 },
+    { name: 'tenure', source: 'input', tensor: 'features', kind: 'column', index: 2 },
+    { name: 'visits', source: 'input', tensor: 'features', kind: 'column', index: 3 },
+  ],
+};
+const SHIFTED = 'group=b';
+
+/** What devices see before the shift: N(0, 1) columns. */
+function referenceCsv(rows: number): string {
+  const random = splitmix(7);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  const lines = ['age,income,tenure,visits'];
+  for (let i = 0; i < rows; i++) lines.push(`${normal()},${normal()},${normal()},${normal()}`);
+  return lines.join('\n');
+}
+
+function fleetctl(
+  fleet: Fleet,
+  args: readonly string[],
+  token = ADMIN_TOKEN,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fleetctlBin, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', EDGEFLEET_SERVER: fleet.server.url, EDGEFLEET_TOKEN: token },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the dashboard', () => {
+  let fleet: Fleet;
+  let simulation: Simulation;
+  let browser: Browser;
+  let shiftOn = false;
+  const pages: DashboardPage[] = [];
+  const open = async (path: string, token = ADMIN_TOKEN) => {
+    const page = await openDashboard(browser, fleet.server.url, token, path);
+    pages.push(page);
+    return page;
+  };
+  const evaluate = () => fleet.api('POST', '/v1/drift/evaluate');
+
+  async function upload(version: string, seed: number) {
+    const form = new FormData();
+    form.append('version', version);
+    form.append('telemetry', JSON.stringify(TABULAR));
+    form.append('model', new Blob([mlpModel(seed).bytes.slice()]), 'model.onnx');
+    form.append('reference', new Blob([referenceCsv(4000)], { type: 'text/csv' }), 'reference.csv');
+    const response = await fleet.server.app.inject({
+      method: 'POST',
+      url: '/v1/models/churn/versions',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      payload: form,
+    });
+    expect(response.statusCode, response.body).toBe(201);
+  }
+
+  beforeAll(async () => {
+    [fleet, browser] = await Promise.all([
+      startFleet({ rateLimitPerMinute: 100_000, driftBucketSeconds: 1, driftEvaluateMs: 3_600_000, driftAlertWindows: 2 }),
+      launchChromium(),
+    ]);
+    await upload('1.0.0', 5);
+    await upload('1.1.0', 6);
+    const devices: { id: string; secret: string }[] = [];
+    for (const group of ['a', 'b']) {
+      const { token } = await fleet.api('POST', '/v1/enrollment-tokens', { tags: ['fleet=dash', `group=${group}`], uses: 3 });
+      devices.push(...(await enrollDevices(fleet.server.url, token, 3, `dash-${group}`)).devices);
+    }
+    simulation = await startSimulation({
+      serverUrl: fleet.server.url,
+      mqttUrl: fleet.server.broker.urls.tcp,
+      keySet: fleet.keySet,
+      devices,
+      telemetry: { windowMs: 100, runs: 20, shiftColumn: 1, shift: (id) => (shiftOn && id.startsWith('dash-b') ? 1.5 : 0) },
+    });
+    const rollout = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.0.0',
+      selector: { tags: ['fleet=dash'] },
+      stages: [{ percent: 100 }],
+    });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${rollout.id}`)).state === 'completed', 'every device on 1.0.0');
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const page of pages) await page.close().catch(() => undefined);
+    await browser?.close();
+    await simulation?.stop();
+    await fleet?.close();
+  });
+
+  it('shows a drifted group’s alert and its chart crossing the threshold as the drift passes run, without a reload', async () => {
+    const view = await open(`/drift/churn/1.0.0?group=${encodeURIComponent(SHIFTED)}&range=15m&feature=income`);
+    const { page } = view;
+    // Scores before the shift: the page charts them as passes store them (drift events).
+    await until(async () => {
+      await evaluate();
+      return (await page.locator('[data-feature=income]').count()) > 0;
+    }, 'the first scores charted');
+    await view.markNoReload();
+    expect(await page.getByTestId('alerts').count()).toBe(0);
+
+    shiftOn = true;
+    await until(
+      async () => {
+        await evaluate();
+        return (await page.locator(`[data-alert-group="${SHIFTED}"]`).count()) > 0;
+      },
+      'the alert of the shifted group on the page',
+      30_000,
+    );
+    await view.expectNotReloaded();
+    await expect.poll(() => page.getByTestId('group-status').innerText()).toContain('drifting');
+    expect(await page.getByTestId('drift-status').innerText()).toContain('drifting');
+    // The income chart: buckets above its threshold, said in its text alternative.
+    const incomeChart = page.locator('[data-feature=income] [role=img]');
+    const summary = (await incomeChart.getAttribute('aria-label')) ?? '';
+    const drifted = Number(/(\d+) of \d+ buckets drifted on income/.exec(summary)?.[1]);
+    expect(drifted, summary).toBeGreaterThanOrEqual(2);
+    expect(await page.locator('[data-feature=income] canvas').count()).toBeGreaterThan(0);
+    // Reference against live: the live median moved up by about the shift.
+    const distribution = page.getByTestId('distribution');
+    await page
+      .getByTestId('distribution')
+      .waitFor({ timeout: 10_000 })
+      .catch(async () => {
+        throw new Error(`no distribution: ${await page.locator('main').innerText()}`);
+      });
+    const quantiles = distribution.getByTestId('quantiles');
+    await expect.poll(async () => (await quantiles.locator('tbody tr').count()) === 2).toBe(true);
+    const medians = await quantiles
+      .locator('tbody tr')
+      .evaluateAll((rows) => rows.map((row) => Number((row.children[4] as HTMLElement).innerText)));
+    expect(medians[1] as number).toBeGreaterThan((medians[0] as number) + 0.5);
+    // Its webhook-free alert is listed with its features.
+    expect(await page.locator(`[data-alert-group="${SHIFTED}"]`).first().innerText()).toContain('income');
+    await view.screenshot('drift');
+    await view.accessibility('the drift view');
+    expect(view.problems).toEqual([]);
+    shiftOn = false;
+  }, 90_000);
+
+  it('follows a rollout started from fleetctl live, and pauses, resumes and promotes it with confirmation (fleetctl sees each)', async () => {
+    const view = await open('/rollouts');
+    const { page } = view;
+    await page.getByRole('heading', { name: 'Rollouts' }).waitFor();
+    await view.markNoReload();
+    const created = await fleetctl(fleet, [
+      'rollouts',
+      'create',
+      'churn',
+      '1.1.0',
+      '--tag',
+      'fleet=dash',
+      '--stages',
+      '2,100%',
+      '--soak',
+      '1h',
+      '--json',
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const id = JSON.parse(created.stdout).id as string;
+    // The new rollout appears in the list by itself; its page opens without a reload.
+    await page.locator(`a[href="/rollouts/${id}"]`).click();
+    await page.waitForURL(`**/rollouts/${id}`);
+    await expect.poll(() => page.getByTestId('stage-0-counts').innerText(), { timeout: 20_000 }).toContain('2 of 2 active');
+    const failureRate = page.locator('[data-gate=failure_rate]');
+    await expect.poll(() => failureRate.innerText()).toMatch(/^Failure rate\s+0\s+≤\s*[\d.]+\s+passes$/);
+
+    const confirm = async (action: string) => {
+      await page.getByRole('button', { name: action, exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.waitFor();
+      await dialog.getByRole('button', { name: action, exact: true }).click();
+      await dialog.waitFor({ state: 'hidden' });
+    };
+    const state = async () => JSON.parse((await fleetctl(fleet, ['rollouts', 'show', id, '--json'])).stdout).state as string;
+
+    // Cancel does nothing (the witness: fleetctl still reports it running afterwards).
+    await page.getByRole('button', { name: 'Pause', exact: true }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+    expect(await state()).toBe('running');
+
+    await confirm('Pause');
+    expect(await state()).toBe('paused');
+    await expect.poll(() => page.getByTestId('rollout-state').innerText()).toBe('paused');
+    expect(await page.getByRole('button', { name: 'Promote' }).count()).toBe(0);
+
+    await confirm('Resume');
+    expect(await state()).toBe('running');
+    // Promote: the second stage opens and fills, live; promoted again, it completes.
+    await confirm('Promote');
+    await expect.poll(() => page.getByTestId('stage-1-counts').innerText(), { timeout: 20_000 }).toContain('6 of 6 active');
+    await expect.poll(async () => (await page.locator('[data-stage="1"][aria-current="step"]').count()) === 1).toBe(true);
+    await confirm('Promote');
+    await expect.poll(() => page.getByTestId('rollout-state').innerText(), { timeout: 20_000 }).toBe('completed');
+    expect(await state()).toBe('completed');
+    await view.expectNotReloaded();
+    await view.screenshot('rollout');
+    await view.accessibility('the rollout view');
+    // The list shows it completed too.
+    await page.getByRole('link', { name: 'Rollouts' }).click();
+    await expect.poll(() => page.getByTestId('rollouts').innerText()).toContain('completed');
+    await view.accessibility('the rollout list');
+    expect(view.problems).toEqual([]);
+  }, 90_000);
+
+  it('shows a read-only token everything and no control, and the server refuses a request forged from its session', async () => {
+    const { token } = await fleet.api('POST', '/v1/admin-tokens', { name: 'viewer', scope: 'read' });
+    const running = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.1.0',
+      selector: { devices: ['dash-a-00000'] },
+      stages: [{ percent: 100, soakSeconds: 3600 }],
+    });
+    const view = await open(`/rollouts/${running.id}`, token);
+    const { page } = view;
+    await page.getByTestId('stages').waitFor();
+    expect(await page.locator('header.top').innerText()).toContain('read-only');
+    expect(await page.getByRole('button', { name: /^(Pause|Resume|Promote|Abort|Roll back)$/ }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Models' }).click();
+    await page.getByTestId('models').waitFor();
+    expect(await page.getByRole('button', { name: 'Upload' }).count()).toBe(0);
+    await view.accessibility('the models view, read-only');
+    await view.screenshot('read-only');
+    expect(view.problems).toEqual([]);
+    // What a script in that session could try: the server refuses it, and nothing changes.
+    const forged = await page.evaluate(async (id) => {
+      const stored = sessionStorage.getItem('edgefleet.token');
+      const response = await fetch(`/v1/rollouts/${id}/pause`, { method: 'POST', headers: { authorization: `Bearer ${stored}` } });
+      return { status: response.status, body: await response.json() };
+    }, running.id as string);
+    expect(forged).toMatchObject({ status: 403, body: { code: 'EF_FORBIDDEN' } });
+    expect((await fleet.api('GET', `/v1/rollouts/${running.id}`)).state).toBe('running');
+    await fleet.api('POST', `/v1/rollouts/${running.id}/abort`);
+  }, 60_000);
+
+  it('lists a thousand more devices in a few dozen rows, loading pages as the list scrolls, and filters them by tag', async () => {
+    const { token } = await fleet.api('POST', '/v1/enrollment-tokens', { tags: ['fleet=scale'], uses: 1000 });
+    await enrollDevices(fleet.server.url, token, 1000, 'scale', 16);
+    const view = await open('/');
+    const { page } = view;
+    await expect.poll(() => page.getByTestId('fleet-stats').innerText()).toContain('1,006');
+    const rows = page.locator('section.virtual tbody tr:not(.spacer)');
+    const scroller = page.locator('section.virtual');
+    // Scroll to the end until every page is loaded: the count stops at 1,006 with no "+".
+    await until(async () => {
+      await scroller.evaluate((el) => {
+        el.scrollTop = el.scrollHeight;
+      });
+      return (await page.getByTestId('device-count').innerText()).startsWith('1,006 devices');
+    }, 'every page of devices loaded');
+    expect(await rows.count()).toBeLessThanOrEqual(60);
+    await expect.poll(() => page.locator('section.virtual tbody').innerText()).toContain('scale-00999');
+    // The recent events and the compliance of churn are on the same page.
+    expect(await page.getByTestId('recent-events').innerText()).toMatch(/activated/);
+    await view.screenshot('fleet');
+    await view.accessibility('the fleet view');
+    // Filtered by tag: only the thousand, still a few dozen rows.
+    await page.getByLabel('Tag').fill('group=a');
+    await page.getByLabel('Tag').press('Enter');
+    await expect.poll(() => page.getByTestId('device-count').innerText()).toMatch(/^3 devices/);
+    expect(await rows.count()).toBe(3);
+    expect(view.problems).toEqual([]);
+  }, 90_000);
+
+  it('uploads a version with a progress bar and shows its manifest, and a device with its models and latency', async () => {
+    const view = await open('/models/churn');
+    const { page } = view;
+    await page.getByTestId('versions').waitFor();
+    expect(await page.getByTestId('versions').innerText()).toMatch(/1\.0\.0[\s\S]*1\.1\.0/);
+    await page.getByRole('textbox', { name: 'Version' }).fill('2.0.0');
+    await page
+      .getByLabel('ONNX model')
+      .setInputFiles({ name: 'churn.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from(mlpModel(9).bytes) });
+    // What the progress bar showed, as the page drew it (a loopback upload is over in milliseconds).
+    await page.evaluate(() => {
+      const seen: { value: number; max: number }[] = [];
+      (window as unknown as { __progress: typeof seen }).__progress = seen;
+      new MutationObserver(() => {
+        const bar = document.querySelector('progress');
+        if (bar) seen.push({ value: bar.value, max: bar.max });
+      }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['value', 'max'] });
+    });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.waitForURL('**/models/churn/versions/2.0.0');
+    const progress = await page.evaluate(() => (window as unknown as { __progress: { value: number; max: number }[] }).__progress);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((p) => p.max > 279 && p.value <= p.max)).toBe(true); // the multipart body: the model and its fields
+    const manifest = page.getByTestId('manifest');
+    await expect.poll(() => manifest.innerText()).toContain('MatMul');
+    expect(await page.locator('main').innerText()).toContain('features');
+    await view.screenshot('version');
+    await view.accessibility('the version view');
+    // The same version again: the server's refusal, with its code.
+    await page.goto(`${fleet.server.url}/models/churn`);
+    await page.getByRole('textbox', { name: 'Version' }).fill('2.0.0');
+    await page
+      .getByLabel('ONNX model')
+      .setInputFiles({ name: 'churn.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from(mlpModel(9).bytes) });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await expect.poll(() => page.getByRole('alert').innerText()).toContain('EF_MODEL_VERSION_EXISTS');
+
+    await page.goto(`${fleet.server.url}/devices/dash-a-00001`);
+    await page.getByTestId('device-models').waitFor();
+    expect(await page.getByTestId('device-models').innerText()).toMatch(/churn\s+active\s+1\.1\.0/);
+    await expect.poll(async () => (await page.locator('figure.chart canvas').count()) > 0).toBe(true);
+    await expect.poll(() => page.getByTestId('history').innerText()).toContain('activated');
+    await view.screenshot('device');
+    await view.accessibility('the device view');
+    expect(view.problems.filter((p) => !p.includes('409'))).toEqual([]);
+  }, 60_000);
+});
