@@ -4,7 +4,9 @@
  * `pnpm demo`: the main job as far as the workspace goes today, on one machine with no network.
  *
  * 1. The fleet server starts with embedded defaults (SQLite, local artifacts, MQTT broker over TCP
- *    and WebSocket, a signing key and an admin token generated on first start).
+ *    and WebSocket, a signing key and an admin token generated on first start) and serves its
+ *    dashboard, where the rollout and the drift below can be watched live (run from a terminal,
+ *    the demo waits for Enter there, and once more before the server goes away).
  * 2. A real model, Silero VAD v5 from @ricky0123/vad-web, is registered through the admin API with
  *    sample inputs: the server parses it, signs its manifest and computes its golden outputs.
  * 3. A real device (runtime + agent) and 9 simulated ones enroll and connect over MQTT; the model is
@@ -21,11 +23,13 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createAgent, createFileAgentState } from '@edgefleet/agent';
@@ -57,6 +61,31 @@ const ZONES = ['north', 'south', 'east'];
 const step = (text: string) => console.log(`\n▶ ${text}`);
 const line = (text: string) => console.log(`  ${text}`);
 const short = (hex: string) => `${hex.slice(0, 12)}…`;
+
+/** From a terminal (not CI): wait for Enter, so the dashboard can be watched. */
+const interactive = process.stdin.isTTY === true && !process.env.CI;
+async function pause(prompt: string): Promise<void> {
+  if (!interactive) return;
+  const input = createInterface({ input: process.stdin, output: process.stdout });
+  await new Promise<void>((resolve) => input.question(`  ⏸ ${prompt} `, () => resolve()));
+  input.close();
+}
+
+/** The dashboard is built into the server's package by `pnpm build`; a fresh checkout builds it here (Vite, seconds). */
+async function ensureDashboard(): Promise<void> {
+  if (existsSync(join(root, 'apps', 'fleet-server', 'dashboard', 'index.html'))) return;
+  line('building the dashboard (Vite)…');
+  const vite = join(dirname(createRequire(join(root, 'apps', 'dashboard', 'package.json')).resolve('vite/package.json')), 'bin', 'vite.js');
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const child = spawn(process.execPath, [vite, 'build', '--logLevel', 'warn'], {
+      cwd: join(root, 'apps', 'dashboard'),
+      stdio: 'inherit',
+    });
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`demo failure: the dashboard build failed (exit ${code})`);
+}
 
 async function refused(what: string, attempt: () => unknown): Promise<void> {
   try {
@@ -154,6 +183,7 @@ async function main(): Promise<void> {
     const webhookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/retrain`;
 
     step('The fleet server starts with embedded defaults');
+    await ensureDashboard();
     const server = await createFleetServer({
       config: {
         dataDir,
@@ -172,6 +202,11 @@ async function main(): Promise<void> {
     line(`data folder   ${dataDir} (SQLite, artifacts, signing key with mode 0600)`);
     line(`admin token   in ${server.adminTokenFile}   (mode 0600; never printed or logged)`);
     line(`drift webhook ${webhookUrl}   (HMAC-SHA256 signed)`);
+    const page = await fetch(`${server.url}/`);
+    if (!page.ok || !(await page.text()).includes('<script type="module"'))
+      throw new Error(`demo failure: the dashboard answers ${page.status}`);
+    line(`dashboard     ${server.url}/   (sign in with the admin token: cat ${server.adminTokenFile})`);
+    await pause('Open the dashboard to watch the rollout and the drift live, then press Enter to go on.');
 
     step('Silero VAD v5 (from @ricky0123/vad-web) is registered with a sample input');
     const bytes = readModel(SILERO_VAD_V5_PATH);
@@ -270,6 +305,7 @@ async function main(): Promise<void> {
       '1s',
     ]);
     if (watched !== 0) throw new Error(`demo failure: fleetctl rollouts watch ended with exit code ${watched}`);
+    line(`on the dashboard: ${server.url}/rollouts (each stage, its gates and devices)`);
     line(`simulated devices on 5.0.0: ${simulation.countActive('silero-vad', '5.0.0')}/9`);
     await agent.idle();
     const before = await listen(runtime);
@@ -321,6 +357,7 @@ async function main(): Promise<void> {
     );
     if (!alert?.verified || zonesAlerted.size !== 1)
       throw new Error('demo failure: the drift alert is not the east zone alone, or not signed');
+    line(`on the dashboard: ${server.url}/drift/silero-vad/5.0.0?group=zone%3Deast (charts, alert, reference against live)`);
     step('fleetctl shows the fleet and the drift of the east zone');
     await fleetctl(server.url, token, ['fleet', 'status']);
     await fleetctl(server.url, token, [
@@ -388,6 +425,7 @@ async function main(): Promise<void> {
     );
     await refused('deleting 5.0.0 while the fleet runs it', () => api(server.url, token, 'DELETE', '/v1/models/silero-vad/versions/5.0.0'));
 
+    await pause(`The dashboard (${server.url}/) still shows the fleet, the rollout and the drift: press Enter, and the server goes away.`);
     step('The server goes away and the device restarts: it serves from its store, offline');
     await server.close();
     const offline = await createRuntime({

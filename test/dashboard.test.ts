@@ -208,7 +208,13 @@ describe('the dashboard', () => {
     };
     const state = async () => JSON.parse((await fleetctl(fleet, ['rollouts', 'show', id, '--json'])).stdout).state as string;
 
-    // Cancel does nothing (the witness: fleetctl still reports it running afterwards).
+    // By keyboard: Enter opens the confirmation, Escape closes it; Cancel does nothing either (the
+    // witness: fleetctl still reports it running afterwards).
+    await page.getByRole('button', { name: 'Pause', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'hidden' });
     await page.getByRole('button', { name: 'Pause', exact: true }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
     expect(await state()).toBe('running');
@@ -233,6 +239,7 @@ describe('the dashboard', () => {
     // The list shows it completed too.
     await page.getByRole('link', { name: 'Rollouts' }).click();
     await expect.poll(() => page.getByTestId('rollouts').innerText()).toContain('completed');
+    await view.screenshot('rollouts');
     await view.accessibility('the rollout list');
     expect(view.problems).toEqual([]);
   }, 90_000);

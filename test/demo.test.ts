@@ -17,6 +17,11 @@ describe('pnpm demo', () => {
     expect(stdout).toMatch(/MQTT {10}mqtt:\/\/127\.0\.0\.1:\d+ {3}ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
     expect(stdout).toMatch(/admin token {3}in \/\S+\/admin-token {3}\(mode 0600; never printed or logged\)/);
     expect(stdout).not.toMatch(/efa_\w+_[\w-]{43}/);
+    // The dashboard is served (the demo checks the page loads its script) and linked at each step.
+    expect(stdout).toMatch(/dashboard {5}http:\/\/127\.0\.0\.1:\d+\/ {3}\(sign in with the admin token: cat \/\S+\/admin-token\)/);
+    expect(stdout).toMatch(/on the dashboard: http:\/\/127\.0\.0\.1:\d+\/rollouts /);
+    expect(stdout).toMatch(/on the dashboard: http:\/\/127\.0\.0\.1:\d+\/drift\/silero-vad\/5\.0\.0\?group=zone%3Deast /);
+    expect(stdout).not.toContain('⏸'); // no terminal, no pause
     expect(stdout).toContain('silero-vad@5.0.0: 2327524 bytes');
     expect(stdout).toMatch(/inputs input float32\[.*\], state float32\[2,.*,128\], sr int64\[\]/);
     expect(stdout).toContain('10 devices connected over MQTT');

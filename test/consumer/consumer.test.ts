@@ -2,7 +2,7 @@
  * What users install, tested where they install it: every public package is packed (pnpm pack,
  * as published), installed with npm into a scratch project outside the repository (third-party
  * dependencies from the registry), and used the way the docs say:
- *   - the fleet server started with `npx @edgefleet/fleet-server` on embedded defaults;
+ *   - the fleet server started with `npx @edgefleet/fleet-server` on embedded defaults, its dashboard served;
  *   - `edgefleet-agent run` from its tarball, enrolling and following its desired state;
  *   - the runtime's Node quick start from docs/runtime.md, as plain JavaScript, run twice (the
  *     second time with the server gone: it serves from its store);
@@ -187,6 +187,13 @@ describe('the fleet server and device agent from their tarballs', () => {
     expect(server.output()).toContain(`data folder    ${join(project, '.edgefleet', 'server')}`);
     expect((await stat(join(project, '.edgefleet', 'server', 'edgefleet.db'))).isFile()).toBe(true);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    // The dashboard ships in the package: its page, and every script and stylesheet it loads.
+    const page = await fetch(`http://127.0.0.1:${port}/rollouts`);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const html = await page.text();
+    const assets = [...html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1] as string);
+    expect(assets.some((a) => a.endsWith('.js'))).toBe(true);
+    for (const asset of assets) expect((await fetch(`http://127.0.0.1:${port}${asset}`)).status, asset).toBe(200);
     stopGroup(server.child, 'SIGTERM');
     await server.exited;
     await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined)) === undefined, 'the server to stop');
