@@ -11,8 +11,9 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { enrollDevices, type Simulation, startSimulation } from '@edgefleet/device-agent';
-import type { TelemetrySpec } from '@edgefleet/protocol';
+import { createTopicScheme, encodeMessage, type ReportedState, type TelemetrySpec } from '@edgefleet/protocol';
 import { mlpModel, splitmix } from '@edgefleet/test-utils';
+import mqtt from 'mqtt';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './helpers/chromium.ts';
@@ -302,6 +303,44 @@ describe('the dashboard', () => {
     expect(await rows.count()).toBe(3);
     expect(view.problems).toEqual([]);
   }, 90_000);
+
+  it('shows what a device reports as text: markup in its error message neither runs nor breaks the page', async () => {
+    const { secret } = await fleet.api('POST', '/v1/devices', { id: 'evil-1', tags: ['fleet=evil'] });
+    const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>"><b>bold</b>';
+    const report: ReportedState = {
+      type: 'edgefleet.reported-state/v1',
+      deviceId: 'evil-1',
+      bootId: '00000000-evil-0001',
+      reportedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      appliedSequence: 0,
+      agent: { version: '0.1.0', platform: 'node' },
+      capabilities: { executionProviders: ['wasm'] },
+      models: [{ name: 'churn', state: 'failed', lastError: { code: 'EF_ACCEPTANCE_FAILED', message: hostile } }],
+    };
+    const device = await mqtt.connectAsync(fleet.server.broker.urls.tcp, {
+      clientId: 'evil-1',
+      username: 'evil-1',
+      password: secret,
+      reconnectPeriod: 0,
+    });
+    await device.publishAsync(createTopicScheme().build('reported', 'evil-1'), Buffer.from(encodeMessage('reported', report)), {
+      qos: 1,
+      retain: true,
+    });
+    await until(async () => (await fleet.api('GET', '/v1/devices/evil-1')).failing === true, 'evil-1 failing');
+    const view = await open('/devices/evil-1');
+    const { page } = view;
+    const alert = page.getByRole('alert');
+    await expect.poll(() => alert.innerText()).toContain('<img src=x onerror=');
+    expect(await alert.innerText()).toContain('<script>');
+    expect(await page.locator('main img, main script, main b').count()).toBe(0);
+    await page.goto(`${fleet.server.url}/?state=failing`);
+    await expect.poll(() => page.getByTestId('failing').innerText()).toContain('evil-1');
+    expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+    expect(view.problems).toEqual([]);
+    await device.endAsync();
+    await fleet.api('POST', '/v1/devices/evil-1/revoke');
+  }, 60_000);
 
   it('uploads a version with a progress bar and shows its manifest, and a device with its models and latency', async () => {
     const view = await open('/models/churn');
