@@ -1,27 +1,9 @@
-/**
- * The dashboard's fleet page at fleet scale (`pnpm bench:dashboard [N]`, default 10000): a server
- * (its own process) with N enrolled devices, all connected as simulated agents (one process per
- * core) and running a model after a rollout, and headless Chromium opening the fleet page signed
- * in. Measured: time from navigation to the counts, to the first rows of the device list, and to
- * the end of the first page; the rows in the DOM; the JavaScript transferred; the API calls the
- * page makes, timed from Node. Baseline in the same run: the same page on a server with 10 devices.
- * Also the first-load budget of the dashboard's JavaScript (also checked by bench:bundle in CI).
- *
- * BENCH_TRACE=1 prints progress.
- */
-import { mkdtemp } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { enrollDevices } from '@edgefleet/device-agent';
-import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
-import { mlpModel } from '@edgefleet/test-utils';
+import { cpus } from 'node:os';
 import { chromium } from 'playwright-core';
-import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
 import { DASHBOARD_BUDGET, dashboardFirstLoad } from './dashboard-size.ts';
-import { startDeviceProcesses } from './device-processes.ts';
+import { startBenchFleet, startDeviceProcesses, BENCH_TOKEN as TOKEN } from './device-processes.ts';
 
-const TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
 const RUNS = 5;
 const trace = (text: string) => process.env.BENCH_TRACE && process.stderr.write(`${text}\n`);
 
@@ -39,29 +21,11 @@ const median = (xs: number[]) => {
 };
 
 async function fleetServer(n: number) {
-  const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-dashboard-'));
-  const [port, mqttPort] = [await freePort(), await freePort()];
-  const url = `http://127.0.0.1:${port}`;
-  const api = adminApi(url, TOKEN);
-  const server = await startChildServer({
-    dataDir,
-    port,
-    mqttPort,
-    adminToken: TOKEN,
-    logLevel: 'error',
-    nodeArgs: ['--max-old-space-size=4096'],
-  });
-  const form = new FormData();
-  form.append('version', '1.0.0');
-  form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
-  await api('POST', '/v1/models/mlp/versions', form);
-  const keySet = ((await (await fetch(`${url}/v1/keyset`)).json()) as SignedDocument<KeySetPayload>).payload;
-  const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench', 'site=lab'], uses: n });
   trace(`${n}: enrolling`);
-  const { devices } = await enrollDevices(url, token, n, 'bench', 16);
+  const { url, mqttUrl, api, server, keySet, devices } = await startBenchFleet('dashboard', n);
   trace(`${n}: connecting`);
   const simulation = await startDeviceProcesses(
-    { serverUrl: url, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, keySet },
+    { serverUrl: url, mqttUrl, keySet },
     devices,
     Math.min(n, Number(process.env.BENCH_DEVICE_PROCESSES ?? cpus().length)),
   );

@@ -1,11 +1,57 @@
 /**
- * Simulated devices for the benchmarks, in child processes (bench/rollout-devices.ts), each a share
- * of them: thousands of agents in one Node thread would make that thread, not the server, the limit.
+ * The benchmarks' fleet: a fleet server in its own process with a small model registered and N
+ * enrolled devices; and those devices simulated in child processes (bench/rollout-devices.ts), each
+ * a share of them: thousands of agents in one Node thread would make that thread, not the server,
+ * the limit.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { KeySetPayload } from '@edgefleet/protocol';
+import { enrollDevices } from '@edgefleet/device-agent';
+import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
+import { mlpModel } from '@edgefleet/test-utils';
+import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
+
+export const BENCH_TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
+
+export interface BenchFleet {
+  readonly url: string;
+  readonly mqttUrl: string;
+  readonly api: ReturnType<typeof adminApi>;
+  readonly server: ChildProcess;
+  readonly keySet: KeySetPayload;
+  /** Enrolled (tagged `bench`), not connected. */
+  readonly devices: { id: string; secret: string }[];
+  readonly enrollSeconds: number;
+}
+
+/** A server (its own process, SQLite in a temp folder) with mlp@1.0.0 registered and `n` devices enrolled. */
+export async function startBenchFleet(name: string, n: number, nodeArgs: readonly string[] = []): Promise<BenchFleet> {
+  const dataDir = await mkdtemp(join(tmpdir(), `edgefleet-bench-${name}-`));
+  const [port, mqttPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${port}`;
+  const api = adminApi(url, BENCH_TOKEN);
+  const server = await startChildServer({
+    dataDir,
+    port,
+    mqttPort,
+    adminToken: BENCH_TOKEN,
+    logLevel: 'error',
+    nodeArgs: ['--max-old-space-size=4096', ...nodeArgs],
+  });
+  const form = new FormData();
+  form.append('version', '1.0.0');
+  form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
+  await api('POST', '/v1/models/mlp/versions', form);
+  const keySet = ((await (await fetch(`${url}/v1/keyset`)).json()) as SignedDocument<KeySetPayload>).payload;
+  const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench'], uses: n });
+  const started = Date.now();
+  const { devices } = await enrollDevices(url, token, n, 'bench', 16);
+  return { url, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, api, server, keySet, devices, enrollSeconds: (Date.now() - started) / 1000 };
+}
 
 /** Starts `devices` in `processes` processes; resolves once every device is connected and subscribed. */
 export async function startDeviceProcesses(

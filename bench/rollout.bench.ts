@@ -11,20 +11,15 @@
  */
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { enrollDevices } from '@edgefleet/device-agent';
-import type { KeySetPayload, SignedDocument } from '@edgefleet/protocol';
-import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
-import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
-import { startDeviceProcesses } from './device-processes.ts';
+import { startBenchFleet, startDeviceProcesses } from './device-processes.ts';
 
-const TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
+const _TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
 
 /** CPU seconds (user + system) a process has used. */
 async function cpuSeconds(pid: number): Promise<number> {
@@ -52,28 +47,13 @@ interface Result {
 }
 
 async function measure(n: number): Promise<Result> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-rollout-'));
-  const [port, mqttPort] = [await freePort(), await freePort()];
-  const url = `http://127.0.0.1:${port}`;
-  const api = adminApi(url, TOKEN);
-  const server = await startChildServer({
-    dataDir,
-    port,
-    mqttPort,
-    adminToken: TOKEN,
-    logLevel: 'error',
-    nodeArgs: ['--max-old-space-size=4096', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])],
-  });
-  const form = new FormData();
-  form.append('version', '1.0.0');
-  form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
-  await api('POST', '/v1/models/mlp/versions', form);
-  const keySet = ((await (await fetch(`${url}/v1/keyset`)).json()) as SignedDocument<KeySetPayload>).payload;
-  const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench'], uses: n });
-  let started = Date.now();
-  const { devices } = await enrollDevices(url, token, n, 'bench', 16);
-  const enrollSeconds = (Date.now() - started) / 1000;
-  const devicesUrl = { serverUrl: url, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, keySet };
+  const { url, mqttUrl, api, server, keySet, devices, enrollSeconds } = await startBenchFleet(
+    'rollout',
+    n,
+    process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [],
+  );
+  let started: number;
+  const devicesUrl = { serverUrl: url, mqttUrl, keySet };
   const simulation = await startDeviceProcesses(devicesUrl, devices, Number(process.env.BENCH_DEVICE_PROCESSES ?? cpus().length));
   started = Date.now();
   const devicesCpuSeconds = async () => (await Promise.all(simulation.pids.map(cpuSeconds))).reduce((a, b) => a + b, 0);

@@ -8,56 +8,23 @@
  * devices; a version is uploaded with a progress bar. axe-core runs on every view; screenshots go
  * to test/artifacts/dashboard/. (The fleet page at 10,000 devices is timed in bench/dashboard.bench.ts.)
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { enrollDevices, type Simulation, startSimulation } from '@edgefleet/device-agent';
 import { createTopicScheme, encodeMessage, type ReportedState, type TelemetrySpec } from '@edgefleet/protocol';
-import { mlpModel, splitmix } from '@edgefleet/test-utils';
+import { mlpModel } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from './helpers/chromium.ts';
 import { type DashboardPage, openDashboard } from './helpers/dashboard.ts';
-import { ADMIN_TOKEN, type Fleet, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, rollOutAndWait, startFleet, until } from './helpers/fleet.ts';
+import { fleetctl as runFleetctl } from './helpers/fleetctl.ts';
+import { referenceCsv, TABULAR_FEATURES } from './helpers/telemetry.ts';
 
-const fleetctlBin = fileURLToPath(new URL('../apps/fleetctl/bin/fleetctl.mjs', import.meta.url));
-const TABULAR: TelemetrySpec = {
-  features: [
-    { name: 'age', source: 'input', tensor: 'features', kind: 'column', index: 0 },
-    { name: 'income', source: 'input', tensor: 'features', kind: 'column', index: 1 },
-    { name: 'tenure', source: 'input', tensor: 'features', kind: 'column', index: 2 },
-    { name: 'visits', source: 'input', tensor: 'features', kind: 'column', index: 3 },
-  ],
-};
+const TABULAR: TelemetrySpec = { features: [...TABULAR_FEATURES] };
 const SHIFTED = 'group=b';
 
-/** What devices see before the shift: N(0, 1) columns. */
-function referenceCsv(rows: number): string {
-  const random = splitmix(7);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-  const lines = ['age,income,tenure,visits'];
-  for (let i = 0; i < rows; i++) lines.push(`${normal()},${normal()},${normal()},${normal()}`);
-  return lines.join('\n');
-}
-
-function fleetctl(
-  fleet: Fleet,
-  args: readonly string[],
-  token = ADMIN_TOKEN,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fleetctlBin, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', EDGEFLEET_SERVER: fleet.server.url, EDGEFLEET_TOKEN: token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const fleetctl = (fleet: Fleet, args: readonly string[]) =>
+  runFleetctl(args, { env: { HOME: '/nonexistent', EDGEFLEET_SERVER: fleet.server.url, EDGEFLEET_TOKEN: ADMIN_TOKEN } });
 
 describe('the dashboard', () => {
   let fleet: Fleet;
@@ -77,7 +44,7 @@ describe('the dashboard', () => {
     form.append('version', version);
     form.append('telemetry', JSON.stringify(TABULAR));
     form.append('model', new Blob([mlpModel(seed).bytes.slice()]), 'model.onnx');
-    form.append('reference', new Blob([referenceCsv(4000)], { type: 'text/csv' }), 'reference.csv');
+    form.append('reference', new Blob([referenceCsv(4000, { seed: 7 })], { type: 'text/csv' }), 'reference.csv');
     const response = await fleet.server.app.inject({
       method: 'POST',
       url: '/v1/models/churn/versions',
@@ -106,13 +73,7 @@ describe('the dashboard', () => {
       devices,
       telemetry: { windowMs: 100, runs: 20, shiftColumn: 1, shift: (id) => (shiftOn && id.startsWith('dash-b') ? 1.5 : 0) },
     });
-    const rollout = await fleet.api('POST', '/v1/rollouts', {
-      model: 'churn',
-      version: '1.0.0',
-      selector: { tags: ['fleet=dash'] },
-      stages: [{ percent: 100 }],
-    });
-    await until(async () => (await fleet.api('GET', `/v1/rollouts/${rollout.id}`)).state === 'completed', 'every device on 1.0.0');
+    await rollOutAndWait(fleet, { model: 'churn', version: '1.0.0', selector: { tags: ['fleet=dash'] }, stages: [{ percent: 100 }] });
   }, 60_000);
 
   afterAll(async () => {

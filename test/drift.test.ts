@@ -16,15 +16,13 @@ import { MLP_INPUTS, MLP_OUTPUTS, mlpModel, splitmix } from '@edgefleet/test-uti
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_DEVICES } from '../apps/fleet-server/src/drift/evaluator.ts';
 import { FAMILY_P_VALUE, mergeWindows, scoreBucket } from '../apps/fleet-server/src/drift/scoring.ts';
-import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, type FleetDevice, rollOutAndWait, startFleet, until } from './helpers/fleet.ts';
+import { referenceCsv as referenceRows, TABULAR_FEATURES } from './helpers/telemetry.ts';
 
 const SECRET = 'whsec-test-0123456789';
 const TABULAR: TelemetrySpec = {
   features: [
-    { name: 'age', source: 'input', tensor: 'features', kind: 'column', index: 0 },
-    { name: 'income', source: 'input', tensor: 'features', kind: 'column', index: 1 },
-    { name: 'tenure', source: 'input', tensor: 'features', kind: 'column', index: 2 },
-    { name: 'visits', source: 'input', tensor: 'features', kind: 'column', index: 3 },
+    ...TABULAR_FEATURES,
     { name: 'label', source: 'output', tensor: 'scores', kind: 'class', labels: ['stay', 'churn', 'unsure'] },
   ],
 };
@@ -32,15 +30,7 @@ const GROUPS = ['a', 'b', 'c', 'd'];
 const SHIFTED = 'group=c';
 
 /** A reference dataset drawn from what devices will see before the shift: N(0, 1) columns, uniform classes. */
-function referenceCsv(rows: number): string {
-  const random = splitmix(99);
-  const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-  const lines = ['age,income,tenure,visits,label'];
-  for (let i = 0; i < rows; i++) {
-    lines.push(`${normal()},${normal()},${normal()},${normal()},${['stay', 'churn', 'unsure'][Math.floor(random() * 3)]}`);
-  }
-  return lines.join('\n');
-}
+const referenceCsv = (rows: number) => referenceRows(rows, { labels: ['stay', 'churn', 'unsure'] });
 
 interface Delivery {
   readonly headers: Record<string, string | string[] | undefined>;
@@ -104,13 +94,7 @@ describe('fleet-wide drift', () => {
         shift: (id) => (shiftOn && id.startsWith('drift-c') ? 1 : 0),
       },
     });
-    const rollout = await fleet.api('POST', '/v1/rollouts', {
-      model: 'churn',
-      version: '1.0.0',
-      selector: { tags: ['fleet=drift'] },
-      stages: [{ percent: 100 }],
-    });
-    await until(async () => (await fleet.api('GET', `/v1/rollouts/${rollout.id}`)).state === 'completed', 'the rollout to complete');
+    await rollOutAndWait(fleet, { model: 'churn', version: '1.0.0', selector: { tags: ['fleet=drift'] }, stages: [{ percent: 100 }] });
   }, 60_000);
 
   afterAll(async () => {

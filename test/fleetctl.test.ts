@@ -10,46 +10,27 @@ import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Simulation, startSimulation } from '@edgefleet/device-agent';
 import { encodeTensor } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ADMIN_TOKEN, type Fleet, startFleet, until } from './helpers/fleet.ts';
-
-/** The bin as npm installs it: compiled JavaScript run by plain Node (the test command builds first). */
-const bin = fileURLToPath(new URL('../apps/fleetctl/bin/fleetctl.mjs', import.meta.url));
+import { FLEETCTL_BIN, type FleetctlResult, fleetctl as runFleetctl } from './helpers/fleetctl.ts';
 
 let fleet: Fleet;
 let home: string;
 let work: string;
 const simulations: Simulation[] = [];
 
-interface Result {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs fleetctl with its own HOME (so its config is the test's), optionally feeding stdin. */
-function fleetctl(args: readonly string[], options: { stdin?: string; env?: Record<string, string> } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: work,
-      env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? '');
+function fleetctl(args: readonly string[], options: { stdin?: string; env?: Record<string, string> } = {}) {
+  return runFleetctl(args, {
+    cwd: work,
+    env: { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), ...options.env },
+    ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
   });
 }
-
 async function json(args: readonly string[]) {
   const result = await fleetctl([...args, '--json']);
   expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
@@ -371,9 +352,9 @@ describe('fleetctl', () => {
   it('draws progress bars and colour on a terminal (a pseudo-terminal from script(1)), and neither when piped', async () => {
     const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
     const onTerminal = (args: readonly string[]) =>
-      new Promise<Result>((resolve, reject) => {
+      new Promise<FleetctlResult>((resolve, reject) => {
         // script(1) runs the command on a pseudo-terminal: stdout and stderr are a TTY, as in a shell.
-        const command = [process.execPath, bin, ...args].map(quote).join(' ');
+        const command = [process.execPath, FLEETCTL_BIN, ...args].map(quote).join(' ');
         const child = spawn('script', ['-qefc', command, '/dev/null'], {
           cwd: work,
           env: { PATH: process.env.PATH ?? '', HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TERM: 'xterm-256color' },

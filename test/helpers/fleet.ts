@@ -74,6 +74,13 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
   }
 }
 
+/** Creates a rollout and waits for it to complete (a setup step: any other end fails the test). */
+export async function rollOutAndWait(fleet: Fleet, spec: Record<string, unknown>, timeoutMs = 30_000): Promise<string> {
+  const { id } = await fleet.api<{ id: string }>('POST', '/v1/rollouts', spec);
+  await until(async () => (await fleet.api('GET', `/v1/rollouts/${id}`)).state === 'completed', `rollout ${id} to complete`, timeoutMs);
+  return id;
+}
+
 export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fleet> {
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-fleet-'));
   let server = await createFleetServer({

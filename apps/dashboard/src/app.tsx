@@ -1,6 +1,6 @@
 /** The shell: sign-in, navigation, the live indicator, and the view the path names. */
 import type { VNode } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import { liveState } from './live.ts';
 import { here, match, navigate, startRouter } from './router.ts';
 import { isAdmin, restore, session, signOut } from './session.ts';
@@ -51,13 +51,20 @@ function Routed() {
   );
 }
 
+/** The kept token is checked as the script starts, not after the first paint. */
+const restored: Promise<string | undefined> = restore().then(
+  () => undefined,
+  (e: unknown) => (e instanceof Error ? e.message : String(e)),
+);
+
 export function App() {
   const [restoring, setRestoring] = useState(true);
   const [error, setError] = useState<string | undefined>(undefined);
-  useEffect(() => {
-    restore()
-      .catch((e: unknown) => setError(e instanceof Error ? e.message : String(e)))
-      .finally(() => setRestoring(false));
+  useLayoutEffect(() => {
+    void restored.then((message) => {
+      setError(message);
+      setRestoring(false);
+    });
   }, []);
   const current = session.value;
   const { path } = here.value;

@@ -1,5 +1,5 @@
 /** Loading what a view shows: one hook for "fetch this, show it, fetch it again when asked". */
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { describeError } from './session.ts';
 
 export interface Resource<T> {
@@ -19,7 +19,9 @@ export function useResource<T>(load: (signal: AbortSignal) => Promise<T>, deps: 
   const [generation, setGeneration] = useState(0);
   const loader = useRef(load);
   loader.current = load;
-  useEffect(() => {
+  // Started as soon as the view is in the DOM, not after the next paint (which a background or
+  // headless tab may delay by 100 ms): requests go out with the render that needs them.
+  useLayoutEffect(() => {
     const controller = new AbortController();
     setState((s) => ({ ...s, loading: true }));
     loader.current(controller.signal).then(
@@ -99,7 +101,7 @@ export function usePaged<T>(
     );
   }, []);
 
-  useEffect(() => {
+  useLayoutEffect(() => {
     load(undefined, true);
     return () => inflight.current?.abort();
   }, [...deps, generation]);
