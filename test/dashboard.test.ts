@@ -139,6 +139,9 @@ describe('the dashboard', () => {
     const { page } = view;
     await page.getByRole('heading', { name: 'Rollouts' }).waitFor();
     await view.markNoReload();
+    // Live means one event stream for the whole visit, and the rollout read once, not polled.
+    const requests: string[] = [];
+    page.on('request', (request) => requests.push(new URL(request.url()).pathname));
     const created = await fleetctl(fleet, [
       'rollouts',
       'create',
@@ -198,6 +201,15 @@ describe('the dashboard', () => {
     await view.expectNotReloaded();
     await view.screenshot('rollout');
     await view.accessibility('the rollout view');
+    expect(requests.filter((p) => p === '/v1/events').length).toBeLessThanOrEqual(1);
+    expect(requests.filter((p) => p === `/v1/rollouts/${id}`).length).toBe(1);
+    // Completed is final: rolling back makes a new rollout of the version the devices ran before.
+    await confirm('Roll back to 1.0.0');
+    await page.waitForURL((url) => /^\/rollouts\/ro-[0-9a-f]{8}$/.test(url.pathname) && !url.pathname.endsWith(id));
+    await expect.poll(() => page.getByTestId('rollout-state').innerText(), { timeout: 20_000 }).toBe('completed');
+    const back = JSON.parse((await fleetctl(fleet, ['rollouts', 'show', page.url().split('/').pop() as string, '--json'])).stdout);
+    expect(back).toMatchObject({ version: '1.0.0', spec: { rollback: true } });
+    expect(back.devices).toHaveLength(6);
     // The list shows it completed too.
     await page.getByRole('link', { name: 'Rollouts' }).click();
     await expect.poll(() => page.getByTestId('rollouts').innerText()).toContain('completed');
@@ -342,7 +354,7 @@ describe('the dashboard', () => {
 
     await page.goto(`${fleet.server.url}/devices/dash-a-00001`);
     await page.getByTestId('device-models').waitFor();
-    expect(await page.getByTestId('device-models').innerText()).toMatch(/churn\s+active\s+1\.1\.0/);
+    expect(await page.getByTestId('device-models').innerText()).toMatch(/churn\s+active\s+1\.0\.0/);
     await expect.poll(async () => (await page.locator('figure.chart canvas').count()) > 0).toBe(true);
     await expect.poll(() => page.getByTestId('history').innerText()).toContain('activated');
     await view.screenshot('device');

@@ -273,6 +273,14 @@ describe('fleetctl', () => {
     const exitOnPause = await fleetctl(['rollouts', 'watch', slow.id, '--exit-on-pause']);
     expect(exitOnPause.code).toBe(12);
     expect((await fleetctl(['rollouts', 'resume', slow.id])).stdout).toContain('running');
+    // Its gates as the engine measured them, each against its threshold (as the dashboard shows them).
+    let shown = '';
+    await until(async () => {
+      shown = (await fleetctl(['rollouts', 'show', slow.id])).stdout;
+      return /failure_rate\s+0\s+<= [\d.]+\s+passes/.test(shown);
+    }, 'the gates measured');
+    expect(shown).toMatch(/gates of stage 1, measured \d{4}-/);
+    expect(shown).toMatch(/devices_reporting\s+1\s+>= \d+\s+(passes|fails)/);
     const timeout = await fleetctl(['rollouts', 'watch', slow.id, '--timeout', '1s']);
     expect(timeout.code).toBe(13);
     expect((await fleetctl(['rollouts', 'abort', slow.id])).code).toBe(2); // needs --yes off a terminal

@@ -16,6 +16,7 @@ export const liveState = signal<'off' | 'connecting' | 'live' | 'retrying'>('off
 
 const listeners = new Set<Listener>();
 let stop: AbortController | undefined;
+let idle: ReturnType<typeof setTimeout> | undefined;
 
 async function run(controller: AbortController): Promise<void> {
   let delay = 500;
@@ -53,12 +54,18 @@ function subscribe(listener: Listener): () => void {
     stop = new AbortController();
     void run(stop);
   }
+  clearTimeout(idle);
   return () => {
     listeners.delete(listener);
-    if (listeners.size === 0 && stop) {
-      stop.abort();
-      stop = undefined;
-      liveState.value = 'off';
+    // Kept a moment: a view that re-subscribes, or the next view, reuses the open stream.
+    if (listeners.size === 0) {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        if (listeners.size > 0 || !stop) return;
+        stop.abort();
+        stop = undefined;
+        liveState.value = 'off';
+      }, 2000);
     }
   };
 }

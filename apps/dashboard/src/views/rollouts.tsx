@@ -4,11 +4,11 @@
  * the admin's controls (each asks before acting).
  */
 import { type ItemOf, ok } from '@edgefleet/client';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { usePaged, useResource, useThrottled } from '../data.ts';
 import { ago, number, when } from '../format.ts';
 import { onRolloutChange, type RolloutSummary } from '../live.ts';
-import { here, path, setQuery } from '../router.ts';
+import { here, navigate, path, setQuery } from '../router.ts';
 import { client, describeError, isAdmin } from '../session.ts';
 import { Badge, Empty, ErrorBox, Loading, Section, StackedBar } from '../ui/bits.tsx';
 import { ConfirmButton } from '../ui/confirm.tsx';
@@ -40,15 +40,17 @@ export function RolloutsView() {
   );
   const [live, setLive] = useState<Record<string, RolloutSummary>>({});
   const reset = useThrottled(list.reset, 500);
+  const shown = useRef(list.items);
+  shown.current = list.items;
   useEffect(
     () =>
       onRolloutChange((rollout) => {
         if (!rollout) return reset();
         setLive((current) => ({ ...current, [rollout.id]: rollout }));
         // A rollout this page does not show yet (just created): read the list again.
-        if (!list.items.some((r) => r.id === rollout.id)) reset();
+        if (!shown.current.some((r) => r.id === rollout.id)) reset();
       }),
-    [list.items, reset],
+    [reset],
   );
   const rows = list.items.map((r) => live[r.id] ?? r).filter((r) => !state || r.state === state);
   return (
@@ -293,8 +295,64 @@ function Actions({ rollout, onDone }: { rollout: RolloutSummary; onDone: (r: Rol
           />
         </>
       ) : null}
+      {rollout.state === 'completed' ? <RollBackCompleted rollout={rollout} onError={fail} /> : null}
       {error ? <ErrorBox error={error} /> : null}
     </fieldset>
+  );
+}
+
+/** Every member of a rollout, page by page. */
+async function allMembers(id: string, signal?: AbortSignal): Promise<Member[]> {
+  const members: Member[] = [];
+  for await (const page of client().pages('/v1/rollouts/{id}/members', {
+    params: { path: { id }, query: { limit: '1000' } },
+    ...(signal ? { signal } : {}),
+  })) {
+    members.push(...page.members);
+  }
+  return members;
+}
+
+/**
+ * A completed rollout is final: rolling its devices back is a new rollout of the version they ran
+ * before (the most common one among them), signed as a rollback, as `fleetctl rollouts rollback --to` does.
+ */
+function RollBackCompleted({ rollout, onError }: { rollout: RolloutSummary; onError: (e: unknown) => void }) {
+  const previous = useResource(
+    async (signal) => {
+      const counts = new Map<string, number>();
+      for (const m of await allMembers(rollout.id, signal)) {
+        if (m.previousVersion) counts.set(m.previousVersion, (counts.get(m.previousVersion) ?? 0) + 1);
+      }
+      return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? null;
+    },
+    [rollout.id],
+  );
+  const target = previous.data;
+  if (!target) return null;
+  return (
+    <ConfirmButton
+      label={`Roll back to ${target}`}
+      danger
+      question={`Roll the devices of this rollout back to ${rollout.model}@${target}?`}
+      detail="A new rollout of that version to exactly these devices, one stage, signed as a rollback."
+      onConfirm={async () => {
+        const members = await allMembers(rollout.id);
+        const created = await ok(
+          client().api.POST('/v1/rollouts', {
+            body: {
+              model: rollout.model,
+              version: target,
+              selector: { devices: members.map((m) => m.id) },
+              stages: [{ percent: 100 }],
+              rollback: true,
+            },
+          }),
+        );
+        navigate(path('/rollouts', created.id));
+      }}
+      onError={onError}
+    />
   );
 }
 

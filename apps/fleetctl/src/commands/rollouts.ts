@@ -80,7 +80,21 @@ function describe(rollout: Summary, ctx: Context): string {
       rollout.spec.stages[i]?.soakSeconds !== undefined ? `${rollout.spec.stages[i]?.soakSeconds}s` : '-',
     ]),
   );
-  return `${head}\n\n${stages}`;
+  const readings = rollout.gates;
+  if (!readings) return `${head}\n\n${stages}`;
+  const gates = table(
+    ['GATE', 'VALUE', 'THRESHOLD', 'VERDICT'],
+    readings.gates.map((g) => {
+      const passes = g.value === null ? undefined : g.bound === 'max' ? g.value <= g.threshold : g.value >= g.threshold;
+      return [
+        g.name,
+        g.value === null ? 'not yet' : String(+g.value.toPrecision(4)),
+        `${g.bound === 'max' ? '<=' : '>='} ${g.threshold}`,
+        passes === undefined ? '-' : passes ? c.green('passes') : c.red('fails'),
+      ];
+    }),
+  );
+  return `${head}\n\n${stages}\n\ngates of stage ${readings.stage + 1}, measured ${readings.measuredAt}:\n${gates}`;
 }
 
 async function getRollout(client: EdgefleetClient, id: string): Promise<{ rollout: Rollout; etag: string | null }> {
