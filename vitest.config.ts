@@ -12,6 +12,9 @@ export default defineConfig({
   ssr: { resolve: { conditions: [source, ...defaultServerConditions], externalConditions: [source, 'node'] } },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
+    // A private PostgreSQL for the tests that run on it (EDGEFLEET_TEST_DATABASE_URL): the server
+    // database contract; the fleet server's whole suite with EDGEFLEET_TEST_SERVER_DATABASE=postgres.
+    globalSetup: ['test/setup/postgres.ts'],
     reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],
     testTimeout: 30_000,
   },

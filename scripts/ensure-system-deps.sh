@@ -9,6 +9,7 @@ declare -A NEEDED=(
   [/usr/bin/chromium]=chromium
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/curl]=curl
+  [/usr/lib/postgresql/15/bin/initdb]=postgresql
 )
 
 missing=()

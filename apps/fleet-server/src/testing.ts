@@ -2,6 +2,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { ServerConfig } from './config/index.ts';
 import { createFleetServer, type FleetServer } from './server.ts';
 
@@ -12,6 +13,12 @@ export interface TestServer extends FleetServer {
 
 export async function startTestServer(config: Partial<ServerConfig> = {}, options: { clock?: () => number } = {}): Promise<TestServer> {
   const dataDir = config.dataDir ?? (await mkdtemp(join(tmpdir(), 'edgefleet-server-')));
+  // EDGEFLEET_TEST_SERVER_DATABASE=postgres: every test server on a database of its own in the tests' PostgreSQL.
+  if (process.env.EDGEFLEET_TEST_SERVER_DATABASE === 'postgres' && config.databaseUrl === undefined) {
+    const databaseUrl = await createTestPostgresDatabase('server');
+    if (!databaseUrl) throw new Error('EDGEFLEET_TEST_SERVER_DATABASE=postgres needs PostgreSQL (EDGEFLEET_TEST_DATABASE_URL)');
+    config = { ...config, databaseUrl };
+  }
   const server = await createFleetServer({
     env: {},
     config: { port: 0, mqttPort: 0, rateLimitPerMinute: 100_000, ...config, dataDir },
@@ -36,4 +43,24 @@ export function uploadForm(
   form.append('model', new Blob([model.slice()]), 'model.onnx');
   if (reference) form.append('reference', new Blob([reference.text], { type: reference.type ?? '' }), reference.fileName);
   return form;
+}
+
+/**
+ * A new, empty PostgreSQL database on the server EDGEFLEET_TEST_DATABASE_URL names (the tests' own
+ * cluster: test/setup/postgres.ts); its URL. Undefined when there is no PostgreSQL to test on.
+ */
+export async function createTestPostgresDatabase(prefix = 'edgefleet'): Promise<string | undefined> {
+  const admin = process.env.EDGEFLEET_TEST_DATABASE_URL;
+  if (!admin) return undefined;
+  const name = `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`.replace(/[^a-z0-9_]/g, '_');
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`create database "${name}"`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
 }

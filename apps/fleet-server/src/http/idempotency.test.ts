@@ -3,10 +3,10 @@
  * more; the same key with another request is refused; refusals are not remembered; what is kept
  * holds no secret in clear.
  */
-import { join } from 'node:path';
 import { mlpModel } from '@edgefleet/test-utils';
-import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../store/db.ts';
 import { startTestServer, type TestServer, uploadForm } from '../testing.ts';
 
 let server: TestServer;
@@ -91,15 +91,16 @@ describe('Idempotency-Key', () => {
 
   it('stores the answer encrypted: the database does not hold a device secret in clear', async () => {
     const created = (await post('/v1/devices', { id: 'secret-holder' }, 'key-secret')).json();
-    const sqlite = new SQLite(join(server.config.dataDir, 'edgefleet.db'), { readonly: true });
+    // Read as an attacker with the database would: its own connection (SQLite file or PostgreSQL).
+    const database = await openDatabase({ dataDir: server.config.dataDir, databaseUrl: server.config.databaseUrl });
     try {
-      const rows = sqlite.prepare('select * from idempotency_keys').all() as Record<string, unknown>[];
+      const { rows } = await sql<Record<string, unknown>>`select * from idempotency_keys`.execute(database.db);
       expect(rows.length).toBeGreaterThan(0);
       const dump = JSON.stringify(rows);
       expect(dump).not.toContain(created.secret);
       expect(dump).not.toContain('key-secret');
     } finally {
-      sqlite.close();
+      await database.close();
     }
   });
 

@@ -1,13 +1,13 @@
 /**
- * The server database against its contract: SQLite (a real file) always, and PostgreSQL when
- * EDGEFLEET_TEST_DATABASE_URL names a database to run it against (the scale-out work runs it in
- * CI; until then PostgreSQL is not a supported configuration).
+ * The server database against its contract: SQLite (a real file), and PostgreSQL (a new database
+ * per case on the tests' own cluster, test/setup/postgres.ts, or on EDGEFLEET_TEST_DATABASE_URL).
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeServerDatabaseContract } from '@edgefleet/test-utils/contracts';
 import { describe, it } from 'vitest';
+import { createTestPostgresDatabase } from '../testing.ts';
 import { openDatabase } from './db.ts';
 
 describeServerDatabaseContract('SQLite file', async () => {
@@ -15,11 +15,13 @@ describeServerDatabaseContract('SQLite file', async () => {
   return { open: () => openDatabase({ dataDir }) };
 });
 
-const postgres = process.env.EDGEFLEET_TEST_DATABASE_URL;
-if (postgres) {
-  describeServerDatabaseContract('PostgreSQL', async () => ({ open: () => openDatabase({ dataDir: tmpdir(), databaseUrl: postgres }) }));
+if (process.env.EDGEFLEET_TEST_DATABASE_URL) {
+  describeServerDatabaseContract('PostgreSQL', async () => {
+    const databaseUrl = (await createTestPostgresDatabase('contract')) as string;
+    return { open: () => openDatabase({ dataDir: tmpdir(), databaseUrl }) };
+  });
 } else {
   describe('server database contract: PostgreSQL', () => {
-    it.skip('runs when EDGEFLEET_TEST_DATABASE_URL names a database', () => undefined);
+    it.skip('needs PostgreSQL: apt-get install postgresql (the test command does), or EDGEFLEET_TEST_DATABASE_URL', () => undefined);
   });
 }
