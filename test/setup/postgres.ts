@@ -1,13 +1,13 @@
 /**
  * vitest global setup: a private PostgreSQL for the tests that run on it (the server database
- * contract, the server on PostgreSQL). Starts its own cluster (initdb into a temp folder, `postgres`
- * on a free loopback port; as the `postgres` user when run as root, which PostgreSQL refuses to be),
+ * contract, the server on PostgreSQL). Starts its own cluster (initdb into a temp folder, `pg_ctl
+ * start` on a free loopback port; as the `postgres` user when run as root, which PostgreSQL refuses to be),
  * sets EDGEFLEET_TEST_DATABASE_URL for the test processes to create their own databases in, and
  * stops and deletes it at the end. An EDGEFLEET_TEST_DATABASE_URL already set is used as it is.
  * Without PostgreSQL binaries nothing starts and those tests say why they are skipped (the test
  * command installs Debian's `postgresql`: scripts/ensure-system-deps.sh).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,47 +53,18 @@ export default async function setup(): Promise<(() => Promise<void>) | undefined
   );
   if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
   const port = await freePort();
+  // pg_ctl starts the server in the background and waits until it accepts connections; stopping
+  // goes through pg_ctl too (a signal to `runuser` would not reach the server behind it).
   // Durability is PostgreSQL's own business here: a test cluster needs no fsync.
-  const server: ChildProcess = spawn(
-    ...asUser(join(bin, 'postgres'), [
-      '-D',
-      data,
-      '-p',
-      String(port),
-      '-k',
-      dir,
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'full_page_writes=off',
-      '-c',
-      'max_connections=300',
-    ]),
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let log = '';
-  server.stderr?.on('data', (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-4000);
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
+  const pgCtl = join(bin, 'pg_ctl');
+  const start = spawnSync(...asUser(pgCtl, ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '30', 'start']), {
+    encoding: 'utf8',
   });
-  const ready = join(bin, 'pg_isready');
-  const started = Date.now();
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`postgres exited (${server.exitCode}): ${log}`);
-    if (spawnSync(ready, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres']).status === 0) break;
-    if (Date.now() - started > 30_000) throw new Error(`postgres did not accept connections within 30 s: ${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  if (start.status !== 0) throw new Error(`postgres did not start: ${start.stderr || start.stdout}`);
   process.env.EDGEFLEET_TEST_DATABASE_URL = `postgres://postgres@127.0.0.1:${port}/postgres`;
   return async () => {
-    if (server.exitCode === null) {
-      const exited = new Promise((resolve) => server.once('exit', resolve));
-      server.kill('SIGINT'); // fast shutdown
-      await exited;
-    }
+    spawnSync(...asUser(pgCtl, ['-D', data, '-m', 'immediate', '-w', '-t', '30', 'stop']));
     rmSync(dir, { recursive: true, force: true });
   };
 }
