@@ -11,10 +11,27 @@ export default defineConfig({
   resolve: { conditions: [source, ...defaultClientConditions] },
   ssr: { resolve: { conditions: [source, ...defaultServerConditions], externalConditions: [source, 'node'] } },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     // A private PostgreSQL for the tests that run on it (EDGEFLEET_TEST_DATABASE_URL): the server
-    // database contract; the fleet server's whole suite with EDGEFLEET_TEST_SERVER_DATABASE=postgres.
+    // database contract, and the fleet server's whole suite a second time (below).
     globalSetup: ['test/setup/postgres.ts'],
+    projects: [
+      {
+        extends: true,
+        test: { name: 'edgefleet', include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'test/**/*.test.ts'] },
+      },
+      {
+        // Every fleet server test again with the server on PostgreSQL (a database of its own per
+        // test server): the same API on both stores, in every run (about 75 s).
+        extends: true,
+        test: {
+          name: 'fleet-server-postgres',
+          include: ['apps/fleet-server/src/**/*.test.ts'],
+          // The database contract already runs on both stores.
+          exclude: ['apps/fleet-server/src/store/db.test.ts'],
+          env: { EDGEFLEET_TEST_SERVER_DATABASE: 'postgres' },
+        },
+      },
+    ],
     reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],
     testTimeout: 30_000,
   },

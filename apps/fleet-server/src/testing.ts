@@ -13,11 +13,13 @@ export interface TestServer extends FleetServer {
 
 export async function startTestServer(config: Partial<ServerConfig> = {}, options: { clock?: () => number } = {}): Promise<TestServer> {
   const dataDir = config.dataDir ?? (await mkdtemp(join(tmpdir(), 'edgefleet-server-')));
+  let created: string | undefined;
   // EDGEFLEET_TEST_SERVER_DATABASE=postgres: every test server on a database of its own in the tests' PostgreSQL.
   if (process.env.EDGEFLEET_TEST_SERVER_DATABASE === 'postgres' && config.databaseUrl === undefined) {
     const databaseUrl = await createTestPostgresDatabase('server');
     if (!databaseUrl) throw new Error('EDGEFLEET_TEST_SERVER_DATABASE=postgres needs PostgreSQL (EDGEFLEET_TEST_DATABASE_URL)');
     config = { ...config, databaseUrl };
+    created = databaseUrl;
   }
   const server = await createFleetServer({
     env: {},
@@ -27,6 +29,15 @@ export async function startTestServer(config: Partial<ServerConfig> = {}, option
     validateResponses: true,
   });
   const token = server.createdAdminToken ?? config.adminToken ?? '';
+  if (created) {
+    // The database made for this server goes with it (a shared EDGEFLEET_TEST_DATABASE_URL must not fill up).
+    const close = server.close.bind(server);
+    const databaseUrl = created;
+    server.close = async () => {
+      await close();
+      await dropTestPostgresDatabase(databaseUrl);
+    };
+  }
   return Object.assign(server, { token, auth: { authorization: `Bearer ${token}` } });
 }
 
@@ -63,4 +74,18 @@ export async function createTestPostgresDatabase(prefix = 'edgefleet'): Promise<
   const url = new URL(admin);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Drops a database createTestPostgresDatabase made (connections still open to it are ended). */
+export async function dropTestPostgresDatabase(databaseUrl: string): Promise<void> {
+  const admin = process.env.EDGEFLEET_TEST_DATABASE_URL;
+  if (!admin) return;
+  const name = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+  } finally {
+    await client.end();
+  }
 }
