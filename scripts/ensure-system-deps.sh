@@ -10,6 +10,8 @@ declare -A NEEDED=(
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/curl]=curl
   [/usr/lib/postgresql/15/bin/initdb]=postgresql
+  [/usr/sbin/mosquitto]=mosquitto
+  [/usr/sbin/nats-server]=nats-server
 )
 
 missing=()

@@ -21,6 +21,7 @@ import { registerAuditRoutes } from './audit/routes.ts';
 import { createAuthenticator, createFailureLimiter, type Principal, requireScope } from './auth/index.ts';
 import { ensureFirstAdminToken, registerTokenRoutes } from './auth/tokens.ts';
 import { createEmbeddedBroker } from './broker/embedded.ts';
+import { createExternalBroker } from './broker/external.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
 import type { ServerContext } from './context.ts';
@@ -352,10 +353,20 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerEventRoutes(app, context, rollouts, drift);
 
   await app.listen({ host: config.host, port: config.port });
-  broker = await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });
-  // The embedded broker keeps retained messages in memory: give it every device's current document.
-  const republished = await desired.republishAll();
-  if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
+  broker = config.brokerUrl
+    ? await createExternalBroker({ config, writes, topics, metrics, http: app.server, log: app.log, now: clock })
+    : await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });
+  // The embedded broker keeps retained messages in memory, and an external one may have lost them
+  // (restarted without persistence): give it every device's current document, and again whenever
+  // the connection to an external broker comes back.
+  const republish = async () => {
+    const republished = await desired.republishAll();
+    if (republished > 0) app.log.info({ devices: republished }, 'republished desired state');
+  };
+  await republish();
+  broker.onReconnect(() => {
+    republish().catch((error: unknown) => app.log.warn({ err: error }, 'republishing desired state failed'));
+  });
   broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
   broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));
   broker.onDeviceMessage((address, _payload, message) => history.observe(address, message));

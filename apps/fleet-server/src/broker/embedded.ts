@@ -9,16 +9,15 @@
  */
 import { type AddressInfo, createServer as createNetServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { decodeMessage, EdgefleetError, type Presence, type ReportedState, type TopicScheme } from '@edgefleet/protocol';
+import { EdgefleetError, type TopicScheme } from '@edgefleet/protocol';
 import { Aedes, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { FailureLimiter } from '../auth/index.ts';
 import type { ServerConfig } from '../config/index.ts';
 import type { DeviceAuthenticator } from '../devices/credentials.ts';
-import { failingFlag } from '../devices/failing.ts';
 import type { ServerMetrics } from '../metrics/index.ts';
-import type { DevicesTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
+import { createDeviceMessageDispatch } from './dispatch.ts';
 import { BrokerStoppingError, type FleetBroker } from './index.ts';
 import { guardConnection, type PacketLimits, type PacketScanner } from './packet-guard.ts';
 import { indexRetainedByTopic, type RetainedPersistence } from './retained-index.ts';
@@ -77,17 +76,8 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   let closing = false;
   /** Each connection's packet guard and peer address (aedes keeps the stream as client.conn). */
   const guards = new WeakMap<Duplex, { scanner: PacketScanner; address: string }>();
-  const recordDevice = (deviceId: string, values: Partial<Pick<DevicesTable, 'online' | 'reported'>>) =>
-    writes.update(`device:${deviceId}`, { ...values, last_seen_at: new Date(now()).toISOString() }, async (trx, set) => {
-      // Whether the device is failing is judged against its desired state as committed with the batch.
-      const failing = set.reported ? { failing: await failingFlag(trx, deviceId, JSON.parse(set.reported) as ReportedState) } : {};
-      await trx
-        .updateTable('devices')
-        .set({ ...set, ...failing })
-        .where('id', '=', deviceId)
-        .execute();
-    });
-  const listeners = new Set<(address: ReturnType<TopicScheme['parse']>, payload: Uint8Array, message?: unknown) => void>();
+  const dispatch = createDeviceMessageDispatch({ topics, metrics, writes, maxPayload: config.mqttMaxPayload, log, now });
+  const { recordDevice } = dispatch;
 
   const aedes = await Aedes.createBroker({
     ...BROKER_DEFAULTS,
@@ -166,47 +156,8 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
   });
   aedes.on('publish', (packet, client) => {
     if (packet.topic.startsWith('$SYS')) return;
-    let address: ReturnType<TopicScheme['parse']>;
-    try {
-      address = topics.parse(packet.topic);
-    } catch {
-      return;
-    }
-    metrics.mqttMessage(client ? 'in' : 'out', address.kind);
-    if (!client) return;
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    // Decoded (and validated) once here for every consumer; a malformed message reaches none.
-    let message: unknown;
-    try {
-      if (address.kind === 'reported' || address.kind === 'presence' || address.kind === 'events' || address.kind === 'telemetry') {
-        message = decodeMessage(address, payload);
-      }
-    } catch (error) {
-      metrics.mqttRefused(error instanceof EdgefleetError ? error.code : 'bad-message');
-      // The device's mistake, not the server's: its code and what is wrong, without a stack trace.
-      log.warn(
-        {
-          deviceId: address.deviceId,
-          kind: address.kind,
-          code: error instanceof EdgefleetError ? error.code : 'EF_JSON_INVALID',
-          err: error instanceof Error ? error.message : String(error),
-        },
-        'refused a malformed device message',
-      );
-      return;
-    }
-    for (const listener of listeners) {
-      try {
-        listener(address, payload, message);
-      } catch (error) {
-        log.warn({ err: error }, 'a device message listener failed');
-      }
-    }
-    if (address.kind === 'reported') {
-      recordDevice(address.deviceId, { reported: JSON.stringify(message as ReportedState) });
-    } else if (address.kind === 'presence') {
-      recordDevice(address.deviceId, { online: (message as Presence).state === 'online' ? 1 : 0 });
-    }
+    if (!client) return dispatch.fromServer(packet.topic);
+    dispatch.fromDevice(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
   });
   aedes.on('clientError', (client, error) => log.info({ deviceId: client.id, err: error.message }, 'mqtt client error'));
   aedes.on('connectionError', (_client, error) => log.info({ err: error.message }, 'mqtt connection error'));
@@ -266,9 +217,10 @@ export async function createEmbeddedBroker(options: EmbeddedBrokerOptions): Prom
       if (client) await new Promise<void>((resolve) => client.close(() => resolve()));
     },
     isConnected: (deviceId) => clients.has(deviceId),
-    onDeviceMessage(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
+    onDeviceMessage: dispatch.onDeviceMessage,
+    onReconnect: () => () => undefined,
+    async admitDevice() {
+      // Devices authenticate against the database on every CONNECT: nothing to register.
     },
     get connectedCount() {
       return aedes.connectedClients;

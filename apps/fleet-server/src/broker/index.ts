@@ -1,6 +1,7 @@
 /**
- * The MQTT broker behind an interface: embedded aedes by default; the scale-out issue adds a client
- * of an external broker with the same shape.
+ * The MQTT broker behind an interface: embedded aedes by default (embedded.ts), or an external
+ * broker the server is a privileged client of (external.ts: Mosquitto 2 with dynamic security, or
+ * any MQTT broker that authenticates devices through the server's HTTP hooks).
  */
 import type { DeviceTopic } from '@edgefleet/protocol';
 
@@ -24,7 +25,13 @@ export class BrokerStoppingError extends Error {
 export interface FleetBroker {
   /** Publishes as the server (privileged); rejects with BrokerStoppingError once close() began. */
   publish(topic: string, payload: Uint8Array | string, options?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
-  /** Drops a device's connection at once (revocation). */
+  /**
+   * Lets a new device connect with its secret. The embedded broker checks every CONNECT against
+   * the database and needs nothing; an external broker is told the credential (and the device's
+   * topics) now. Rejects with EF_BROKER_UNAVAILABLE when the broker did not take it.
+   */
+  admitDevice(deviceId: string, secret: string): Promise<void>;
+  /** Drops a device's connection at once and for good (revocation, deletion). */
   disconnect(deviceId: string): Promise<void>;
   isConnected(deviceId: string): boolean;
   /**
@@ -34,6 +41,13 @@ export interface FleetBroker {
    * Returns the function that unsubscribes.
    */
   onDeviceMessage(listener: (address: DeviceTopic, payload: Uint8Array, message?: unknown) => void): () => void;
+  /**
+   * Called when the connection to an external broker came back after a loss: retained messages may
+   * have gone with a broker restart, so the server publishes every desired state again. The
+   * embedded broker, which lives and dies with the server, never calls it.
+   */
+  onReconnect(listener: () => void): () => void;
+  /** Clients connected to the broker (an external broker's own count, its server clients included). */
   readonly connectedCount: number;
   /** Where devices connect: mqtt://host:port and ws://host:port/mqtt. */
   readonly urls: { readonly tcp: string; readonly ws: string };

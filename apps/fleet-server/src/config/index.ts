@@ -29,6 +29,18 @@ export interface ServerConfig {
   readonly publicUrl: string | undefined;
   /** PostgreSQL connection string; SQLite in the data folder when unset. */
   readonly databaseUrl: string | undefined;
+  /** An external MQTT broker the server connects to (mqtt:// or mqtts://) instead of embedding one. */
+  readonly brokerUrl: string | undefined;
+  /** The server's own credentials on the external broker (Mosquitto: a dynamic-security admin). */
+  readonly brokerUsername: string | undefined;
+  readonly brokerPassword: string | undefined;
+  /**
+   * How the external broker authenticates devices: `dynsec` (the server registers each device with
+   * Mosquitto's dynamic-security plugin) or `http` (the broker asks the server's /v1/broker hooks).
+   */
+  readonly brokerAuth: 'dynsec' | 'http';
+  /** The MQTT URL devices are given for the external broker (when it differs from brokerUrl). */
+  readonly brokerDeviceUrl: string | undefined;
   /** Web origins whose pages may call the API (browser devices). */
   readonly corsOrigins: readonly string[];
   /** Largest reference dataset (CSV, JSON lines) in bytes. */
@@ -147,6 +159,62 @@ export const SETTINGS: readonly Setting[] = [
     env: 'EDGEFLEET_PUBLIC_URL',
     key: 'publicUrl',
     description: 'base URL devices use to reach this server (behind a proxy)',
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_DATABASE_URL',
+    key: 'databaseUrl',
+    description: 'PostgreSQL (postgres://user:password@host:5432/db) instead of SQLite in the data folder: for several replicas',
+    parse: (v) => {
+      const url = new URL(v);
+      if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+        throw new Error(`EDGEFLEET_DATABASE_URL must be a postgres:// URL, got "${url.protocol}"`);
+      }
+      return v;
+    },
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_BROKER_URL',
+    key: 'brokerUrl',
+    description: 'an external MQTT broker (mqtt://host:1883 or mqtts://) instead of the embedded one: see docs/scaling.md',
+    parse: (v) => {
+      const url = new URL(v);
+      if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:')
+        throw new Error(`EDGEFLEET_BROKER_URL must be mqtt:// or mqtts://, got "${v}"`);
+      return v;
+    },
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_BROKER_USERNAME',
+    key: 'brokerUsername',
+    description: "the server's username on the external broker (Mosquitto: a dynamic-security admin client)",
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_BROKER_PASSWORD',
+    key: 'brokerPassword',
+    description: "the server's password on the external broker",
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+  {
+    env: 'EDGEFLEET_BROKER_AUTH',
+    key: 'brokerAuth',
+    description: 'how the external broker checks devices: dynsec (Mosquitto 2 dynamic security) or http (the broker calls /v1/broker/*)',
+    parse: (v) => {
+      if (v !== 'dynsec' && v !== 'http') throw new Error(`EDGEFLEET_BROKER_AUTH must be dynsec or http, got "${v}"`);
+      return v;
+    },
+    fallback: () => 'dynsec',
+  },
+  {
+    env: 'EDGEFLEET_BROKER_DEVICE_URL',
+    key: 'brokerDeviceUrl',
+    description: 'the MQTT URL devices are given for the external broker (default: EDGEFLEET_BROKER_URL)',
     parse: (v) => v,
     fallback: () => undefined,
   },
@@ -271,6 +339,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const loaded = { ...(config as unknown as ServerConfig), ...overrides };
   if (loaded.adminToken !== undefined) checkAdminToken(loaded.adminToken);
+  if (loaded.brokerUrl && (!loaded.brokerUsername || !loaded.brokerPassword)) {
+    throw new Error(
+      'EDGEFLEET_BROKER_URL needs EDGEFLEET_BROKER_USERNAME and EDGEFLEET_BROKER_PASSWORD: the server connects to the broker as a privileged client',
+    );
+  }
   if (loaded.webhookUrl && !loaded.webhookSecret) {
     throw new Error('EDGEFLEET_WEBHOOK_URL needs EDGEFLEET_WEBHOOK_SECRET: receivers verify every alert by its HMAC-SHA256 signature');
   }
@@ -303,6 +376,7 @@ export function helpText(version?: string): string {
     'Usage: edgefleet-server [--help] [--version]',
     '',
     'Starts on embedded defaults (SQLite and MQTT broker in this process). Stops cleanly on SIGTERM or SIGINT.',
+    'Several replicas: EDGEFLEET_DATABASE_URL (PostgreSQL) and EDGEFLEET_BROKER_URL (an external broker); see docs/scaling.md.',
     'Documentation: README.md of @edgefleet/fleet-server; docs/fleet-server.md in the edgefleet repository.',
     '',
     'Configuration (environment variables):',

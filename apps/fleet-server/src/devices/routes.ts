@@ -232,6 +232,17 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
       await trx.insertInto('devices').values(row).execute();
       await audit(trx, { actor, action: 'device.create', target: `device:${id}`, after: { tags } });
     });
+    try {
+      // An external broker learns the credential now (the embedded one reads the database).
+      await context.broker().admitDevice(id, secret);
+    } catch (error) {
+      // A device the broker would refuse is no device: nothing stays behind, the call can be retried.
+      await db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('devices').where('id', '=', id).execute();
+        await audit(trx, { actor, action: 'device.delete', target: `device:${id}`, before: { reason: 'the broker refused it' } });
+      });
+      throw error;
+    }
     const urls = context.broker().urls;
     return { id, secret, tags, mqtt: urls, keySet: context.keys.keySet };
   }

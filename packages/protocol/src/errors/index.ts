@@ -198,6 +198,11 @@ export const ERRORS = defineErrors({
     title: 'The model store cannot be read or written',
     fix: 'Check the store location (file permissions, disk health, private browsing mode blocking IndexedDB); the error names the operation that failed.',
   },
+  EF_BROKER_UNAVAILABLE: {
+    status: 503,
+    title: 'The MQTT broker did not answer the fleet server',
+    fix: 'Check that the external broker (EDGEFLEET_BROKER_URL) runs and that the server’s credentials may manage clients and roles (Mosquitto: the dynamic-security admin); nothing was changed, retry the request.',
+  },
   EF_STORE_CORRUPT: {
     status: 500,
     title: 'A stored model does not match its recorded hash',

@@ -1,19 +1,34 @@
 /**
- * The embedded broker keeps devices apart, tested with real mqtt.js clients on loopback ports.
+ * The broker keeps devices apart, tested with real mqtt.js clients on loopback ports: the embedded
+ * broker, and a real Mosquitto 2 the server manages through dynamic security (EDGEFLEET_BROKER_URL)
+ * with the same isolation tests. The packet limits are the embedded broker's own (an external
+ * broker enforces its own configured limits).
  */
 import { connect as connectTcp } from 'node:net';
-import { createTopicScheme, encodeMessage, type ReportedState } from '@edgefleet/protocol';
+import { createTopicScheme, encodeMessage, type Presence, type ReportedState } from '@edgefleet/protocol';
+import { type Mosquitto, mosquittoMissing, startMosquitto } from '@edgefleet/test-utils/brokers';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerConfig } from '../config/index.ts';
 import { startTestServer, type TestServer } from '../testing.ts';
 
 const topics = createTopicScheme();
 let server: TestServer;
+let mosquitto: Mosquitto | undefined;
 const secrets = new Map<string, string>();
 const clients: MqttClient[] = [];
 
-beforeAll(async () => {
-  server = await startTestServer();
+type Mode = 'embedded' | 'mosquitto';
+
+/** Where the server's devices connect in a mode: the embedded broker, or Mosquitto the server manages. */
+async function brokerConfig(mode: Mode): Promise<Partial<ServerConfig>> {
+  if (mode === 'embedded') return {};
+  mosquitto = await startMosquitto();
+  return { brokerUrl: mosquitto.url, brokerUsername: mosquitto.admin.username, brokerPassword: mosquitto.admin.password };
+}
+
+async function setUp(mode: Mode): Promise<void> {
+  server = await startTestServer(await brokerConfig(mode));
   for (const id of ['dev-a', 'dev-b', 'dev-c', 'dev-revoked']) {
     const response = await server.app.inject({
       method: 'POST',
@@ -23,11 +38,14 @@ beforeAll(async () => {
     });
     secrets.set(id, response.json().secret);
   }
-});
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+}
+
+async function tearDown(): Promise<void> {
+  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
   await server.close();
-});
+  await mosquitto?.stop();
+  mosquitto = undefined;
+}
 
 async function device(
   id: string,
@@ -108,7 +126,46 @@ const reported = (deviceId: string): ReportedState => ({
   models: [],
 });
 
-describe('embedded broker isolation', () => {
+const presence = (deviceId: string, state: Presence['state']) =>
+  Buffer.from(
+    encodeMessage('presence', {
+      type: 'edgefleet.presence/v1',
+      deviceId,
+      bootId: '00000000-boot-0001',
+      state,
+      since: '2026-06-01T00:00:00Z',
+    } satisfies Presence),
+  );
+
+/**
+ * Waits until the broker has handled a device's connection ending (its will included): the
+ * embedded broker says so itself; Mosquitto writes it to its log.
+ */
+async function brokerDropped(id: string): Promise<void> {
+  const logged = mosquitto;
+  if (!logged) {
+    await waitFor(() => !server.broker.isConnected(id));
+    return;
+  }
+  const pattern = new RegExp(`(Client ${id} (closed its connection|has exceeded timeout|disconnected)|Socket error on client ${id})`);
+  await waitFor(() => pattern.test(logged.log())).catch((error: Error) => {
+    throw new Error(`${error.message}: ${logged.log().slice(-1500)}`);
+  });
+}
+
+describe.each([
+  { mode: 'embedded' as const, skip: undefined },
+  { mode: 'mosquitto' as const, skip: mosquittoMissing() },
+])('$mode broker isolation', ({ mode, skip }) => {
+  if (skip) {
+    it.skip(`needs Mosquitto: ${skip}`, () => undefined);
+    return;
+  }
+  // CONNACK for a wrong credential: aedes answers 4 (bad username or password), Mosquitto 5 (not authorized).
+  const badCredentials = mode === 'embedded' ? 4 : 5;
+  beforeAll(() => setUp(mode));
+  afterAll(tearDown);
+
   it('lets a device in with its own credential, over TCP and WebSocket', async () => {
     const tcp = await device('dev-a');
     expect(tcp.connected).toBe(true);
@@ -118,10 +175,10 @@ describe('embedded broker isolation', () => {
   });
 
   it('refuses a wrong secret, and another device id with someone else’s secret', async () => {
-    await expect(device('dev-a', { secret: 'wrong' })).rejects.toMatchObject({ code: 4 });
-    await expect(device('dev-b', { secret: secrets.get('dev-a') ?? '' })).rejects.toMatchObject({ code: 4 });
-    await expect(device('dev-a', { clientId: 'dev-b' })).rejects.toMatchObject({ code: 4 });
-    await expect(device('no-such-device', { secret: 'x' })).rejects.toMatchObject({ code: 4 });
+    await expect(device('dev-a', { secret: 'wrong' })).rejects.toMatchObject({ code: badCredentials });
+    await expect(device('dev-b', { secret: secrets.get('dev-a') ?? '' })).rejects.toMatchObject({ code: badCredentials });
+    await expect(device('dev-a', { clientId: 'dev-b' })).rejects.toMatchObject({ code: badCredentials });
+    await expect(device('no-such-device', { secret: 'x' })).rejects.toMatchObject({ code: badCredentials });
   });
 
   it.each(['constructor', '__proto__'])('refuses the client id %j and stays up', async (id) => {
@@ -137,7 +194,12 @@ describe('embedded broker isolation', () => {
     const granted = await a.subscribeAsync(topics.build('desired', 'dev-a'), { qos: 1 });
     expect(granted[0]?.qos).toBe(1);
     expect((await own)?.payload.toString()).toBe('{"for":"a"}');
-    for (const filter of [topics.build('desired', 'dev-b'), 'edgefleet/v1/devices/+/desired', '#']) {
+    for (const filter of [
+      topics.build('desired', 'dev-b'),
+      'edgefleet/v1/devices/+/desired',
+      '#',
+      '$share/g/edgefleet/v1/devices/+/telemetry',
+    ]) {
       // SUBACK 0x80: mqtt.js rejects, the connection stays.
       await expect(a.subscribeAsync(filter, { qos: 1 })).rejects.toThrow(/Subscribe error/);
     }
@@ -147,50 +209,64 @@ describe('embedded broker isolation', () => {
     expect(await receivedUntilMarker(a, topics.build('desired', 'dev-a'))).toEqual([]);
   });
 
-  it('closes a device that publishes as another device or to a server topic', async () => {
+  it('never delivers what a device publishes as another device or to a server topic (the embedded broker also closes it)', async () => {
     const a = await device('dev-a');
+    // No retained document of dev-b's left by an earlier test: anything it receives is a forgery.
+    await server.broker.publish(topics.build('desired', 'dev-b'), '', { retain: true });
     const b = await device('dev-b');
-    await b.subscribeAsync(topics.build('reported', 'dev-b'));
+    await b.subscribeAsync([topics.build('reported', 'dev-b'), topics.build('desired', 'dev-b')]);
     const spoof = closed(a);
     a.publish(topics.build('reported', 'dev-b'), JSON.stringify(reported('dev-b')), { qos: 1 });
-    await spoof;
-    expect(await receivedUntilMarker(b, topics.build('reported', 'dev-b'))).toEqual([]);
+    a.publish(topics.build('desired', 'dev-b'), '{"forged":true}', { qos: 1 });
+    if (mode === 'embedded') await spoof;
+    expect(await receivedUntilMarker(b, topics.build('desired', 'dev-b'))).toEqual([]);
     const c = await device('dev-c');
     const command = closed(c);
+    await c.subscribeAsync(topics.build('desired', 'dev-c'));
     c.publish(topics.build('desired', 'dev-c'), '{"forged":true}', { qos: 1 });
-    await command;
+    if (mode === 'embedded') await command;
+    else expect(await receivedUntilMarker(c, topics.build('desired', 'dev-c'))).toEqual([]);
+    // Nor did the server take dev-b's forged report.
+    const view = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-b', headers: server.auth })).json();
+    expect(view.reported).toBeNull();
   });
 
   it('does not deliver a last will aimed at another device’s topic', async () => {
+    await server.broker.publish(topics.build('desired', 'dev-b'), '', { retain: true });
     const b = await device('dev-b');
-    await b.subscribeAsync(topics.build('reported', 'dev-b'));
+    await b.subscribeAsync([topics.build('reported', 'dev-b'), topics.build('desired', 'dev-b')]);
     const a = await device('dev-a', {
       will: { topic: topics.build('reported', 'dev-b'), payload: Buffer.from('forged will'), qos: 1, retain: true },
     });
     (a as unknown as { stream: { destroy(): void } }).stream.destroy(); // an ungraceful drop sends the will
-    // The broker has handled the drop (and with it the will) once dev-a is no longer connected.
-    await waitFor(() => !server.broker.isConnected('dev-a'));
-    expect(await receivedUntilMarker(b, topics.build('reported', 'dev-b'))).toEqual([]);
+    // The broker has handled the drop (and with it the will) once it says dev-a is gone.
+    await brokerDropped('dev-a');
+    // (the marker goes to a topic the server may publish to: an external broker lets it publish only to-device kinds)
+    expect(await receivedUntilMarker(b, topics.build('desired', 'dev-b'))).toEqual([]);
   });
 
   it('records presence and reported state from a device’s own topics', async () => {
     const a = await device('dev-a');
+    await a.publishAsync(topics.build('presence', 'dev-a'), presence('dev-a', 'online'), { qos: 1, retain: true });
     await a.publishAsync(topics.build('reported', 'dev-a'), Buffer.from(encodeMessage('reported', reported('dev-a'))), {
       qos: 1,
       retain: true,
     });
     const view = await waitFor(async () => {
       const current = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-a', headers: server.auth })).json();
-      return current.reported ? current : undefined;
+      return current.reported && current.online ? current : undefined;
     });
     expect(view).toMatchObject({ id: 'dev-a', online: true, reported: { appliedSequence: 0, agent: { platform: 'node' } } });
     expect(view.lastSeenAt).toEqual(expect.any(String));
   });
 
   it('marks a device offline when its connection drops', async () => {
-    const c = await device('dev-c');
-    const online = (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-c', headers: server.auth })).json();
-    expect(online.online).toBe(true);
+    // As the agent does: online on connect, offline as the will.
+    const c = await device('dev-c', {
+      will: { topic: topics.build('presence', 'dev-c'), payload: presence('dev-c', 'offline'), qos: 1, retain: true },
+    });
+    await c.publishAsync(topics.build('presence', 'dev-c'), presence('dev-c', 'online'), { qos: 1, retain: true });
+    await waitFor(async () => (await server.app.inject({ method: 'GET', url: '/v1/devices/dev-c', headers: server.auth })).json().online);
     (c as unknown as { stream: { destroy(): void } }).stream.destroy();
     await closed(c);
     const view = await waitFor(async () => {
@@ -208,6 +284,22 @@ describe('embedded broker isolation', () => {
     expect(response.json()).toMatchObject({ status: 'revoked' });
     await gone;
     await expect(device('dev-revoked')).rejects.toMatchObject({ code: 5 });
+  });
+
+  it('disconnects a deleted device and refuses it; a new device of the same id gets in with its own secret only', async () => {
+    const created = (
+      await server.app.inject({ method: 'POST', url: '/v1/devices', headers: server.auth, payload: { id: 'dev-reused' } })
+    ).json();
+    const first = await device('dev-reused', { secret: created.secret });
+    const gone = closed(first);
+    expect((await server.app.inject({ method: 'DELETE', url: '/v1/devices/dev-reused', headers: server.auth })).statusCode).toBe(204);
+    await gone;
+    await expect(device('dev-reused', { secret: created.secret })).rejects.toMatchObject({ code: badCredentials });
+    const again = (
+      await server.app.inject({ method: 'POST', url: '/v1/devices', headers: server.auth, payload: { id: 'dev-reused' } })
+    ).json();
+    await expect(device('dev-reused', { secret: created.secret })).rejects.toMatchObject({ code: badCredentials });
+    expect((await device('dev-reused', { secret: again.secret })).connected).toBe(true);
   });
 
   it('stays up after garbage bytes, a PUBLISH before CONNECT and a 150-level topic', async () => {
@@ -232,26 +324,58 @@ describe('embedded broker isolation', () => {
     expect(health.statusCode).toBe(200);
   });
 
-  it('refuses a payload above the limit by closing the connection', async () => {
-    const small = await startTestServer({ mqttMaxPayload: 2048 });
-    try {
-      const created = (
-        await small.app.inject({ method: 'POST', url: '/v1/devices', headers: small.auth, payload: { id: 'chatty' } })
-      ).json();
-      const client = await mqtt.connectAsync(small.broker.urls.tcp, {
-        clientId: 'chatty',
-        username: 'chatty',
-        password: created.secret,
-        reconnectPeriod: 0,
-      });
-      const gone = closed(client);
-      client.publish(topics.build('events', 'chatty'), Buffer.alloc(4096, 1), { qos: 1 });
-      await gone;
-      await client.endAsync(true);
-    } finally {
-      await small.close();
-    }
-  });
+  // Each broker enforces its own limit; the server also drops what is over its own.
+  if (mode === 'mosquitto')
+    it('drops a device message above EDGEFLEET_MQTT_MAX_PAYLOAD that the broker let through', async () => {
+      const small = await startTestServer({ ...(await brokerConfig(mode)), mqttMaxPayload: 2048 });
+      try {
+        const created = (
+          await small.app.inject({ method: 'POST', url: '/v1/devices', headers: small.auth, payload: { id: 'chatty' } })
+        ).json();
+        const client = await mqtt.connectAsync(small.broker.urls.tcp, {
+          clientId: 'chatty',
+          username: 'chatty',
+          password: created.secret,
+          reconnectPeriod: 0,
+        });
+        clients.push(client);
+        const refused = async () =>
+          Number(
+            /edgefleet_mqtt_refused_total\{reason="payload-too-large"\} (\d+)/.exec(
+              (await small.app.inject({ method: 'GET', url: '/metrics', headers: small.auth })).body,
+            )?.[1] ?? 0,
+          );
+        const report = { ...reported('chatty'), padding: 'x'.repeat(4096) };
+        await client.publishAsync(topics.build('reported', 'chatty'), JSON.stringify(report), { qos: 1 });
+        await waitFor(async () => (await refused()) === 1);
+        const view = (await small.app.inject({ method: 'GET', url: '/v1/devices/chatty', headers: small.auth })).json();
+        expect(view.reported).toBeNull();
+      } finally {
+        await small.close();
+      }
+    });
+
+  if (mode === 'embedded')
+    it('refuses a payload above the limit by closing the connection', async () => {
+      const small = await startTestServer({ mqttMaxPayload: 2048 });
+      try {
+        const created = (
+          await small.app.inject({ method: 'POST', url: '/v1/devices', headers: small.auth, payload: { id: 'chatty' } })
+        ).json();
+        const client = await mqtt.connectAsync(small.broker.urls.tcp, {
+          clientId: 'chatty',
+          username: 'chatty',
+          password: created.secret,
+          reconnectPeriod: 0,
+        });
+        const gone = closed(client);
+        client.publish(topics.build('events', 'chatty'), Buffer.alloc(4096, 1), { qos: 1 });
+        await gone;
+        await client.endAsync(true);
+      } finally {
+        await small.close();
+      }
+    });
 });
 
 /** An MQTT 3.1.1 CONNECT packet, built by hand: raw sockets say exactly what an attacker sends. */
@@ -307,6 +431,9 @@ async function refusedCount(reason: string): Promise<number> {
 }
 
 describe('embedded broker limits (THREATS 18)', () => {
+  beforeAll(() => setUp('embedded'));
+  afterAll(tearDown);
+
   it('closes a connection whose CONNECT declares 256 MiB as soon as the fixed header is read, before authentication', async () => {
     const before = await refusedCount('packet-too-large');
     const taken = await Promise.all(Array.from({ length: 4 }, () => flood(Buffer.from([0x10, ...HUGE]), 64 * 1024 * 1024)));
