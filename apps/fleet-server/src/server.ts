@@ -46,6 +46,7 @@ import { createMetrics } from './metrics/index.ts';
 import { createModelCheck } from './registry/model-check.ts';
 import { registerRegistryRoutes } from './registry/routes.ts';
 import { createRolloutEngine, type RolloutEngine } from './rollouts/engine.ts';
+import { createDatabaseLease, singleServerLease } from './rollouts/lease.ts';
 import { registerRolloutRoutes } from './rollouts/routes.ts';
 import { openDatabase } from './store/db.ts';
 import { createWriteBehind } from './store/write-behind.ts';
@@ -314,7 +315,10 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     },
     async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
-  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock });
+  // Several replicas share PostgreSQL: leases in it say which one drives each rollout and the
+  // drift pass. SQLite means one server, which holds them all.
+  const lease = database.kind === 'postgres' ? createDatabaseLease({ db }) : singleServerLease;
+  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock, lease });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
   metrics.attach({ gateReadings: () => rollouts.gateReadings(), telemetry: () => telemetry.counts });
   const drift = createDriftEvaluator({
@@ -326,6 +330,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     webhook: config.webhookUrl && config.webhookSecret ? { url: config.webhookUrl, secret: config.webhookSecret } : undefined,
     log: app.log,
     now: clock,
+    lease,
   });
   // Creating POSTs honour Idempotency-Key: a retried request gets the first answer, never a second resource.
   registerIdempotency(app, {
@@ -391,9 +396,11 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       // Producers of MQTT messages stop first, so nothing publishes into a closing broker.
       desired.stop();
       await rollouts.stop();
+      await drift.close();
+      // Another replica takes the rollouts and the drift pass over now rather than when the leases expire.
+      await lease.release().catch((error: unknown) => app.log.warn({ err: error }, 'could not release leases'));
       await telemetry.flush(); // stored and acknowledged while the broker still runs
       await broker?.close();
-      await drift.close();
       await telemetry.close();
       await history.close();
       await writes.close();

@@ -84,7 +84,19 @@ export async function dropTestPostgresDatabase(databaseUrl: string): Promise<voi
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
   try {
-    await client.query(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+    // Without force first: connections a closed pool is still ending go away by themselves (ended
+    // by force, they would raise errors nobody listens to). Forced only if some stay.
+    const drop = `drop database if exists "${name.replaceAll('"', '""')}"`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.query(drop);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== '55006' || attempt >= 40) break; // 55006: still in use
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    await client.query(`${drop} with (force)`);
   } finally {
     await client.end();
   }

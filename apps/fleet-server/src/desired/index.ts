@@ -27,6 +27,31 @@ import type { FleetBroker } from '../broker/index.ts';
 import type { FleetKeys } from '../keys/index.ts';
 import type { Database, DeviceDesiredTable } from '../store/schema.ts';
 
+/** Another writer wrote a device's next document first: the transaction is run again on what it wrote. */
+class SequenceRace extends Error {
+  constructor() {
+    super('another writer changed a desired state at the same time');
+    this.name = 'SequenceRace';
+  }
+}
+
+/** Runs a document-writing transaction again (on fresh reads) when another writer won a race; a few times at most. */
+async function raceFree<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (error) {
+      if (!(error instanceof SequenceRace) || attempt >= 8) {
+        if (error instanceof SequenceRace) {
+          throw new EdgefleetError('EF_ROLLOUT_CONFLICT', 'a desired state kept changing under this write (8 attempts): retry the request');
+        }
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+    }
+  }
+}
+
 /** One model of a desired-state document: its signed manifest and the rollout that set it. */
 export type DesiredEntry = DesiredStatePayload['models'][number];
 
@@ -238,17 +263,24 @@ export function createDesiredStateService(options: {
       written.push({ deviceId, document, ...(previous ? { previous } : {}) });
     }
     for (let i = 0; i < upserts.length; i += CHUNK) {
-      await trx
+      const chunk = upserts.slice(i, i + CHUNK);
+      const result = await trx
         .insertInto('device_desired')
-        .values(upserts.slice(i, i + CHUNK))
+        .values(chunk)
         .onConflict((conflict) =>
-          conflict.column('device_id').doUpdateSet((eb) => ({
-            sequence: eb.ref('excluded.sequence'),
-            document: eb.ref('excluded.document'),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
+          conflict
+            .column('device_id')
+            .doUpdateSet((eb) => ({
+              sequence: eb.ref('excluded.sequence'),
+              document: eb.ref('excluded.document'),
+              updated_at: eb.ref('excluded.updated_at'),
+            }))
+            // Only over the document this one was computed from: two writers (replicas, or an admin
+            // beside the rollout engine) that read the same sequence cannot both write the next.
+            .where((eb) => eb('device_desired.sequence', '<', eb.ref('excluded.sequence'))),
         )
-        .execute();
+        .executeTakeFirst();
+      if (Number(result.numInsertedOrUpdatedRows ?? 0n) !== chunk.length) throw new SequenceRace();
     }
     return { written, refused };
   }
@@ -299,24 +331,26 @@ export function createDesiredStateService(options: {
   const service: DesiredStateService = {
     async assign(deviceId, change, actor) {
       const entries = await manifestsFor(change);
-      const signed = await db.transaction().execute(async (trx) => {
-        const { written, refused } = await writeDocuments(trx, [deviceId], change, entries);
-        const [first] = refused;
-        if (first) throw new EdgefleetError(first.code, first.message);
-        const one = written[0] as Written;
-        await audit(
-          trx,
-          {
-            actor,
-            action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
-            target: `device:${deviceId}`,
-            before: one.previous ? { sequence: one.previous.sequence, models: describe(one.previous) } : undefined,
-            after: { sequence: one.document.payload.sequence, models: describe(one.document.payload), remove: change.remove ?? [] },
-          },
-          new Date(now()),
-        );
-        return one;
-      });
+      const signed = await raceFree(() =>
+        db.transaction().execute(async (trx) => {
+          const { written, refused } = await writeDocuments(trx, [deviceId], change, entries);
+          const [first] = refused;
+          if (first) throw new EdgefleetError(first.code, first.message);
+          const one = written[0] as Written;
+          await audit(
+            trx,
+            {
+              actor,
+              action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+              target: `device:${deviceId}`,
+              before: one.previous ? { sequence: one.previous.sequence, models: describe(one.previous) } : undefined,
+              after: { sequence: one.document.payload.sequence, models: describe(one.document.payload), remove: change.remove ?? [] },
+            },
+            new Date(now()),
+          );
+          return one;
+        }),
+      );
       await publish(deviceId, signed.document).catch((error: unknown) => retryLater(deviceId, error));
       return signed.document;
     },
@@ -324,28 +358,30 @@ export function createDesiredStateService(options: {
     async assignMany(deviceIds, change, actor, target, inTransaction) {
       if (deviceIds.length === 0) return { written: [], refused: [] };
       const entries = await manifestsFor(change);
-      const { documents, result } = await db.transaction().execute(async (trx) => {
-        const { written, refused } = await writeDocuments(trx, deviceIds, change, entries);
-        const result: AssignResult = { written: written.map((w) => w.deviceId), refused };
-        if (written.length > 0) {
-          await audit(
-            trx,
-            {
-              actor,
-              action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
-              target,
-              after: {
-                devices: written.length,
-                set: entries.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
-                remove: change.remove ?? [],
+      const { documents, result } = await raceFree(() =>
+        db.transaction().execute(async (trx) => {
+          const { written, refused } = await writeDocuments(trx, deviceIds, change, entries);
+          const result: AssignResult = { written: written.map((w) => w.deviceId), refused };
+          if (written.length > 0) {
+            await audit(
+              trx,
+              {
+                actor,
+                action: change.rollback ? 'device.desired.rollback' : 'device.desired.set',
+                target,
+                after: {
+                  devices: written.length,
+                  set: entries.map((m) => `${m.manifest.payload.name}@${m.manifest.payload.version}`),
+                  remove: change.remove ?? [],
+                },
               },
-            },
-            new Date(now()),
-          );
-        }
-        await inTransaction?.(trx, result);
-        return { documents: written, result };
-      });
+              new Date(now()),
+            );
+          }
+          await inTransaction?.(trx, result);
+          return { documents: written, result };
+        }),
+      );
       await publishAll(documents.map(({ deviceId, document }) => ({ deviceId, document })));
       return result;
     },

@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FeatureProfile } from '@edgefleet/drift';
 import type { Kysely } from 'kysely';
+import { isLeaseLost, type RolloutLease, singleServerLease } from '../rollouts/lease.ts';
 import type { Database } from '../store/schema.ts';
 import { mergeFeatureMaps, parseReference, parseWindowFeatures, scoreBucket } from './scoring.ts';
 import { deliverDue, recordDelivery } from './webhook.ts';
@@ -22,6 +23,9 @@ export const ALL_DEVICES = '*';
 const MAX_GROUPS = 64;
 /** Windows committed up to this long after they were received are still picked up. */
 const RECEIVE_SLACK_MS = 5000;
+
+/** The lease whose holder runs the drift pass among replicas. */
+export const DRIFT_LEASE = 'drift';
 
 export interface DriftEvaluatorOptions {
   readonly db: Kysely<Database>;
@@ -35,6 +39,11 @@ export interface DriftEvaluatorOptions {
   readonly log: { info: (details: object, message: string) => void; warn: (details: object, message: string) => void };
   /** The server's clock: the same one ingest stamps `received_at` with. */
   readonly now?: () => number;
+  /**
+   * With several replicas, only the holder of the `drift` lease runs the scheduled passes and
+   * opens or resolves alerts (rollouts/lease.ts); one server alone holds it.
+   */
+  readonly lease?: RolloutLease;
 }
 
 export interface DriftPass {
@@ -55,7 +64,7 @@ export interface DriftScored {
 }
 
 export interface DriftEvaluator {
-  /** One pass now (after any pass in progress). */
+  /** One pass now (after any pass in progress), when this server holds the drift lease; nothing otherwise. */
   evaluate(): Promise<DriftPass>;
   /** Calls `listener` after each version's new scores are stored (server-sent events); returns the unsubscribe. */
   onScored(listener: (scored: DriftScored) => void): () => void;
@@ -65,6 +74,7 @@ export interface DriftEvaluator {
 
 export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvaluator {
   const { db, bucketMs, alertWindows: k, log } = options;
+  const lease = options.lease ?? singleServerLease;
   // The server's clock, as ingest stamps `received_at` with it.
   const now = options.now ?? Date.now;
   /** Received-at watermark of the last pass; undefined until the first pass reads it from the store. */
@@ -171,6 +181,8 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
     const allClean = recent.every((r) => r.drifted === 0);
     if (!allDrifted && !allClean) return undefined;
     return db.transaction().execute(async (trx) => {
+      // An alert (and its webhook) is opened or resolved once, by the replica that holds the pass.
+      await lease.check(trx, DRIFT_LEASE);
       const open = await trx
         .selectFrom('drift_alerts')
         .selectAll()
@@ -236,6 +248,11 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
   }
 
   async function pass(): Promise<DriftPass> {
+    if (!(await lease.holds(DRIFT_LEASE))) {
+      // Another replica scores; when this one takes over, it starts from what is stored.
+      watermark = undefined;
+      return { buckets: 0, opened: 0, resolved: 0, delivered: 0, pruned: 0 };
+    }
     const started = new Date(now()).toISOString();
     if (watermark === undefined) {
       const last = await db
@@ -318,7 +335,10 @@ export function createDriftEvaluator(options: DriftEvaluatorOptions): DriftEvalu
     if (closed) return;
     timer = setTimeout(() => {
       evaluate()
-        .catch((error: unknown) => log.warn({ err: error }, 'drift evaluation failed'))
+        .catch((error: unknown) => {
+          if (isLeaseLost(error)) watermark = undefined;
+          else log.warn({ err: error }, 'drift evaluation failed');
+        })
         .finally(schedule);
     }, options.everyMs);
     timer.unref?.();

@@ -21,7 +21,7 @@ import type { PageRequest } from '../http/paging.ts';
 import type { Database, RolloutsTable } from '../store/schema.ts';
 import type { WriteBehind } from '../store/write-behind.ts';
 import { canTransition, decideStage, median, type RolloutState, type StageDecision } from './decide.ts';
-import { type RolloutLease, singleServerLease } from './lease.ts';
+import { isLeaseLost, type RolloutLease, singleServerLease } from './lease.ts';
 import { createRolloutRepository } from './repository.ts';
 import { checkSelector, cohortOf, orderByCohort, type RolloutSpec, selects, stageGates, stageSizes } from './spec.ts';
 import { checkTelemetryGates } from './telemetry-gates.ts';
@@ -91,6 +91,9 @@ export function createRolloutEngine(options: {
   let stopped = false;
   const observing = new Set<Promise<void>>();
   const OBSERVED = 'rollout-device:';
+  /** Who the audit log names for the engine's own steps. */
+  const ENGINE = 'rollout-engine';
+  const leaseName = (rolloutId: string) => `rollout:${rolloutId}`;
   /**
    * The rollouts device messages can move (running or paused), refreshed on every tick: a device
    * message costs no query. A device outside a rollout matches no row when its update is written.
@@ -167,7 +170,12 @@ export function createRolloutEngine(options: {
   ): Promise<void> {
     checkTransition(row, to);
     await db.transaction().execute(async (trx) => {
-      await rollouts.update(trx, row.id, { state: to, ...fields });
+      // The engine acts only while it holds the rollout's lease (another replica may have taken it).
+      if (actor === ENGINE) await lease.check(trx, leaseName(row.id));
+      // Only from the state (and stage) this decision was made on: an admin's pause and the
+      // engine's promotion, on two replicas at once, cannot both win.
+      const moved = await rollouts.updateFrom(trx, row, { state: to, ...fields });
+      if (!moved) throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${row.id} changed meanwhile: read it again`);
       await audit(trx, { actor, action, target: `rollout:${row.id}`, before: { state: row.state }, after }, new Date(now()));
     });
     changed(row.id);
@@ -194,7 +202,8 @@ export function createRolloutEngine(options: {
       },
       { state: final, reason },
     );
-    await finishRollBack(await rollouts.load(row.id));
+    // Whoever drives the rollout sends the rollbacks: this replica now, or the holder's next tick.
+    if (await lease.holds(leaseName(row.id))) await finishRollBack(await rollouts.load(row.id));
   }
 
   /** Sends each touched device a signed rollback (once), then writes the final state. */
@@ -217,7 +226,8 @@ export function createRolloutEngine(options: {
     }
     let returned = 0;
     for (const { change, ids } of byPrevious.values()) {
-      await desired.assignMany(ids, change, 'rollout-engine', `rollout:${row.id}`, async (trx, result) => {
+      await desired.assignMany(ids, change, ENGINE, `rollout:${row.id}`, async (trx, result) => {
+        await lease.check(trx, leaseName(row.id));
         // A device refused a document (too large) keeps its own: nothing of this rollout is in it.
         await rollouts.setStatus(trx, row.id, [...result.written, ...result.refused.map((r) => r.deviceId)], 'rolled_back');
       });
@@ -225,7 +235,10 @@ export function createRolloutEngine(options: {
     }
     const final = reason.final ?? 'rolled_back';
     checkTransition(row, final);
-    await rollouts.update(db, row.id, { state: final });
+    await db.transaction().execute(async (trx) => {
+      await lease.check(trx, leaseName(row.id));
+      await rollouts.update(trx, row.id, { state: final });
+    });
     changed(row.id);
     log.warn({ rolloutId: row.id, state: final, reason, devices: returned }, 'rollout rolled back');
   }
@@ -239,9 +252,10 @@ export function createRolloutEngine(options: {
     await desired.assignMany(
       due,
       { set: [{ name: row.model, version: row.version, rolloutId: row.id }], rollback: spec.rollback ?? false },
-      'rollout-engine',
+      ENGINE,
       `rollout:${row.id}`,
       async (trx, result) => {
+        await lease.check(trx, leaseName(row.id));
         await rollouts.setStatus(trx, row.id, result.written, 'assigned', { from: ['pending'] });
         for (const refused of result.refused) {
           await rollouts.setStatus(trx, row.id, [refused.deviceId], 'failed', { errorCode: refused.code });
@@ -343,7 +357,7 @@ export function createRolloutEngine(options: {
             row,
             'paused',
             'rollout.pause',
-            'rollout-engine',
+            ENGINE,
             { reason: JSON.stringify(decision.reason) },
             {
               state: 'paused',
@@ -352,16 +366,16 @@ export function createRolloutEngine(options: {
           );
           log.warn({ rolloutId: row.id, reason: decision.reason }, 'rollout paused by a gate');
         } else {
-          await rollBack(row, 'rolled_back', { ...decision.reason }, 'rollout-engine');
+          await rollBack(row, 'rolled_back', { ...decision.reason }, ENGINE);
         }
         return;
       case 'complete':
-        await transition(row, 'completed', 'rollout.complete', 'rollout-engine', {}, { state: 'completed' });
+        await transition(row, 'completed', 'rollout.complete', ENGINE, {}, { state: 'completed' });
         log.info({ rolloutId: row.id, state: 'completed' }, 'rollout completed');
         return;
       case 'open-next-stage': {
         const next = { current_stage: row.current_stage + 1, stage_started_at: at() };
-        await transition(row, 'running', 'rollout.stage', 'rollout-engine', next, next);
+        await transition(row, 'running', 'rollout.stage', ENGINE, next, next);
         log.info({ rolloutId: row.id, ...next }, 'rollout stage opened');
         await advance(await rollouts.load(row.id));
         return;
@@ -377,12 +391,13 @@ export function createRolloutEngine(options: {
       // Readings of rollouts that stopped running go with them (a paused one keeps its last).
       for (const id of readings.keys()) if (!live.some((row) => row.id === id && row.state !== 'rolling_back')) readings.delete(id);
       for (const row of live) {
-        if (row.state === 'paused' || !(await lease.holds(row.id))) continue;
+        if (row.state === 'paused' || !(await lease.holds(leaseName(row.id)))) continue;
         try {
           if (row.state === 'rolling_back') await finishRollBack(row);
           else await advance(row);
         } catch (error) {
-          log.warn({ rolloutId: row.id, err: error }, 'rollout step failed; retried on the next tick');
+          if (isLeaseLost(error)) log.info({ rolloutId: row.id, err: (error as Error).message }, 'another replica drives this rollout now');
+          else log.warn({ rolloutId: row.id, err: error }, 'rollout step failed; retried on the next tick');
         }
       }
     } finally {

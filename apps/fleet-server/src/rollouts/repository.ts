@@ -131,6 +131,22 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
         .execute();
     },
 
+    /** Updates the rollout only if it is still in the state and stage `row` says; false when it moved on. */
+    async updateFrom(
+      trx: Transaction<Database>,
+      row: Pick<RolloutsTable, 'id' | 'state' | 'current_stage'>,
+      fields: Partial<Pick<RolloutsTable, 'state' | 'current_stage' | 'stage_started_at' | 'reason'>>,
+    ): Promise<boolean> {
+      const result = await trx
+        .updateTable('rollouts')
+        .set({ ...fields, updated_at: at() })
+        .where('id', '=', row.id)
+        .where('state', '=', row.state)
+        .where('current_stage', '=', row.current_stage)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
     members: (id: string) => db.selectFrom('rollout_devices').selectAll().where('rollout_id', '=', id).orderBy('cohort').execute(),
 
     async pendingMembers(id: string, stage: number): Promise<string[]> {

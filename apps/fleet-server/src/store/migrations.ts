@@ -356,6 +356,19 @@ function migrations(kind: DialectKind): Record<string, Migration> {
         await db.schema.createIndex('idempotency_keys_expires').on('idempotency_keys').column('expires_at').execute();
       },
     },
+    // Several replicas (issue 16): who drives each rollout and the drift pass, with a fence
+    // (rollouts/lease.ts).
+    '0015-leases': {
+      async up(db) {
+        await db.schema
+          .createTable('leases')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('fence', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -199,6 +199,16 @@ export interface RolloutsTable {
   updated_at: string;
 }
 
+/** Who drives a job (a rollout, the drift pass) among the server replicas: rollouts/lease.ts. */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  /** Incremented on every takeover: a stalled holder's writes are refused by it. */
+  fence: number;
+  /** ms since the epoch. */
+  expires_at: number;
+}
+
 export interface RolloutDevicesTable {
   rollout_id: string;
   device_id: string;
@@ -272,4 +282,5 @@ export interface Database {
   rollout_devices: RolloutDevicesTable;
   device_events: DeviceEventsTable;
   idempotency_keys: IdempotencyKeysTable;
+  leases: LeasesTable;
 }

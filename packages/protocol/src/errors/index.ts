@@ -386,6 +386,11 @@ export const ERRORS = defineErrors({
     title: 'The version is older than what the targeted devices run',
     fix: 'Devices refuse an older version unless the change is signed as a rollback: create the rollout with "rollback": true (or assign with "rollback": true), which is audited as one.',
   },
+  EF_LEASE_LOST: {
+    status: 409,
+    title: 'Another server replica drives this job now',
+    fix: 'Nothing to do: the replica that holds the lease carries on (a replica that stalled past its lease lost it). Seen in logs, not in answers.',
+  },
   EF_ROLLOUT_STATE: {
     status: 409,
     title: 'The rollout is not in a state that allows this',
