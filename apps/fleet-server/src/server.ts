@@ -15,6 +15,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import Type from 'typebox';
+import { createDatabaseArtifactStore } from './artifacts/database.ts';
 import { registerArtifactRoutes } from './artifacts/routes.ts';
 import { createArtifactStore } from './artifacts/store.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
@@ -40,7 +41,7 @@ import { frameworkError, registerProblemHandlers } from './http/problem.ts';
 import { registerRequestLog } from './http/request-log.ts';
 import { registerResponseCheck } from './http/response-check.ts';
 import { mediaResponse, registerSharedSchemas } from './http/schemas.ts';
-import { loadOrCreateKeys } from './keys/index.ts';
+import { agreeOnKeySet, loadOrCreateKeys } from './keys/index.ts';
 import { stdoutDestination } from './log.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createModelCheck } from './registry/model-check.ts';
@@ -96,8 +97,14 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const clock = options.clock ?? Date.now;
   const database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const { db } = database;
-  const artifacts = await createArtifactStore(join(config.dataDir, 'artifacts'));
+  // With PostgreSQL, artifacts live in it by default: every replica serves every model.
+  const artifacts =
+    config.artifacts === 'database'
+      ? await createDatabaseArtifactStore(db, join(config.dataDir, 'artifacts', 'tmp'))
+      : await createArtifactStore(join(config.dataDir, 'artifacts'));
   const keys = await loadOrCreateKeys(config.dataDir);
+  // Replicas sign with one key: the first to start records its key set, the others must match it.
+  await agreeOnKeySet(db, keys);
   const metrics = createMetrics(db);
   const devices = createDeviceAuthenticator(db);
   const topics = createTopicScheme();
@@ -169,6 +176,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     topic: (deviceId) => topics.build('desired', deviceId),
     manifestTtlMs: config.manifestTtlDays * 24 * 3600 * 1000,
     maxDocumentBytes: config.mqttMaxPayload,
+    lockDevices: database.kind === 'postgres',
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
     now: clock,
   });

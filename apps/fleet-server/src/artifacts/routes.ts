@@ -6,8 +6,7 @@
  * read: a rollout to 10,000 devices is 10,000 downloads of the same bytes.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { buffer } from 'node:stream/consumers';
 import { EdgefleetError, type ReportedState, Sha256 } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
@@ -51,10 +50,12 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
   async function open(sha256: string): Promise<{ size: number; bytes?: Buffer } | undefined> {
     const cached = cache.get(sha256);
     if (cached) return { size: cached.length, bytes: cached };
-    const info = await stat(context.artifacts.pathOf(sha256)).catch(() => undefined);
-    if (!info) return undefined;
-    if (info.size > CACHE_ITEM_BYTES) return { size: info.size };
-    const bytes = await readFile(context.artifacts.pathOf(sha256));
+    const size = await context.artifacts.size(sha256);
+    if (size === undefined) return undefined;
+    if (size > CACHE_ITEM_BYTES) return { size };
+    const stream = await context.artifacts.read(sha256);
+    if (!stream) return undefined;
+    const bytes = await buffer(stream);
     // The file is named by its hash; a file that does not hash to its name is never served.
     if (createHash('sha256').update(bytes).digest('hex') !== sha256) {
       throw new EdgefleetError(
@@ -103,6 +104,13 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
     return rollouts.some((r) => wanted(r.model, r.version) || (r.previous_version !== null && wanted(r.model, r.previous_version)));
   }
 
+  /** A large artifact's bytes, streamed from the store (deleted since its size was read: 404). */
+  async function readOrGone(sha256: string, range?: { start: number; end: number }) {
+    const stream = await context.artifacts.read(sha256, range);
+    if (!stream) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);
+    return stream;
+  }
+
   app.get(
     '/v1/artifacts/:sha256',
     {
@@ -125,7 +133,6 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
           ? await deviceMayRead(principal.id, sha256)
           : (await context.db.selectFrom('version_artifacts').select('sha256').where('sha256', '=', sha256).executeTakeFirst()) !==
             undefined;
-      const path = context.artifacts.pathOf(sha256);
       const info = allowed ? await open(sha256) : undefined;
       if (!info) throw new EdgefleetError('EF_NOT_FOUND', `no artifact ${sha256}`);
       const etag = `"${sha256}"`;
@@ -153,12 +160,12 @@ export async function registerArtifactRoutes(app: FastifyInstance, context: Serv
           .header('content-range', `bytes ${start}-${end}/${info.size}`)
           .header('content-length', end - start + 1)
           .type('application/octet-stream')
-          .send(info.bytes ? info.bytes.subarray(start, end + 1) : createReadStream(path, { start, end }));
+          .send(info.bytes ? info.bytes.subarray(start, end + 1) : await readOrGone(sha256, { start, end }));
       }
       return reply
         .header('content-length', info.size)
         .type('application/octet-stream')
-        .send(info.bytes ?? createReadStream(path));
+        .send(info.bytes ?? (await readOrGone(sha256)));
     },
   );
 }

@@ -41,6 +41,8 @@ export interface ServerConfig {
   readonly brokerAuth: 'dynsec' | 'http';
   /** The MQTT URL devices are given for the external broker (when it differs from brokerUrl). */
   readonly brokerDeviceUrl: string | undefined;
+  /** Where artifacts are kept: `folder` (the data folder) or `database` (shared by replicas; the default with PostgreSQL). */
+  readonly artifacts: 'folder' | 'database';
   /** Web origins whose pages may call the API (browser devices). */
   readonly corsOrigins: readonly string[];
   /** Largest reference dataset (CSV, JSON lines) in bytes. */
@@ -219,6 +221,17 @@ export const SETTINGS: readonly Setting[] = [
     fallback: () => undefined,
   },
   {
+    env: 'EDGEFLEET_ARTIFACTS',
+    key: 'artifacts',
+    description: 'where model files are kept: folder (in the data folder) or database (shared by every replica)',
+    parse: (v) => {
+      if (v !== 'folder' && v !== 'database') throw new Error(`EDGEFLEET_ARTIFACTS must be folder or database, got "${v}"`);
+      return v;
+    },
+    fallback: () => 'folder', // 'database' with a database URL: see loadConfig
+    shownDefault: 'database with EDGEFLEET_DATABASE_URL, else folder',
+  },
+  {
     env: 'EDGEFLEET_CORS_ORIGINS',
     key: 'corsOrigins',
     description: 'comma-separated web origins whose pages may call the API (browser devices)',
@@ -338,6 +351,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     config[setting.key] = raw === undefined || raw === '' ? setting.fallback(env) : setting.parse(raw);
   }
   const loaded = { ...(config as unknown as ServerConfig), ...overrides };
+  // Unless told otherwise, a server on PostgreSQL keeps artifacts in it too (replicas share them).
+  if (overrides.artifacts === undefined && !env.EDGEFLEET_ARTIFACTS) loaded.artifacts = loaded.databaseUrl ? 'database' : 'folder';
   if (loaded.adminToken !== undefined) checkAdminToken(loaded.adminToken);
   if (loaded.brokerUrl && (!loaded.brokerUsername || !loaded.brokerPassword)) {
     throw new Error(

@@ -138,6 +138,7 @@ describe.skipIf(!process.env.EDGEFLEET_TEST_DATABASE_URL)('desired state from tw
           broker: () => broker,
           topic: (id) => `edgefleet/v1/devices/${id}/desired`,
           manifestTtlMs: 90 * 24 * 3600 * 1000,
+          lockDevices: true,
         }),
       );
       // Both replicas change the same device at once, 12 times each, with different versions.

@@ -41,6 +41,9 @@ async function raceFree<T>(write: () => Promise<T>): Promise<T> {
     try {
       return await write();
     } catch (error) {
+      // 40P01: PostgreSQL broke a deadlock by aborting this transaction; it may simply run again.
+      const deadlock = (error as { code?: string }).code === '40P01';
+      if (deadlock && attempt < 8) continue;
       if (!(error instanceof SequenceRace) || attempt >= 8) {
         if (error instanceof SequenceRace) {
           throw new EdgefleetError('EF_ROLLOUT_CONFLICT', 'a desired state kept changing under this write (8 attempts): retry the request');
@@ -138,6 +141,12 @@ export function createDesiredStateService(options: {
   desiredTtlMs?: number;
   /** The largest document the broker delivers, in bytes (its message limit). */
   maxDocumentBytes?: number;
+  /**
+   * Lock the devices' rows while their next documents are written (PostgreSQL, where replicas
+   * write concurrently): writers of one device queue instead of racing. SQLite writes one
+   * transaction at a time anyway.
+   */
+  lockDevices?: boolean;
   /** Pause before a failed publish is tried again; default 5 s. */
   retryPublishMs?: number;
   log?: { warn(obj: object, msg: string): void };
@@ -215,9 +224,12 @@ export function createDesiredStateService(options: {
   ): Promise<{ written: Written[]; refused: AssignResult['refused'][number][] }> {
     const known = new Set<string>();
     const rows = new Map<string, { sequence: number; document: string }>();
-    for (let i = 0; i < deviceIds.length; i += CHUNK) {
-      const chunk = deviceIds.slice(i, i + CHUNK);
-      for (const d of await trx.selectFrom('devices').select('id').where('id', 'in', chunk).execute()) known.add(d.id);
+    // In id order, so two writers locking overlapping sets cannot deadlock.
+    const ordered = options.lockDevices ? [...deviceIds].sort() : deviceIds;
+    for (let i = 0; i < ordered.length; i += CHUNK) {
+      const chunk = ordered.slice(i, i + CHUNK);
+      const devices = trx.selectFrom('devices').select('id').where('id', 'in', chunk);
+      for (const d of await (options.lockDevices ? devices.orderBy('id').forUpdate() : devices).execute()) known.add(d.id);
       for (const r of await trx
         .selectFrom('device_desired')
         .select(['device_id', 'sequence', 'document'])

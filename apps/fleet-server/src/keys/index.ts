@@ -15,6 +15,8 @@ import {
   toBase64Url,
 } from '@edgefleet/protocol';
 import { nodeSigningKey, writeFileAtomically } from '@edgefleet/protocol/node';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.ts';
 
 export interface FleetKeys {
   readonly signing: SigningKey;
@@ -53,4 +55,24 @@ export async function loadOrCreateKeys(dataDir: string): Promise<FleetKeys> {
     await writeFileAtomically(keySetPath, JSON.stringify(keySet, null, 2), { mode: 0o644 });
   }
   return { signing, keySet };
+}
+
+/**
+ * Several replicas must sign with the same key (devices pin one key set): the first server to start
+ * on a database records the key id it signs with, and a server with another key refuses to start,
+ * saying what to copy. The private key itself never goes into the database.
+ */
+export async function agreeOnKeySet(db: Kysely<Database>, keys: FleetKeys): Promise<void> {
+  const mine = keys.signing.keyId;
+  await db
+    .insertInto('settings')
+    .values({ name: 'signing-key-id', value: mine })
+    .onConflict((conflict) => conflict.column('name').doNothing())
+    .execute();
+  const recorded = await db.selectFrom('settings').select('value').where('name', '=', 'signing-key-id').executeTakeFirstOrThrow();
+  if (recorded.value !== mine) {
+    throw new Error(
+      `this server signs with key ${mine} but the fleet's devices trust key ${recorded.value}: every replica needs the same keys/ folder of the data folder (signing-key.json and keyset.json). Copy it from the first replica (or a backup) before starting this one.`,
+    );
+  }
 }

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { createTrust, decodeGoldenVectors, decodeTensor, encodeTensor, type TensorData, verifyManifest } from '@edgefleet/protocol';
 import { buildOnnxModel, mlpModel, readModel, SILERO_VAD_V5_PATH, seededValues, sha256Hex } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../store/db.ts';
 import { startTestServer, type TestServer, uploadForm } from '../testing.ts';
 
 let server: TestServer;
@@ -207,14 +208,34 @@ describe('model registry', () => {
     );
   });
 
-  it('refuses to serve an artifact whose bytes on disk no longer match its hash', async () => {
+  it('refuses to serve an artifact whose stored bytes no longer match its hash', async () => {
     const model = mlpModel(99).bytes;
     expect((await upload('rots', '1.0.0', model)).statusCode).toBe(201);
     const sha = sha256Hex(model);
-    const path = join(server.config.dataDir, 'artifacts', sha);
-    const bytes = await readFile(path);
-    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
-    await writeFile(path, bytes);
+    const flip = (bytes: Buffer) => {
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+      return bytes;
+    };
+    if (server.config.artifacts === 'database') {
+      // Rotted in the database: the same check applies to whatever keeps the bytes.
+      const store = await openDatabase({ dataDir: server.config.dataDir, databaseUrl: server.config.databaseUrl });
+      const chunk = await store.db
+        .selectFrom('artifact_chunks')
+        .select('bytes')
+        .where('sha256', '=', sha)
+        .where('seq', '=', 0)
+        .executeTakeFirstOrThrow();
+      await store.db
+        .updateTable('artifact_chunks')
+        .set({ bytes: flip(Buffer.from(chunk.bytes)) })
+        .where('sha256', '=', sha)
+        .where('seq', '=', 0)
+        .execute();
+      await store.close();
+    } else {
+      const path = join(server.config.dataDir, 'artifacts', sha);
+      await writeFile(path, flip(await readFile(path)));
+    }
     const response = await server.app.inject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: server.auth });
     expect(response.statusCode).toBe(502);
     expect(response.json()).toMatchObject({ code: 'EF_ARTIFACT_HASH_MISMATCH' });

@@ -369,6 +369,30 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Artifacts in the database, shared by replicas (artifacts/database.ts), and the settings
+    // every replica must agree on.
+    '0016-artifacts-in-database': {
+      async up(db) {
+        await db.schema
+          .createTable('artifact_blobs')
+          .addColumn('sha256', 'text', (c) => c.primaryKey())
+          .addColumn('size', 'bigint', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('artifact_chunks')
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('bytes', kind === 'postgres' ? 'bytea' : 'blob', (c) => c.notNull())
+          .addPrimaryKeyConstraint('artifact_chunks_pk', ['sha256', 'seq'])
+          .execute();
+        await db.schema
+          .createTable('settings')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -199,6 +199,26 @@ export interface RolloutsTable {
   updated_at: string;
 }
 
+/** An artifact kept in the database (artifacts/database.ts): it exists once this row does. */
+export interface ArtifactBlobsTable {
+  sha256: string;
+  size: number;
+  created_at: string;
+}
+
+/** Its bytes, 1 MiB per row. */
+export interface ArtifactChunksTable {
+  sha256: string;
+  seq: number;
+  bytes: Uint8Array;
+}
+
+/** Facts every replica must agree on (the signing key set): name → JSON. */
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
 /** Who drives a job (a rollout, the drift pass) among the server replicas: rollouts/lease.ts. */
 export interface LeasesTable {
   name: string;
@@ -283,4 +303,7 @@ export interface Database {
   device_events: DeviceEventsTable;
   idempotency_keys: IdempotencyKeysTable;
   leases: LeasesTable;
+  artifact_blobs: ArtifactBlobsTable;
+  artifact_chunks: ArtifactChunksTable;
+  settings: SettingsTable;
 }

@@ -13,6 +13,12 @@ export {
   type TelemetryQueueStorage,
   type TelemetryQueueUnderTest,
 } from './agent-stores.ts';
+export {
+  type ArtifactStoreHarness,
+  type ArtifactStoreUnderTest,
+  describeArtifactStoreContract,
+  type StagedArtifact,
+} from './artifact-store.ts';
 export { type ClockSubject, createManualClock, describeClockContract, type ManualClock } from './clock.ts';
 export { describeEngineContract, type EngineHarness, type EngineUnderTest, SILERO_REFERENCE } from './engine.ts';
 export { describeModelStoreContract, type ModelStoreUnderTest, type StoreHarness } from './model-store.ts';
