@@ -173,6 +173,38 @@ describe('agent start', () => {
   });
 });
 
+describe('agent commands', () => {
+  it('reports its state when the server asks (report-state, resync), and ignores a malformed command', async () => {
+    const reports: ReportedState[] = [];
+    const off = fleet.server.broker.onDeviceMessage((address, _payload, message) => {
+      if (address.deviceId === 'agent-8' && address.kind === 'reported') reports.push(message as ReportedState);
+    });
+    const device = await fleet.startDevice('agent-8');
+    await until(() => reports.length >= 1, 'the report a connection sends');
+    const topic = createTopicScheme().build('commands', 'agent-8');
+    const send = (command: string) =>
+      fleet.server.broker.publish(
+        topic,
+        encodeMessage('commands', {
+          type: 'edgefleet.command/v1',
+          id: `c-${command}`,
+          issuedAt: new Date().toISOString(),
+          command,
+        } as never),
+        { qos: 1 },
+      );
+    // Malformed first: the agent stays up, and the valid command after it is the one answered.
+    await fleet.server.broker.publish(topic, '{"type":"edgefleet.command/v1","command":"format-disk"}', { qos: 1 });
+    const before = reports.length;
+    await send('report-state');
+    await until(() => reports.length === before + 1, 'a report answering report-state');
+    await send('resync');
+    await until(() => reports.length >= before + 2, 'a report answering resync');
+    off();
+    await device.stop();
+  });
+});
+
 describe('agent without a broker', () => {
   it('stops at once while the broker is unreachable, saying nothing it cannot deliver', async () => {
     const lonely = await startFleet();

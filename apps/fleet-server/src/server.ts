@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTopicScheme, EdgefleetError } from '@edgefleet/protocol';
+import { createTopicScheme, EdgefleetError, encodeMessage, MESSAGE_TYPES } from '@edgefleet/protocol';
 import { writeFileAtomically } from '@edgefleet/protocol/node';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
@@ -326,7 +326,21 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   // Several replicas share PostgreSQL: leases in it say which one drives each rollout and the
   // drift pass. SQLite means one server, which holds them all.
   const lease = database.kind === 'postgres' ? createDatabaseLease({ db }) : singleServerLease;
-  const rollouts = createRolloutEngine({ db, desired, writes, log: app.log, now: clock, lease });
+  const rollouts = createRolloutEngine({
+    db,
+    desired,
+    writes,
+    log: app.log,
+    now: clock,
+    lease,
+    command: async (deviceIds, command) => {
+      const issuedAt = new Date(clock()).toISOString();
+      for (const deviceId of deviceIds) {
+        const message = { type: MESSAGE_TYPES.command, id: randomUUID(), issuedAt, command };
+        await brokerOf().publish(topics.build('commands', deviceId), encodeMessage('commands', message), { qos: 1 });
+      }
+    },
+  });
   const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
   metrics.attach({ gateReadings: () => rollouts.gateReadings(), telemetry: () => telemetry.counts });
   const drift = createDriftEvaluator({

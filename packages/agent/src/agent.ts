@@ -12,6 +12,7 @@
  * network is never on the inference path: `runtime.run` does not wait on the agent.
  */
 import {
+  type Command,
   createTopicScheme,
   type DeviceEvent,
   decodeMessage,
@@ -313,6 +314,10 @@ export function createAgent(options: AgentOptions): Agent {
       acknowledged(payload);
       return;
     }
+    if (topic === topics.build('commands', deviceId)) {
+      command(payload);
+      return;
+    }
     if (topic !== topics.build('desired', deviceId)) return;
     let document: unknown;
     try {
@@ -322,6 +327,34 @@ export function createAgent(options: AgentOptions): Agent {
       return;
     }
     enqueue(document);
+  }
+
+  /**
+   * A command from the server (protocol COMMANDS): report the state now (a server replica that took
+   * a rollout over asks the devices it has not heard from), send queued telemetry now, or read the
+   * desired state again (subscribing again delivers the retained document).
+   */
+  function command(payload: Uint8Array): void {
+    let received: Command;
+    try {
+      received = decodeMessage({ deviceId, kind: 'commands' }, payload) as Command;
+    } catch (error) {
+      log('warn', 'ignored a malformed command', errorInfo(error));
+      return;
+    }
+    log('info', 'command', { command: received.command, id: received.id });
+    if (received.command === 'report-state') report();
+    else if (received.command === 'flush-telemetry') {
+      if (options.telemetry) {
+        options.runtime.flushTelemetry();
+        void sendQueued();
+      }
+    } else if (received.command === 'resync') {
+      report();
+      transport
+        ?.subscribe(topics.build('desired', deviceId), 1)
+        .catch((error: Error) => log('error', 'could not subscribe to the desired state', { error: error.message }));
+    }
   }
 
   /** What a (re)connection does: say online, report, subscribe. Settles once subscribed. */
@@ -343,7 +376,10 @@ export function createAgent(options: AgentOptions): Agent {
             void sendQueued();
           })
       : undefined;
-    await Promise.all([desiredTopic, acks]);
+    const commands = link
+      .subscribe(topics.build('commands', deviceId), 1)
+      .catch((error: Error) => log('error', 'could not subscribe to commands', { error: error.message }));
+    await Promise.all([desiredTopic, acks, commands]);
   }
 
   return {

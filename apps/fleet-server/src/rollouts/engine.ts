@@ -77,6 +77,12 @@ export function createRolloutEngine(options: {
   now?: () => number;
   /** Who may drive a rollout when several servers share the database; default: this one, always. */
   lease?: RolloutLease;
+  /**
+   * Sends devices a command (protocol COMMANDS). A server that starts driving a rollout (after a
+   * restart, or taking it over from a replica that died) asks the members it has not heard from
+   * yet to report their state: what they said to a server that died may never have been stored.
+   */
+  command?: (deviceIds: readonly string[], command: 'report-state') => Promise<void>;
 }): RolloutEngine {
   const { db, desired, writes, log } = options;
   const now = options.now ?? Date.now;
@@ -383,6 +389,16 @@ export function createRolloutEngine(options: {
     }
   }
 
+  /** Rollouts this server drove on its last tick: one newly driven is one taken over (or resumed after a restart). */
+  const driving = new Set<string>();
+  async function askToReport(row: RolloutsTable): Promise<void> {
+    if (!options.command) return;
+    const silent = (await rollouts.members(row.id)).filter((m) => m.status === 'assigned').map((m) => m.device_id);
+    if (silent.length === 0) return;
+    log.info({ rolloutId: row.id, devices: silent.length }, 'driving this rollout now: asking the members not heard from to report');
+    await options.command(silent, 'report-state');
+  }
+
   async function tickOnce(): Promise<void> {
     const started = performance.now();
     try {
@@ -391,7 +407,15 @@ export function createRolloutEngine(options: {
       // Readings of rollouts that stopped running go with them (a paused one keeps its last).
       for (const id of readings.keys()) if (!live.some((row) => row.id === id && row.state !== 'rolling_back')) readings.delete(id);
       for (const row of live) {
-        if (row.state === 'paused' || !(await lease.holds(leaseName(row.id)))) continue;
+        if (row.state === 'paused') continue;
+        if (!(await lease.holds(leaseName(row.id)))) {
+          driving.delete(row.id);
+          continue;
+        }
+        if (!driving.has(row.id)) {
+          driving.add(row.id);
+          await askToReport(row).catch((error: unknown) => log.warn({ rolloutId: row.id, err: error }, 'could not ask members to report'));
+        }
         try {
           if (row.state === 'rolling_back') await finishRollBack(row);
           else await advance(row);
