@@ -24,6 +24,8 @@ export interface ChildServerOptions {
   readonly adminToken: string;
   readonly logLevel?: string;
   readonly nodeArgs?: readonly string[];
+  /** More environment (EDGEFLEET_DATABASE_URL, EDGEFLEET_BROKER_URL…). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** Starts `edgefleet-server` and resolves once it prints its admin API address. */
@@ -38,6 +40,7 @@ export async function startChildServer(options: ChildServerOptions): Promise<Chi
       EDGEFLEET_ADMIN_TOKEN: options.adminToken,
       EDGEFLEET_LOG_LEVEL: options.logLevel ?? 'warn',
       EDGEFLEET_RATE_LIMIT: '1000000',
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

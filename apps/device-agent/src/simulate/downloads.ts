@@ -54,12 +54,40 @@ export function createDownloader(options: { readonly https: boolean; readonly co
     const hash = createHash('sha256');
     const kept: Buffer[] = [];
     let received = 0;
+    let lastProblem = '';
     for (let attempt = 0; attempt < 5 && received < size; attempt++) {
-      const response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
+      // As the runtime does: a connection that fails or drops (a server replica restarting behind
+      // its load balancer) is tried again, resuming where the bytes stopped.
+      if (attempt > 0 && lastProblem) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      let response: IncomingMessage;
+      try {
+        response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
+      } catch (error) {
+        if (error instanceof EdgefleetError) throw error;
+        lastProblem = (error as Error).message;
+        continue;
+      }
       if (response.statusCode !== 200 && response.statusCode !== 206) {
         response.resume();
         throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: HTTP ${response.statusCode}`);
       }
+      try {
+        await consume(response, attempt);
+        lastProblem = '';
+      } catch (error) {
+        if (error instanceof EdgefleetError) throw error;
+        lastProblem = (error as Error).message;
+      }
+    }
+    if (received !== size && lastProblem) throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after 5 attempts`);
+    if (received !== size) throw new EdgefleetError('EF_DOWNLOAD_INCOMPLETE', `${url}: got ${received} of ${size} bytes`);
+    const digest = hash.digest('hex');
+    if (digest !== sha256) {
+      throw new EdgefleetError('EF_ARTIFACT_HASH_MISMATCH', `${url}: sha256 ${digest.slice(0, 12)}…, signed ${sha256.slice(0, 12)}…`);
+    }
+    return request.keep ? new Uint8Array(Buffer.concat(kept)) : undefined;
+
+    async function consume(response: IncomingMessage, attempt: number): Promise<void> {
       for await (const chunk of response as AsyncIterable<Buffer>) {
         received += chunk.length;
         if (received > size) {
@@ -75,12 +103,6 @@ export function createDownloader(options: { readonly https: boolean; readonly co
         }
       }
     }
-    if (received !== size) throw new EdgefleetError('EF_DOWNLOAD_INCOMPLETE', `${url}: got ${received} of ${size} bytes`);
-    const digest = hash.digest('hex');
-    if (digest !== sha256) {
-      throw new EdgefleetError('EF_ARTIFACT_HASH_MISMATCH', `${url}: sha256 ${digest.slice(0, 12)}…, signed ${sha256.slice(0, 12)}…`);
-    }
-    return request.keep ? new Uint8Array(Buffer.concat(kept)) : undefined;
   }
 
   return {

@@ -603,17 +603,23 @@ export function createRolloutEngine(options: {
       if (stopped || (address.kind !== 'events' && address.kind !== 'reported')) return;
       const work = (async () => {
         watched ??= rollouts.watched();
-        const current = await watched;
-        if (current.length === 0) return;
+        let current = await watched;
         if (address.kind === 'events') {
           const event = (message ?? decodeMessage({ ...address, kind: 'events' }, payload)) as DeviceEvent;
           if (event.kind !== 'activated' && event.kind !== 'install-failed') return;
+          // A rollout this server has not seen yet (another replica created it since the last
+          // tick): read the live ones again rather than drop what its device said.
+          if (event.rolloutId && !current.some((r) => r.id === event.rolloutId)) {
+            watched = rollouts.watched();
+            current = await watched;
+          }
           for (const rollout of current) {
             if (event.model?.name !== rollout.model || event.model.version !== rollout.version) continue;
             if (event.kind === 'activated') observeStatus(rollout.id, address.deviceId, 'active', null, event.latency?.ratio);
             else observeStatus(rollout.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
           }
         } else {
+          if (current.length === 0) return;
           // Reported state catches what events missed (a device that activated while we were down).
           const reported = (message ?? decodeMessage({ ...address, kind: 'reported' }, payload)) as ReportedState;
           for (const rollout of current) {
