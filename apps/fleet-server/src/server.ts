@@ -393,6 +393,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await republish();
   broker.onReconnect(() => {
     republish().catch((error: unknown) => app.log.warn({ err: error }, 'republishing desired state failed'));
+    // What devices published while the broker was going down may never have reached a replica.
+    rollouts.resync();
   });
   broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
   broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));

@@ -57,6 +57,11 @@ export interface RolloutEngine {
   promote(id: string, actor: string): Promise<RolloutView>;
   /** Feeds a device message (events, reported state) to the engine; `message` when already decoded. */
   observe(address: DeviceTopic, payload: Uint8Array, message?: unknown): void;
+  /**
+   * What devices said may have been lost (the broker restarted): the members not heard from are
+   * asked to report again, on the next tick.
+   */
+  resync(): void;
   /** Calls `listener` with a rollout's id whenever its state, stage or members' statuses changed. */
   onChange(listener: (rolloutId: string) => void): () => void;
   /** The gates of each running rollout as last measured (value null: not measurable yet). */
@@ -389,8 +394,13 @@ export function createRolloutEngine(options: {
     }
   }
 
-  /** Rollouts this server drove on its last tick: one newly driven is one taken over (or resumed after a restart). */
-  const driving = new Set<string>();
+  /**
+   * Rollouts this server drives, and when it last asked their silent members to report: one newly
+   * driven is one taken over (or resumed after a restart); a broker that came back may have lost
+   * what devices said meanwhile (resync); and members silent for long are asked again.
+   */
+  const driving = new Map<string, number>();
+  const ASK_AGAIN_MS = 60_000;
   async function askToReport(row: RolloutsTable): Promise<void> {
     if (!options.command) return;
     const silent = (await rollouts.members(row.id)).filter((m) => m.status === 'assigned').map((m) => m.device_id);
@@ -412,8 +422,9 @@ export function createRolloutEngine(options: {
           driving.delete(row.id);
           continue;
         }
-        if (!driving.has(row.id)) {
-          driving.add(row.id);
+        const asked = driving.get(row.id);
+        if (asked === undefined || performance.now() - asked > ASK_AGAIN_MS) {
+          driving.set(row.id, performance.now());
           await askToReport(row).catch((error: unknown) => log.warn({ rolloutId: row.id, err: error }, 'could not ask members to report'));
         }
         try {
@@ -630,6 +641,11 @@ export function createRolloutEngine(options: {
       })().catch((error: unknown) => log.warn({ deviceId: address.deviceId, err: error }, 'could not record a rollout observation'));
       observing.add(work);
       void work.finally(() => observing.delete(work));
+    },
+
+    resync() {
+      driving.clear();
+      queueTick();
     },
 
     tick() {

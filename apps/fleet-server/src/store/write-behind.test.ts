@@ -109,3 +109,52 @@ describe('write-behind for device updates', () => {
     await writes.close();
   });
 });
+
+describe.skipIf(!process.env.EDGEFLEET_TEST_DATABASE_URL)('write-behind of two replicas on one PostgreSQL', () => {
+  it('loses no batch when both update the same devices at once, in opposite orders', async () => {
+    const { createTestPostgresDatabase, dropTestPostgresDatabase } = await import('../testing.ts');
+    const url = (await createTestPostgresDatabase('writebehind')) as string;
+    const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-write-behind-'));
+    const stores = [await openDatabase({ dataDir, databaseUrl: url }), await openDatabase({ dataDir, databaseUrl: url })];
+    const warnings: object[] = [];
+    try {
+      const ids = Array.from({ length: 40 }, (_, i) => `dev-${String(i).padStart(2, '0')}`);
+      await stores[0]?.db
+        .insertInto('devices')
+        .values(
+          ids.map((id) => ({
+            id,
+            secret_hash: 'sha256$00',
+            tags: '[]',
+            status: 'active' as const,
+            created_at: new Date().toISOString(),
+            last_seen_at: null,
+            online: 0,
+            reported: null,
+          })),
+        )
+        .execute();
+      const writers = stores.map((store) =>
+        createWriteBehind(store.db, { intervalMs: 10_000, dialect: 'postgres', log: { warn: (obj: object) => warnings.push(obj) } }),
+      );
+      // 10 rounds: replica 0 queues the devices in one order, replica 1 in the other, and both commit at once.
+      for (let round = 1; round <= 10; round++) {
+        writers.forEach((writes, w) => {
+          for (const id of w === 0 ? ids : [...ids].reverse()) {
+            writes.update(`device:${id}`, { last_seen_at: `2026-11-29T00:00:${String(round).padStart(2, '0')}.00${w}Z` }, (trx, set) =>
+              trx.updateTable('devices').set(set).where('id', '=', id).execute(),
+            );
+          }
+        });
+        await Promise.all(writers.map((writes) => writes.flush()));
+      }
+      expect(warnings).toEqual([]);
+      const seen = await stores[0]?.db.selectFrom('devices').select('last_seen_at').execute();
+      expect(seen?.every((row) => row.last_seen_at?.startsWith('2026-11-29T00:00:10'))).toBe(true);
+      for (const writes of writers) await writes.close();
+    } finally {
+      for (const store of stores) await store.close();
+      await dropTestPostgresDatabase(url);
+    }
+  });
+});

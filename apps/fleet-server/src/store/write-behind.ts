@@ -74,7 +74,7 @@ export function createWriteBehind(
 ): WriteBehind {
   const intervalMs = options.intervalMs ?? 50;
   const maxBatch = options.maxBatch ?? 2000;
-  let queue = new Map<string, { values: Values; write: (trx: Transaction<Database>, values: Values) => Promise<unknown> }>();
+  let queue = new Map<string, { key: string; values: Values; write: (trx: Transaction<Database>, values: Values) => Promise<unknown> }>();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let writing: Promise<void> = Promise.resolve();
   let closed = false;
@@ -96,14 +96,26 @@ export function createWriteBehind(
       if (queue.size === 0) return;
       const batch = queue;
       queue = new Map();
-      try {
-        await commitWithoutFsync(db, options.dialect ?? 'sqlite', async (trx) => {
-          for (const { values, write } of batch.values()) await write(trx, values);
-        });
-      } catch (error) {
-        // Nothing here is worth stopping for, but the operator must see that updates were lost.
-        options.log.warn({ err: error, updates: batch.size }, 'could not write a batch of device updates');
-        return;
+      // In key order: two replicas writing batches that touch the same devices take their row
+      // locks in the same order, so they queue behind each other instead of deadlocking.
+      const ordered = [...batch.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await commitWithoutFsync(db, options.dialect ?? 'sqlite', async (trx) => {
+            for (const { values, write } of ordered) await write(trx, values);
+          });
+          break;
+        } catch (error) {
+          // A deadlock PostgreSQL broke, or a serialization failure: the batch may simply run again.
+          const code = (error as { code?: string }).code;
+          if ((code === '40P01' || code === '40001') && attempt < 5) {
+            await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+            continue;
+          }
+          // Nothing here is worth stopping for, but the operator must see that updates were lost.
+          options.log.warn({ err: error, updates: batch.size }, 'could not write a batch of device updates');
+          return;
+        }
       }
       const keys = [...batch.keys()];
       for (const listener of listeners) {
@@ -127,7 +139,7 @@ export function createWriteBehind(
         Object.assign(queued.values, values);
         queued.write = typedWrite;
       } else {
-        queue.set(key, { values: { ...values }, write: typedWrite });
+        queue.set(key, { key, values: { ...values }, write: typedWrite });
       }
       if (queue.size >= maxBatch) void flush();
       else schedule();
