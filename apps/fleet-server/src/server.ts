@@ -23,6 +23,7 @@ import { createAuthenticator, createFailureLimiter, type Principal, requireScope
 import { ensureFirstAdminToken, registerTokenRoutes } from './auth/tokens.ts';
 import { createEmbeddedBroker } from './broker/embedded.ts';
 import { createExternalBroker } from './broker/external.ts';
+import { registerBrokerHooks } from './broker/hooks.ts';
 import type { FleetBroker } from './broker/index.ts';
 import { loadConfig, type ServerConfig } from './config/index.ts';
 import type { ServerContext } from './context.ts';
@@ -242,7 +243,12 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
     // Devices download artifacts and enroll at fleet scale; the limit guards the admin API.
-    allowList: (request) => request.url.startsWith('/v1/artifacts/') || request.url === '/healthz' || request.url === '/readyz',
+    // The broker asks about every connection and topic: its hooks are not the admin's API either.
+    allowList: (request) =>
+      request.url.startsWith('/v1/artifacts/') ||
+      request.url.startsWith('/v1/broker/') ||
+      request.url === '/healthz' ||
+      request.url === '/readyz',
   });
   await app.register(multipart, {
     limits: {
@@ -270,6 +276,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', description: 'an admin or read-only token (efa_…), or EDGEFLEET_ADMIN_TOKEN' },
           device: { type: 'http', scheme: 'basic', description: 'a device: its id and secret' },
+          brokerHook: { type: 'http', scheme: 'bearer', description: 'the external broker: EDGEFLEET_BROKER_HOOK_SECRET' },
         },
       },
       security: [{ bearer: [] }],
@@ -378,6 +385,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerTelemetryRoutes(app, context);
   await registerDriftRoutes(app, context, drift);
   await registerEventRoutes(app, context, rollouts, drift);
+  await registerBrokerHooks(app, context);
 
   await app.listen({ host: config.host, port: config.port });
   broker = config.brokerUrl

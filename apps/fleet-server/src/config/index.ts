@@ -41,6 +41,8 @@ export interface ServerConfig {
   readonly brokerAuth: 'dynsec' | 'http';
   /** The MQTT URL devices are given for the external broker (when it differs from brokerUrl). */
   readonly brokerDeviceUrl: string | undefined;
+  /** What the broker presents (Bearer) when it calls /v1/broker/* (EDGEFLEET_BROKER_AUTH=http). */
+  readonly brokerHookSecret: string | undefined;
   /** Where artifacts are kept: `folder` (the data folder) or `database` (shared by replicas; the default with PostgreSQL). */
   readonly artifacts: 'folder' | 'database';
   /** Web origins whose pages may call the API (browser devices). */
@@ -221,6 +223,13 @@ export const SETTINGS: readonly Setting[] = [
     fallback: () => undefined,
   },
   {
+    env: 'EDGEFLEET_BROKER_HOOK_SECRET',
+    key: 'brokerHookSecret',
+    description: 'the bearer secret the broker sends to /v1/broker/authenticate and /authorize (EDGEFLEET_BROKER_AUTH=http)',
+    parse: (v) => v,
+    fallback: () => undefined,
+  },
+  {
     env: 'EDGEFLEET_ARTIFACTS',
     key: 'artifacts',
     description: 'where model files are kept: folder (in the data folder) or database (shared by every replica)',
@@ -357,6 +366,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   if (loaded.brokerUrl && (!loaded.brokerUsername || !loaded.brokerPassword)) {
     throw new Error(
       'EDGEFLEET_BROKER_URL needs EDGEFLEET_BROKER_USERNAME and EDGEFLEET_BROKER_PASSWORD: the server connects to the broker as a privileged client',
+    );
+  }
+  if (loaded.brokerUrl && loaded.brokerAuth === 'http' && (!loaded.brokerHookSecret || loaded.brokerHookSecret.length < 32)) {
+    throw new Error(
+      'EDGEFLEET_BROKER_AUTH=http needs EDGEFLEET_BROKER_HOOK_SECRET of at least 32 characters ($(openssl rand -base64 32)): the broker presents it when it asks the server about a device',
     );
   }
   if (loaded.webhookUrl && !loaded.webhookSecret) {

@@ -20,15 +20,16 @@ export const TAGS = [
   { name: 'artifacts', description: 'Model files and golden vectors, by hash' },
   { name: 'events', description: 'Server-sent events: what changes, as it changes' },
   { name: 'operations', description: 'Health, readiness and metrics' },
+  { name: 'broker', description: 'Hooks an external broker calls to authenticate devices and authorize their topics' },
 ] as const;
 
 type Tag = (typeof TAGS)[number]['name'];
-type Access = 'token' | 'public' | 'device';
+type Access = 'token' | 'public' | 'device' | 'broker';
 
 interface Operation {
   readonly id: string;
   readonly tag: Tag;
-  /** token (the default): a bearer token; public: none; device: a bearer token or the device's Basic credential. */
+  /** token (the default): a bearer token; public: none; device: a bearer token or the device's Basic credential; broker: the hook secret. */
   readonly access?: Access;
 }
 
@@ -91,12 +92,15 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   'POST /v1/drift/evaluate': { id: 'evaluateDrift', tag: 'drift' },
   'GET /v1/models/:name/versions/:version/drift': { id: 'getDriftStatus', tag: 'drift' },
   'GET /v1/models/:name/versions/:version/distribution': { id: 'getFeatureDistribution', tag: 'drift' },
+  'POST /v1/broker/authenticate': { id: 'brokerAuthenticate', tag: 'broker', access: 'broker' },
+  'POST /v1/broker/authorize': { id: 'brokerAuthorize', tag: 'broker', access: 'broker' },
 };
 
 const SECURITY: Record<Access, readonly Record<string, string[]>[]> = {
   token: [{ bearer: [] }],
   public: [],
   device: [{ bearer: [] }, { device: [] }],
+  broker: [{ brokerHook: [] }],
 };
 
 /** Routes outside the API (the OpenAPI viewer itself) are left as they are. */
