@@ -2,6 +2,8 @@
  * A real fleet: the fleet server (registry, embedded broker), and devices running the real
  * runtime + agent over real MQTT. Desired state goes down signed; the devices converge.
  */
+
+import { createMqttTransport, type Transport } from '@edgefleet/agent';
 import {
   createDesiredState,
   createTopicScheme,
@@ -201,6 +203,33 @@ describe('agent commands', () => {
     await send('resync');
     await until(() => reports.length >= before + 2, 'a report answering resync');
     off();
+    await device.stop();
+  });
+});
+
+describe('agent subscriptions', () => {
+  it('subscribes again when the broker refuses its desired-state subscription (a cluster electing leaders), and converges', async () => {
+    let refusals = 2;
+    const warnings: string[] = [];
+    const device = await fleet.startDevice('agent-9', {
+      // The real MQTT transport, whose first two desired-state SUBSCRIBEs the broker "refuses".
+      transport: (options) => {
+        const real = createMqttTransport(options);
+        return Object.assign(Object.create(real) as Transport, {
+          subscribe: (topic: string, qos: 0 | 1) =>
+            topic.endsWith('/desired') && refusals-- > 0
+              ? Promise.reject(new Error('Subscribe error: Unspecified error'))
+              : real.subscribe(topic, qos),
+        });
+      },
+      log: (level, message) => {
+        if (level === 'warn') warnings.push(message);
+      },
+    });
+    await fleet.api('PUT', '/v1/devices/agent-9/desired/mlp', { version: '1.0.0' });
+    await until(() => device.activeVersion('mlp') === '1.0.0', 'mlp 1.0.0 active after the refusals', 15_000);
+    expect(refusals).toBeLessThan(0);
+    expect(warnings.filter((w) => w.startsWith('could not subscribe to the desired state'))).toHaveLength(2);
     await device.stop();
   });
 });

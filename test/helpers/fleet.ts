@@ -41,6 +41,8 @@ export interface Fleet {
       log?: AgentOptions['log'];
       /** The agent's first reconnect delay; default 200 ms. */
       reconnectPeriodMs?: number;
+      /** The MQTT transport, when a test wraps the real one (to inject faults). */
+      transport?: AgentOptions['transport'];
     },
   ): Promise<FleetDevice>;
   /** Stops the server (not the devices) and starts a new one on the same data folder and ports. */
@@ -151,6 +153,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
         ...(options.telemetryResendMs ? { telemetryResendMs: options.telemetryResendMs } : {}),
         ...(options.now ? { now: options.now } : {}),
         ...(options.log ? { log: options.log } : {}),
+        ...(options.transport ? { transport: options.transport } : {}),
       });
       await agent.start();
       const device: FleetDevice = {

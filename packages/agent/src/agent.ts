@@ -357,28 +357,45 @@ export function createAgent(options: AgentOptions): Agent {
     }
   }
 
+  /**
+   * Subscribes, and when the broker refuses (SUBACK failure: a clustered broker electing new leaders
+   * after losing a node refuses QoS 1 subscriptions for seconds) tries again, 1 s then doubling up
+   * to 30 s, for as long as this connection lasts; a new connection subscribes afresh. Settles on
+   * the first grant, or when the connection is gone.
+   */
+  async function subscribeUntilGranted(link: Transport, topic: string, what: string): Promise<void> {
+    const generation = connections;
+    for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+      try {
+        await link.subscribe(topic, 1);
+        return;
+      } catch (error) {
+        if (stopping || !link.connected) return;
+        log('warn', `could not subscribe to ${what}; trying again in ${delay / 1000} s`, { error: (error as Error).message });
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (stopping || !link.connected || generation !== connections) return;
+    }
+  }
+  /** Connections so far: a retry loop of an earlier connection stops when a new one begins. */
+  let connections = 0;
+
   /** What a (re)connection does: say online, report, subscribe. Settles once subscribed. */
   async function onConnect(): Promise<void> {
+    connections++;
     const link = transport as Transport;
     publish('presence', encodeMessageText('presence', presence('online')), true);
     report();
     // Subscribing on every (re)connect: the session is clean, and the retained desired state arrives each time.
-    const desiredTopic = link.subscribe(topics.build('desired', deviceId), 1).catch((error: Error) => {
-      log('error', 'could not subscribe to the desired state', { error: error.message });
-    });
+    const desiredTopic = subscribeUntilGranted(link, topics.build('desired', deviceId), 'the desired state');
     const acks = options.telemetry
-      ? link
-          .subscribe(topics.build('telemetry-ack', deviceId), 1)
-          .catch((error: Error) => log('error', 'could not subscribe to telemetry acknowledgements', { error: error.message }))
-          .then(() => {
-            // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
-            sent = new Map();
-            void sendQueued();
-          })
+      ? subscribeUntilGranted(link, topics.build('telemetry-ack', deviceId), 'telemetry acknowledgements').then(() => {
+          // Everything not yet acknowledged goes again on a new connection (the server deduplicates).
+          sent = new Map();
+          void sendQueued();
+        })
       : undefined;
-    const commands = link
-      .subscribe(topics.build('commands', deviceId), 1)
-      .catch((error: Error) => log('error', 'could not subscribe to commands', { error: error.message }));
+    const commands = subscribeUntilGranted(link, topics.build('commands', deviceId), 'commands');
     await Promise.all([desiredTopic, acks, commands]);
   }
 
