@@ -211,11 +211,15 @@ describe.skipIf(skip)('two replicas on PostgreSQL and Mosquitto', () => {
     const killed = replicas[driver] as ChildProcess;
     killed.kill('SIGKILL');
     await new Promise((resolve) => killed.once('exit', resolve));
+    const killedAt = Date.now();
+    const survivor = replicas[1 - driver] as ChildProcess;
+    // Within seconds: the lease's 10 s at most, and a tick.
+    await until(async () => Number((await holder()).split('-').at(-2)) === survivor.pid, 'the survivor to take the lease', 20_000);
+    console.info(`replicas: the survivor took the rollout over ${Date.now() - killedAt} ms after the kill`);
 
     // The survivor takes the lease over (within its 10 s) and finishes.
     const final = await fleet.ended(rollout.id);
     expect(final.state, JSON.stringify({ reason: final.reason, stages: final.stages })).toBe('completed');
-    const survivor = replicas[1 - driver] as ChildProcess;
     expect(Number((await holder()).split('-').at(-2))).toBe(survivor.pid);
     await expectConverged(fleet);
     await expectTelemetryExactlyOnce(fleet);
