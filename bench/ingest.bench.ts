@@ -1,82 +1,269 @@
 /**
  * Telemetry ingest benchmark (`pnpm bench:ingest [devices] [windows per device]`, default 200 × 50):
  * devices (plain mqtt.js clients with their own credentials) publish real telemetry windows —
- * profiles of a model's inputs and outputs built by the runtime's own WindowProfile — to a fleet
- * server in its own process (embedded aedes, SQLite), and the clock runs until every window is
- * acknowledged (stored and committed). Reported: windows/s and feature values/s (the runs each
- * window summarizes, times its features), with the server's CPU. Results replace the ingest
+ * profiles of a model's inputs and outputs built by the runtime's own WindowProfile — and the clock
+ * runs until every window is acknowledged (stored and committed, then a telemetry-ack back).
+ *
+ * Measured in the same run, on the same load:
+ * - the floor: a bare broker in its own process (aedes; Mosquitto 2) receiving the same QoS 1
+ *   messages from the same number of clients and delivering them to one subscriber;
+ * - the fleet server with its embedded broker and SQLite (the default);
+ * - the fleet server on Mosquitto 2 (dynamic security) and PostgreSQL, 1 replica and 2 replicas
+ *   consuming through shared subscriptions.
+ * Each row: time to the last acknowledgement (delivery, for a floor), windows/s, the ratio to the
+ * floor of its broker, p99 of publish → acknowledgement per window, CPU and peak RSS of the server
+ * processes. Then the drift work over what the embedded server stored. Results replace the ingest
  * section of docs/BENCHMARKS.md.
  */
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, mkdtemp, readFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { enrollDevices } from '@edgefleet/device-agent';
+import { createTestPostgresDatabase } from '@edgefleet/fleet-server/testing';
 import { createTopicScheme, type TelemetryAck } from '@edgefleet/protocol';
 import { mlpModel } from '@edgefleet/test-utils';
-import mqtt from 'mqtt';
+import { type Mosquitto, mosquittoMissing, startMosquitto } from '@edgefleet/test-utils/brokers';
+import mqtt, { type MqttClient } from 'mqtt';
 import { adminApi, freePort, startChildServer } from '../test/helpers/child-server.ts';
 import { sampleWindow, windowMessage } from '../test/helpers/telemetry.ts';
+import startPostgres from '../test/setup/postgres.ts';
 import { writeBenchmarkSection } from './benchmarks-doc.ts';
 
 const [deviceCount = 200, perDevice = 50] = process.argv.slice(2).map(Number);
 const RUNS_PER_WINDOW = 60;
 const TOKEN = 'bench-admin-token-0123456789abcdefghijklm';
+const BOOT = '0c0ffee0-0000-4000-8000-000000000000';
+const topics = createTopicScheme();
+const total = deviceCount * perDevice;
+const closed = sampleWindow(RUNS_PER_WINDOW);
+const featureCount = closed.features.length + 1; // + latency
+// Drift passes run when this benchmark asks, not on their timer in the middle of the ingest.
+process.env.EDGEFLEET_DRIFT_EVALUATE_MS = '3600000';
 
 async function cpuSeconds(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+async function peakRssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+};
 
-const closed = sampleWindow(RUNS_PER_WINDOW);
-const featureCount = closed.features.length + 1; // + latency
+interface Row {
+  readonly name: string;
+  readonly broker: 'aedes' | 'mosquitto';
+  readonly floor: boolean;
+  readonly seconds: number;
+  readonly p99Ms: number;
+  readonly cpuSeconds: number;
+  readonly rssMiB: number;
+}
 
-const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-bench-ingest-'));
-const [port, mqttPort] = [await freePort(), await freePort()];
-const url = `http://127.0.0.1:${port}`;
-const api = adminApi(url, TOKEN);
-// Drift passes run when this benchmark asks, not on their timer in the middle of the ingest.
-process.env.EDGEFLEET_DRIFT_EVALUATE_MS = '3600000';
-const server = await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: 'error' });
-const form = new FormData();
-form.append('version', '1.0.0');
-form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
-await api('POST', '/v1/models/mlp/versions', form);
-const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench'], uses: deviceCount });
-const { devices } = await enrollDevices(url, token, deviceCount, 'ingest', 16);
-const topics = createTopicScheme();
-const clients = await Promise.all(
-  devices.map((d) =>
-    mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: d.id, username: d.id, password: d.secret, reconnectPeriod: 0 }),
+interface Load {
+  /** One client per device: where to connect and as whom. */
+  readonly clients: { url: string; clientId: string; username?: string; password?: string }[];
+  readonly publishTopic: (i: number) => string;
+  /** Floor: one subscriber gets every message. Fleet: each device gets acknowledgements. */
+  readonly floorSubscriber?: { url: string; filter: string };
+  readonly ackTopic?: (i: number) => string;
+  readonly pids: number[];
+}
+
+/** Publishes deviceCount × perDevice windows at QoS 1 and waits until each is acknowledged (or delivered, for a floor). */
+async function measure(name: string, broker: Row['broker'], load: Load, deviceIds: readonly string[]): Promise<Row> {
+  const clients: MqttClient[] = await Promise.all(
+    load.clients.map((c) =>
+      mqtt.connectAsync(c.url, {
+        clientId: c.clientId,
+        ...(c.username ? { username: c.username, password: c.password } : {}),
+        reconnectPeriod: 0,
+      }),
+    ),
+  );
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let done = 0;
+  let finish: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const seen = (key: string) => {
+    const at = sentAt.get(key);
+    if (at === undefined) return;
+    sentAt.delete(key);
+    latencies.push(performance.now() - at);
+    if (++done === total) finish();
+  };
+  let subscriber: MqttClient | undefined;
+  if (load.floorSubscriber) {
+    subscriber = await mqtt.connectAsync(load.floorSubscriber.url, { clientId: 'floor-subscriber', reconnectPeriod: 0 });
+    await subscriber.subscribeAsync(load.floorSubscriber.filter, { qos: 1 });
+    subscriber.on('message', (topic, payload) => {
+      // The window names its device and sequence: read them as cheaply as a bare consumer would.
+      const i = topic.split('/')[1];
+      const seq = Number(/"seq":(\d+)/.exec(payload.toString('latin1'))?.[1]);
+      seen(`${i}/${seq}`);
+    });
+  } else {
+    await Promise.all(
+      clients.map(async (client, i) => {
+        await client.subscribeAsync(load.ackTopic?.(i) as string, { qos: 1 });
+        client.on('message', (_topic, payload) => {
+          for (const seq of (JSON.parse(payload.toString()) as TelemetryAck).seqs) seen(`${i}/${seq}`);
+        });
+      }),
+    );
+  }
+  const payloads = deviceIds.map((id) => Array.from({ length: perDevice }, (_, seq) => windowMessage(closed, id, BOOT, seq)));
+  const cpuBefore = await Promise.all(load.pids.map(cpuSeconds));
+  const started = performance.now();
+  for (let seq = 0; seq < perDevice; seq++) {
+    for (const [i, client] of clients.entries()) {
+      sentAt.set(`${i}/${seq}`, performance.now());
+      client.publish(load.publishTopic(i), payloads[i]?.[seq] as Buffer, { qos: 1 });
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  // A window that is never acknowledged must not hang the benchmark: say how many were.
+  const limit = 120_000;
+  const timedOut = await Promise.race([
+    finished.then(() => false),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(true), limit)),
+  ]);
+  if (timedOut) throw new Error(`${name}: ${done} of ${total} windows acknowledged after ${limit / 1000} s`);
+  const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = await Promise.all(load.pids.map(cpuSeconds));
+  const rss = await Promise.all(load.pids.map(peakRssMiB));
+  await Promise.all([...clients, ...(subscriber ? [subscriber] : [])].map((c) => c.endAsync(true)));
+  return {
+    name,
+    broker,
+    floor: Boolean(load.floorSubscriber),
+    seconds,
+    p99Ms: quantile(latencies, 0.99),
+    cpuSeconds: cpuAfter.reduce((sum, c, i) => sum + c - (cpuBefore[i] ?? 0), 0),
+    rssMiB: rss.reduce((a, b) => a + b, 0),
+  };
+}
+
+const floorIds = Array.from({ length: deviceCount }, (_, i) => `floor-${String(i).padStart(5, '0')}`);
+
+/** A bare aedes in its own process. */
+async function aedesFloor(): Promise<Row> {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@edgefleet/source', '--import', 'tsx', fileURLToPath(new URL('raw-ingest-broker.ts', import.meta.url))],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const { port, pid } = JSON.parse((await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next()).value as string) as {
+    port: number;
+    pid: number;
+  };
+  const url = `mqtt://127.0.0.1:${port}`;
+  try {
+    return await measure(
+      'floor: bare aedes',
+      'aedes',
+      {
+        clients: floorIds.map((id) => ({ url, clientId: id })),
+        publishTopic: (i) => `floor/${i}/telemetry`,
+        floorSubscriber: { url, filter: 'floor/+/telemetry' },
+        pids: [pid],
+      },
+      floorIds,
+    );
+  } finally {
+    child.stdin?.end();
+    child.kill('SIGTERM');
+  }
+}
+
+async function mosquittoFloor(): Promise<Row> {
+  const broker = await startMosquitto({ anonymous: true });
+  try {
+    return await measure(
+      'floor: bare Mosquitto 2',
+      'mosquitto',
+      {
+        clients: floorIds.map((id) => ({ url: broker.url, clientId: id })),
+        publishTopic: (i) => `floor/${i}/telemetry`,
+        floorSubscriber: { url: broker.url, filter: 'floor/+/telemetry' },
+        pids: [broker.pid],
+      },
+      floorIds,
+    );
+  } finally {
+    await broker.stop();
+  }
+}
+
+interface Fleet {
+  readonly url: string;
+  readonly servers: ChildProcess[];
+  readonly devices: { id: string; secret: string }[];
+  readonly mqttUrl: string;
+}
+
+/** Fleet servers (own processes) with mlp@1.0.0 and deviceCount devices enrolled. */
+async function startFleet(replicas: number, env: Record<string, string>, mqttUrl?: string): Promise<Fleet> {
+  const dirs: string[] = [];
+  const servers: ChildProcess[] = [];
+  let mqttPort = 0;
+  let url = '';
+  for (let r = 0; r < replicas; r++) {
+    const dataDir = await mkdtemp(join(tmpdir(), `edgefleet-bench-ingest-${r}-`));
+    if (r > 0) await cp(join(dirs[0] as string, 'keys'), join(dataDir, 'keys'), { recursive: true });
+    dirs.push(dataDir);
+    const port = await freePort();
+    mqttPort = r === 0 ? await freePort() : mqttPort;
+    // BENCH_PROF=1: each server writes a CPU profile to /tmp/prof-ingest when it stops.
+    const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof-ingest'] : [];
+    servers.push(await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: 'error', env, nodeArgs }));
+    if (r === 0) url = `http://127.0.0.1:${port}`;
+  }
+  const api = adminApi(url, TOKEN);
+  const form = new FormData();
+  form.append('version', '1.0.0');
+  form.append('model', new Blob([mlpModel(7).bytes.slice()]), 'model.onnx');
+  await api('POST', '/v1/models/mlp/versions', form);
+  const { token } = await api('POST', '/v1/enrollment-tokens', { tags: ['bench'], uses: deviceCount });
+  const { devices } = await enrollDevices(url, token, deviceCount, 'ingest', 16);
+  return { url, servers, devices, mqttUrl: mqttUrl ?? `mqtt://127.0.0.1:${mqttPort}` };
+}
+
+function fleetLoad(fleet: Fleet): Load {
+  return {
+    clients: fleet.devices.map((d) => ({ url: fleet.mqttUrl, clientId: d.id, username: d.id, password: d.secret })),
+    publishTopic: (i) => topics.build('telemetry', fleet.devices[i]?.id as string),
+    ackTopic: (i) => topics.build('telemetry-ack', fleet.devices[i]?.id as string),
+    pids: fleet.servers.map((s) => s.pid as number),
+  };
+}
+
+const rows: Row[] = [];
+rows.push(await aedesFloor());
+const embedded = await startFleet(1, {});
+rows.push(
+  await measure(
+    'fleet server, embedded aedes + SQLite',
+    'aedes',
+    fleetLoad(embedded),
+    embedded.devices.map((d) => d.id),
   ),
 );
-let acked = 0;
-const total = deviceCount * perDevice;
-const allAcked = new Promise<void>((resolve) => {
-  for (const [i, client] of clients.entries()) {
-    client.subscribe(topics.build('telemetry-ack', devices[i]?.id as string), { qos: 1 });
-    client.on('message', (_topic, payload) => {
-      acked += (JSON.parse(payload.toString()) as TelemetryAck).seqs.length;
-      if (acked >= total) resolve();
-    });
-  }
-});
-await new Promise((resolve) => setTimeout(resolve, 500));
-const payloads = devices.map((d) =>
-  Array.from({ length: perDevice }, (_, seq) => windowMessage(closed, d.id, '0c0ffee0-0000-4000-8000-000000000000', seq)),
-);
-const cpuBefore = server.pid ? await cpuSeconds(server.pid) : 0;
-const started = performance.now();
-for (let seq = 0; seq < perDevice; seq++) {
-  for (const [i, client] of clients.entries())
-    client.publish(topics.build('telemetry', devices[i]?.id as string), payloads[i]?.[seq] as Buffer, { qos: 1 });
-  await new Promise((resolve) => setImmediate(resolve));
-}
-await allAcked;
-const seconds = (performance.now() - started) / 1000;
-const serverCpu = (server.pid ? await cpuSeconds(server.pid) : 0) - cpuBefore;
-const stored = (await api('GET', `/v1/telemetry/windows?model=mlp&limit=1`)) as { windows: unknown[] };
 // Drift over what was stored: the whole period as the reference, then one scoring pass (every
 // window merged for each group it belongs to: all devices, and the devices tagged "bench").
+const api = adminApi(embedded.url, TOKEN);
+const stored = (await api('GET', '/v1/telemetry/windows?model=mlp&limit=1')) as { windows: unknown[] };
 let mark = performance.now();
 await api('POST', '/v1/models/mlp/versions/1.0.0/reference', { from: closed.start, to: closed.end });
 const referenceSeconds = (performance.now() - mark) / 1000;
@@ -85,25 +272,67 @@ const pass = (await api('POST', '/v1/drift/evaluate')) as { buckets: number };
 const passSeconds = (performance.now() - mark) / 1000;
 const scored = (await api('GET', '/v1/drift/scores?model=mlp&version=1.0.0')) as { scores: { windows: number }[] };
 const windowsScored = scored.scores.reduce((sum, row) => sum + row.windows, 0);
-await Promise.all(clients.map((c) => c.endAsync(true)));
-server.kill('SIGTERM');
+for (const server of embedded.servers) server.kill('SIGTERM');
 
-const bytes = payloads[0]?.[0]?.length ?? 0;
+const skipped: string[] = [];
+if (mosquittoMissing()) skipped.push(`Mosquitto rows skipped: ${mosquittoMissing()}`);
+else {
+  rows.push(await mosquittoFloor());
+  const stopPostgres = process.env.EDGEFLEET_TEST_DATABASE_URL ? undefined : await startPostgres();
+  try {
+    for (const replicas of [1, 2]) {
+      const broker: Mosquitto = await startMosquitto();
+      const databaseUrl = (await createTestPostgresDatabase('ingest')) as string;
+      const fleet = await startFleet(
+        replicas,
+        {
+          EDGEFLEET_DATABASE_URL: databaseUrl,
+          EDGEFLEET_BROKER_URL: broker.url,
+          EDGEFLEET_BROKER_USERNAME: broker.admin.username,
+          EDGEFLEET_BROKER_PASSWORD: broker.admin.password,
+        },
+        broker.url,
+      );
+      try {
+        rows.push(
+          await measure(
+            `fleet server, Mosquitto 2 + PostgreSQL, ${replicas} replica${replicas > 1 ? 's' : ''}`,
+            'mosquitto',
+            { ...fleetLoad(fleet), pids: [...fleetLoad(fleet).pids, broker.pid] },
+            fleet.devices.map((d) => d.id),
+          ),
+        );
+      } finally {
+        for (const server of fleet.servers) server.kill('SIGTERM');
+        await broker.stop();
+      }
+    }
+  } finally {
+    await stopPostgres?.();
+  }
+}
+
+const floorOf = (broker: Row['broker']) => rows.find((r) => r.floor && r.broker === broker);
+const bytes = windowMessage(closed, 'ingest-00000', BOOT, 0).length;
 const section = [
   '<!-- bench:ingest:start -->',
   '## Telemetry ingest',
   '',
   `Command: \`pnpm bench:ingest ${deviceCount} ${perDevice}\` (bench/ingest.bench.ts). Machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}.`,
   '',
-  `${deviceCount} devices (plain mqtt.js clients, each with its own credential) publish ${perDevice} windows each at QoS 1 to the fleet server in its own process (embedded aedes, SQLite, synchronous=FULL); timed until every window is acknowledged, i.e. stored and committed. A window is what the runtime builds from ${RUNS_PER_WINDOW} runs of a 4-feature, 3-class model: ${featureCount} profiles, ${bytes.toLocaleString('en-US')} bytes on the wire.`,
+  `${deviceCount} devices (plain mqtt.js clients, each with its own credential) publish ${perDevice} windows each at QoS 1; timed until every window is acknowledged, i.e. stored and committed (SQLite synchronous=FULL; PostgreSQL's commit) and a telemetry-ack received. A window is what the runtime builds from ${RUNS_PER_WINDOW} runs of a 4-feature, 3-class model: ${featureCount} profiles, ${bytes.toLocaleString('en-US')} bytes on the wire. The floors are bare brokers in their own processes receiving the same messages from the same number of clients and delivering them to one subscriber, measured in the same run. CPU and peak RSS are the server processes' (with Mosquitto, the broker's too).`,
   '',
-  '| windows | time to all acknowledged | windows/s | feature values/s | server CPU per window |',
-  '| --- | --- | --- | --- | --- |',
-  `| ${total.toLocaleString('en-US')} | ${seconds.toFixed(2)} s | ${Math.round(total / seconds).toLocaleString('en-US')} | ${Math.round((total * RUNS_PER_WINDOW * featureCount) / seconds).toLocaleString('en-US')} | ${((serverCpu * 1000) / total).toFixed(2)} ms |`,
+  '| setup | time | windows/s | × floor | p99 publish → ack | CPU per window | peak RSS |',
+  '| --- | --- | --- | --- | --- | --- | --- |',
+  ...rows.map((r) => {
+    const floor = floorOf(r.broker);
+    return `| ${r.name} | ${r.seconds.toFixed(2)} s | ${Math.round(total / r.seconds).toLocaleString('en-US')} | ${r.floor || !floor ? '1' : (r.seconds / floor.seconds).toFixed(2)} | ${r.p99Ms.toFixed(0)} ms | ${((r.cpuSeconds * 1000) / total).toFixed(3)} ms | ${r.rssMiB.toFixed(0)} MiB |`;
+  }),
   '',
-  `Feature values/s counts the values the windows summarize (runs × profiles), which is what a fleet shipping raw inputs would have had to send.${stored.windows.length === 1 ? '' : ' WARNING: nothing stored.'}`,
+  ...(skipped.length > 0 ? [skipped.join(' '), ''] : []),
+  `Feature values/s with the embedded server: ${Math.round((total * RUNS_PER_WINDOW * featureCount) / (rows[1]?.seconds ?? 1)).toLocaleString('en-US')} (the runs each window summarizes times its profiles: what a fleet shipping raw inputs would have had to send).${stored.windows.length === 1 ? '' : ' WARNING: nothing stored.'}`,
   '',
-  '| drift work on the stored windows | time | rate |',
+  '| drift work on the stored windows (embedded server) | time | rate |',
   '| --- | --- | --- |',
   `| reference from the whole period (\`POST …/reference\`) | ${referenceSeconds.toFixed(2)} s | ${Math.round(total / referenceSeconds).toLocaleString('en-US')} windows merged/s |`,
   `| one scoring pass (\`POST /v1/drift/evaluate\`: ${pass.buckets} bucket, ${scored.scores.length} groups) | ${passSeconds.toFixed(2)} s | ${Math.round(windowsScored / passSeconds).toLocaleString('en-US')} group-windows scored/s |`,

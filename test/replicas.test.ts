@@ -30,8 +30,12 @@ const TOKEN = 'replicas-admin-token-0123456789abcdefghijk';
 const DEVICES = 200;
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
 afterAll(async () => {
-  for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => undefined);
-});
+  // Each step gets 15 s: one that hangs (a simulation stopping into a dead broker) must not leave
+  // the brokers and servers after it running.
+  for (const step of cleanup.reverse()) {
+    await Promise.race([Promise.resolve(step()).catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+  }
+}, 120_000);
 
 const skip = !process.env.EDGEFLEET_TEST_DATABASE_URL ? 'needs PostgreSQL (EDGEFLEET_TEST_DATABASE_URL)' : mosquittoMissing();
 

@@ -327,7 +327,14 @@ describe.each([
   // Each broker enforces its own limit; the server also drops what is over its own.
   if (mode === 'mosquitto')
     it('drops a device message above EDGEFLEET_MQTT_MAX_PAYLOAD that the broker let through', async () => {
-      const small = await startTestServer({ ...(await brokerConfig(mode)), mqttMaxPayload: 2048 });
+      // A broker of its own (the suite's stays the suite's, and is stopped by it).
+      const own = await startMosquitto();
+      const small = await startTestServer({
+        brokerUrl: own.url,
+        brokerUsername: own.admin.username,
+        brokerPassword: own.admin.password,
+        mqttMaxPayload: 2048,
+      });
       try {
         const created = (
           await small.app.inject({ method: 'POST', url: '/v1/devices', headers: small.auth, payload: { id: 'chatty' } })
@@ -352,6 +359,7 @@ describe.each([
         expect(view.reported).toBeNull();
       } finally {
         await small.close();
+        await own.stop();
       }
     });
 

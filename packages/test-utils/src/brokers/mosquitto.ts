@@ -25,6 +25,8 @@ export interface Mosquitto {
   readonly url: string;
   readonly port: number;
   readonly admin: { readonly username: string; readonly password: string };
+  /** The broker process now (it changes with restart). */
+  readonly pid: number;
   /** Its log so far (every message: `log_type all`). */
   log(): string;
   /** SIGKILL: no will is sent for the server, retained messages not persisted are gone. */
@@ -39,6 +41,8 @@ export interface MosquittoOptions {
   readonly persistence?: boolean;
   /** message_size_limit in bytes (0: the broker's own). */
   readonly messageSizeLimit?: number;
+  /** A bare broker (benchmark floors): anyone may connect, no dynamic security, no log. */
+  readonly anonymous?: boolean;
 }
 
 export function freePort(): Promise<number> {
@@ -78,16 +82,21 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     conf,
     [
       `listener ${port} 127.0.0.1`,
-      'allow_anonymous false',
-      `plugin ${DYNSEC_PLUGIN}`,
-      `plugin_opt_config_file ${dynsecFile}`,
+      ...(options.anonymous
+        ? ['allow_anonymous true']
+        : ['allow_anonymous false', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${dynsecFile}`]),
       `persistence ${options.persistence ? 'true' : 'false'}`,
       `persistence_location ${dir}/`,
       options.messageSizeLimit ? `message_size_limit ${options.messageSizeLimit}` : '',
       // The server's client count, every second rather than every ten.
       'sys_interval 1',
+      // The server's replicas consume every device's messages: Mosquitto's default per-client
+      // queue of 1,000 (then dropped) and 20 in flight starve them in a burst (docs/scaling.md).
+      'max_queued_messages 1000000',
+      'max_inflight_messages 1000',
       `log_dest file ${logFile}`,
-      'log_type all',
+      // Everything for the tests (they read connections and drops from it); what readiness needs for a floor.
+      options.anonymous ? 'log_type information' : 'log_type all',
       'log_timestamp_format %Y-%m-%dT%H:%M:%S',
       '',
     ].join('\n'),
@@ -123,6 +132,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     url: `mqtt://127.0.0.1:${port}`,
     port,
     admin,
+    get pid() {
+      return child?.pid ?? 0;
+    },
     log,
     async kill() {
       child?.kill('SIGKILL');
