@@ -272,10 +272,19 @@ const pass = (await api('POST', '/v1/drift/evaluate')) as { buckets: number };
 const passSeconds = (performance.now() - mark) / 1000;
 const scored = (await api('GET', '/v1/drift/scores?model=mlp&version=1.0.0')) as { scores: { windows: number }[] };
 const windowsScored = scored.scores.reduce((sum, row) => sum + row.windows, 0);
-for (const server of embedded.servers) server.kill('SIGTERM');
+// Stopped and gone before the next setup (and, with BENCH_PROF, its profile written).
+await Promise.all(
+  embedded.servers.map((server) => {
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    return exited;
+  }),
+);
 
 const skipped: string[] = [];
-if (mosquittoMissing()) skipped.push(`Mosquitto rows skipped: ${mosquittoMissing()}`);
+// BENCH_INGEST_EMBEDDED_ONLY=1 (profiling): the aedes rows only.
+if (process.env.BENCH_INGEST_EMBEDDED_ONLY) skipped.push('Mosquitto rows skipped (BENCH_INGEST_EMBEDDED_ONLY).');
+else if (mosquittoMissing()) skipped.push(`Mosquitto rows skipped: ${mosquittoMissing()}`);
 else {
   rows.push(await mosquittoFloor());
   const stopPostgres = process.env.EDGEFLEET_TEST_DATABASE_URL ? undefined : await startPostgres();

@@ -405,7 +405,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     rollouts.resync();
   });
   broker.onDeviceMessage((address, payload, message) => rollouts.observe(address, payload, message));
-  broker.onDeviceMessage((address, _payload, message) => telemetry.observe(address, message));
+  broker.onDeviceMessage((address, payload, message) => telemetry.observe(address, message, payload));
   broker.onDeviceMessage((address, _payload, message) => history.observe(address, message));
   // Rollouts that were running when the server stopped continue from their stored state.
   rollouts.start();

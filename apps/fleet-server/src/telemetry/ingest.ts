@@ -17,8 +17,11 @@ import type { ServerMetrics } from '../metrics/index.ts';
 import type { Database, TelemetryWindowsTable } from '../store/schema.ts';
 
 export interface TelemetryIngest {
-  /** Feeds a device message; only `telemetry` ones are taken. */
-  observe(address: DeviceTopic, message: unknown): void;
+  /**
+   * Feeds a device message; only `telemetry` ones are taken. `payload` is the message as the device
+   * sent it (already decoded and checked as `message`): stored as it is, not serialized again.
+   */
+  observe(address: DeviceTopic, message: unknown, payload?: Uint8Array): void;
   /** Writes and acknowledges what is waiting now. */
   flush(): Promise<void>;
   readonly counts: { readonly stored: number; readonly duplicates: number; readonly refused: number };
@@ -37,7 +40,8 @@ export function createTelemetryIngest(options: {
   const { db, topics, metrics, log } = options;
   const batchMs = options.batchMs ?? 50;
   const now = options.now ?? Date.now;
-  let waiting: TelemetryWindow[] = [];
+  let waiting: { window: TelemetryWindow; body: string }[] = [];
+  const decoder = new TextDecoder();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let writing: Promise<void> = Promise.resolve();
   const counts = { stored: 0, duplicates: 0, refused: 0 };
@@ -56,7 +60,7 @@ export function createTelemetryIngest(options: {
       const batch = waiting;
       waiting = [];
       const receivedAt = new Date(now()).toISOString();
-      const rows: TelemetryWindowsTable[] = batch.map((w) => ({
+      const rows: TelemetryWindowsTable[] = batch.map(({ window: w, body }) => ({
         device_id: w.deviceId,
         boot_id: w.bootId,
         seq: w.seq,
@@ -66,7 +70,7 @@ export function createTelemetryIngest(options: {
         window_end: w.windowEnd,
         runs: w.runs,
         dropped: w.dropped,
-        body: JSON.stringify(w),
+        body,
         received_at: receivedAt,
       }));
       let inserted = 0;
@@ -91,7 +95,7 @@ export function createTelemetryIngest(options: {
       // One acknowledgement per device and boot, naming every sequence now stored (new or not).
       // A window delivered twice in one batch (a device's own resend plus its outbox) is named once.
       const acks = new Map<string, { deviceId: string; bootId: string; seqs: Set<number> }>();
-      for (const w of batch) {
+      for (const { window: w } of batch) {
         const key = `${w.deviceId}\n${w.bootId}`;
         const ack = acks.get(key) ?? { deviceId: w.deviceId, bootId: w.bootId, seqs: new Set<number>() };
         ack.seqs.add(w.seq);
@@ -117,7 +121,7 @@ export function createTelemetryIngest(options: {
   }
 
   return {
-    observe(address, message) {
+    observe(address, message, payload) {
       if (address.kind !== 'telemetry' || message === undefined) return;
       const window = message as TelemetryWindow;
       if (window.deviceId !== address.deviceId) {
@@ -131,7 +135,8 @@ export function createTelemetryIngest(options: {
         refuse('malformed', address.deviceId, (error as Error).message);
         return;
       }
-      waiting.push(window);
+      // The bytes the device sent are the window, checked: stored once, as they came.
+      waiting.push({ window, body: payload ? decoder.decode(payload) : JSON.stringify(window) });
       if (waiting.length >= 1000) void flush();
       else timer ??= setTimeout(() => void flush(), batchMs);
     },
