@@ -177,6 +177,10 @@ describe('profiles on the wire', () => {
       ['m must hold 9', { ...good, m: [1] }],
       ['n must equal', { ...good, n: 5 }],
       ['level 0 is not whole', { ...good, l: ['AAA='] }],
+      // Characters outside base64 (Node's decoder would skip them; atob throws): refused either way.
+      ['level 0 is not base64', { ...good, l: ['AA@@AAAA'] }],
+      ['level 0 is not base64', { ...good, l: ['AAAAA'] }],
+      ['level 0 is not base64', { ...good, l: ['AA AA AA'] }],
       ['sketch weights', { ...good, l: [...(good.l as string[]), btoa('\0\0\0\0'.repeat(400))] }],
       ['k must be', { ...good, k: 2 }],
     ];

@@ -35,11 +35,37 @@ function toBase64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
+/** Node's Buffer when there is one: native base64 decoding, several times faster than atob (ingest and every drift pass decode sketches). */
+const NodeBuffer = (globalThis as { Buffer?: { from(text: string, encoding: 'base64'): Uint8Array } }).Buffer;
+
 function fromBase64(text: string): Uint8Array {
+  if (NodeBuffer) {
+    // Buffer skips characters outside the alphabet where atob throws: the decoded length says
+    // whether every character was one (4 characters → 3 bytes, less the padding).
+    if (text.length % 4 !== 0) throw new Error('not base64');
+    const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+    const bytes = NodeBuffer.from(text, 'base64');
+    if (bytes.length !== (text.length / 4) * 3 - padding) throw new Error('not base64');
+    return bytes;
+  }
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return bytes;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The little-endian float32 values of `bytes` (whole values: checked by the caller). */
+function float32Values(bytes: Uint8Array): number[] {
+  if (LITTLE_ENDIAN) {
+    // Copied to an aligned buffer of its own, then read natively.
+    const aligned = new Uint8Array(bytes.length);
+    aligned.set(bytes);
+    return Array.from(new Float32Array(aligned.buffer));
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Array.from({ length: bytes.length / 4 }, (_, i) => view.getFloat32(i * 4, true));
 }
 
 export function toWire(profile: FeatureProfile): WireProfile {
@@ -108,9 +134,8 @@ export function fromWire(wire: unknown, limits: { maxLevels?: number; maxItems?:
       fail(`level ${h} is not base64`);
     }
     if (bytes.length % 4 !== 0) fail(`level ${h} is not whole float32 values`);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const values = Array.from({ length: bytes.length / 4 }, (_, i) => view.getFloat32(i * 4, true));
-    if (values.some((v) => !Number.isFinite(v))) fail(`level ${h} holds a value that is not finite`);
+    const values = float32Values(bytes);
+    for (const v of values) if (!Number.isFinite(v)) fail(`level ${h} holds a value that is not finite`);
     items += values.length;
     weight += values.length * 2 ** h;
     return values;
