@@ -289,7 +289,8 @@ else {
   rows.push(await mosquittoFloor());
   const stopPostgres = process.env.EDGEFLEET_TEST_DATABASE_URL ? undefined : await startPostgres();
   try {
-    for (const replicas of [1, 2]) {
+    // BENCH_INGEST_REPLICAS=1 (profiling): one of the two.
+    for (const replicas of process.env.BENCH_INGEST_REPLICAS ? [Number(process.env.BENCH_INGEST_REPLICAS)] : [1, 2]) {
       const broker: Mosquitto = await startMosquitto();
       const databaseUrl = (await createTestPostgresDatabase('ingest')) as string;
       const fleet = await startFleet(
@@ -312,7 +313,13 @@ else {
           ),
         );
       } finally {
-        for (const server of fleet.servers) server.kill('SIGTERM');
+        await Promise.all(
+          fleet.servers.map((server) => {
+            const exited = new Promise((resolve) => server.once('exit', resolve));
+            server.kill('SIGTERM');
+            return exited;
+          }),
+        );
         await broker.stop();
       }
     }

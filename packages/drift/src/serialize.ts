@@ -62,7 +62,11 @@ function float32Values(bytes: Uint8Array): number[] {
     // Copied to an aligned buffer of its own, then read natively.
     const aligned = new Uint8Array(bytes.length);
     aligned.set(bytes);
-    return Array.from(new Float32Array(aligned.buffer));
+    const floats = new Float32Array(aligned.buffer);
+    // A plain loop: Array.from walks a typed array through its iterator, several times slower.
+    const values = new Array<number>(floats.length);
+    for (let i = 0; i < floats.length; i++) values[i] = floats[i] as number;
+    return values;
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return Array.from({ length: bytes.length / 4 }, (_, i) => view.getFloat32(i * 4, true));
