@@ -26,6 +26,8 @@ export const SHARED_GROUP = 'edgefleet';
 const DEVICE_ROLE_PREFIX = 'edgefleet-device-';
 /** Commands per control message: Mosquitto saves its whole JSON file once per message. */
 const BATCH = 200;
+/** How long commands gather before they are sent (ms). */
+const GATHER_MS = 20;
 const TIMEOUT_MS = 15_000;
 
 export interface DynsecAcl {
@@ -139,9 +141,12 @@ export function createDynsecControl(client: MqttClient): DynsecControl {
         timer.unref();
         pending.set(correlationData, { resolve, reject, timer });
         queue.push({ command, correlationData });
-        if (!scheduled) {
+        // Gathered for a few milliseconds: Mosquitto saves its whole file once per control
+        // message, so an enrollment burst must become a few large messages, not many small ones.
+        if (queue.length >= BATCH) flush();
+        else if (!scheduled) {
           scheduled = true;
-          setImmediate(flush);
+          setTimeout(flush, GATHER_MS);
         }
       });
     },

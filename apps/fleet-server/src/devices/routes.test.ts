@@ -55,6 +55,16 @@ describe('devices and enrollment', () => {
     expect((await post('/v1/enroll', { token: 'efe_forged_token' }, {})).json().code).toBe('EF_ENROLLMENT_TOKEN_INVALID');
   });
 
+  it('never lets a token with N uses enroll more than N devices, however many enroll at once', async () => {
+    const token = (await post('/v1/enrollment-tokens', { tags: ['fleet=burst'], uses: 5 })).json().token as string;
+    // 30 devices at once (on PostgreSQL, concurrent transactions: the fleet-server-postgres run).
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => post('/v1/enroll', { token, id: `burst-${i}` }, {})));
+    expect(answers.filter((a) => a.statusCode === 201)).toHaveLength(5);
+    expect(answers.filter((a) => a.statusCode !== 201).every((a) => a.json().code === 'EF_ENROLLMENT_TOKEN_INVALID')).toBe(true);
+    const listed = (await server.app.inject({ method: 'GET', url: '/v1/devices?idPrefix=burst-', headers: server.auth })).json();
+    expect(listed.devices).toHaveLength(5);
+  });
+
   it('refuses an invalid device id and answers unknown devices with EF_DEVICE_UNKNOWN', async () => {
     expect((await post('/v1/devices', { id: 'a/b' })).json().code).toBe('EF_SCHEMA_INVALID');
     expect((await post('/v1/devices', { id: 'constructor' })).json().code).toBe('EF_DEVICE_ID_INVALID');

@@ -633,12 +633,18 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
         const row = await trx.selectFrom('enrollment_tokens').selectAll().where('token_hash', '=', sha256(body.token)).executeTakeFirst();
         if (!row || enrollmentTokenState(row, Date.now()) !== 'active')
           throw new EdgefleetError('EF_ENROLLMENT_TOKEN_INVALID', 'the enrollment token is unknown, revoked, expired or used up');
-        if (row.uses_left !== null)
-          await trx
+        if (row.uses_left !== null) {
+          // Taken in the database, not from what was read: concurrent enrollments (several
+          // replicas, or one on PostgreSQL) each get a use only while one is left.
+          const taken = await trx
             .updateTable('enrollment_tokens')
-            .set({ uses_left: row.uses_left - 1 })
+            .set((eb) => ({ uses_left: eb('uses_left', '-', 1) }))
             .where('id', '=', row.id)
-            .execute();
+            .where('uses_left', '>', 0)
+            .executeTakeFirst();
+          if (Number(taken.numUpdatedRows) !== 1)
+            throw new EdgefleetError('EF_ENROLLMENT_TOKEN_INVALID', 'the enrollment token is unknown, revoked, expired or used up');
+        }
         return { id: row.id, tags: JSON.parse(row.tags) as string[] };
       });
       const created = await createDevice(id, token.tags, `enrollment-token:${token.id}`);
