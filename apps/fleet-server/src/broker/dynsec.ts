@@ -184,17 +184,24 @@ export async function mustRun(
   return response;
 }
 
-/** Registers a device (again): a fresh role with its topics and a client with its secret; an old one is replaced. */
+/**
+ * Registers a device: a role with its topics and a client with its secret. Two commands when the
+ * id is new (Mosquitto 2.0 saves its whole file after every change, so each command counts);
+ * whatever an earlier device of the same id left is deleted first only when it is there.
+ */
 export async function admitDevice(control: DynsecControl, topics: TopicScheme, deviceId: string, secret: string): Promise<void> {
   const rolename = deviceRole(deviceId);
-  // Issued in one tick, so one control message, run in order: whatever an earlier device of the
-  // same id left goes first (a connection of it is dropped), then the new role and client.
-  const [, , role, client] = await Promise.all([
-    control.run({ command: 'deleteClient', username: deviceId }),
-    control.run({ command: 'deleteRole', rolename }),
-    control.run({ command: 'createRole', rolename, acls: deviceAcls(topics, deviceId) }),
-    control.run({ command: 'createClient', username: deviceId, clientid: deviceId, password: secret, roles: [{ rolename }] }),
-  ]);
+  const create = () =>
+    Promise.all([
+      control.run({ command: 'createRole', rolename, acls: deviceAcls(topics, deviceId) }),
+      control.run({ command: 'createClient', username: deviceId, clientid: deviceId, password: secret, roles: [{ rolename }] }),
+    ]);
+  let [role, client] = await create();
+  if ((role?.error && /exist/i.test(role.error)) || (client?.error && /exist/i.test(client.error))) {
+    // Left by an earlier device of this id: replaced, and a connection of it dropped.
+    await Promise.all([control.run({ command: 'deleteClient', username: deviceId }), control.run({ command: 'deleteRole', rolename })]);
+    [role, client] = await create();
+  }
   const refused = role?.error ? role : client?.error ? client : undefined;
   if (refused) throw new EdgefleetError('EF_BROKER_UNAVAILABLE', `the broker refused ${refused.command}: ${refused.error}`);
 }
