@@ -47,43 +47,7 @@ describe('desired state service', () => {
 
   it('publishes again, from the store, a document whose publish failed, without writing a new one', async () => {
     const keys = await loadOrCreateKeys(dataDir);
-    const model = mlpModel(1);
-    const manifest = manifestFor({
-      name: 'mlp',
-      version: '1.0.0',
-      bytes: model.bytes,
-      inputs: MLP_INPUTS,
-      outputs: MLP_OUTPUTS,
-      key: keys.signing,
-    });
-    const at = new Date().toISOString();
-    await store.db.insertInto('models').values({ name: 'mlp', created_at: at }).execute();
-    await store.db
-      .insertInto('model_versions')
-      .values({
-        name: 'mlp',
-        version: '1.0.0',
-        sha256: manifest.payload.artifact.sha256,
-        size: model.bytes.length,
-        manifest: JSON.stringify(manifest),
-        metadata: '{}',
-        created_at: at,
-        created_by: 'test',
-      })
-      .execute();
-    await store.db
-      .insertInto('devices')
-      .values({
-        id: 'dev-1',
-        secret_hash: 'x',
-        tags: '[]',
-        status: 'active',
-        created_at: at,
-        last_seen_at: null,
-        online: 0,
-        reported: null,
-      })
-      .execute();
+    await seed(store, keys);
     // A broker that refuses the first publish (a hiccup), then delivers.
     const published: { topic: string; payload: string }[] = [];
     let failures = 1;

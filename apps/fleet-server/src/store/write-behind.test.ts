@@ -6,6 +6,25 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type OpenedDatabase, openDatabase } from './db.ts';
 import { createWriteBehind } from './write-behind.ts';
 
+/** Active devices with these ids, nothing reported yet. */
+function insertDevices(store: OpenedDatabase, ids: readonly string[]) {
+  return store.db
+    .insertInto('devices')
+    .values(
+      ids.map((id) => ({
+        id,
+        secret_hash: 'sha256$00',
+        tags: '[]',
+        status: 'active' as const,
+        created_at: new Date().toISOString(),
+        last_seen_at: null,
+        online: 0,
+        reported: null,
+      })),
+    )
+    .execute();
+}
+
 describe('write-behind for device updates', () => {
   let store: OpenedDatabase;
   const warnings: object[] = [];
@@ -13,21 +32,10 @@ describe('write-behind for device updates', () => {
   beforeEach(async () => {
     warnings.length = 0;
     store = await openDatabase({ dataDir: await mkdtemp(join(tmpdir(), 'edgefleet-write-behind-')) });
-    await store.db
-      .insertInto('devices')
-      .values(
-        Array.from({ length: 50 }, (_, i) => ({
-          id: `dev-${i}`,
-          secret_hash: 'sha256$00',
-          tags: '[]',
-          status: 'active' as const,
-          created_at: new Date().toISOString(),
-          last_seen_at: null,
-          online: 0,
-          reported: null,
-        })),
-      )
-      .execute();
+    await insertDevices(
+      store,
+      Array.from({ length: 50 }, (_, i) => `dev-${i}`),
+    );
   });
   afterEach(() => store.close());
 
@@ -119,21 +127,7 @@ describe.skipIf(!process.env.EDGEFLEET_TEST_DATABASE_URL)('write-behind of two r
     const warnings: object[] = [];
     try {
       const ids = Array.from({ length: 40 }, (_, i) => `dev-${String(i).padStart(2, '0')}`);
-      await stores[0]?.db
-        .insertInto('devices')
-        .values(
-          ids.map((id) => ({
-            id,
-            secret_hash: 'sha256$00',
-            tags: '[]',
-            status: 'active' as const,
-            created_at: new Date().toISOString(),
-            last_seen_at: null,
-            online: 0,
-            reported: null,
-          })),
-        )
-        .execute();
+      await insertDevices(stores[0] as OpenedDatabase, ids);
       const writers = stores.map((store) =>
         createWriteBehind(store.db, { intervalMs: 10_000, dialect: 'postgres', log: { warn: (obj: object) => warnings.push(obj) } }),
       );
