@@ -57,17 +57,23 @@ export function deviceRole(deviceId: string): string {
   return `${DEVICE_ROLE_PREFIX}${deviceId}`;
 }
 
-/** Exactly the protocol's topic table for one device (protocol/topics): nothing else, nobody else's. */
+/**
+ * Exactly the protocol's topic table for one device (protocol/topics): nothing else, nobody else's.
+ * Publishing and subscribing are listed topic by topic; receiving is one pattern over the device's
+ * own subtree, since a device receives only what it could subscribe to. Every entry counts:
+ * Mosquitto 2.0 rewrites its whole file after each change, so the file's size per device sets the
+ * cost of registering the next one (15 entries were 2.6 kB a device).
+ */
 export function deviceAcls(topics: TopicScheme, deviceId: string): DynsecAcl[] {
   const acls: DynsecAcl[] = [];
   for (const [kind, spec] of Object.entries(TOPIC_KINDS) as [TopicKind, (typeof TOPIC_KINDS)[TopicKind]][]) {
     const topic = topics.build(kind, deviceId);
     if (spec.direction === 'from-device') acls.push({ acltype: 'publishClientSend', topic, allow: true });
     // Its own to-device topics, and its own retained reported state (a restarted device reads what it last said).
-    if (spec.direction === 'to-device' || kind === 'reported') {
-      acls.push({ acltype: 'subscribeLiteral', topic, allow: true }, { acltype: 'publishClientReceive', topic, allow: true });
-    }
+    if (spec.direction === 'to-device' || kind === 'reported') acls.push({ acltype: 'subscribeLiteral', topic, allow: true });
   }
+  const own = topics.build('desired', deviceId);
+  acls.push({ acltype: 'publishClientReceive', topic: `${own.slice(0, own.lastIndexOf('/'))}/+`, allow: true });
   return acls;
 }
 
