@@ -19,6 +19,7 @@ if (built.status !== 0) process.exit(built.status ?? 1);
 // the unit from the installed package: see deploy/README.md).
 const assets = [
   ['apps/fleet-server/src/registry/load-worker.mjs', 'apps/fleet-server/dist/registry/load-worker.mjs'],
+  ['apps/fleet-server/src/evaluation/evaluate-worker.mjs', 'apps/fleet-server/dist/evaluation/evaluate-worker.mjs'],
   ['deploy/systemd/edgefleet-server.service', 'apps/fleet-server/systemd/edgefleet-server.service'],
   ['deploy/systemd/edgefleet.sysusers.conf', 'apps/fleet-server/systemd/edgefleet.sysusers.conf'],
   ['deploy/systemd/edgefleet-agent.service', 'apps/device-agent/systemd/edgefleet-agent.service'],

@@ -10,6 +10,7 @@ import type { ServerConfig } from './config/index.ts';
 import type { DesiredStateService } from './desired/index.ts';
 import type { DeviceAuthenticator } from './devices/credentials.ts';
 import type { DeviceHistory } from './devices/history.ts';
+import type { EvaluationRunner } from './evaluation/runner.ts';
 import type { FleetKeys } from './keys/index.ts';
 import type { ServerMetrics } from './metrics/index.ts';
 import type { ModelCheck } from './registry/model-check.ts';
@@ -44,6 +45,8 @@ export interface ServerContext {
   readonly desired: DesiredStateService;
   /** Loads uploaded models in onnxruntime (bounded in time) and computes golden vectors. */
   readonly modelCheck: ModelCheck;
+  /** Runs evaluations of versions on labelled datasets (jobs in the database). */
+  readonly evaluations: EvaluationRunner;
   readonly requireAdmin: onRequestAsyncHookHandler;
   readonly requireRead: onRequestAsyncHookHandler;
   /** Admin/read tokens, or a device's own credential (HTTP Basic deviceId:secret). */

@@ -34,6 +34,8 @@ import { createDeviceHistory } from './devices/history.ts';
 import { registerDeviceRoutes } from './devices/routes.ts';
 import { createDriftEvaluator, type DriftEvaluator } from './drift/evaluator.ts';
 import { registerDriftRoutes } from './drift/routes.ts';
+import { registerEvaluationRoutes } from './evaluation/routes.ts';
+import { createEvaluationRunner } from './evaluation/runner.ts';
 import { registerEventRoutes } from './events/routes.ts';
 import { registerFleetRoutes } from './fleet/routes.ts';
 import { registerIdempotency } from './http/idempotency.ts';
@@ -184,6 +186,15 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   const writes = createWriteBehind(db, { dialect: database.kind, log: app.log });
   const history = createDeviceHistory({ db, log: app.log, now: clock });
   const modelCheck = createModelCheck({ timeoutMs: config.modelLoadTimeoutMs });
+  const evaluations = createEvaluationRunner({
+    db,
+    artifacts,
+    scratch: join(config.dataDir, 'evaluations'),
+    timeoutMs: config.modelLoadTimeoutMs,
+    maxSamples: config.maxEvaluationSamples,
+    maxInflatedBytes: config.maxEvaluationBytes,
+    log: app.log,
+  });
   const context: ServerContext = {
     config,
     db,
@@ -197,6 +208,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     broker: brokerOf,
     desired,
     modelCheck,
+    evaluations,
     requireAdmin: async (request) => requireScope(await principal(request), 'admin'),
     requireRead: async (request) => requireScope(await principal(request), 'read'),
     requireReadOrDevice: async (request) => {
@@ -216,6 +228,9 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
     },
     async collectArtifacts() {
       const referenced = new Set((await db.selectFrom('version_artifacts').select('sha256').execute()).map((r) => r.sha256));
+      // Evaluation datasets are artifacts too: a champion is evaluated on its challenger's dataset later.
+      for (const row of await db.selectFrom('evaluations').select('dataset_sha256').distinct().execute())
+        referenced.add(row.dataset_sha256);
       for (const sha of await artifacts.list()) if (!referenced.has(sha)) await artifacts.remove(sha);
     },
   };
@@ -372,6 +387,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       '/v1/admin-tokens',
       '/v1/models/:name/versions',
       '/v1/models/:name/versions/:version/reference',
+      '/v1/models/:name/versions/:version/evaluations',
       '/v1/rollouts',
     ],
   });
@@ -381,6 +397,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerDeviceRoutes(app, context);
   await registerFleetRoutes(app, context);
   await registerRolloutRoutes(app, context, rollouts);
+  await registerEvaluationRoutes(app, context);
   await registerArtifactRoutes(app, context);
   await registerTelemetryRoutes(app, context);
   await registerDriftRoutes(app, context, drift);
@@ -388,6 +405,8 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   await registerBrokerHooks(app, context);
 
   await app.listen({ host: config.host, port: config.port });
+  // Evaluations queued before a restart (or left by a replica that died) run now.
+  evaluations.kick();
   broker = config.brokerUrl
     ? await createExternalBroker({ config, writes, topics, metrics, http: app.server, log: app.log, now: clock })
     : await createEmbeddedBroker({ config, writes, topics, devices, metrics, http: app.server, log: app.log, failures, now: clock });
@@ -436,6 +455,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       await telemetry.close();
       await history.close();
       await writes.close();
+      await evaluations.close();
       await app.close();
       await modelCheck.close();
       await database.close();

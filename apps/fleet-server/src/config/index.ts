@@ -49,6 +49,8 @@ export interface ServerConfig {
   readonly corsOrigins: readonly string[];
   /** Largest reference dataset (CSV, JSON lines) in bytes. */
   readonly maxReferenceBytes: number;
+  readonly maxEvaluationBytes: number;
+  readonly maxEvaluationSamples: number;
   /** Width of the time buckets drift is evaluated over (seconds): one drift score per bucket and group. */
   readonly driftBucketSeconds: number;
   /** How often new telemetry is evaluated for drift (ms). */
@@ -257,6 +259,20 @@ export const SETTINGS: readonly Setting[] = [
     description: 'largest reference dataset (CSV, JSON lines) in bytes',
     parse: integer('EDGEFLEET_MAX_REFERENCE_BYTES', 1, 2 ** 40),
     fallback: () => 256 * 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_EVALUATION_MAX_BYTES',
+    key: 'maxEvaluationBytes',
+    description: 'largest evaluation dataset (CSV, JSON lines, .npz) in bytes, and largest array an .npz may inflate to',
+    parse: integer('EDGEFLEET_EVALUATION_MAX_BYTES', 1, 2 ** 40),
+    fallback: () => 1024 * 1024 * 1024,
+  },
+  {
+    env: 'EDGEFLEET_EVALUATION_MAX_SAMPLES',
+    key: 'maxEvaluationSamples',
+    description: 'most samples one evaluation reads (its metrics keep one score per sample for the AUC)',
+    parse: integer('EDGEFLEET_EVALUATION_MAX_SAMPLES', 1, 100_000_000),
+    fallback: () => 2_000_000,
   },
   {
     env: 'EDGEFLEET_DRIFT_BUCKET_SECONDS',

@@ -14,6 +14,7 @@ export interface Problem {
   code: ErrorCode;
   instance: string;
   errors?: unknown;
+  details?: Readonly<Record<string, unknown>>;
 }
 
 /** The problem each reply answered with (its code, and the error behind a 5xx), for the request log line. */
@@ -105,6 +106,9 @@ function fromFastify(error: FastifyError): { code: ErrorCode; detail: string; er
   }
 }
 
+/** Codes whose details travel in the answer, as the extension member `details`. */
+const DETAILED: ReadonlySet<ErrorCode> = new Set(['EF_POLICY_FAILED', 'EF_EVALUATION_PENDING', 'EF_DATASET_INVALID']);
+
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof EdgefleetError) {
@@ -112,7 +116,9 @@ export function registerProblemHandlers(app: FastifyInstance): void {
       if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
       // A 412 says what the resource's ETag is now.
       if (typeof error.details.etag === 'string') reply.header('etag', error.details.etag);
-      return send(reply, request, error.code, error.message, {}, error.status >= 500 ? error : undefined);
+      // Some refusals carry what a program needs to act on them (the failing metrics, the evaluation to wait for).
+      const extra = DETAILED.has(error.code) && Object.keys(error.details).length > 0 ? { details: error.details } : {};
+      return send(reply, request, error.code, error.message, extra, error.status >= 500 ? error : undefined);
     }
     const mapped = fromFastify(error);
     if (mapped) return send(reply, request, mapped.code, mapped.detail, mapped.errors ? { errors: mapped.errors } : {});

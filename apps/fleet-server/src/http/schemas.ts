@@ -31,6 +31,12 @@ export const Problem = Type.Object(
     code: Type.String({ pattern: '^EF_[A-Z0-9_]+$', description: 'the stable edgefleet error code (docs/errors.md)' }),
     instance: Type.String({ description: 'urn:uuid:<request id>, the id in the server log' }),
     errors: Type.Optional(Type.Array(Type.Unknown(), { description: 'schema errors, when the request failed validation' })),
+    details: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        description:
+          'specifics for programs, on some codes: EF_POLICY_FAILED (failures: metric, kind, value, threshold), EF_EVALUATION_PENDING (evaluation), EF_DATASET_INVALID (row)',
+      }),
+    ),
   },
   { additionalProperties: true, $id: 'Problem', title: 'problem' },
 );

@@ -181,6 +181,8 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
           .onConflict((oc) => oc.columns(['name', 'version']).doUpdateSet({ deleted_at: new Date().toISOString() }))
           .execute();
         await trx.deleteFrom('version_artifacts').where('name', '=', name).where('version', '=', version).execute();
+        // Its evaluations go with it (their datasets stay while another evaluation uses them).
+        await trx.deleteFrom('evaluations').where('model', '=', name).where('version', '=', version).execute();
         await trx.deleteFrom('model_versions').where('name', '=', name).where('version', '=', version).execute();
         await audit(trx, {
           actor: request.principal?.id ?? 'unknown',

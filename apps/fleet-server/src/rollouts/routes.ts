@@ -2,7 +2,11 @@
 import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { judgeVersion, policyError } from '../evaluation/policy.ts';
+import { datasetOf, requestEvaluation } from '../evaluation/routes.ts';
+import type { EvaluationTask } from '../evaluation/task.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { DateTime, Nullable, Page } from '../http/schemas.ts';
@@ -132,7 +136,32 @@ export async function registerRolloutRoutes(app: FastifyInstance, context: Serve
     async (request, reply) => {
       const spec = request.body as RolloutSpec;
       const { version, alias } = await resolveVersion(context.db, spec.model, spec.version);
-      const rollout = await engine.create({ ...spec, version }, request.principal?.id ?? 'unknown', { alias });
+      const actor = request.principal?.id ?? 'unknown';
+      // The model's promotion policy (evaluation/policy.ts): a rollback returns to a known version and is not judged.
+      const verdict = spec.rollback
+        ? undefined
+        : await judgeVersion(context.db, spec.model, version, async (champion, like) => {
+            const task = JSON.parse(like.task) as EvaluationTask;
+            return (
+              await requestEvaluation(context, { model: spec.model, version: champion, dataset: datasetOf(like), task, actor }, false)
+            ).row;
+          });
+      if (verdict && verdict.failures.length > 0 && !spec.policyOverride) throw policyError(spec.model, version, verdict);
+      const rollout = await engine.create({ ...spec, version }, actor, { alias });
+      if (verdict && verdict.failures.length > 0 && spec.policyOverride) {
+        await audit(context.db, {
+          actor,
+          action: 'rollout.policy-override',
+          target: `rollout:${rollout.id}`,
+          after: {
+            model: spec.model,
+            version,
+            reason: spec.policyOverride.reason,
+            evaluations: verdict.evaluations,
+            failures: verdict.failures,
+          },
+        });
+      }
       return reply.status(201).header('location', `/v1/rollouts/${rollout.id}`).send(rollout);
     },
   );

@@ -80,6 +80,15 @@ export const RolloutSpecSchema = Type.Object(
     rollback: Type.Optional(
       Type.Boolean({ description: 'a fleet-wide rollback: the version may be older than what devices run (signed as a rollback)' }),
     ),
+    policyOverride: Type.Optional(
+      Type.Object(
+        { reason: Type.String({ minLength: 3, maxLength: 500, description: 'why this version goes out although it fails the policy' }) },
+        {
+          additionalProperties: false,
+          description: 'roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures',
+        },
+      ),
+    ),
   },
   { additionalProperties: false, title: 'rollout' },
 );

@@ -393,6 +393,46 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Model quality (issue 17): evaluations of versions on labelled held-out datasets (jobs with
+    // progress; the dataset is an artifact), and each model's promotion policy.
+    '0017-evaluations': {
+      async up(db) {
+        await db.schema
+          .createTable('evaluations')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('version', 'text', (c) => c.notNull())
+          .addColumn('dataset_sha256', 'text', (c) => c.notNull())
+          .addColumn('dataset_name', 'text', (c) => c.notNull())
+          .addColumn('dataset_format', 'text', (c) => c.notNull())
+          .addColumn('dataset_size', 'bigint', (c) => c.notNull())
+          .addColumn('task', 'text', (c) => c.notNull())
+          .addColumn('task_key', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('samples', 'integer', (c) => c.notNull())
+          .addColumn('total', 'integer')
+          .addColumn('progress', 'real', (c) => c.notNull())
+          .addColumn('metrics', 'text')
+          .addColumn('error_code', 'text')
+          .addColumn('error_message', 'text')
+          .addColumn('runner', 'text')
+          .addColumn('heartbeat_at', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'text')
+          .addColumn('finished_at', 'text')
+          .addUniqueConstraint('evaluations_unique', ['model', 'version', 'dataset_sha256', 'task_key'])
+          .execute();
+        await db.schema.createIndex('evaluations_status').on('evaluations').column('status').execute();
+        await db.schema
+          .createTable('model_policies')
+          .addColumn('model', 'text', (c) => c.primaryKey())
+          .addColumn('policy', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addColumn('updated_by', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

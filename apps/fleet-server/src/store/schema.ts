@@ -282,6 +282,45 @@ export interface IdempotencyKeysTable {
   expires_at: string;
 }
 
+export type EvaluationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** A version evaluated on a labelled dataset (evaluation/runner.ts): a job, then its metrics. */
+export interface EvaluationsTable {
+  id: string;
+  model: string;
+  version: string;
+  dataset_sha256: string;
+  dataset_name: string;
+  dataset_format: string;
+  dataset_size: number;
+  /** The task mapping (evaluation/task.ts), JSON. */
+  task: string;
+  task_key: string;
+  status: EvaluationStatus;
+  samples: number;
+  total: number | null;
+  progress: number;
+  /** The task metrics (evaluation/metrics.ts), JSON, once succeeded. */
+  metrics: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  /** The replica running it, and when it last said so (a stale one is taken over). */
+  runner: string | null;
+  heartbeat_at: string | null;
+  created_at: string;
+  created_by: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** A model's promotion policy (evaluation/policy.ts), JSON. */
+export interface ModelPoliciesTable {
+  model: string;
+  policy: string;
+  updated_at: string;
+  updated_by: string;
+}
+
 export interface Database {
   models: ModelsTable;
   model_versions: ModelVersionsTable;
@@ -306,4 +345,6 @@ export interface Database {
   artifact_blobs: ArtifactBlobsTable;
   artifact_chunks: ArtifactChunksTable;
   settings: SettingsTable;
+  evaluations: EvaluationsTable;
+  model_policies: ModelPoliciesTable;
 }

@@ -605,6 +605,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/{name}/versions/{version}/evaluations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a version’s evaluations, newest first (paged) */
+        get: operations["listEvaluations"];
+        put?: never;
+        /** Evaluate a version on a labelled held-out dataset (multipart: "dataset" file, "task" field): a job; the same dataset and task answer the existing evaluation; honours Idempotency-Key */
+        post: operations["evaluateVersion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/evaluations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One evaluation: its progress, then its metrics or its error */
+        get: operations["getEvaluation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{name}/policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A model’s promotion policy (null when it has none) */
+        get: operations["getPolicy"];
+        /** Set a model’s promotion policy: minimum metrics and the most a version may regress against the one it replaces */
+        put: operations["putPolicy"];
+        post?: never;
+        /** Remove a model’s promotion policy */
+        delete: operations["deletePolicy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/models/{name}/versions/{version}/verdict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How a version fares against its model’s promotion policy now (what rollout creation would say) */
+        get: operations["getVerdict"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/artifacts/{sha256}": {
         parameters: {
             query?: never;
@@ -1429,6 +1500,10 @@ export interface components {
             instance: string;
             /** @description schema errors, when the request failed validation */
             errors?: unknown[];
+            /** @description specifics for programs, on some codes: EF_POLICY_FAILED (failures: metric, kind, value, threshold), EF_EVALUATION_PENDING (evaluation), EF_DATASET_INVALID (row) */
+            details?: {
+                [key: string]: unknown;
+            };
         } & {
             [key: string]: unknown;
         };
@@ -3599,6 +3674,11 @@ export interface operations {
                                 offlineAfterSeconds?: number;
                                 /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                                 rollback?: boolean;
+                                /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                                policyOverride?: {
+                                    /** @description why this version goes out although it fails the policy */
+                                    reason: string;
+                                };
                             };
                             /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                             reason: unknown;
@@ -3709,6 +3789,11 @@ export interface operations {
                     offlineAfterSeconds?: number;
                     /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                     rollback?: boolean;
+                    /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                    policyOverride?: {
+                        /** @description why this version goes out although it fails the policy */
+                        reason: string;
+                    };
                 };
             };
         };
@@ -3774,6 +3859,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -3910,6 +4000,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4104,6 +4199,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4240,6 +4340,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4376,6 +4481,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4512,6 +4622,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4648,6 +4763,11 @@ export interface operations {
                             offlineAfterSeconds?: number;
                             /** @description a fleet-wide rollback: the version may be older than what devices run (signed as a rollback) */
                             rollback?: boolean;
+                            /** @description roll out a version that fails its model’s promotion policy (GET …/verdict says why); audited with the failures */
+                            policyOverride?: {
+                                /** @description why this version goes out although it fails the policy */
+                                reason: string;
+                            };
                         };
                         /** @description why it paused or rolled back: the gate and its numbers (null when running) */
                         reason: unknown;
@@ -4688,6 +4808,790 @@ export interface operations {
                             status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEvaluations: {
+        parameters: {
+            query?: {
+                status?: "queued" | "running" | "succeeded" | "failed";
+                /** @description page size, 1 to 1000 */
+                limit?: string;
+                /** @description the "next" of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        evaluations: {
+                            id: string;
+                            model: string;
+                            version: string;
+                            /** @enum {unknown} */
+                            status: "queued" | "running" | "succeeded" | "failed";
+                            dataset: {
+                                sha256: string;
+                                name: string;
+                                /** @enum {unknown} */
+                                format: "csv" | "jsonl" | "npz" | "npy";
+                                size: number;
+                            };
+                            /**
+                             * evaluation task
+                             * @description how outputs become predictions and labels become truth
+                             */
+                            task: {
+                                /** @enum {unknown} */
+                                kind: "classification" | "binary" | "regression";
+                                /** @description the model output to read; default: its first output */
+                                output?: string;
+                                /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                                labels?: string[];
+                                /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                                threshold?: number;
+                                /** @description binary/regression: which element of the output row to read */
+                                scoreIndex?: number;
+                                /** @description binary: the label of the positive class (default 1/true) */
+                                positiveLabel?: string;
+                                /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                                labelColumn?: string;
+                            };
+                            progress: {
+                                /** @description samples evaluated so far */
+                                samples: number;
+                                total: number | null;
+                                /** @description 0..1 */
+                                fraction: number;
+                            };
+                            metrics: {
+                                /** @enum {unknown} */
+                                task: "classification" | "binary" | "regression";
+                                samples: number;
+                                accuracy?: number;
+                                accuracyInterval?: {
+                                    low: number;
+                                    high: number;
+                                };
+                                macroPrecision?: number;
+                                macroRecall?: number;
+                                macroF1?: number;
+                                classes?: {
+                                    label: string;
+                                    support: number;
+                                    precision: number;
+                                    recall: number;
+                                    f1: number;
+                                }[];
+                                /** @description confusion[true][predicted], in the order of classes */
+                                confusion?: number[][];
+                                auc?: number;
+                                aucInterval?: {
+                                    low: number;
+                                    high: number;
+                                };
+                                mae?: number;
+                                maeInterval?: {
+                                    low: number;
+                                    high: number;
+                                };
+                                rmse?: number;
+                                rmseInterval?: {
+                                    low: number;
+                                    high: number;
+                                };
+                            } | null;
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** Format: date-time */
+                            createdAt: string;
+                            createdBy: string;
+                            startedAt: string | null;
+                            finishedAt: string | null;
+                        }[];
+                        next: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    evaluateVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** @description labelled held-out data: CSV with a header row (.csv) or JSON lines (.jsonl), one sample per row, or an .npz (np.savez) with one array per model input and a "label" array */
+                    dataset: string;
+                    /**
+                     * evaluation task
+                     * @description how outputs become predictions and labels become truth
+                     */
+                    task: {
+                        /** @enum {unknown} */
+                        kind: "classification" | "binary" | "regression";
+                        /** @description the model output to read; default: its first output */
+                        output?: string;
+                        /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                        labels?: string[];
+                        /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                        threshold?: number;
+                        /** @description binary/regression: which element of the output row to read */
+                        scoreIndex?: number;
+                        /** @description binary: the label of the positive class (default 1/true) */
+                        positiveLabel?: string;
+                        /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                        labelColumn?: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        model: string;
+                        version: string;
+                        /** @enum {unknown} */
+                        status: "queued" | "running" | "succeeded" | "failed";
+                        dataset: {
+                            sha256: string;
+                            name: string;
+                            /** @enum {unknown} */
+                            format: "csv" | "jsonl" | "npz" | "npy";
+                            size: number;
+                        };
+                        /**
+                         * evaluation task
+                         * @description how outputs become predictions and labels become truth
+                         */
+                        task: {
+                            /** @enum {unknown} */
+                            kind: "classification" | "binary" | "regression";
+                            /** @description the model output to read; default: its first output */
+                            output?: string;
+                            /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                            labels?: string[];
+                            /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                            threshold?: number;
+                            /** @description binary/regression: which element of the output row to read */
+                            scoreIndex?: number;
+                            /** @description binary: the label of the positive class (default 1/true) */
+                            positiveLabel?: string;
+                            /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                            labelColumn?: string;
+                        };
+                        progress: {
+                            /** @description samples evaluated so far */
+                            samples: number;
+                            total: number | null;
+                            /** @description 0..1 */
+                            fraction: number;
+                        };
+                        metrics: {
+                            /** @enum {unknown} */
+                            task: "classification" | "binary" | "regression";
+                            samples: number;
+                            accuracy?: number;
+                            accuracyInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            macroPrecision?: number;
+                            macroRecall?: number;
+                            macroF1?: number;
+                            classes?: {
+                                label: string;
+                                support: number;
+                                precision: number;
+                                recall: number;
+                                f1: number;
+                            }[];
+                            /** @description confusion[true][predicted], in the order of classes */
+                            confusion?: number[][];
+                            auc?: number;
+                            aucInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            mae?: number;
+                            maeInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            rmse?: number;
+                            rmseInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                        } | null;
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** Format: date-time */
+                        createdAt: string;
+                        createdBy: string;
+                        startedAt: string | null;
+                        finishedAt: string | null;
+                    };
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        model: string;
+                        version: string;
+                        /** @enum {unknown} */
+                        status: "queued" | "running" | "succeeded" | "failed";
+                        dataset: {
+                            sha256: string;
+                            name: string;
+                            /** @enum {unknown} */
+                            format: "csv" | "jsonl" | "npz" | "npy";
+                            size: number;
+                        };
+                        /**
+                         * evaluation task
+                         * @description how outputs become predictions and labels become truth
+                         */
+                        task: {
+                            /** @enum {unknown} */
+                            kind: "classification" | "binary" | "regression";
+                            /** @description the model output to read; default: its first output */
+                            output?: string;
+                            /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                            labels?: string[];
+                            /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                            threshold?: number;
+                            /** @description binary/regression: which element of the output row to read */
+                            scoreIndex?: number;
+                            /** @description binary: the label of the positive class (default 1/true) */
+                            positiveLabel?: string;
+                            /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                            labelColumn?: string;
+                        };
+                        progress: {
+                            /** @description samples evaluated so far */
+                            samples: number;
+                            total: number | null;
+                            /** @description 0..1 */
+                            fraction: number;
+                        };
+                        metrics: {
+                            /** @enum {unknown} */
+                            task: "classification" | "binary" | "regression";
+                            samples: number;
+                            accuracy?: number;
+                            accuracyInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            macroPrecision?: number;
+                            macroRecall?: number;
+                            macroF1?: number;
+                            classes?: {
+                                label: string;
+                                support: number;
+                                precision: number;
+                                recall: number;
+                                f1: number;
+                            }[];
+                            /** @description confusion[true][predicted], in the order of classes */
+                            confusion?: number[][];
+                            auc?: number;
+                            aucInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            mae?: number;
+                            maeInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            rmse?: number;
+                            rmseInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                        } | null;
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** Format: date-time */
+                        createdAt: string;
+                        createdBy: string;
+                        startedAt: string | null;
+                        finishedAt: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getEvaluation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        model: string;
+                        version: string;
+                        /** @enum {unknown} */
+                        status: "queued" | "running" | "succeeded" | "failed";
+                        dataset: {
+                            sha256: string;
+                            name: string;
+                            /** @enum {unknown} */
+                            format: "csv" | "jsonl" | "npz" | "npy";
+                            size: number;
+                        };
+                        /**
+                         * evaluation task
+                         * @description how outputs become predictions and labels become truth
+                         */
+                        task: {
+                            /** @enum {unknown} */
+                            kind: "classification" | "binary" | "regression";
+                            /** @description the model output to read; default: its first output */
+                            output?: string;
+                            /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                            labels?: string[];
+                            /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                            threshold?: number;
+                            /** @description binary/regression: which element of the output row to read */
+                            scoreIndex?: number;
+                            /** @description binary: the label of the positive class (default 1/true) */
+                            positiveLabel?: string;
+                            /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                            labelColumn?: string;
+                        };
+                        progress: {
+                            /** @description samples evaluated so far */
+                            samples: number;
+                            total: number | null;
+                            /** @description 0..1 */
+                            fraction: number;
+                        };
+                        metrics: {
+                            /** @enum {unknown} */
+                            task: "classification" | "binary" | "regression";
+                            samples: number;
+                            accuracy?: number;
+                            accuracyInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            macroPrecision?: number;
+                            macroRecall?: number;
+                            macroF1?: number;
+                            classes?: {
+                                label: string;
+                                support: number;
+                                precision: number;
+                                recall: number;
+                                f1: number;
+                            }[];
+                            /** @description confusion[true][predicted], in the order of classes */
+                            confusion?: number[][];
+                            auc?: number;
+                            aucInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            mae?: number;
+                            maeInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                            rmse?: number;
+                            rmseInterval?: {
+                                low: number;
+                                high: number;
+                            };
+                        } | null;
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** Format: date-time */
+                        createdAt: string;
+                        createdBy: string;
+                        startedAt: string | null;
+                        finishedAt: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        model: string;
+                        policy: {
+                            /** @description each metric must be at least this (classification and binary tasks) */
+                            minimums?: {
+                                accuracy?: number;
+                                macroPrecision?: number;
+                                macroRecall?: number;
+                                macroF1?: number;
+                                auc?: number;
+                            };
+                            /** @description each error must be at most this (regression tasks) */
+                            maximums?: {
+                                mae?: number;
+                                rmse?: number;
+                            };
+                            /** @description champion/challenger: how much worse than the version it replaces (same dataset, same task) each metric may be, in the metric’s own units */
+                            maxRegression?: {
+                                accuracy?: number;
+                                macroPrecision?: number;
+                                macroRecall?: number;
+                                macroF1?: number;
+                                auc?: number;
+                                mae?: number;
+                                rmse?: number;
+                            };
+                        } | null;
+                        updatedAt: string | null;
+                        updatedBy: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description each metric must be at least this (classification and binary tasks) */
+                    minimums?: {
+                        accuracy?: number;
+                        macroPrecision?: number;
+                        macroRecall?: number;
+                        macroF1?: number;
+                        auc?: number;
+                    };
+                    /** @description each error must be at most this (regression tasks) */
+                    maximums?: {
+                        mae?: number;
+                        rmse?: number;
+                    };
+                    /** @description champion/challenger: how much worse than the version it replaces (same dataset, same task) each metric may be, in the metric’s own units */
+                    maxRegression?: {
+                        accuracy?: number;
+                        macroPrecision?: number;
+                        macroRecall?: number;
+                        macroF1?: number;
+                        auc?: number;
+                        mae?: number;
+                        rmse?: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        model: string;
+                        policy: {
+                            /** @description each metric must be at least this (classification and binary tasks) */
+                            minimums?: {
+                                accuracy?: number;
+                                macroPrecision?: number;
+                                macroRecall?: number;
+                                macroF1?: number;
+                                auc?: number;
+                            };
+                            /** @description each error must be at most this (regression tasks) */
+                            maximums?: {
+                                mae?: number;
+                                rmse?: number;
+                            };
+                            /** @description champion/challenger: how much worse than the version it replaces (same dataset, same task) each metric may be, in the metric’s own units */
+                            maxRegression?: {
+                                accuracy?: number;
+                                macroPrecision?: number;
+                                macroRecall?: number;
+                                macroF1?: number;
+                                auc?: number;
+                                mae?: number;
+                                rmse?: number;
+                            };
+                        } | null;
+                        updatedAt: string | null;
+                        updatedBy: string | null;
+                    };
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deletePolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a problem (RFC 9457): `code` says what went wrong, `detail` what to do */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getVerdict: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                name: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        model: string;
+                        version: string;
+                        passes: boolean;
+                        /** @description the evaluations the verdict read */
+                        evaluations: string[];
+                        champion: {
+                            version: string;
+                            evaluations: string[];
+                        } | null;
+                        failures: {
+                            metric: string;
+                            /** @enum {unknown} */
+                            kind: "minimum" | "maximum" | "regression" | "missing";
+                            value: number | null;
+                            threshold: number | null;
+                            champion?: {
+                                version: string;
+                                value: number;
+                            };
+                            message: string;
                         }[];
                     };
                 };

@@ -386,6 +386,26 @@ export const ERRORS = defineErrors({
     title: 'The version is older than what the targeted devices run',
     fix: 'Devices refuse an older version unless the change is signed as a rollback: create the rollout with "rollback": true (or assign with "rollback": true), which is audited as one.',
   },
+  EF_DATASET_INVALID: {
+    status: 400,
+    title: 'The evaluation dataset cannot be read as samples of this model',
+    fix: 'Send CSV or JSON lines (one sample per row, a "label" column, the other columns feeding the model\'s single input) or an .npz (np.savez) with one array per model input, named as the input, and a "label" array; the first axis counts samples. The message names the row or array at fault.',
+  },
+  EF_EVALUATION_FAILED: {
+    status: 422,
+    title: 'The model could not be evaluated on the dataset',
+    fix: "Read the evaluation's error: a sample onnxruntime cannot run, or an output the task mapping cannot read (its name, its size, a class index without a label). Fix the dataset or the mapping and evaluate again.",
+  },
+  EF_EVALUATION_PENDING: {
+    status: 409,
+    title: 'An evaluation the promotion policy needs has not finished',
+    fix: 'Wait for it (GET /v1/evaluations/{id} shows its progress; fleetctl evaluations wait ID), then create the rollout again.',
+  },
+  EF_POLICY_FAILED: {
+    status: 422,
+    title: "The version fails its model's promotion policy",
+    fix: 'The message names each metric, its value and the threshold. Register a better version, or change the policy (PUT /v1/models/{name}/policy); to roll out anyway, create the rollout with "policyOverride": {"reason": "..."}, which is audited.',
+  },
   EF_LEASE_LOST: {
     status: 409,
     title: 'Another server replica drives this job now',
