@@ -134,7 +134,20 @@ export async function judgeVersion(
   model: string,
   version: string,
   request: (champion: string, like: EvaluationsTable) => Promise<EvaluationsTable>,
+  options: { readonly waitForPending?: boolean } = {},
 ): Promise<Verdict> {
+  const waiting: PolicyFailure[] = [];
+  /** An evaluation still under way: EF_EVALUATION_PENDING, or (an override does not wait) a failure that says so. */
+  const pending = (row: EvaluationsTable, metric: MetricName): void => {
+    if (options.waitForPending !== false) throw pendingError(row);
+    waiting.push({
+      metric,
+      kind: 'missing',
+      value: null,
+      threshold: null,
+      message: `${metric}: ${row.model}@${row.version}'s evaluation ${row.id} is still ${row.status}`,
+    });
+  };
   const policy = await readPolicy(db, model);
   if (!policy) return { policy, evaluations: [], champion: undefined, failures: [] };
   const mine = await evaluationsOf(db, model, version);
@@ -155,7 +168,10 @@ export async function judgeVersion(
     return undefined;
   };
   const missing = (metric: MetricName) => {
-    if (mine.pending) throw pendingError(mine.pending);
+    if (mine.pending) {
+      pending(mine.pending, metric);
+      return;
+    }
     const why =
       mine.done.length > 0
         ? `no evaluation of ${model}@${version} measures it (their tasks: ${[...new Set(mine.done.map((r) => (JSON.parse(r.task) as { kind: string }).kind))].join(', ')})`
@@ -211,8 +227,14 @@ export async function judgeVersion(
       const theirs = await evaluationsOf(db, model, championVersion, { dataset: found.row.dataset_sha256, taskKey: found.row.task_key });
       const reference = theirs.done[0];
       if (!reference) {
-        if (theirs.pending) throw pendingError(theirs.pending);
-        if (!theirs.failed) throw pendingError(await request(championVersion, found.row));
+        if (theirs.pending) {
+          pending(theirs.pending, metric);
+          continue;
+        }
+        if (!theirs.failed) {
+          pending(await request(championVersion, found.row), metric);
+          continue;
+        }
         failures.push({
           metric,
           kind: 'missing',
@@ -237,7 +259,7 @@ export async function judgeVersion(
       }
     }
   }
-  return { policy, evaluations: [...used], champion, failures };
+  return { policy, evaluations: [...used], champion, failures: [...failures, ...waiting] };
 }
 
 /** EF_POLICY_FAILED naming every failure. */

@@ -225,6 +225,29 @@ describe('evaluations', () => {
     });
   });
 
+  it('evaluates a version registered with its evaluation dataset; a dataset that does not fit refuses the upload', async () => {
+    const form = uploadForm('2.0.0', champion.bytes, { evaluationTask: { kind: 'classification' } });
+    form.append('evaluation', new Blob([csv], { type: 'text/csv' }), 'held-out.csv');
+    const response = await server.app.inject({ method: 'POST', url: '/v1/models/mlp/versions', headers: server.auth, payload: form });
+    expect(response.statusCode, response.body).toBe(201);
+    const { evaluation } = response.json();
+    expect(evaluation).toMatchObject({ id: expect.stringMatching(/^ev-/) });
+    const done = await finished(evaluation.id);
+    expect(done).toMatchObject({ version: '2.0.0', status: 'succeeded', metrics: { samples: 300 } });
+    expect(done.metrics.accuracy).toBeCloseTo(0.9, 12); // the same weights as 1.0.0, the same numbers
+
+    const bad = uploadForm('2.0.1', champion.bytes, { evaluationTask: { kind: 'classification' } });
+    bad.append('evaluation', new Blob(['a,b,label\n1,2,0\n']), 'narrow.csv');
+    const refused = await server.app.inject({ method: 'POST', url: '/v1/models/mlp/versions', headers: server.auth, payload: bad });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().code).toBe('EF_DATASET_INVALID');
+    expect((await server.app.inject({ method: 'GET', url: '/v1/models/mlp/versions/2.0.1', headers: server.auth })).statusCode).toBe(404);
+    const untasked = uploadForm('2.0.1', champion.bytes);
+    untasked.append('evaluation', new Blob([csv]), 'held-out.csv');
+    const noTask = await server.app.inject({ method: 'POST', url: '/v1/models/mlp/versions', headers: server.auth, payload: untasked });
+    expect(noTask.json()).toMatchObject({ code: 'EF_SCHEMA_INVALID', detail: expect.stringContaining('needs its "evaluationTask"') });
+  });
+
   it('refuses a rollout of a version that fails the promotion policy, naming the metric, its value and the threshold', async () => {
     const rollout = (version: string, extra: object = {}) =>
       server.app.inject({

@@ -255,13 +255,19 @@ const EVALUATE_DOC_BODY = {
   },
 };
 
+export interface StagedDataset {
+  readonly staged: StagedUpload;
+  readonly format: EvaluationFormat;
+  readonly name: string;
+}
+
 /** Stages an uploaded evaluation dataset (checked for its format, limited in size); the caller commits or discards it. */
 export async function stageDataset(
   context: Pick<ServerContext, 'artifacts' | 'config'>,
   file: NodeJS.ReadableStream & { resume(): unknown },
   fileName: string,
   mediaType: string,
-): Promise<{ staged: StagedUpload; format: EvaluationFormat; name: string }> {
+): Promise<StagedDataset> {
   const format = evaluationFormat(fileName, mediaType);
   if (!format) {
     file.resume();
@@ -552,11 +558,11 @@ export function datasetOf(row: EvaluationsTable): DatasetRef {
 }
 
 /** Reads the dataset's first batch against the model before anything is queued: a wrong file is refused now, not in the job. */
-async function checkDataset(
+export async function checkDataset(
   path: string,
   format: EvaluationFormat,
   task: EvaluationTask,
-  model: { inputs: TensorSpec[]; outputs: TensorSpec[] },
+  model: { readonly inputs: readonly TensorSpec[]; readonly outputs: readonly TensorSpec[] },
   maxInflatedBytes: number,
 ): Promise<void> {
   checkTask(task, model.outputs);

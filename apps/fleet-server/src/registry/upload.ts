@@ -34,6 +34,8 @@ import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { storeReference } from '../drift/scoring.ts';
+import { checkDataset, requestEvaluation, type StagedDataset, stageDataset } from '../evaluation/routes.ts';
+import { EvaluationTaskSchema } from '../evaluation/task.ts';
 import { partsFingerprint } from '../http/idempotency.ts';
 import { Ref } from '../http/schemas.ts';
 import { type DatasetFormat, type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
@@ -54,6 +56,7 @@ const UploadFields = Type.Object(
     executionProviders: Type.Optional(Type.Array(Type.Enum(EXECUTION_PROVIDERS), { minItems: 1, maxItems: 3, uniqueItems: true })),
     deviceClasses: Type.Optional(Type.Array(Identifier, { minItems: 1, maxItems: 64 })),
     telemetry: Type.Optional(TelemetrySpec),
+    evaluationTask: Type.Optional(EvaluationTaskSchema),
   },
   { additionalProperties: false, title: 'upload fields' },
 );
@@ -66,6 +69,13 @@ const UPLOAD_DOC_BODY = {
         {
           ...UploadFields.properties,
           model: Type.String({ contentMediaType: 'application/octet-stream', description: 'the .onnx file' }),
+          evaluation: Type.Optional(
+            Type.String({
+              contentMediaType: 'application/octet-stream',
+              description:
+                'optional labelled held-out dataset to evaluate the version on (CSV, JSON lines or .npz; see POST …/evaluations), with "evaluationTask"',
+            }),
+          ),
           reference: Type.Optional(
             Type.String({
               contentMediaType: 'text/csv',
@@ -81,7 +91,16 @@ const UPLOAD_DOC_BODY = {
   },
 };
 
-const JSON_FIELDS = new Set(['metadata', 'goldenVectors', 'sampleInputs', 'tolerance', 'executionProviders', 'deviceClasses', 'telemetry']);
+const JSON_FIELDS = new Set([
+  'metadata',
+  'goldenVectors',
+  'sampleInputs',
+  'tolerance',
+  'executionProviders',
+  'deviceClasses',
+  'telemetry',
+  'evaluationTask',
+]);
 
 /**
  * What goes wrong while reading a multipart body that is not ours to fix: a missing or wrong
@@ -125,14 +144,20 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
     raw: Record<string, unknown>;
     staged: StagedUpload | undefined;
     reference: (DatasetProfile & { fileName: string }) | undefined;
+    evaluation: StagedDataset | undefined;
   }> {
     const raw: Record<string, unknown> = {};
     const texts: Record<string, string> = {};
     const fileHashes: Record<string, string> = {};
     let staged: StagedUpload | undefined;
     let referenceFile: { staged: StagedUpload; format: DatasetFormat; fileName: string } | undefined;
+    let evaluation: StagedDataset | undefined;
     try {
       for await (const part of request.parts()) {
+        if (part.type === 'file' && part.fieldname === 'evaluation' && !evaluation) {
+          evaluation = await stageDataset(context, part.file, part.filename, part.mimetype);
+          continue;
+        }
         if (part.type === 'file' && part.fieldname === 'reference' && !referenceFile) {
           const format = datasetFormat(part.filename, part.mimetype);
           if (!format) {
@@ -162,7 +187,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             part.file.resume();
             throw new EdgefleetError(
               'EF_SCHEMA_INVALID',
-              `the upload takes one file named "model" and one named "reference" (got "${part.fieldname.slice(0, 64)}")`,
+              `the upload takes one file named "model", one named "reference" and one named "evaluation" (got "${part.fieldname.slice(0, 64)}")`,
             );
           }
           // When the version came first, a duplicate is refused before its bytes are read.
@@ -181,6 +206,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         ...fileHashes,
         ...(staged ? { model: staged.sha256 } : {}),
         ...(referenceFile ? { reference: referenceFile.staged.sha256 } : {}),
+        ...(evaluation ? { evaluation: evaluation.staged.sha256 } : {}),
       });
       let reference: (DatasetProfile & { fileName: string }) | undefined;
       if (referenceFile) {
@@ -192,9 +218,10 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         });
         reference = { ...profile, fileName: referenceFile.fileName };
       }
-      return { raw, staged, reference };
+      return { raw, staged, reference, evaluation };
     } catch (error) {
       if (staged) await artifacts.discard(staged);
+      if (evaluation) await artifacts.discard(evaluation.staged);
       throw asUploadError(error);
     } finally {
       if (referenceFile) await artifacts.discard(referenceFile.staged);
@@ -250,6 +277,12 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               reference: Type.Optional(
                 Type.Object({ rows: Type.Integer(), features: Type.Array(Type.String()) }, { additionalProperties: false }),
               ),
+              evaluation: Type.Optional(
+                Type.Object(
+                  { id: Type.String(), status: Type.Enum(['queued', 'running', 'succeeded', 'failed']) },
+                  { additionalProperties: false, description: 'the evaluation started on the uploaded dataset (GET /v1/evaluations/{id})' },
+                ),
+              ),
             },
             { additionalProperties: false },
           ),
@@ -263,6 +296,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
       const { raw, reference } = upload;
       let staged = upload.staged;
       let goldenFile: StagedUpload | undefined;
+      let evaluation = upload.evaluation;
       try {
         if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
         const fields = validate(UploadFields, raw);
@@ -273,6 +307,18 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         // Every model is loaded in onnxruntime before it is signed; sample inputs run in the same session.
         const computed = await context.modelCheck.check(await readFile(staged.path), fields.sampleInputs ?? [], summary.outputs);
         const vectors = [...(fields.goldenVectors ?? []), ...computed];
+        // An evaluation dataset is checked against the model now: a wrong file refuses the upload, not a job later.
+        if (evaluation && !fields.evaluationTask) {
+          throw new EdgefleetError(
+            'EF_SCHEMA_INVALID',
+            'an "evaluation" dataset needs its "evaluationTask", e.g. {"kind":"classification"}',
+          );
+        }
+        if (fields.evaluationTask && !evaluation)
+          throw new EdgefleetError('EF_SCHEMA_INVALID', '"evaluationTask" needs an "evaluation" dataset file');
+        if (evaluation && fields.evaluationTask) {
+          await checkDataset(evaluation.staged.path, evaluation.format, fields.evaluationTask, summary, config.maxEvaluationBytes);
+        }
         checkGoldenVectors({ model: summary }, vectors, `${name}@${version}`);
         // Golden vectors travel as a file the manifest lists by hash, never inline: one realistic
         // sample image is hundreds of kilobytes, and manifests ride in every desired-state document.
@@ -320,6 +366,9 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         staged = undefined;
         if (goldenFile) await artifacts.commit(goldenFile);
         goldenFile = undefined;
+        const dataset = evaluation ? { ...evaluation, sha256: evaluation.staged.sha256, size: evaluation.staged.size } : undefined;
+        if (evaluation) await artifacts.commit(evaluation.staged);
+        evaluation = undefined;
         const actor = request.principal?.id ?? 'unknown';
         await db.transaction().execute(async (trx) => {
           await trx
@@ -386,6 +435,16 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             });
           }
         });
+        const evaluated =
+          dataset && fields.evaluationTask
+            ? await requestEvaluation(context, {
+                model: name,
+                version,
+                dataset: { sha256: dataset.sha256, size: dataset.size, format: dataset.format, name: dataset.name },
+                task: fields.evaluationTask,
+                actor,
+              })
+            : undefined;
         return reply
           .status(201)
           .header('location', `/v1/models/${name}/versions/${version}`)
@@ -396,10 +455,12 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             size: payload.artifact.size,
             manifest,
             ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
+            ...(evaluated ? { evaluation: { id: evaluated.row.id, status: evaluated.row.status } } : {}),
           });
       } finally {
         if (staged) await artifacts.discard(staged);
         if (goldenFile) await artifacts.discard(goldenFile);
+        if (evaluation) await artifacts.discard(evaluation.staged);
       }
     },
   );

@@ -2150,8 +2150,30 @@ export interface operations {
                         /** @description also record the default summaries of tensors no feature reads (default false) */
                         defaults?: boolean;
                     };
+                    /**
+                     * evaluation task
+                     * @description how outputs become predictions and labels become truth
+                     */
+                    evaluationTask?: {
+                        /** @enum {unknown} */
+                        kind: "classification" | "binary" | "regression";
+                        /** @description the model output to read; default: its first output */
+                        output?: string;
+                        /** @description classification: the class names, by output index (dataset labels may then be names, or indexes into this list) */
+                        labels?: string[];
+                        /** @description binary: a score at or above it predicts the positive class (default 0.5) */
+                        threshold?: number;
+                        /** @description binary/regression: which element of the output row to read */
+                        scoreIndex?: number;
+                        /** @description binary: the label of the positive class (default 1/true) */
+                        positiveLabel?: string;
+                        /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
+                        labelColumn?: string;
+                    };
                     /** @description the .onnx file */
                     model: string;
+                    /** @description optional labelled held-out dataset to evaluate the version on (CSV, JSON lines or .npz; see POST …/evaluations), with "evaluationTask" */
+                    evaluation?: string;
                     /** @description optional reference dataset: CSV with a header row (.csv) or JSON lines (.jsonl), one column per telemetry feature */
                     reference?: string;
                 };
@@ -2173,6 +2195,12 @@ export interface operations {
                         reference?: {
                             rows: number;
                             features: string[];
+                        };
+                        /** @description the evaluation started on the uploaded dataset (GET /v1/evaluations/{id}) */
+                        evaluation?: {
+                            id: string;
+                            /** @enum {unknown} */
+                            status: "queued" | "running" | "succeeded" | "failed";
                         };
                     };
                 };
