@@ -297,6 +297,80 @@ describe('fleetctl', () => {
     await fleetctl(['rollouts', 'abort', a.id, '--yes']);
   }, 120_000);
 
+  it('evaluates versions on held-out data, sets a promotion policy and is refused a rollout that fails it', async () => {
+    const argmax = (row: Float32Array) => row.indexOf(Math.max(...row));
+    const rows = Array.from({ length: 120 }, (_, i) => seededValues(4, 500 + i, 2));
+    const csv = `a,b,c,d,label\n${rows.map((x) => `${[...x].join(',')},${argmax(mlpModel(7).reference(x))}`).join('\n')}\n`;
+    await writeFile(join(work, 'held-out.csv'), csv);
+    const pushed = await fleetctl([
+      'models',
+      'push',
+      'mlp-1.onnx',
+      '--name',
+      'quality',
+      '--version',
+      '1.0.0',
+      '--evaluation',
+      'held-out.csv',
+      '--task',
+      'classification',
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const id = /evaluation:\s+(ev-[0-9a-f]{8})/.exec(pushed.stdout)?.[1] as string;
+    expect(id).toBeDefined();
+    const waited = await fleetctl(['evaluations', 'wait', id]);
+    expect(waited.code, waited.stderr).toBe(0);
+    expect(waited.stdout).toMatch(/status:\s+succeeded/);
+    expect(waited.stdout).toMatch(/accuracy:\s+1 {2}\[0\.9\d+, 1\] 95%/);
+    expect(waited.stdout).toMatch(/CLASS\s+SUPPORT\s+PRECISION\s+RECALL\s+F1/);
+
+    await fleetctl(['models', 'push', 'mlp-2.onnx', '--name', 'quality', '--version', '1.1.0']);
+    const evaluated = await fleetctl([
+      'models',
+      'evaluate',
+      'quality@1.1.0',
+      'held-out.csv',
+      '--task',
+      'classification',
+      '--labels',
+      'a,b,c',
+    ]);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const accuracy = Number(/accuracy:\s+([0-9.]+)/.exec(evaluated.stdout)?.[1]);
+    expect(accuracy).toBeLessThan(0.8);
+    expect(evaluated.stdout).toMatch(/^a\s+\d+/m); // classes by name
+    const listed = await json(['models', 'evaluations', 'quality@1.1.0']);
+    expect(listed).toEqual([expect.objectContaining({ status: 'succeeded', task: { kind: 'classification', labels: ['a', 'b', 'c'] } })]);
+
+    const policy = await fleetctl(['models', 'policy', 'quality', '--min', 'accuracy=0.8', '--max-regression', 'macroF1=0.05']);
+    expect(policy.code, policy.stderr).toBe(0);
+    expect(policy.stdout).toMatch(/accuracy\s+at least 0\.8/);
+    const verdict = await fleetctl(['models', 'verdict', 'quality@1.1.0']);
+    expect(verdict.code).toBe(5);
+    expect(verdict.stdout).toMatch(/fails the promotion policy/);
+    expect(verdict.stdout).toMatch(/accuracy\s+minimum\s+0\.\d+\s+0\.8/);
+    const refused = await fleetctl(['rollouts', 'create', 'quality', '1.1.0', '--tag', 'nobody=here', '--stages', '100%']);
+    expect(refused.code).toBe(5);
+    expect(refused.stderr).toContain('EF_POLICY_FAILED');
+    expect(refused.stderr).toMatch(/accuracy 0\.\d+ < minimum 0\.8/);
+    // Overridden, the policy lets it through to the next check (no device carries that tag).
+    const overridden = await fleetctl([
+      'rollouts',
+      'create',
+      'quality',
+      '1.1.0',
+      '--tag',
+      'nobody=here',
+      '--stages',
+      '100%',
+      '--override-policy',
+      'a test',
+    ]);
+    expect(overridden.stderr).toContain('EF_ROLLOUT_NO_DEVICES');
+    const cleared = await fleetctl(['models', 'policy', 'quality', '--clear']);
+    expect(cleared.stdout).toContain('quality: no promotion policy');
+  });
+
   it('creates, lists and revokes tokens, and names them in the audit log', async () => {
     const created = await json(['tokens', 'create', '--name', 'ci-deployer', '--scope', 'admin', '--expires', '30d']);
     expect(created).toMatchObject({ name: 'ci-deployer', scope: 'admin', token: expect.stringMatching(/^efa_/) });

@@ -12,6 +12,7 @@ import { registerDevices } from './commands/devices.ts';
 import { registerDrift } from './commands/drift.ts';
 import { registerFleet } from './commands/fleet.ts';
 import { registerModels } from './commands/models.ts';
+import { registerQuality } from './commands/quality.ts';
 import { registerRollouts } from './commands/rollouts.ts';
 import type { Run } from './commands/run.ts';
 import { registerTokens } from './commands/tokens.ts';
@@ -53,6 +54,7 @@ export function buildProgram(io: Io, failed: (code: number) => void): Command {
   };
   registerAuth(program, run);
   registerModels(program, run);
+  registerQuality(program, run);
   registerDevices(program, run);
   registerTokens(program, run);
   registerRollouts(program, run);

@@ -20,12 +20,12 @@
 import createFetchClient, { type Client, type MaybeOptionalInit } from 'openapi-fetch';
 import { EdgefleetConnectionError, problemOf } from './errors.ts';
 import type { components, operations, paths } from './generated/openapi.ts';
-import { type UploadModelVersion, uploadModelVersion } from './upload.ts';
+import { type EvaluateVersion, evaluateVersion, type UploadModelVersion, uploadModelVersion } from './upload.ts';
 
 export { EdgefleetApiError, EdgefleetConnectionError, isApiError, problemOf } from './errors.ts';
 export { ERROR_CODES, ERROR_DEFINITIONS, type ErrorCode } from './generated/errors.ts';
 export type { components, operations, paths } from './generated/openapi.ts';
-export { multipartBody, type UploadModelVersion, type UploadProgress } from './upload.ts';
+export { type EvaluateVersion, evaluationBody, multipartBody, type UploadModelVersion, type UploadProgress } from './upload.ts';
 
 /** A schema of the OpenAPI document by name: `Schema<'SignedManifest'>`. */
 export type Schema<N extends keyof components['schemas']> = components['schemas'][N];
@@ -75,6 +75,8 @@ export interface EdgefleetClient {
   uploadModelVersion(
     upload: UploadModelVersion,
   ): Promise<operations['uploadModelVersion']['responses'][201]['content']['application/json']>;
+  /** Evaluates a version on a labelled held-out dataset (multipart), retried under one Idempotency-Key: a job (GET /v1/evaluations/{id}). */
+  evaluateVersion(request: EvaluateVersion): Promise<operations['getEvaluation']['responses'][200]['content']['application/json']>;
 }
 
 /** An event of GET /v1/events. */
@@ -139,6 +141,7 @@ const CREATING = [
   /^\/v1\/rollouts$/,
   /^\/v1\/models\/[^/]+\/versions$/,
   /^\/v1\/models\/[^/]+\/versions\/[^/]+\/reference$/,
+  /^\/v1\/models\/[^/]+\/versions\/[^/]+\/evaluations$/,
 ];
 /** POSTs that change nothing when repeated. */
 const IDEMPOTENT_ACTIONS = [/\/(revoke|pause|resume|abort|rollback)$/, /^\/v1\/drift\/evaluate$/];
@@ -259,5 +262,7 @@ export function createClient(options: EdgefleetClientOptions): EdgefleetClient {
     },
     uploadModelVersion: (upload) =>
       uploadModelVersion(upload, { baseUrl, headers, fetch: options.fetch ?? globalThis.fetch, retries: options.retries ?? 3 }),
+    evaluateVersion: (request) =>
+      evaluateVersion(request, { baseUrl, headers, fetch: options.fetch ?? globalThis.fetch, retries: options.retries ?? 3 }),
   };
 }

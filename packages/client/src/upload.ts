@@ -9,7 +9,7 @@ import type { operations } from './generated/openapi.ts';
 
 type UploadFields = Omit<
   operations['uploadModelVersion']['requestBody'] extends { content: { 'multipart/form-data': infer F } } ? F : never,
-  'model' | 'reference' | 'version'
+  'model' | 'reference' | 'version' | 'evaluation'
 >;
 
 export interface UploadProgress {
@@ -27,6 +27,8 @@ export interface UploadModelVersion {
   readonly fields?: Partial<UploadFields>;
   /** A reference dataset: CSV with a header row, or JSON lines. */
   readonly reference?: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
+  /** A labelled held-out dataset the version is evaluated on at once (CSV, JSON lines or .npz); give `fields.evaluationTask` too. */
+  readonly evaluation?: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
   readonly onProgress?: (progress: UploadProgress) => void;
   /** Default: a new UUID, kept across this upload's retries. */
   readonly idempotencyKey?: string;
@@ -60,8 +62,45 @@ export function multipartBody(upload: UploadModelVersion): { body: Blob; content
     const type = /\.jsonl?$/i.test(fileName) || /\.ndjson$/i.test(fileName) ? 'application/x-ndjson' : 'text/csv';
     file('reference', fileName, type, upload.reference.data as BlobPart);
   }
+  if (upload.evaluation)
+    file('evaluation', upload.evaluation.fileName, datasetType(upload.evaluation.fileName), upload.evaluation.data as BlobPart);
   parts.push(`--${boundary}--\r\n`);
   return { body: new Blob(parts), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+function datasetType(fileName: string): string {
+  if (/\.csv$/i.test(fileName)) return 'text/csv';
+  if (/\.(jsonl|ndjson)$/i.test(fileName)) return 'application/x-ndjson';
+  return 'application/octet-stream';
+}
+
+type EvaluationTask = operations['evaluateVersion']['requestBody'] extends { content: { 'multipart/form-data': { task: infer T } } }
+  ? T
+  : never;
+type Evaluation = operations['getEvaluation']['responses'][200]['content']['application/json'];
+
+export interface EvaluateVersion {
+  readonly name: string;
+  readonly version: string;
+  /** Labelled held-out data: CSV, JSON lines or .npz (the file name says which). */
+  readonly dataset: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
+  readonly task: EvaluationTask;
+  readonly onProgress?: (progress: UploadProgress) => void;
+  readonly idempotencyKey?: string;
+  readonly signal?: AbortSignal;
+}
+
+/** The multipart body of an evaluation: the task, then the dataset. */
+export function evaluationBody(request: EvaluateVersion): { body: Blob; contentType: string } {
+  const boundary = `edgefleet-${globalThis.crypto.randomUUID()}`;
+  const fileName = request.dataset.fileName;
+  const body = new Blob([
+    `--${boundary}\r\nContent-Disposition: form-data; name="task"\r\n\r\n${JSON.stringify(request.task)}\r\n`,
+    `--${boundary}\r\nContent-Disposition: form-data; name="dataset"; filename="${escapeName(fileName)}"\r\nContent-Type: ${datasetType(fileName)}\r\n\r\n`,
+    request.dataset.data as BlobPart,
+    `\r\n--${boundary}--\r\n`,
+  ]);
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
 const streamsRequests = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
@@ -81,18 +120,34 @@ function attemptBody(body: Blob, onProgress: ((p: UploadProgress) => void) | und
   return { body: body.stream().pipeThrough(counter), duplex: 'half' };
 }
 
+interface ClientOptions {
+  readonly baseUrl: string;
+  readonly headers: Record<string, string>;
+  readonly fetch: typeof globalThis.fetch;
+  readonly retries: number;
+}
+
 export async function uploadModelVersion(
   upload: UploadModelVersion,
-  client: {
-    readonly baseUrl: string;
-    readonly headers: Record<string, string>;
-    readonly fetch: typeof globalThis.fetch;
-    readonly retries: number;
-  },
+  client: ClientOptions,
 ): Promise<operations['uploadModelVersion']['responses'][201]['content']['application/json']> {
-  const { body, contentType } = multipartBody(upload);
-  const key = upload.idempotencyKey ?? globalThis.crypto.randomUUID();
   const url = `${client.baseUrl}/v1/models/${encodeURIComponent(upload.name)}/versions`;
+  return postMultipart(url, multipartBody(upload), upload, client);
+}
+
+/** Starts an evaluation of a version on a labelled dataset (or answers the one of the same dataset and task). */
+export async function evaluateVersion(request: EvaluateVersion, client: ClientOptions): Promise<Evaluation> {
+  const url = `${client.baseUrl}/v1/models/${encodeURIComponent(request.name)}/versions/${encodeURIComponent(request.version)}/evaluations`;
+  return postMultipart(url, evaluationBody(request), request, client);
+}
+
+async function postMultipart<T>(
+  url: string,
+  { body, contentType }: { body: Blob; contentType: string },
+  upload: { readonly idempotencyKey?: string; readonly signal?: AbortSignal; readonly onProgress?: (progress: UploadProgress) => void },
+  client: ClientOptions,
+): Promise<T> {
+  const key = upload.idempotencyKey ?? globalThis.crypto.randomUUID();
   for (let attempt = 0; ; attempt++) {
     const last = attempt >= client.retries;
     let response: Response;
@@ -117,6 +172,6 @@ export async function uploadModelVersion(
     }
     if (!response.ok) throw await problemOf(response);
     upload.onProgress?.({ sent: body.size, total: body.size });
-    return (await response.json()) as operations['uploadModelVersion']['responses'][201]['content']['application/json'];
+    return (await response.json()) as T;
   }
 }

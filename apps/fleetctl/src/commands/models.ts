@@ -7,6 +7,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../exit.ts';
 import { bytes, collect, fields, table } from '../output.ts';
+import { addTaskOptions, taskOf } from './quality.ts';
 import type { Run } from './run.ts';
 
 type Manifest = Schema<'SignedManifest'>;
@@ -53,12 +54,12 @@ export function manifestSummary(name: string, version: string, sha256: string, s
 export function registerModels(program: Command, run: Run): void {
   const models = program.command('models').description('The model registry: versions, signed manifests, aliases');
 
-  models
-    .command('push <file>')
+  addTaskOptions(models.command('push <file>'))
     .description('Upload an ONNX model as a new version: loaded, checked and signed by the server')
     .requiredOption('--name <name>', 'the model name, e.g. vad')
     .requiredOption('--version <version>', 'a semantic version, e.g. 1.4.0 (versions are immutable)')
     .option('--reference <file>', 'a reference dataset for drift (CSV with a header row, or JSON lines)')
+    .option('--evaluation <file>', 'labelled held-out data the version is evaluated on at once (CSV, JSON lines or .npz), with --task')
     .option('--samples <file>', 'sample inputs (JSON: a list of inputs, each a list of tensors); their outputs become golden vectors')
     .option('--golden <file>', 'golden vectors (JSON: a list of {inputs, outputs})')
     .option('--telemetry <file>', 'the features devices profile for drift (JSON)')
@@ -76,6 +77,14 @@ export function registerModels(program: Command, run: Run): void {
           name: string;
           version: string;
           reference?: string;
+          evaluation?: string;
+          task?: string;
+          labels?: string;
+          threshold?: number;
+          scoreIndex?: number;
+          positive?: string;
+          outputName?: string;
+          labelColumn?: string;
           samples?: string;
           golden?: string;
           telemetry?: string;
@@ -104,7 +113,15 @@ export function registerModels(program: Command, run: Run): void {
             ...(options.golden ? { goldenVectors: (await readJson(options.golden, '--golden')) as never } : {}),
             ...(options.telemetry ? { telemetry: (await readJson(options.telemetry, '--telemetry')) as never } : {}),
             ...(options.providers ? { executionProviders: options.providers.split(',').map((p) => p.trim()) as never } : {}),
+            ...(options.task
+              ? {
+                  evaluationTask: taskOf({ ...options, task: options.task, ...(options.outputName ? { output: options.outputName } : {}) }),
+                }
+              : {}),
           };
+          if (Boolean(options.evaluation) !== Boolean(options.task)) {
+            throw new CliError(EXIT.usage, '--evaluation and --task go together: the dataset, and how outputs become predictions');
+          }
           const client = await ctx.client();
           const bar = ctx.out.interactive
             ? new SingleBar(
@@ -128,6 +145,9 @@ export function registerModels(program: Command, run: Run): void {
               ...(options.reference
                 ? { reference: { data: await openAsBlob(options.reference), fileName: basename(options.reference) } }
                 : {}),
+              ...(options.evaluation
+                ? { evaluation: { data: await openAsBlob(options.evaluation), fileName: basename(options.evaluation) } }
+                : {}),
               ...(options.idempotencyKey ? { idempotencyKey: options.idempotencyKey } : {}),
               ...(bar
                 ? {
@@ -144,7 +164,10 @@ export function registerModels(program: Command, run: Run): void {
             const reference = created.reference
               ? `\nreference:      ${created.reference.rows} rows (${created.reference.features.join(', ')})`
               : '';
-            return `${ctx.out.colors.green('✓')} registered and signed ${created.name}@${created.version}\n${summary}${reference}`;
+            const evaluation = created.evaluation
+              ? `\nevaluation:     ${created.evaluation.id} ${created.evaluation.status} (fleetctl evaluations wait ${created.evaluation.id})`
+              : '';
+            return `${ctx.out.colors.green('✓')} registered and signed ${created.name}@${created.version}\n${summary}${reference}${evaluation}`;
           });
         }),
     );

@@ -234,6 +234,7 @@ export function registerRollouts(program: Command, run: Run): void {
       )
       .addOption(new Option('--on-gate-failure <policy>', 'what a failed gate does').choices(['rollback', 'pause']))
       .option('--rollback', 'a fleet rollback: the version may be older than what devices run (signed as a rollback)')
+      .option('--override-policy <reason>', 'roll out a version that fails its model’s promotion policy, saying why (audited)')
       .option('--watch', 'then follow it until it ends, with its exit code')
       .option('--idempotency-key <key>', 'a retry with the same key never creates a second rollout')
       .addHelpText(
@@ -257,6 +258,7 @@ export function registerRollouts(program: Command, run: Run): void {
         maxOutputShift?: number;
         onGateFailure?: 'rollback' | 'pause';
         rollback?: boolean;
+        overridePolicy?: string;
         watch?: boolean;
         idempotencyKey?: string;
         interval: string;
@@ -287,6 +289,7 @@ export function registerRollouts(program: Command, run: Run): void {
           ...(Object.keys(gates).length > 0 ? { gates } : {}),
           ...(options.onGateFailure ? { onGateFailure: options.onGateFailure } : {}),
           ...(options.rollback ? { rollback: true } : {}),
+          ...(options.overridePolicy ? { policyOverride: { reason: options.overridePolicy } } : {}),
         } as Spec;
         const client = await ctx.client();
         const created = await ok(
