@@ -57,6 +57,13 @@ describe('evaluation datasets', () => {
     expect(batches[0]?.inputs.get('image')?.rowShape).toEqual([1, 3, 3]);
   });
 
+  it('reads float16 arrays and boolean labels', async () => {
+    const x: TensorSpec = { name: 'x', dtype: 'float32', shape: ['batch', 1] };
+    const { batches } = await readAll(join(FIXTURES, 'half.npz'), 'npz', [x], 8);
+    expect(batches[0]?.inputs.get('x')?.values).toEqual([-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5]);
+    expect(batches[0]?.labels).toEqual([1, 0, 1, 0, 1, 0, 1, 0]);
+  });
+
   it('refuses an .npz whose arrays do not fit the model, naming what is wrong', async () => {
     const wide: TensorSpec[] = [{ name: 'features', dtype: 'float32', shape: ['batch', 5] }];
     await expect(

@@ -12,9 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { createInflateRaw } from 'node:zlib';
 import { EdgefleetError } from '@edgefleet/protocol';
 
-export type NpyDtype = 'float32' | 'float64' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'bool';
+export type NpyDtype = 'float16' | 'float32' | 'float64' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'bool';
 
 const DESCRS: Record<string, { dtype: NpyDtype; bytes: number }> = {
+  f2: { dtype: 'float16', bytes: 2 },
   f4: { dtype: 'float32', bytes: 4 },
   f8: { dtype: 'float64', bytes: 8 },
   i1: { dtype: 'int8', bytes: 1 },
@@ -113,6 +114,8 @@ function arrayOf(handle: FileHandle, name: string, header: Awaited<ReturnType<ty
 function element(view: DataView, i: number, dtype: NpyDtype, bytes: number): number {
   const at = i * bytes;
   switch (dtype) {
+    case 'float16':
+      return half(view.getUint16(at, true));
     case 'float32':
       return view.getFloat32(at, true);
     case 'float64':
@@ -278,4 +281,14 @@ export async function openNpz(path: string, scratch: string, maxInflatedBytes = 
     await close();
     throw error;
   }
+}
+
+/** An IEEE 754 half-precision value from its 16 bits. */
+function half(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
