@@ -12,7 +12,19 @@ import { pipeline } from 'node:stream/promises';
 import { createInflateRaw } from 'node:zlib';
 import { EdgefleetError } from '@edgefleet/protocol';
 
-export type NpyDtype = 'float16' | 'float32' | 'float64' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'bool';
+export type NpyDtype =
+  | 'float16'
+  | 'float32'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int16'
+  | 'uint16'
+  | 'int32'
+  | 'uint32'
+  | 'int64'
+  | 'uint64'
+  | 'bool';
 
 const DESCRS: Record<string, { dtype: NpyDtype; bytes: number }> = {
   f2: { dtype: 'float16', bytes: 2 },
