@@ -10,7 +10,7 @@
  */
 import { enrollDevices, type Simulation, startSimulation } from '@edgefleet/device-agent';
 import { createTopicScheme, encodeMessage, type ReportedState, type TelemetrySpec } from '@edgefleet/protocol';
-import { mlpModel } from '@edgefleet/test-utils';
+import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -350,6 +350,28 @@ describe('the dashboard', () => {
     const manifest = page.getByTestId('manifest');
     await expect.poll(() => manifest.innerText()).toContain('MatMul');
     expect(await page.locator('main').innerText()).toContain('features');
+    // Its quality: an evaluation on labelled data and the model's promotion policy, as the page shows them.
+    const rows = Array.from({ length: 60 }, (_, i) => seededValues(4, 900 + i, 2));
+    const form = new FormData();
+    form.append('task', JSON.stringify({ kind: 'classification' }));
+    form.append('dataset', new Blob([`a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${i % 3}`).join('\n')}\n`]), 'held-out.csv');
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const started = await fleet.server.app.inject({
+      method: 'POST',
+      url: '/v1/models/churn/versions/2.0.0/evaluations',
+      headers: auth,
+      payload: form,
+    });
+    expect(started.statusCode, started.body).toBe(202);
+    await until(async () => (await fleet.api('GET', `/v1/evaluations/${started.json().id}`)).status === 'succeeded', 'the evaluation');
+    await fleet.api('PUT', '/v1/models/churn/policy', { minimums: { accuracy: 0.99 } });
+    await page.reload();
+    await expect
+      .poll(() => page.getByTestId('evaluations').innerText())
+      .toMatch(/held-out\.csv\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
+    await expect.poll(() => page.getByTestId('verdict').innerText()).toContain('fails');
+    expect(await page.getByTestId('verdict-failures').innerText()).toMatch(/accuracy 0\.\d+ < minimum 0\.99/);
+    await fleet.api('DELETE', '/v1/models/churn/policy');
     await view.screenshot('version');
     await view.accessibility('the version view');
     // The same version again: the server's refusal, with its code.

@@ -282,6 +282,99 @@ function Tensors({ title, tensors }: { title: string; tensors: Manifest['payload
   );
 }
 
+type Evaluation = ItemOf<'/v1/models/{name}/versions/{version}/evaluations'>;
+
+/** A metric with its 95% interval. */
+function withInterval(value: number | undefined, interval: { low: number; high: number } | undefined): string {
+  if (value === undefined) return '–';
+  return interval ? `${number(value)} [${number(interval.low)}, ${number(interval.high)}]` : number(value);
+}
+
+/** The version's evaluations (task metrics on labelled data) and how it fares against the model's promotion policy. */
+function Quality({
+  evaluations,
+  verdict,
+  verdictError,
+  name,
+}: {
+  evaluations: Evaluation[] | undefined;
+  verdict:
+    | { passes: boolean; champion: { version: string } | null; failures: { metric: string; kind: string; message: string }[] }
+    | undefined;
+  verdictError: unknown;
+  name: string;
+}) {
+  const pending = isApiError(verdictError) && verdictError.code === 'EF_EVALUATION_PENDING';
+  return (
+    <>
+      <p data-testid="verdict">
+        Promotion policy:{' '}
+        {verdict ? (
+          verdict.passes ? (
+            <Badge value="passes" />
+          ) : (
+            <Badge value="fails" />
+          )
+        ) : pending ? (
+          <Badge value="pending" />
+        ) : verdictError ? (
+          describeError(verdictError)
+        ) : (
+          '…'
+        )}
+        {verdict?.champion ? <span class="muted"> against {`${name}@${verdict.champion.version}`}, the version the fleet runs</span> : null}
+      </p>
+      {verdict && !verdict.passes ? (
+        <ul class="plain" data-testid="verdict-failures">
+          {verdict.failures.map((f) => (
+            <li key={`${f.metric}-${f.kind}`}>{f.message}</li>
+          ))}
+        </ul>
+      ) : null}
+      {evaluations === undefined ? null : evaluations.length === 0 ? (
+        <Empty>Not evaluated: fleetctl models evaluate {name}@… DATASET --task … (docs/quality.md).</Empty>
+      ) : (
+        <table data-testid="evaluations">
+          <thead>
+            <tr>
+              <th scope="col">Dataset</th>
+              <th scope="col">Task</th>
+              <th scope="col">Status</th>
+              <th scope="col">Samples</th>
+              <th scope="col">Accuracy [95%]</th>
+              <th scope="col">Macro F1</th>
+              <th scope="col">AUC / MAE / RMSE</th>
+            </tr>
+          </thead>
+          <tbody>
+            {evaluations.map((e) => (
+              <tr key={e.id}>
+                <td title={e.dataset.sha256}>{e.dataset.name}</td>
+                <td>{e.task.kind}</td>
+                <td>
+                  <Badge value={e.status} />
+                  {e.status === 'running' ? ` ${Math.round(e.progress.fraction * 100)}%` : null}
+                  {e.error ? <span class="muted small"> {e.error.code}</span> : null}
+                </td>
+                <td>{e.progress.samples.toLocaleString()}</td>
+                <td>{withInterval(e.metrics?.accuracy, e.metrics?.accuracyInterval)}</td>
+                <td>{e.metrics?.macroF1 === undefined ? '–' : number(e.metrics.macroF1)}</td>
+                <td>
+                  {e.metrics?.auc !== undefined
+                    ? `AUC ${withInterval(e.metrics.auc, e.metrics.aucInterval)}`
+                    : e.metrics?.mae !== undefined
+                      ? `MAE ${number(e.metrics.mae)} · RMSE ${number(e.metrics.rmse ?? 0)}`
+                      : '–'}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
 export function VersionView({ name, version }: { name: string; version: string }) {
   const record = useResource((signal) => loadVersion(name, version, signal), [name, version]);
   const drift = useResource(
@@ -300,6 +393,20 @@ export function VersionView({ name, version }: { name: string; version: string }
     [name, version, hasReference],
   );
   const summary = useResource((signal) => ok(client().api.GET('/v1/fleet/summary', { signal })), []);
+  const evaluations = useResource(
+    (signal) =>
+      ok(
+        client().api.GET('/v1/models/{name}/versions/{version}/evaluations', {
+          params: { path: { name, version }, query: { limit: '20' } },
+          signal,
+        }),
+      ),
+    [name, version],
+  );
+  const verdict = useResource(
+    (signal) => ok(client().api.GET('/v1/models/{name}/versions/{version}/verdict', { params: { path: { name, version } }, signal })),
+    [name, version],
+  );
   if (record.error)
     return (
       <main id="main">
@@ -355,6 +462,9 @@ export function VersionView({ name, version }: { name: string; version: string }
           </dl>
           <Tensors title="Inputs" tensors={m.inputs} />
           <Tensors title="Outputs" tensors={m.outputs} />
+        </Section>
+        <Section title="Quality">
+          <Quality evaluations={evaluations.data?.evaluations} verdict={verdict.data} verdictError={verdict.error} name={name} />
         </Section>
         <Section title="Drift">
           {drift.data ? (
