@@ -24,7 +24,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -47,10 +47,12 @@ import { createRuntime, type Runtime } from '@edgefleet/runtime';
 import {
   createArtifactServer,
   manifestFor,
+  mlpModel,
   readModel,
   SILERO_INPUTS,
   SILERO_OUTPUTS,
   SILERO_VAD_V5_PATH,
+  seededValues,
   sileroFrame,
   sileroSampleInput,
 } from '@edgefleet/test-utils';
@@ -424,6 +426,32 @@ async function main(): Promise<void> {
       }),
     );
     await refused('deleting 5.0.0 while the fleet runs it', () => api(server.url, token, 'DELETE', '/v1/models/silero-vad/versions/5.0.0'));
+
+    step('Model quality: two versions of a tabular model are judged on labelled held-out data before any device sees them');
+    const churn = [mlpModel(7), mlpModel(8)] as const;
+    for (const [i, model] of churn.entries()) {
+      const upload = new FormData();
+      upload.append('version', `1.${i}.0`);
+      upload.append('model', new Blob([model.bytes.slice()]), 'churn.onnx');
+      await api(server.url, token, 'POST', '/v1/models/churn/versions', upload);
+    }
+    // A synthetic held-out set: 300 rows, labelled with 1.0.0's answers, one label in ten changed.
+    const heldOut = join(await mkdtemp(join(tmpdir(), 'edgefleet-demo-quality-')), 'held-out.csv');
+    const rows = Array.from({ length: 300 }, (_, i) => seededValues(4, 7000 + i, 2));
+    const classOf = (x: Float32Array) => {
+      const scores = churn[0].reference(x);
+      return scores.indexOf(Math.max(...scores));
+    };
+    await writeFile(
+      heldOut,
+      `a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${(classOf(x) + (i % 10 === 0 ? 1 : 0)) % 3}`).join('\n')}\n`,
+    );
+    await fleetctl(server.url, token, ['models', 'evaluate', 'churn@1.0.0', heldOut, '--task', 'classification']);
+    await fleetctl(server.url, token, ['models', 'policy', 'churn', '--min', 'accuracy=0.8', '--max-regression', 'accuracy=0.02']);
+    await fleetctl(server.url, token, ['models', 'evaluate', 'churn@1.1.0', heldOut, '--task', 'classification']);
+    const judged = await fleetctl(server.url, token, ['rollouts', 'create', 'churn', '1.1.0', '--tag', 'site=demo', '--stages', '100%']);
+    if (judged !== 5) throw new Error(`demo failure: a rollout of churn@1.1.0 against its promotion policy exited ${judged}, not 5`);
+    line('✗ a rollout of churn@1.1.0 (other weights: far less accurate on the held-out data): refused with EF_POLICY_FAILED');
 
     await pause(`The dashboard (${server.url}/) still shows the fleet, the rollout and the drift: press Enter, and the server goes away.`);
     step('The server goes away and the device restarts: it serves from its store, offline');

@@ -36,6 +36,13 @@ describe('pnpm demo', () => {
     );
     expect(stdout).toMatch(/✗ a plain rollout of 4\.0\.0 .*: refused with EF_MODEL_DOWNGRADE/);
     expect(stdout).toContain('✗ deleting 5.0.0 while the fleet runs it: refused with EF_MODEL_VERSION_IN_USE');
+    // Model quality: a held-out set judges two versions; the worse one's rollout is refused by the policy.
+    expect(stdout).toMatch(/\$ fleetctl models evaluate churn@1\.0\.0 .*held-out\.csv --task classification/);
+    expect(stdout).toMatch(/accuracy: +0\.9 {2}\[0\.8\d+, 0\.9\d+\] 95%/);
+    expect(stdout).toContain('EF_POLICY_FAILED: churn@1.1.0 fails the promotion policy: accuracy');
+    expect(stdout).toContain(
+      '✗ a rollout of churn@1.1.0 (other weights: far less accurate on the held-out data): refused with EF_POLICY_FAILED',
+    );
     expect(stdout).toMatch(/rollout-engine +rollout\.complete/);
     // Drift: the east zone's shifted audio is flagged, it alone among the zones, and the signed webhook fires.
     expect(stdout).toMatch(/reference: \d+ windows, \d+ runs, features input\.mean, input\.std, input\.energy/);
