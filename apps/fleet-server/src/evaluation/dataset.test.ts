@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TensorSpec } from '@edgefleet/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EvaluationFormat, openEvaluationDataset, type SampleBatch } from './dataset.ts';
+import { type EvaluationFormat, MAX_ROW_BYTES, openEvaluationDataset, type SampleBatch } from './dataset.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const FEATURES: TensorSpec[] = [{ name: 'features', dtype: 'float32', shape: ['batch', 4] }];
@@ -158,5 +158,26 @@ describe('evaluation datasets', () => {
     await expect(readAll(garbage, 'jsonl', FEATURES)).rejects.toMatchObject({
       message: expect.stringContaining('JSON line 2 is not JSON'),
     });
+  });
+
+  it('refuses hostile text datasets with EF_DATASET_INVALID: deep nesting, prototype keys, a line without end', async () => {
+    const deep = await file('deep.jsonl', `{"label":1,"inputs":{"features":${'['.repeat(5000)}1${']'.repeat(5000)}}}\n`);
+    await expect(readAll(deep, 'jsonl', FEATURES)).rejects.toMatchObject({
+      code: 'EF_DATASET_INVALID',
+      message: expect.stringContaining('nested deeper than 8'),
+    });
+    const proto = await file('proto.jsonl', '{"__proto__":{"polluted":1},"b":1,"c":1,"d":1,"label":1}\n');
+    await expect(readAll(proto, 'jsonl', FEATURES)).rejects.toMatchObject({
+      code: 'EF_DATASET_INVALID',
+      message: expect.stringContaining('"__proto__": not a finite number'),
+    });
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+    const endless = await file('endless.jsonl', Buffer.alloc(MAX_ROW_BYTES + 1024 * 1024, 0x31));
+    await expect(readAll(endless, 'jsonl', FEATURES)).rejects.toMatchObject({
+      code: 'EF_DATASET_INVALID',
+      message: expect.stringContaining('longer than'),
+    });
+    const wide = await file('endless.csv', `a,label\n${'1'.repeat(MAX_ROW_BYTES + 1024)},0\n`);
+    await expect(readAll(wide, 'csv', FEATURES)).rejects.toMatchObject({ code: 'EF_DATASET_INVALID' });
   });
 });

@@ -14,7 +14,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { EdgefleetError, type TensorSpec } from '@edgefleet/protocol';
 import { parse } from 'csv-parse';
 import { type NpyArray, type NpzFile, openNpz } from './npz.ts';
@@ -56,12 +55,18 @@ export function evaluationFormat(fileName: string | undefined, mediaType: string
   return undefined;
 }
 
+/** The deepest nesting a JSON-lines input may have (tensors of higher rank are not models' inputs). */
+const MAX_RANK = 8;
+/** The longest row a text dataset may have: one sample, not the whole file on one line. */
+export const MAX_ROW_BYTES = 64 * 1024 * 1024;
+
 function invalid(message: string, details?: Record<string, unknown>): EdgefleetError {
   return new EdgefleetError('EF_DATASET_INVALID', message, details ? { details } : undefined);
 }
 
 /** Shape of nested arrays of numbers ([[1,2],[3,4]] → [2,2]); flattened values pushed to `into`. */
-function flatten(value: unknown, into: number[], where: string): number[] {
+function flatten(value: unknown, into: number[], where: string, depth = 0): number[] {
+  if (depth > MAX_RANK) throw invalid(`${where}: nested deeper than ${MAX_RANK} levels (a tensor of rank ${MAX_RANK} at most)`);
   if (typeof value === 'number' || typeof value === 'boolean') {
     into.push(Number(value));
     return [];
@@ -69,7 +74,7 @@ function flatten(value: unknown, into: number[], where: string): number[] {
   if (!Array.isArray(value)) throw invalid(`${where}: expected numbers or nested arrays of numbers`);
   let inner: number[] | undefined;
   for (const item of value) {
-    const shape = flatten(item, into, where);
+    const shape = flatten(item, into, where, depth + 1);
     if (inner && (inner.length !== shape.length || inner.some((d, i) => d !== shape[i]))) throw invalid(`${where}: ragged nested arrays`);
     inner = shape;
   }
@@ -129,7 +134,9 @@ export async function openEvaluationDataset(path: string, format: EvaluationForm
       total: undefined,
       progress,
       async *batches(batchSize) {
-        const parser = source().pipe(parse({ columns: false, skip_empty_lines: true, trim: true, relax_column_count: false }));
+        const parser = source().pipe(
+          parse({ columns: false, skip_empty_lines: true, trim: true, relax_column_count: false, max_record_size: MAX_ROW_BYTES }),
+        );
         let header: string[] | undefined;
         let labelAt = -1;
         let batch = emptyBatch();
@@ -174,7 +181,7 @@ export async function openEvaluationDataset(path: string, format: EvaluationForm
     total: undefined,
     progress,
     async *batches(batchSize) {
-      const lines = createInterface({ input: source(), crlfDelay: Number.POSITIVE_INFINITY });
+      const lines = linesOf(source());
       let batch = emptyBatch();
       let row = 0;
       for await (const line of lines) {
@@ -227,6 +234,32 @@ export async function openEvaluationDataset(path: string, format: EvaluationForm
     },
     close: async () => undefined,
   };
+}
+
+/** The lines of a stream, each at most MAX_ROW_BYTES (readline would hold a line of any length). */
+async function* linesOf(stream: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  /** The start of a line whose end has not come yet, in pieces (joined once it ends). */
+  let carried: string[] = [];
+  let carriedLength = 0;
+  for await (const chunk of stream) {
+    const text = decoder.decode(chunk, { stream: true });
+    let start = 0;
+    for (let newline = text.indexOf('\n'); newline >= 0; newline = text.indexOf('\n', start)) {
+      const line = carried.length > 0 ? carried.join('') + text.slice(start, newline) : text.slice(start, newline);
+      carried = [];
+      carriedLength = 0;
+      yield line.endsWith('\r') ? line.slice(0, -1) : line;
+      start = newline + 1;
+    }
+    if (start < text.length) {
+      carried.push(text.slice(start));
+      carriedLength += text.length - start;
+      if (carriedLength > MAX_ROW_BYTES) throw invalid(`a JSON line is longer than ${MAX_ROW_BYTES} bytes: one sample per line`);
+    }
+  }
+  const rest = carried.join('') + decoder.decode();
+  if (rest.length > 0) yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
 }
 
 function emptyBatch(): SampleBatch {
