@@ -26,8 +26,21 @@ export default defineConfig({
         test: {
           name: 'fleet-server-postgres',
           include: ['apps/fleet-server/src/**/*.test.ts'],
-          // The database contract already runs on both stores.
-          exclude: ['apps/fleet-server/src/store/db.test.ts'],
+          // The database contract already runs on both stores; the rest never touch a database.
+          exclude: [
+            'apps/fleet-server/src/store/db.test.ts',
+            'apps/fleet-server/src/broker/dynsec.test.ts',
+            'apps/fleet-server/src/broker/packet-guard.test.ts',
+            'apps/fleet-server/src/broker/retained-index.test.ts',
+            'apps/fleet-server/src/config/index.test.ts',
+            'apps/fleet-server/src/drift/webhook.test.ts',
+            'apps/fleet-server/src/evaluation/dataset.test.ts',
+            'apps/fleet-server/src/evaluation/metrics.test.ts',
+            'apps/fleet-server/src/http/etag.test.ts',
+            'apps/fleet-server/src/registry/model-check.test.ts',
+            'apps/fleet-server/src/registry/onnx.test.ts',
+            'apps/fleet-server/src/rollouts/decide.test.ts',
+          ],
           env: { EDGEFLEET_TEST_SERVER_DATABASE: 'postgres' },
         },
       },
