@@ -350,20 +350,16 @@ describe('the dashboard', () => {
     const manifest = page.getByTestId('manifest');
     await expect.poll(() => manifest.innerText()).toContain('MatMul');
     expect(await page.locator('main').innerText()).toContain('features');
-    // Its quality: an evaluation on labelled data and the model's promotion policy, as the page shows them.
+    // Its quality: evaluated on labelled data from the page, then judged by the model's promotion policy.
     const rows = Array.from({ length: 60 }, (_, i) => seededValues(4, 900 + i, 2));
-    const form = new FormData();
-    form.append('task', JSON.stringify({ kind: 'classification' }));
-    form.append('dataset', new Blob([`a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${i % 3}`).join('\n')}\n`]), 'held-out.csv');
-    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
-    const started = await fleet.server.app.inject({
-      method: 'POST',
-      url: '/v1/models/churn/versions/2.0.0/evaluations',
-      headers: auth,
-      payload: form,
-    });
-    expect(started.statusCode, started.body).toBe(202);
-    await until(async () => (await fleet.api('GET', `/v1/evaluations/${started.json().id}`)).status === 'succeeded', 'the evaluation');
+    const csv = `a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${i % 3}`).join('\n')}\n`;
+    await page
+      .getByLabel('Labelled dataset (CSV, JSON lines or .npz)')
+      .setInputFiles({ name: 'held-out.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.getByRole('button', { name: 'Evaluate' }).click();
+    await expect
+      .poll(() => page.getByTestId('evaluations').innerText(), { timeout: 20_000 })
+      .toMatch(/held-out\.csv\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
     await fleet.api('PUT', '/v1/models/churn/policy', { minimums: { accuracy: 0.99 } });
     await page.reload();
     await expect

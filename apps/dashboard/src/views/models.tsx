@@ -290,6 +290,71 @@ function withInterval(value: number | undefined, interval: { low: number; high: 
   return interval ? `${number(value)} [${number(interval.low)}, ${number(interval.high)}]` : number(value);
 }
 
+/** An admin evaluates the version on a labelled dataset here; the list shows the job until it has finished. */
+function Evaluate({ name, version, onStarted }: { name: string; version: string; onStarted: () => void }) {
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      class="upload"
+      aria-label="Evaluate on a labelled dataset"
+      onSubmit={async (event) => {
+        event.preventDefault();
+        const form = new FormData(event.currentTarget as HTMLFormElement);
+        const dataset = form.get('dataset') as File | null;
+        const kind = String(form.get('kind') ?? 'classification') as 'classification' | 'binary' | 'regression';
+        const labels = String(form.get('labels') ?? '')
+          .split(',')
+          .map((l) => l.trim())
+          .filter(Boolean);
+        setError(undefined);
+        if (!dataset || dataset.size === 0) return setError('Choose the labelled dataset: CSV, JSON lines or .npz.');
+        setBusy(true);
+        try {
+          const started = await client().evaluateVersion({
+            name,
+            version,
+            dataset: { data: dataset, fileName: dataset.name },
+            task: { kind, ...(kind === 'classification' && labels.length >= 2 ? { labels } : {}) },
+          });
+          onStarted();
+          // Until it has finished, the list follows it.
+          for (let e = started; e.status === 'queued' || e.status === 'running'; ) {
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            e = await ok(client().api.GET('/v1/evaluations/{id}', { params: { path: { id: started.id } } }));
+            onStarted();
+          }
+        } catch (e) {
+          setError(isApiError(e) ? e.message : describeError(e));
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      <label>
+        Labelled dataset (CSV, JSON lines or .npz)
+        <input name="dataset" type="file" accept=".csv,.jsonl,.ndjson,.npz" required />
+      </label>
+      <label>
+        Task
+        <select name="kind">
+          <option value="classification">classification (argmax)</option>
+          <option value="binary">binary (score ≥ 0.5)</option>
+          <option value="regression">regression</option>
+        </select>
+      </label>
+      <label>
+        Class names (optional, by output index)
+        <input name="labels" placeholder="cat,dog,bird" />
+      </label>
+      <button type="submit" class="primary" disabled={busy}>
+        Evaluate
+      </button>
+      {error ? <ErrorBox error={error} /> : null}
+    </form>
+  );
+}
+
 /** The version's evaluations (task metrics on labelled data) and how it fares against the model's promotion policy. */
 function Quality({
   evaluations,
@@ -301,10 +366,10 @@ function Quality({
   verdict:
     | { passes: boolean; champion: { version: string } | null; failures: { metric: string; kind: string; message: string }[] }
     | undefined;
-  verdictError: unknown;
+  verdictError: string | undefined;
   name: string;
 }) {
-  const pending = isApiError(verdictError) && verdictError.code === 'EF_EVALUATION_PENDING';
+  const pending = verdictError?.includes('EF_EVALUATION_PENDING') === true;
   return (
     <>
       <p data-testid="verdict">
@@ -318,7 +383,7 @@ function Quality({
         ) : pending ? (
           <Badge value="pending" />
         ) : verdictError ? (
-          describeError(verdictError)
+          verdictError
         ) : (
           '…'
         )}
@@ -465,6 +530,16 @@ export function VersionView({ name, version }: { name: string; version: string }
         </Section>
         <Section title="Quality">
           <Quality evaluations={evaluations.data?.evaluations} verdict={verdict.data} verdictError={verdict.error} name={name} />
+          {isAdmin.value ? (
+            <Evaluate
+              name={name}
+              version={version}
+              onStarted={() => {
+                evaluations.reload();
+                verdict.reload();
+              }}
+            />
+          ) : null}
         </Section>
         <Section title="Drift">
           {drift.data ? (
