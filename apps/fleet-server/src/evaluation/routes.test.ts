@@ -123,6 +123,14 @@ describe('evaluations', () => {
     expect(done.metrics.accuracyInterval.low).toBeLessThan(0.9);
     expect(done.metrics.accuracyInterval.high).toBeGreaterThan(0.9);
 
+    // The version record carries its latest successful evaluation.
+    const record = (await server.app.inject({ method: 'GET', url: '/v1/models/mlp/versions/1.0.0', headers: server.auth })).json();
+    expect(record.evaluation).toMatchObject({
+      id: queued.id,
+      dataset: 'held-out.csv',
+      task: 'classification',
+      metrics: { accuracy: done.metrics.accuracy },
+    });
     // The same dataset and task: the same evaluation, not run again.
     const again = await evaluate('1.0.0', { name: 'copy.csv', body: csv }, { kind: 'classification' });
     expect(again.statusCode).toBe(200);

@@ -5,7 +5,7 @@ import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
-import { DateTime, Empty, Page, Ref } from '../http/schemas.ts';
+import { DateTime, Empty, Nullable, Page, Ref } from '../http/schemas.ts';
 import { registerUploadRoute } from './upload.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
 
@@ -43,7 +43,29 @@ const VersionSummary = Type.Object(
   },
   { additionalProperties: false },
 );
-const VersionDetail = Type.Object({ ...VersionSummary.properties, manifest: Ref('SignedManifest') }, { additionalProperties: false });
+const VersionDetail = Type.Object(
+  {
+    ...VersionSummary.properties,
+    manifest: Ref('SignedManifest'),
+    evaluation: Nullable(
+      Type.Object(
+        {
+          id: Type.String(),
+          dataset: Type.String({ description: 'the dataset’s file name' }),
+          datasetSha256: Type.String(),
+          task: Type.String(),
+          finishedAt: DateTime,
+          metrics: Type.Record(Type.String(), Type.Unknown(), { description: 'as GET /v1/evaluations/{id} has them' }),
+        },
+        {
+          additionalProperties: false,
+          description: 'the version’s latest successful evaluation on labelled data (GET …/evaluations lists them all); null when none',
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
 const AliasView = Type.Object(
   { name: Type.String(), alias: Type.String(), version: Type.String(), updatedAt: DateTime },
   { additionalProperties: false },
@@ -135,7 +157,30 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
     async (request) => {
       const params = request.params as { name: string; version: string };
       const row = await findVersion(db, assertModelName(params.name), versionOf(params.version));
-      return { ...summarizeRow(row), manifest: JSON.parse(row.manifest) as SignedDocument<ManifestPayload> };
+      const evaluated = await db
+        .selectFrom('evaluations')
+        .selectAll()
+        .where('model', '=', row.name)
+        .where('version', '=', row.version)
+        .where('status', '=', 'succeeded')
+        .orderBy('finished_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return {
+        ...summarizeRow(row),
+        manifest: JSON.parse(row.manifest) as SignedDocument<ManifestPayload>,
+        evaluation: evaluated
+          ? {
+              id: evaluated.id,
+              dataset: evaluated.dataset_name,
+              datasetSha256: evaluated.dataset_sha256,
+              task: (JSON.parse(evaluated.task) as { kind: string }).kind,
+              finishedAt: evaluated.finished_at as string,
+              metrics: JSON.parse(evaluated.metrics ?? '{}') as Record<string, unknown>,
+            }
+          : null,
+      };
     },
   );
 

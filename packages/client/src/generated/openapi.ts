@@ -2307,6 +2307,19 @@ export interface operations {
                             [key: string]: string;
                         };
                         manifest: components["schemas"]["SignedManifest"];
+                        evaluation: {
+                            id: string;
+                            /** @description the dataset’s file name */
+                            dataset: string;
+                            datasetSha256: string;
+                            task: string;
+                            /** Format: date-time */
+                            finishedAt: string;
+                            /** @description as GET /v1/evaluations/{id} has them */
+                            metrics: {
+                                [key: string]: unknown;
+                            };
+                        } | null;
                     };
                 };
             };
