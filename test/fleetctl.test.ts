@@ -319,6 +319,8 @@ describe('fleetctl', () => {
     const id = /evaluation:\s+(ev-[0-9a-f]{8})/.exec(pushed.stdout)?.[1] as string;
     expect(id).toBeDefined();
     const waited = await fleetctl(['evaluations', 'wait', id]);
+    const shown = await fleetctl(['models', 'show', 'quality@1.0.0']);
+    expect(shown.stdout).toMatch(/evaluation:\s+ev-[0-9a-f]{8} on held-out\.csv \(classification\): accuracy 1, macroF1 1/);
     expect(waited.code, waited.stderr).toBe(0);
     expect(waited.stdout).toMatch(/status:\s+succeeded/);
     expect(waited.stdout).toMatch(/accuracy:\s+1 {2}\[0\.9\d+, 1\] 95%/);

@@ -226,7 +226,16 @@ export function registerModels(program: Command, run: Run): void {
           version = newest;
         }
         const detail = await ok(client.api.GET('/v1/models/{name}/versions/{version}', { params: { path: { name, version } } }));
-        ctx.out.print(detail, () => manifestSummary(detail.name, detail.version, detail.sha256, detail.size, detail.manifest));
+        ctx.out.print(detail, () => {
+          const summary = manifestSummary(detail.name, detail.version, detail.sha256, detail.size, detail.manifest);
+          const e = detail.evaluation;
+          if (!e) return `${summary}\nevaluation:     none (fleetctl models evaluate ${detail.name}@${detail.version} DATASET --task …)`;
+          const headline = (['accuracy', 'macroF1', 'auc', 'mae', 'rmse'] as const)
+            .filter((m) => typeof e.metrics[m] === 'number')
+            .map((m) => `${m} ${Number((e.metrics[m] as number).toPrecision(4))}`)
+            .join(', ');
+          return `${summary}\nevaluation:     ${e.id} on ${e.dataset} (${e.task}): ${headline}`;
+        });
       }),
     );
 
