@@ -15,38 +15,31 @@ import { LOWER_IS_BETTER, type MetricName, metricValue, type TaskMetrics } from 
 
 const Share = Type.Number({ minimum: 0, maximum: 1 });
 const Positive = Type.Number({ minimum: 0 });
+/** The metrics that are shares (higher is better), each optional. */
+const SHARES = {
+  accuracy: Type.Optional(Share),
+  macroPrecision: Type.Optional(Share),
+  macroRecall: Type.Optional(Share),
+  macroF1: Type.Optional(Share),
+  auc: Type.Optional(Share),
+};
+/** The errors (lower is better), each optional. */
+const ERRORS = { mae: Type.Optional(Positive), rmse: Type.Optional(Positive) };
 
 export const PromotionPolicySchema = Type.Object(
   {
     minimums: Type.Optional(
-      Type.Object(
-        {
-          accuracy: Type.Optional(Share),
-          macroPrecision: Type.Optional(Share),
-          macroRecall: Type.Optional(Share),
-          macroF1: Type.Optional(Share),
-          auc: Type.Optional(Share),
-        },
-        { additionalProperties: false, description: 'each metric must be at least this (classification and binary tasks)' },
-      ),
+      Type.Object(SHARES, {
+        additionalProperties: false,
+        description: 'each metric must be at least this (classification and binary tasks)',
+      }),
     ),
     maximums: Type.Optional(
-      Type.Object(
-        { mae: Type.Optional(Positive), rmse: Type.Optional(Positive) },
-        { additionalProperties: false, description: 'each error must be at most this (regression tasks)' },
-      ),
+      Type.Object(ERRORS, { additionalProperties: false, description: 'each error must be at most this (regression tasks)' }),
     ),
     maxRegression: Type.Optional(
       Type.Object(
-        {
-          accuracy: Type.Optional(Share),
-          macroPrecision: Type.Optional(Share),
-          macroRecall: Type.Optional(Share),
-          macroF1: Type.Optional(Share),
-          auc: Type.Optional(Share),
-          mae: Type.Optional(Positive),
-          rmse: Type.Optional(Positive),
-        },
+        { ...SHARES, ...ERRORS },
         {
           additionalProperties: false,
           description:

@@ -7,7 +7,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { CliError, EXIT } from '../exit.ts';
 import { bytes, collect, fields, table } from '../output.ts';
-import { addTaskOptions, taskOf } from './quality.ts';
+import { addTaskOptions, type TaskOptions, taskOf } from './quality.ts';
 import type { Run } from './run.ts';
 
 type Manifest = Schema<'SignedManifest'>;
@@ -73,18 +73,11 @@ export function registerModels(program: Command, run: Run): void {
     .action(
       (
         file: string,
-        options: {
+        options: TaskOptions & {
           name: string;
           version: string;
           reference?: string;
           evaluation?: string;
-          task?: string;
-          labels?: string;
-          threshold?: number;
-          scoreIndex?: number;
-          positive?: string;
-          outputName?: string;
-          labelColumn?: string;
           samples?: string;
           golden?: string;
           telemetry?: string;
@@ -115,7 +108,7 @@ export function registerModels(program: Command, run: Run): void {
             ...(options.providers ? { executionProviders: options.providers.split(',').map((p) => p.trim()) as never } : {}),
             ...(options.task
               ? {
-                  evaluationTask: taskOf({ ...options, task: options.task, ...(options.outputName ? { output: options.outputName } : {}) }),
+                  evaluationTask: taskOf({ ...options, task: options.task }),
                 }
               : {}),
           };

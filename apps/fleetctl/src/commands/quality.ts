@@ -93,16 +93,19 @@ function pairs(list: readonly string[] | undefined, flag: string): Record<string
   return out;
 }
 
-/** The task of an evaluation from the command line's options. */
-export function taskOf(options: {
-  task: string;
+/** The options addTaskOptions adds, as commander gives them. */
+export interface TaskOptions {
+  task?: string;
   labels?: string;
   threshold?: number;
   scoreIndex?: number;
-  output?: string;
-  labelColumn?: string;
   positive?: string;
-}): Task {
+  outputName?: string;
+  labelColumn?: string;
+}
+
+/** The task of an evaluation from the command line's options. */
+export function taskOf(options: TaskOptions & { task: string }): Task {
   if (!['classification', 'binary', 'regression'].includes(options.task)) {
     throw new CliError(EXIT.usage, `--task ${options.task}: one of classification, binary, regression`);
   }
@@ -111,7 +114,7 @@ export function taskOf(options: {
     ...(options.labels ? { labels: options.labels.split(',').map((l) => l.trim()) } : {}),
     ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
     ...(options.scoreIndex !== undefined ? { scoreIndex: options.scoreIndex } : {}),
-    ...(options.output ? { output: options.output } : {}),
+    ...(options.outputName ? { output: options.outputName } : {}),
     ...(options.labelColumn ? { labelColumn: options.labelColumn } : {}),
     ...(options.positive ? { positiveLabel: options.positive } : {}),
   };
@@ -155,51 +158,35 @@ export function registerQuality(program: Command, run: Run): void {
       'after',
       '\nThe dataset: one sample per row with a "label" column (CSV, JSON lines), or an .npz with one array per model input and a "label" array (docs/quality.md).\n\nExamples:\n  fleetctl models evaluate digits@2.0.0 held-out.npz --task classification --labels zero,one,two\n  fleetctl models evaluate churn@1.3.0 test.csv --task binary --threshold 0.4',
     )
-    .action(
-      (
-        ref: string,
-        dataset: string,
-        options: {
-          task?: string;
-          labels?: string;
-          threshold?: number;
-          scoreIndex?: number;
-          positive?: string;
-          outputName?: string;
-          labelColumn?: string;
-          wait: boolean;
-          timeout: string;
-        },
-        command: Command,
-      ) =>
-        run(command, async (ctx) => {
-          const { name, version } = splitRef(ref);
-          if (!version) throw new CliError(EXIT.usage, `${ref}: name the version, e.g. ${name}@1.0.0`);
-          if (!options.task) throw new CliError(EXIT.usage, 'say how outputs become predictions: --task classification|binary|regression');
-          await stat(dataset).catch(() => {
-            throw new CliError(EXIT.usage, `${dataset}: no such file`);
-          });
-          const task = taskOf({ ...options, task: options.task, ...(options.outputName ? { output: options.outputName } : {}) });
-          const client = await ctx.client();
-          const started = await client.evaluateVersion({
-            name,
-            version,
-            task,
-            dataset: { data: await openAsBlob(dataset), fileName: basename(dataset) },
-          });
-          if (!options.wait) {
-            ctx.out.print(started, () => describeEvaluation(started));
-            return;
-          }
-          const show = ctx.out.interactive
-            ? (e: Evaluation) =>
-                ctx.io.stderr.write(`\r${e.id} ${e.status} ${e.progress.samples} samples (${Math.round(e.progress.fraction * 100)}%)   `)
-            : undefined;
-          const done = await waitFor(client, started.id, show, Number(options.timeout) * 1000);
-          if (show) ctx.io.stderr.write('\n');
-          ctx.out.print(done, () => describeEvaluation(done));
-          if (done.status === 'failed') throw new CliError(EXIT.refused, `evaluation ${done.id} failed: ${done.error?.code}`);
-        }),
+    .action((ref: string, dataset: string, options: TaskOptions & { wait: boolean; timeout: string }, command: Command) =>
+      run(command, async (ctx) => {
+        const { name, version } = splitRef(ref);
+        if (!version) throw new CliError(EXIT.usage, `${ref}: name the version, e.g. ${name}@1.0.0`);
+        if (!options.task) throw new CliError(EXIT.usage, 'say how outputs become predictions: --task classification|binary|regression');
+        await stat(dataset).catch(() => {
+          throw new CliError(EXIT.usage, `${dataset}: no such file`);
+        });
+        const task = taskOf({ ...options, task: options.task });
+        const client = await ctx.client();
+        const started = await client.evaluateVersion({
+          name,
+          version,
+          task,
+          dataset: { data: await openAsBlob(dataset), fileName: basename(dataset) },
+        });
+        if (!options.wait) {
+          ctx.out.print(started, () => describeEvaluation(started));
+          return;
+        }
+        const show = ctx.out.interactive
+          ? (e: Evaluation) =>
+              ctx.io.stderr.write(`\r${e.id} ${e.status} ${e.progress.samples} samples (${Math.round(e.progress.fraction * 100)}%)   `)
+          : undefined;
+        const done = await waitFor(client, started.id, show, Number(options.timeout) * 1000);
+        if (show) ctx.io.stderr.write('\n');
+        ctx.out.print(done, () => describeEvaluation(done));
+        if (done.status === 'failed') throw new CliError(EXIT.refused, `evaluation ${done.id} failed: ${done.error?.code}`);
+      }),
     );
 
   models
