@@ -407,7 +407,7 @@ function Quality({
               <th scope="col">Status</th>
               <th scope="col">Samples</th>
               <th scope="col">Accuracy [95%]</th>
-              <th scope="col">Macro F1</th>
+              <th scope="col">Macro F1 [95%]</th>
               <th scope="col">AUC / MAE / RMSE</th>
             </tr>
           </thead>
@@ -423,7 +423,7 @@ function Quality({
                 </td>
                 <td>{e.progress.samples.toLocaleString()}</td>
                 <td>{withInterval(e.metrics?.accuracy, e.metrics?.accuracyInterval)}</td>
-                <td>{e.metrics?.macroF1 === undefined ? '–' : number(e.metrics.macroF1)}</td>
+                <td>{withInterval(e.metrics?.macroF1, e.metrics?.macroF1Interval)}</td>
                 <td>
                   {e.metrics?.auc !== undefined
                     ? `AUC ${withInterval(e.metrics.auc, e.metrics.aucInterval)}`

@@ -47,6 +47,34 @@ describe('task metrics', () => {
     expect(metrics.accuracyInterval.high).toBeGreaterThan(metrics.accuracy);
   });
 
+  it('gives each class Wilson intervals, and macro F1 a seeded bootstrap interval that narrows with more samples', () => {
+    const build = (n: number) => {
+      const random = splitmix(21);
+      const accumulator = new ClassificationAccumulator('classification');
+      for (let i = 0; i < n; i++) {
+        const truth = String(Math.floor(random() * 3));
+        accumulator.add(truth, random() < 0.8 ? truth : String(Math.floor(random() * 3)));
+      }
+      return accumulator.result();
+    };
+    const small = build(500);
+    const large = build(8000);
+    for (const c of small.classes) {
+      expect(c.precisionInterval.low).toBeLessThanOrEqual(c.precision);
+      expect(c.precisionInterval.high).toBeGreaterThanOrEqual(c.precision);
+      expect(c.recallInterval.low).toBeLessThanOrEqual(c.recall);
+      expect(c.recallInterval.high).toBeGreaterThanOrEqual(c.recall);
+    }
+    const width = (m: typeof small) => (m.macroF1Interval?.high ?? 0) - (m.macroF1Interval?.low ?? 1);
+    expect(small.macroF1Interval?.low).toBeLessThan(small.macroF1);
+    expect(small.macroF1Interval?.high).toBeGreaterThan(small.macroF1);
+    // 16 times the samples: about a quarter of the width (the standard error goes with 1/sqrt(n)).
+    expect(width(large) / width(small)).toBeGreaterThan(0.15);
+    expect(width(large) / width(small)).toBeLessThan(0.4);
+    // Reproducible: the same matrix, the same interval.
+    expect(build(500).macroF1Interval).toEqual(small.macroF1Interval);
+  });
+
   it('gives a class that is never predicted precision 0, and orders numeric labels numerically', () => {
     const accumulator = new ClassificationAccumulator('classification', ['10', '2']);
     accumulator.add('2', '2');

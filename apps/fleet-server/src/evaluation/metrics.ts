@@ -1,3 +1,5 @@
+import { splitmix } from '@edgefleet/drift';
+
 /**
  * Task metrics of a model version on a labelled held-out dataset, with 95% confidence intervals.
  * Pure and deterministic: the same predictions give the same numbers, bit for bit.
@@ -22,7 +24,11 @@ export interface ClassMetrics {
   /** Samples whose true label is this class. */
   readonly support: number;
   readonly precision: number;
+  /** Wilson interval of the precision (true positives among the predicted). */
+  readonly precisionInterval: Interval;
   readonly recall: number;
+  /** Wilson interval of the recall (true positives among the actual). */
+  readonly recallInterval: Interval;
   readonly f1: number;
 }
 
@@ -34,6 +40,8 @@ export interface ClassificationMetrics {
   readonly macroPrecision: number;
   readonly macroRecall: number;
   readonly macroF1: number;
+  /** Percentile bootstrap over the confusion matrix (seeded: reproducible); absent past BOOTSTRAP_MAX_CLASSES. */
+  readonly macroF1Interval?: Interval;
   readonly classes: readonly ClassMetrics[];
   /** confusion[true][predicted], in the order of `classes`. */
   readonly confusion: readonly (readonly number[])[];
@@ -136,9 +144,19 @@ export class ClassificationAccumulator {
       const precision = predicted === 0 ? 0 : tp / predicted;
       const recall = actual === 0 ? 0 : tp / actual;
       const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-      return { label: this.labels[c] as string, support: actual, precision, recall, f1 };
+      return {
+        label: this.labels[c] as string,
+        support: actual,
+        precision,
+        precisionInterval: wilson(tp, predicted),
+        recall,
+        recallInterval: wilson(tp, actual),
+        f1,
+      };
     });
     const mean = (values: number[]) => (values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length);
+    const confusion = order.map((t) => order.map((p) => cell(t, p)));
+    const macroF1Interval = k <= BOOTSTRAP_MAX_CLASSES && samples > 0 ? macroF1Bootstrap(confusion) : undefined;
     const base: ClassificationMetrics = {
       task: this.task,
       samples,
@@ -147,13 +165,79 @@ export class ClassificationAccumulator {
       macroPrecision: mean(classes.map((c) => c.precision)),
       macroRecall: mean(classes.map((c) => c.recall)),
       macroF1: mean(classes.map((c) => c.f1)),
+      ...(macroF1Interval ? { macroF1Interval } : {}),
       classes,
-      confusion: order.map((t) => order.map((p) => cell(t, p))),
+      confusion,
     };
     if (this.task !== 'binary' || this.positives.length === 0 || this.negatives.length === 0) return base;
     const { auc, interval } = aucWithInterval(this.positives, this.negatives);
     return { ...base, auc, aucInterval: interval };
   }
+}
+
+/** Classes up to which macro F1 gets a bootstrap interval (each resample draws one count per confusion cell). */
+export const BOOTSTRAP_MAX_CLASSES = 50;
+const RESAMPLES = 1000;
+
+/** Macro F1 of a confusion matrix. */
+function macroF1Of(confusion: readonly (readonly number[])[]): number {
+  const k = confusion.length;
+  let sum = 0;
+  for (let c = 0; c < k; c++) {
+    let predicted = 0;
+    let actual = 0;
+    for (let i = 0; i < k; i++) {
+      predicted += confusion[i]?.[c] ?? 0;
+      actual += confusion[c]?.[i] ?? 0;
+    }
+    const tp = confusion[c]?.[c] ?? 0;
+    const precision = predicted === 0 ? 0 : tp / predicted;
+    const recall = actual === 0 ? 0 : tp / actual;
+    sum += precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  }
+  return k === 0 ? 0 : sum / k;
+}
+
+/** One Binomial(n, p) draw: exact by counting for small n, normal otherwise. */
+function binomial(n: number, p: number, random: () => number): number {
+  if (n <= 0 || p <= 0) return 0;
+  if (p >= 1) return n;
+  if (n < 50) {
+    let x = 0;
+    for (let i = 0; i < n; i++) if (random() < p) x++;
+    return x;
+  }
+  // Box-Muller, rounded and clamped: the samples are large enough for the normal approximation.
+  const z = Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  return Math.min(n, Math.max(0, Math.round(n * p + z * Math.sqrt(n * p * (1 - p)))));
+}
+
+/**
+ * 95% percentile bootstrap of macro F1: the samples resampled as a multinomial over the confusion
+ * matrix's cells (sequential binomials), RESAMPLES times, from a fixed seed: the same matrix gives
+ * the same interval.
+ */
+function macroF1Bootstrap(confusion: readonly (readonly number[])[]): Interval {
+  const random = splitmix(0x5eed);
+  const cells = confusion.flat();
+  const n = cells.reduce((a, b) => a + b, 0);
+  const k = confusion.length;
+  const values: number[] = [];
+  const draw = new Array<number>(cells.length);
+  for (let r = 0; r < RESAMPLES; r++) {
+    let left = n;
+    let mass = 1;
+    for (let i = 0; i < cells.length; i++) {
+      const p = (cells[i] as number) / n;
+      const x = i === cells.length - 1 ? left : binomial(left, mass <= 0 ? 0 : Math.min(1, p / mass), random);
+      draw[i] = x;
+      left -= x;
+      mass -= p;
+    }
+    values.push(macroF1Of(Array.from({ length: k }, (_, t) => draw.slice(t * k, t * k + k))));
+  }
+  values.sort((a, b) => a - b);
+  return { low: values[Math.floor(0.025 * RESAMPLES)] as number, high: values[Math.ceil(0.975 * RESAMPLES) - 1] as number };
 }
 
 function compareLabels(a: string, b: string): number {

@@ -30,10 +30,19 @@ const MetricsSchema = Type.Object(
     macroPrecision: Type.Optional(Type.Number()),
     macroRecall: Type.Optional(Type.Number()),
     macroF1: Type.Optional(Type.Number()),
+    macroF1Interval: Type.Optional(Interval),
     classes: Type.Optional(
       Type.Array(
         Type.Object(
-          { label: Type.String(), support: Type.Integer(), precision: Type.Number(), recall: Type.Number(), f1: Type.Number() },
+          {
+            label: Type.String(),
+            support: Type.Integer(),
+            precision: Type.Number(),
+            precisionInterval: Interval,
+            recall: Type.Number(),
+            recallInterval: Interval,
+            f1: Type.Number(),
+          },
           { additionalProperties: false },
         ),
       ),

@@ -31,7 +31,7 @@ export function describeMetrics(metrics: Metrics): string {
         ['task', metrics.task],
         ['samples', metrics.samples],
         ['accuracy', withInterval(metrics.accuracy, metrics.accuracyInterval)],
-        ['macro F1', metrics.macroF1 === undefined ? undefined : num(metrics.macroF1)],
+        ['macro F1', withInterval(metrics.macroF1, metrics.macroF1Interval)],
         ['macro precision', metrics.macroPrecision === undefined ? undefined : num(metrics.macroPrecision)],
         ['macro recall', metrics.macroRecall === undefined ? undefined : num(metrics.macroRecall)],
         ['AUC-ROC', withInterval(metrics.auc, metrics.aucInterval)],

@@ -4951,11 +4951,23 @@ export interface operations {
                                 macroPrecision?: number;
                                 macroRecall?: number;
                                 macroF1?: number;
+                                macroF1Interval?: {
+                                    low: number;
+                                    high: number;
+                                };
                                 classes?: {
                                     label: string;
                                     support: number;
                                     precision: number;
+                                    precisionInterval: {
+                                        low: number;
+                                        high: number;
+                                    };
                                     recall: number;
+                                    recallInterval: {
+                                        low: number;
+                                        high: number;
+                                    };
                                     f1: number;
                                 }[];
                                 /** @description confusion[true][predicted], in the order of classes */
@@ -5108,11 +5120,23 @@ export interface operations {
                             macroPrecision?: number;
                             macroRecall?: number;
                             macroF1?: number;
+                            macroF1Interval?: {
+                                low: number;
+                                high: number;
+                            };
                             classes?: {
                                 label: string;
                                 support: number;
                                 precision: number;
+                                precisionInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 recall: number;
+                                recallInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 f1: number;
                             }[];
                             /** @description confusion[true][predicted], in the order of classes */
@@ -5203,11 +5227,23 @@ export interface operations {
                             macroPrecision?: number;
                             macroRecall?: number;
                             macroF1?: number;
+                            macroF1Interval?: {
+                                low: number;
+                                high: number;
+                            };
                             classes?: {
                                 label: string;
                                 support: number;
                                 precision: number;
+                                precisionInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 recall: number;
+                                recallInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 f1: number;
                             }[];
                             /** @description confusion[true][predicted], in the order of classes */
@@ -5329,11 +5365,23 @@ export interface operations {
                             macroPrecision?: number;
                             macroRecall?: number;
                             macroF1?: number;
+                            macroF1Interval?: {
+                                low: number;
+                                high: number;
+                            };
                             classes?: {
                                 label: string;
                                 support: number;
                                 precision: number;
+                                precisionInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 recall: number;
+                                recallInterval: {
+                                    low: number;
+                                    high: number;
+                                };
                                 f1: number;
                             }[];
                             /** @description confusion[true][predicted], in the order of classes */
