@@ -34,7 +34,7 @@ import type { StagedUpload } from '../artifacts/store.ts';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { storeReference } from '../drift/scoring.ts';
-import { checkDataset, requestEvaluation, type StagedDataset, stageDataset } from '../evaluation/routes.ts';
+import { checkDataset, requestEvaluation, type StagedDataset, stageDataset } from '../evaluation/jobs.ts';
 import { EvaluationTaskSchema } from '../evaluation/task.ts';
 import { partsFingerprint } from '../http/idempotency.ts';
 import { Ref } from '../http/schemas.ts';
