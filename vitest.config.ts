@@ -46,6 +46,9 @@ export default defineConfig({
       },
     ],
     reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],
+    // Two test files at a time: most of a file's time is waiting (child processes, brokers, a browser,
+    // PostgreSQL), and vitest's default on 2 cores is one worker, which ran the suite file after file.
+    maxWorkers: 2,
     testTimeout: 30_000,
   },
 });
