@@ -100,7 +100,13 @@ describe('the admin API on a live fleet', () => {
   }, 90_000);
 
   it('shows where the fleet stands: the summary and the compliance view per model', async () => {
-    const summary = (await inject('GET', '/v1/fleet/summary')).json();
+    // The summary is read from the devices' reported states, written in batches: it shows the
+    // canary rollout's two devices on 2.0.0 once their reports are stored.
+    let summary = (await inject('GET', '/v1/fleet/summary')).json();
+    await until(async () => {
+      summary = (await inject('GET', '/v1/fleet/summary')).json();
+      return summary.models.find((m: { name: string }) => m.name === 'mlp')?.versions.length === 2;
+    }, 'the summary to show both versions');
     expect(summary.devices).toMatchObject({ total: 4, active: 4, online: 4, offline: 0, failing: 0 });
     const mlp = summary.models.find((m: { name: string }) => m.name === 'mlp');
     expect(mlp.versions).toEqual([

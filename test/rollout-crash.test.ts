@@ -77,11 +77,12 @@ describe('kill -9 of the server mid-rollout', () => {
     await until(
       async () => (await api('GET', `/v1/rollouts/${second.id}`)).state === 'completed',
       'the rollout to finish after the restart',
-      60_000,
+      // A restarted server and 12 agents reconnecting, while another test file runs beside this one.
+      120_000,
     );
     await until(() => simulation?.countActive('mlp', '2.0.0') === 12, 'every device on 2.0.0', 30_000);
     // Two versions, two installs per device: nothing installed twice across the crash.
     expect(simulation.devices.map((d) => d.installs)).toEqual(Array(12).fill(2));
     server.kill('SIGTERM');
-  }, 120_000);
+  }, 240_000);
 });
