@@ -31,8 +31,6 @@ export const HEARTBEAT_STALE_MS = 60_000;
 export interface EvaluationRunner {
   /** Looks for queued evaluations now (after one is created). */
   kick(): void;
-  /** Resolves when nothing is queued or running here (tests). */
-  idle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -249,9 +247,6 @@ export function createEvaluationRunner(options: Options): EvaluationRunner {
 
   return {
     kick,
-    async idle() {
-      while (running) await running;
-    },
     async close() {
       closed = true;
       clearInterval(poll);
