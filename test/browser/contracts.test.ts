@@ -64,11 +64,15 @@ describeModelStoreContract('IndexedDB in Chromium', {
 
 describeEngineContract('onnxruntime-web WASM in Chromium', async () => ({ engine: await page.engine(false), executionProvider: 'wasm' }));
 // SwiftShader's WebGPU computes in other kernels than onnxruntime's CPU ones (TOOLCHAIN.md): 1e-4.
-describeEngineContract('onnxruntime-web WebGPU (SwiftShader) in Chromium', async () => ({
-  engine: await page.engine(true),
-  executionProvider: 'webgpu',
-  tolerance: 1e-4,
-}));
+describeEngineContract(
+  'onnxruntime-web WebGPU (SwiftShader) in Chromium',
+  async () => ({
+    engine: await page.engine(true),
+    executionProvider: 'webgpu',
+    tolerance: 1e-4,
+  }),
+  { timeoutMs: 120_000 },
+);
 
 describeAgentStateContract('IndexedDB in Chromium', {
   durable: true,

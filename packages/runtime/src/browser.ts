@@ -63,6 +63,7 @@ export function createBrowserEngine(options: BrowserEngineOptions = {}): Engine 
     name: 'onnxruntime-web',
     ort: ort as unknown as OrtModule,
     copyModelBytes: options.offMainThread === true,
+    exclusive: true,
     providers: [
       ...(webgpu
         ? [

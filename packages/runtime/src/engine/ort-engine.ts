@@ -33,13 +33,33 @@ export interface OrtEngineOptions {
    * the buffer it is given.
    */
   readonly copyModelBytes?: boolean;
+  /**
+   * One call into this onnxruntime module at a time (create, run, release), across every engine
+   * over it, the others waiting their turn.
+   * onnxruntime-web's WebGPU build suspends the WASM module across awaits: a session created while
+   * another runs there hangs the page (test-utils' engine contract, "runs two sessions at once").
+   */
+  readonly exclusive?: boolean;
 }
 
 /** Our provider names are onnxruntime's, except onnxruntime-node's default CPU provider. */
 const ORT_PROVIDER: Record<ExecutionProvider, string> = { webgpu: 'webgpu', wasm: 'wasm', cpu: 'cpu' };
 
+/** The last call queued on each onnxruntime module (engines over the same module share its turns). */
+const turns = new WeakMap<OrtModule, Promise<unknown>>();
+
 export function createOrtEngine(options: OrtEngineOptions): Engine {
   const { ort } = options;
+  /** Runs `call` after every call queued on this module before it (settled either way) when exclusive. */
+  const inTurn = <T>(call: () => Promise<T>): Promise<T> => {
+    if (!options.exclusive) return call();
+    const result = (turns.get(ort) ?? Promise.resolve()).then(call, call);
+    turns.set(
+      ort,
+      result.catch(() => undefined),
+    );
+    return result;
+  };
   return {
     name: options.name,
 
@@ -61,10 +81,12 @@ export function createOrtEngine(options: OrtEngineOptions): Engine {
     async createSession(model, executionProvider): Promise<EngineSession> {
       let session: InferenceSession;
       try {
-        session = await ort.InferenceSession.create(options.copyModelBytes ? model.slice() : model, {
-          ...options.sessionOptions,
-          executionProviders: [ORT_PROVIDER[executionProvider]],
-        });
+        session = await inTurn(() =>
+          ort.InferenceSession.create(options.copyModelBytes ? model.slice() : model, {
+            ...options.sessionOptions,
+            executionProviders: [ORT_PROVIDER[executionProvider]],
+          }),
+        );
       } catch (cause) {
         throw new EdgefleetError(
           'EF_MODEL_INVALID',
@@ -85,7 +107,7 @@ export function createOrtEngine(options: OrtEngineOptions): Engine {
             const tensor = feeds[name] as Feeds[string];
             ortFeeds[name] = new ort.Tensor(tensor.dtype as Tensor.Type, tensor.data as Tensor.DataType, tensor.shape);
           }
-          return session.run(ortFeeds).then(
+          return inTurn(() => session.run(ortFeeds)).then(
             (results) => {
               const outputs: Outputs = {};
               for (const name in results) {
@@ -106,7 +128,7 @@ export function createOrtEngine(options: OrtEngineOptions): Engine {
             },
           );
         },
-        release: () => session.release(),
+        release: () => inTurn(() => session.release()),
       };
     },
   };

@@ -36,6 +36,14 @@ export interface EngineHarness {
   readonly tolerance?: number;
 }
 
+export interface EngineContractOptions {
+  /**
+   * How long one case may take (default: the suite's). A software WebGPU adapter runs the PaddleOCR
+   * detector in about 17 s on one free core of this machine, and slower beside other work.
+   */
+  readonly timeoutMs?: number;
+}
+
 /** Silero VAD speech probability of the fixture frame, as computed by onnxruntime-web WASM in Node. */
 export const SILERO_REFERENCE = { tolerance: 1e-4 };
 
@@ -46,8 +54,8 @@ function floats(outputs: Outputs, name: string): Float32Array {
   return output.data as Float32Array;
 }
 
-export function describeEngineContract(name: string, harness: () => Promise<EngineHarness>): void {
-  describe(`Engine contract: ${name}`, () => {
+export function describeEngineContract(name: string, harness: () => Promise<EngineHarness>, options: EngineContractOptions = {}): void {
+  describe(`Engine contract: ${name}`, { ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}) }, () => {
     it('offers its execution provider on this device', async () => {
       const { engine, executionProvider } = await harness();
       expect((await engine.probe()).find((p) => p.executionProvider === executionProvider)).toMatchObject({ available: true });
@@ -111,6 +119,33 @@ export function describeEngineContract(name: string, harness: () => Promise<Engi
       const expected = model.reference(input);
       for (const [i, value] of floats(outputs, 'y').entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(0.05);
       await session.release();
+    });
+
+    it('runs two sessions at once: one created and run while another is still running', async () => {
+      // What an app does when it tests a new version (or shadows a candidate) while serving the active one.
+      const { engine, executionProvider } = await harness();
+      const tolerance = (await harness()).tolerance ?? 1e-5;
+      const vad = await engine.createSession(readModel(SILERO_VAD_V5_PATH), executionProvider);
+      const frame = sileroFrame();
+      const feeds = {
+        input: { dtype: 'float32', shape: [1, 512], data: frame.input },
+        state: { dtype: 'float32', shape: [2, 1, 128], data: frame.state },
+        sr: { dtype: 'int64', shape: [], data: frame.sr },
+      } as const;
+      const alone = floats(await vad.run(feeds), 'output')[0] ?? Number.NaN;
+      const model = mlpModel();
+      const input = seededValues(12, 4);
+      const running = Promise.all([vad.run(feeds), vad.run(feeds)]);
+      const mlp = await engine.createSession(model.bytes, executionProvider);
+      const [scores, [first, second]] = await Promise.all([
+        mlp.run({ features: { dtype: 'float32', shape: [3, 4], data: input } }),
+        running,
+      ]);
+      const expected = model.reference(input);
+      for (const [i, value] of floats(scores, 'scores').entries()) expect(Math.abs(value - (expected[i] ?? 0))).toBeLessThan(tolerance);
+      expect(Math.abs((floats(first, 'output')[0] ?? Number.NaN) - alone)).toBeLessThan(tolerance);
+      expect(Math.abs((floats(second, 'output')[0] ?? Number.NaN) - alone)).toBeLessThan(tolerance);
+      await Promise.all([vad.release(), mlp.release()]);
     });
 
     it('refuses bytes that are not an ONNX model with EF_MODEL_INVALID', async () => {
