@@ -160,13 +160,14 @@ export function createAgent(options: AgentOptions): Agent {
       }
     }),
     options.runtime.on('verified', ({ model }) => event('verified', { model, ...withRollout(model) })),
-    options.runtime.on('acceptance-passed', ({ model, executionProvider }) =>
-      event('acceptance-passed', { model, executionProvider, ...withRollout(model) }),
+    options.runtime.on('acceptance-passed', ({ model, executionProvider, variant }) =>
+      event('acceptance-passed', { model, executionProvider, ...(variant ? { variant } : {}), ...withRollout(model) }),
     ),
-    options.runtime.on('acceptance-failed', ({ model, executionProvider, reason }) =>
+    options.runtime.on('acceptance-failed', ({ model, executionProvider, reason, variant }) =>
       event('acceptance-failed', {
         model,
         executionProvider,
+        ...(variant ? { variant } : {}),
         error: { code: 'EF_ACCEPTANCE_FAILED', message: reason.slice(0, 2000) },
         ...withRollout(model),
       }),
@@ -174,10 +175,11 @@ export function createAgent(options: AgentOptions): Agent {
     options.runtime.on('execution-provider-fallback', ({ model, from, to, reason }) =>
       event('execution-provider-fallback', { model, fallback: { from, to, reason: reason.slice(0, 2000) }, ...withRollout(model) }),
     ),
-    options.runtime.on('activated', ({ model, executionProvider, providers, latency }) =>
+    options.runtime.on('activated', ({ model, executionProvider, variant, providers, latency }) =>
       event('activated', {
         model,
         executionProvider,
+        ...(variant ? { variant } : {}),
         // Older runtimes than this agent send none.
         ...(providers ? { providers: providers.slice(0, 6) } : {}),
         ...(latency ? { latency } : {}),
@@ -272,6 +274,7 @@ export function createAgent(options: AgentOptions): Agent {
         const artifact = (sha256: string) => ({ url: `${options.serverUrl}/v1/artifacts/${sha256}`, headers: { authorization: basic } });
         await options.runtime.install(signed, artifact(manifest.artifact.sha256), {
           files: Object.fromEntries(manifest.files.map((file) => [file.name, artifact(file.sha256)])),
+          variants: Object.fromEntries((manifest.variants ?? []).map((variant) => [variant.name, artifact(variant.sha256)])),
           ...(plan.rollback ? { rollback: document } : {}),
         });
       } catch (error) {

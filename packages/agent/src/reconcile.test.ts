@@ -27,7 +27,14 @@ function desired(sequence: number, models: { manifest: typeof a1; rolloutId?: st
 const running = (name: string, version: string, sha256: string): ModelInfo => ({
   name,
   state: 'active',
-  active: { version, sha256, executionProvider: 'wasm', engine: 'onnxruntime-web', activatedAt: '2026-11-28T00:00:00.000Z' },
+  active: {
+    version,
+    sha256,
+    executionProvider: 'wasm',
+    variant: 'reference',
+    engine: 'onnxruntime-web',
+    activatedAt: '2026-11-28T00:00:00.000Z',
+  },
 });
 
 describe('reconcile plan', () => {

@@ -88,6 +88,8 @@ export function reportedState(input: ReportInput): ReportedState {
             version: m.active.version,
             sha256: m.active.sha256,
             executionProvider: m.active.executionProvider,
+            // Older runtimes than this agent say nothing: the reference serves there.
+            ...(m.active.variant ? { variant: m.active.variant } : {}),
             activatedAt: m.active.activatedAt,
             // The verdicts without their reasons (the `activated` event has them): the report stays small.
             ...(m.active.providers ? { providers: m.active.providers.slice(0, 6).map(({ reason: _reason, ...rest }) => rest) } : {}),

@@ -24,6 +24,7 @@ export {
   MLP_INPUTS,
   MLP_OUTPUTS,
   mlpModel,
+  quantizedMlpModel,
   seededValues,
   splitmix,
 } from './models/index.ts';

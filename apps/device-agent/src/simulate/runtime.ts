@@ -12,6 +12,7 @@ import {
   EdgefleetError,
   type ManifestPayload,
   type ProviderMeasurement,
+  REFERENCE_VARIANT,
   type Trust,
   timestamp,
   verifyManifest,
@@ -151,6 +152,7 @@ export function createSimulatedRuntime(options: SimulatedRuntimeOptions): Simula
               version: active.manifest.version,
               sha256: active.manifest.artifact.sha256,
               executionProvider: 'wasm',
+              variant: REFERENCE_VARIANT,
               engine: 'simulated',
               activatedAt: active.activatedAt,
               providers: SIMULATED_PROVIDERS,
@@ -260,6 +262,7 @@ export function createSimulatedRuntime(options: SimulatedRuntimeOptions): Simula
       emit('activated', {
         model: ref,
         executionProvider: 'wasm',
+        variant: REFERENCE_VARIANT,
         providers: SIMULATED_PROVIDERS,
         ...(replaced ? { previous: replaced.manifest.version } : {}),
         latency: latencyProbe(manifest.version, replaced?.manifest.version),

@@ -211,6 +211,13 @@ function checkManifestConsistency(manifest: ManifestPayload): void {
     `${what} declares output`,
   );
   if (manifest.telemetry) checkTelemetrySpec(manifest, what);
+  if (manifest.variants) {
+    unique(
+      manifest.variants.map((v) => v.name),
+      `${what} lists variant`,
+    );
+    unique([manifest.artifact.sha256, ...manifest.variants.map((v) => v.sha256)], `${what} lists the same artifact twice, sha256`);
+  }
   const acceptance = manifest.acceptance;
   if (!acceptance) return;
   if (acceptance.vectorsFile !== undefined) {

@@ -146,6 +146,40 @@ export const TelemetrySpec = Strict(
 );
 export type TelemetrySpec = Static<typeof TelemetrySpec>;
 
+export const VARIANT_PRECISIONS = ['float32', 'float16', 'int8', 'uint8', 'mixed'] as const;
+/** The name a device reports when the manifest's own artifact (the reference) serves. */
+export const REFERENCE_VARIANT = 'reference';
+
+export const VariantName = Type.String({
+  pattern: '^(?!reference$)[a-z0-9][a-z0-9._-]{0,31}$',
+  description: 'a variant name of 1-32 characters from a-z 0-9 . _ - (not "reference": that is the main artifact)',
+});
+
+/**
+ * Another artifact of the same model (same inputs and outputs): a float16 or int8 build, say, for
+ * the devices that run it better. A device picks the best variant it can run, checks it against
+ * the golden outputs of the reference (the manifest's artifact) within the variant's tolerance (its
+ * quantization error budget), and falls back to the next one, the reference last, when it fails.
+ */
+export const ManifestVariant = Strict(
+  {
+    name: VariantName,
+    sha256: Sha256,
+    size: Type.Integer({ minimum: 1, maximum: 2 ** 40, description: 'the variant size in bytes (1 byte to 1 TiB)' }),
+    mediaType: Type.Literal('application/x-onnx', { description: '"application/x-onnx"' }),
+    precision: Type.Enum(VARIANT_PRECISIONS, { description: `one of ${VARIANT_PRECISIONS.join(', ')}` }),
+    executionProviders: Type.Array(ExecutionProviderSchema, {
+      minItems: 1,
+      maxItems: 3,
+      uniqueItems: true,
+      description: 'the execution providers this variant is built for',
+    }),
+    tolerance: Tolerance,
+  },
+  { description: 'a variant of the model: its file, precision, target execution providers and tolerance against the reference outputs' },
+);
+export type ManifestVariant = Static<typeof ManifestVariant>;
+
 export const ManifestPayload = Strict(
   {
     type: Type.Literal(DOCUMENT_TYPES.manifest, { description: `"${DOCUMENT_TYPES.manifest}"` }),
@@ -162,6 +196,12 @@ export const ManifestPayload = Strict(
       { description: 'the model file: sha256, size and media type' },
     ),
     files: Type.Array(ManifestFile, { maxItems: 32, description: 'at most 32 extra files' }),
+    variants: Type.Optional(
+      Type.Array(ManifestVariant, {
+        maxItems: 8,
+        description: 'at most 8 variants of the model, most preferred first; the artifact is the reference and the last fallback',
+      }),
+    ),
     model: Strict(
       {
         format: Type.Literal('onnx', { description: '"onnx"' }),

@@ -61,6 +61,12 @@ export type ProviderMeasurement = Static<typeof ProviderMeasurement>;
 /** One per engine and execution provider the manifest allows (reasons at most 300 characters): an event stays small. */
 export const ProviderMeasurements = Type.Array(ProviderMeasurement, { maxItems: 6 });
 
+/** Which artifact of a version serves: a variant's name, or "reference" for the manifest's own artifact. */
+export const ServedVariant = Type.String({
+  pattern: '^[a-z0-9][a-z0-9._-]{0,31}$',
+  description: 'the variant that serves ("reference": the manifest\'s own artifact)',
+});
+
 export const ReportedModel = Strict(
   {
     name: ModelName,
@@ -70,6 +76,8 @@ export const ReportedModel = Strict(
         version: Semver,
         sha256: Sha256,
         executionProvider: ExecutionProviderSchema,
+        /** Absent from devices older than variants, and then it is the reference. */
+        variant: Type.Optional(ServedVariant),
         activatedAt: Timestamp,
         /** How the provider was chosen at install. */
         providers: Type.Optional(ProviderMeasurements),
@@ -152,6 +160,8 @@ export const DeviceEvent = Strict(
     desiredSequence: Type.Optional(Count),
     progress: Type.Optional(Strict({ bytes: Count, total: Count })),
     executionProvider: Type.Optional(ExecutionProviderSchema),
+    /** With `activated` and the acceptance events: the variant concerned. */
+    variant: Type.Optional(ServedVariant),
     fallback: Type.Optional(
       Strict({
         from: ExecutionProviderSchema,

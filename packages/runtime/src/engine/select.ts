@@ -55,11 +55,18 @@ export interface ChooseOptions {
    * loaded any more the choice is made afresh.
    */
   readonly previous?: { readonly executionProvider: ExecutionProvider; readonly providers?: readonly ProviderMeasurement[] };
+  /** The variant being chosen for (see install/variants.ts): named in the acceptance events. */
+  readonly variant?: string;
 }
 
 export interface ProviderSelector {
   /** What the device offers for these providers: engines, availability, adapters. */
   fingerprint(allowed: readonly ExecutionProvider[]): string;
+  /**
+   * Where the best provider available here among `allowed` stands in the device's order (real
+   * adapters before a software one): 0 is the device's first choice; Infinity when none is available.
+   */
+  rank(allowed: readonly ExecutionProvider[]): number;
   choose(manifest: ManifestPayload, bytes: Uint8Array, options: ChooseOptions): Promise<ChosenProvider>;
 }
 
@@ -104,6 +111,16 @@ export function createProviderSelector(
           .join(':'),
       )
       .join(',');
+  }
+
+  /** The device's order: engines as given, each engine's providers most preferred first, software adapters last. */
+  const ordered = [...providers].sort(
+    (a, b) => Number(a.availability.fallbackAdapter ?? false) - Number(b.availability.fallbackAdapter ?? false),
+  );
+
+  function rank(allowed: readonly ExecutionProvider[]): number {
+    const at = ordered.findIndex((p) => p.availability.available && allowed.includes(p.availability.executionProvider));
+    return at < 0 ? Number.POSITIVE_INFINITY : at;
   }
 
   /**
@@ -166,6 +183,7 @@ export function createProviderSelector(
 
   async function choose(manifest: ManifestPayload, bytes: Uint8Array, options: ChooseOptions): Promise<ChosenProvider> {
     const model = { name: manifest.name, version: manifest.version };
+    const variantOf = options.variant !== undefined ? { variant: options.variant } : {};
     const allowed = manifest.runtime.executionProviders;
     const candidates = candidatesFor(allowed);
     const print = fingerprint(allowed);
@@ -236,13 +254,18 @@ export function createProviderSelector(
           if (!result.passed) {
             acceptanceFailures++;
             const reason = result.reason ?? 'outputs differ';
-            events.emit('acceptance-failed', { model, executionProvider: ep, reason });
+            events.emit('acceptance-failed', { model, executionProvider: ep, reason, ...variantOf });
             reasons.push(`${ep}: acceptance test failed: ${reason}`);
             verdicts.set(provider, verdict(provider, false, `acceptance test failed: ${reason}`));
             await session.release();
             continue;
           }
-          events.emit('acceptance-passed', { model, executionProvider: ep, maxAbsoluteError: result.maxAbsoluteError });
+          events.emit('acceptance-passed', {
+            model,
+            executionProvider: ep,
+            maxAbsoluteError: result.maxAbsoluteError,
+            ...variantOf,
+          });
         }
         const measurement = { ...verdict(provider, true) };
         verdicts.set(provider, measurement);
@@ -286,7 +309,7 @@ export function createProviderSelector(
     };
   }
 
-  return { fingerprint, choose };
+  return { fingerprint, rank, choose };
 }
 
 function verdict({ engine, availability }: Provider, passed: boolean, reason?: string): ProviderMeasurement {

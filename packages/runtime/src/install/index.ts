@@ -15,8 +15,11 @@ import {
   checkVersionFloor,
   compareSemver,
   EdgefleetError,
+  ERRORS,
+  type GoldenVector,
   type ManifestPayload,
   type ModelRef,
+  REFERENCE_VARIANT,
   type SignedDocument,
   type Trust,
   timestamp,
@@ -26,9 +29,11 @@ import { type LatencyProbe, probeLatency } from '../acceptance/latency.ts';
 import { acceptanceVectors } from '../acceptance/vectors.ts';
 import { RUNTIME_VERSION } from '../defaults.ts';
 import { type ArtifactSource, downloadArtifact } from '../download/index.ts';
+import type { ChosenProvider } from '../engine/select.ts';
 import type { RuntimeContext } from '../runtime/context.ts';
 import type { InstallOptions, ModelInfo, ModelState } from '../runtime/types.ts';
 import type { InstalledVersion, ModelRecord } from '../store/types.ts';
+import { planVariants, type VariantCandidate } from './variants.ts';
 
 /** The manifest is for this device: its class, and a runtime at least as new as it needs. */
 export function checkTarget(manifest: ManifestPayload, deviceClass: string | undefined): void {
@@ -100,6 +105,14 @@ async function storeFile(
   }
 }
 
+/** An installed version is this manifest's release: same version, same reference artifact (whichever variant serves). */
+function sameRelease(installed: InstalledVersion, manifest: ManifestPayload): boolean {
+  return installed.version === manifest.version && installed.manifest.payload.artifact.sha256 === manifest.artifact.sha256;
+}
+
+/** Marks an error that no other variant could get past (the acceptance data itself is bad). */
+const FATAL = Symbol('fatal');
+
 /** The record after activating `installed`: the replaced version kept as previous, the floor raised. */
 function nextRecord(
   record: ModelRecord,
@@ -108,7 +121,7 @@ function nextRecord(
   rollback: boolean,
 ): ModelRecord {
   const current = record.active;
-  const previous = current && current.sha256 !== installed.sha256 ? current : record.previous;
+  const previous = current && !sameRelease(current, installed.manifest.payload) ? current : record.previous;
   const floorVersion = record.floor?.version;
   const raise = rollback || floorVersion === undefined || compareSemver(installed.version, floorVersion) > 0;
   return {
@@ -142,12 +155,12 @@ export async function installModel(
     lastProfiled: Number.NEGATIVE_INFINITY,
   };
   const current = state.record.active;
-  if (current && state.live && current.sha256 === manifest.artifact.sha256 && current.version === manifest.version) {
+  if (current && state.live && sameRelease(current, manifest)) {
     return ctx.info(manifest.name); // already running exactly this: idempotent
   }
   states.set(manifest.name, state);
   state.installing = true;
-  const artifacts = [manifest.artifact.sha256, ...manifest.files.map((f) => f.sha256)];
+  const artifacts = [manifest.artifact.sha256, ...(manifest.variants ?? []).map((v) => v.sha256), ...manifest.files.map((f) => f.sha256)];
   ctx.artifacts.pin(artifacts); // a concurrent install's garbage collection must not take them
   let pinned = true;
   const release = () => {
@@ -175,21 +188,69 @@ export async function installModel(
       }
       await storeFile(ctx, file, fileSource, model, installOptions);
     }
-    await storeFile(ctx, { name: 'model', ...manifest.artifact }, source, model, installOptions);
-    await ctx.step('downloaded', model);
-    const bytes = await store.readArtifact(manifest.artifact.sha256);
     const files = Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256]));
-    // Read and checked before any session is built: acceptance data that cannot be checked stops
-    // the install here (the model never activates untested).
-    const vectors = await acceptanceVectors(store, manifest, files);
-    await ctx.step('stored', model);
 
-    const chosen = await ctx.providers.choose(manifest, bytes, { loadVectors: async () => vectors });
+    // The best variant this device can run, then the next when one fails (install/variants.ts);
+    // without variants, the one candidate is the manifest's artifact, as it always was.
+    const plan = planVariants(manifest, ctx.providers, ctx.options.variants);
+    const failures: string[] = plan.skipped.map((s) => `${s.name}: ${s.reason}`);
+    let vectors: readonly GoldenVector[] | undefined;
+    let downloaded = false;
+    let served: { candidate: VariantCandidate; chosen: ChosenProvider } | undefined;
+    for (const [index, candidate] of plan.candidates.entries()) {
+      const last = index === plan.candidates.length - 1;
+      try {
+        const candidateSource = candidate.name === REFERENCE_VARIANT ? source : installOptions.variants?.[candidate.name];
+        if (candidateSource === undefined) {
+          throw new EdgefleetError(
+            'EF_ARTIFACT_SOURCE_MISSING',
+            `${model.name}@${model.version} lists variant "${candidate.name}" but install got no source for it`,
+          );
+        }
+        const label = candidate.name === REFERENCE_VARIANT ? 'model' : `variant ${candidate.name}`;
+        await storeFile(ctx, { name: label, sha256: candidate.sha256, size: candidate.size }, candidateSource, model, installOptions);
+        if (!downloaded) await ctx.step('downloaded', model);
+        downloaded = true;
+        const bytes = await store.readArtifact(candidate.sha256);
+        if (vectors === undefined) {
+          // Read and checked before any session is built: acceptance data that cannot be checked
+          // stops the install here (the model never activates untested), whatever the variant.
+          try {
+            vectors = await acceptanceVectors(store, manifest, files);
+          } catch (error) {
+            throw Object.assign(error as object, { [FATAL]: true });
+          }
+          await ctx.step('stored', model);
+        }
+        const loaded = vectors;
+        const chosen = await ctx.providers.choose(candidate.manifest, bytes, {
+          loadVectors: async () => loaded,
+          ...(plan.candidates.length > 1 ? { variant: candidate.name } : {}),
+        });
+        served = { candidate, chosen };
+        break;
+      } catch (error) {
+        if (last || installOptions.signal?.aborted || (error as { [FATAL]?: boolean })[FATAL]) {
+          if (failures.length === 0 || !(error instanceof EdgefleetError)) throw error;
+          const detail = error.message.slice(`${error.code}: `.length, error.message.length - `. ${ERRORS[error.code].fix}`.length);
+          throw new EdgefleetError(error.code, `${detail}; variants passed over before it: ${failures.join('; ')}`.slice(0, 2000), {
+            cause: error,
+            details: { ...error.details, variants: failures },
+          });
+        }
+        const reason = `${(error as Error).message}`.slice(0, 500);
+        failures.push(`${candidate.name}: ${reason}`);
+        const next = plan.candidates[index + 1] as VariantCandidate;
+        events.emit('variant-fallback', { model, from: candidate.name, to: next.name, reason });
+      }
+    }
+    if (!served) throw new EdgefleetError('EF_INTERNAL_ERROR', `${model.name}@${model.version}: no variant was tried`);
+    const { candidate, chosen } = served;
     const { live, executionProvider } = chosen;
     await ctx.step('accepted', model);
     let latency: LatencyProbe | undefined;
     try {
-      latency = await probeLatency(live, state.live, vectors, ctx.latencyProbeRuns);
+      latency = await probeLatency(live, state.live, vectors ?? [], ctx.latencyProbeRuns);
     } catch (error) {
       // The acceptance test ran these inputs already; a probe failure must not fail the install.
       events.emit('error', { error });
@@ -197,7 +258,8 @@ export async function installModel(
 
     const installed: InstalledVersion = {
       version: manifest.version,
-      sha256: manifest.artifact.sha256,
+      sha256: candidate.sha256,
+      ...(candidate.name !== REFERENCE_VARIANT ? { variant: candidate.name } : {}),
       manifest: signed,
       files,
       executionProvider,
@@ -223,6 +285,7 @@ export async function installModel(
     events.emit('activated', {
       model,
       executionProvider,
+      variant: candidate.name,
       providers: chosen.providers,
       ...(current ? { previous: current.version } : {}),
       ...(latency ? { latency } : {}),

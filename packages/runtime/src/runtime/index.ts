@@ -15,7 +15,14 @@
  *   has passed its acceptance test, so a model is always exactly the old or exactly the new one;
  * - a failed install leaves the previous version active and serving.
  */
-import { createTrust, EdgefleetError, type ManifestPayload, type SignedDocument, verifyManifest } from '@edgefleet/protocol';
+import {
+  createTrust,
+  EdgefleetError,
+  type ManifestPayload,
+  REFERENCE_VARIANT,
+  type SignedDocument,
+  verifyManifest,
+} from '@edgefleet/protocol';
 import { type ProviderChoicePolicy, RUNTIME_DEFAULTS, withDefaults } from '../defaults.ts';
 import type { DownloadPolicy } from '../download/index.ts';
 import { createProviderSelector, type Provider } from '../engine/select.ts';
@@ -83,15 +90,19 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         ? {
             active: {
               version: active.version,
-              sha256: active.sha256,
+              // The release's identity (its reference artifact), whichever variant serves.
+              sha256: active.manifest.payload.artifact.sha256,
               executionProvider: active.executionProvider,
+              variant: active.variant ?? REFERENCE_VARIANT,
               engine: state.live.engine,
               activatedAt: active.activatedAt,
               ...(active.providers ? { providers: active.providers } : {}),
             },
           }
         : {}),
-      ...(record?.previous ? { previous: { version: record.previous.version, sha256: record.previous.sha256 } } : {}),
+      ...(record?.previous
+        ? { previous: { version: record.previous.version, sha256: record.previous.manifest.payload.artifact.sha256 } }
+        : {}),
       ...(record?.floor ? { floor: record.floor.version } : {}),
       ...(state?.lastError ? { lastError: state.lastError } : {}),
     };

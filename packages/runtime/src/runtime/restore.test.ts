@@ -98,7 +98,7 @@ describe('restore and the execution-provider choice', () => {
 
     // Same device: straight to wasm, one session, no acceptance run, no new measurement.
     const same = await open(dir, slowWasmOnly);
-    expect(same.events.restored).toEqual([{ model: { name: 'mlp', version: '1.0.0' }, executionProvider: 'wasm' }]);
+    expect(same.events.restored).toEqual([{ model: { name: 'mlp', version: '1.0.0' }, executionProvider: 'wasm', variant: 'reference' }]);
     expect(same.created).toEqual(['wasm']);
     expect(same.events['acceptance-passed']).toBeUndefined();
     await same.runtime.close();
@@ -117,7 +117,7 @@ describe('restore and the execution-provider choice', () => {
 
     // And the next start goes straight to the new choice.
     const after = await open(dir, fastCpuAdded);
-    expect(after.events.restored).toEqual([{ model: { name: 'mlp', version: '1.0.0' }, executionProvider: 'cpu' }]);
+    expect(after.events.restored).toEqual([{ model: { name: 'mlp', version: '1.0.0' }, executionProvider: 'cpu', variant: 'reference' }]);
     expect(after.created).toEqual(['cpu']);
     await after.runtime.close();
   });

@@ -5,9 +5,10 @@
  * changed since (another adapter, an engine installed or gone), in which case it is chosen afresh
  * and the record keeps the new choice.
  */
-import { EdgefleetError, timestamp } from '@edgefleet/protocol';
+import { EdgefleetError, REFERENCE_VARIANT, timestamp } from '@edgefleet/protocol';
 import { acceptanceVectors } from '../acceptance/vectors.ts';
 import type { ChosenProvider } from '../engine/select.ts';
+import { variantManifest } from '../install/variants.ts';
 import type { InstalledVersion, ModelRecord } from '../store/types.ts';
 import type { RuntimeContext } from './context.ts';
 import type { ModelInfo, ModelState } from './types.ts';
@@ -31,12 +32,13 @@ function checkStoredHash(ctx: RuntimeContext, sha256: string, bytes: Uint8Array)
  */
 async function sessionForStored(ctx: RuntimeContext, version: InstalledVersion): Promise<ChosenProvider> {
   const bytes = await ctx.store.readArtifact(version.sha256);
-  const manifest = version.manifest.payload;
+  const manifest = variantManifest(version.manifest.payload, version.variant);
   const unchanged =
     version.providerFingerprint === undefined ||
     version.providerFingerprint === ctx.providers.fingerprint(manifest.runtime.executionProviders);
   const building = ctx.providers.choose(manifest, bytes, {
     loadVectors: () => acceptanceVectors(ctx.store, manifest, version.files),
+    ...(version.variant !== undefined ? { variant: version.variant } : {}),
     ...(unchanged
       ? { previous: { executionProvider: version.executionProvider, ...(version.providers ? { providers: version.providers } : {}) } }
       : {}),
@@ -95,6 +97,7 @@ export async function restoreModel(ctx: RuntimeContext, record: ModelRecord): Pr
       events.emit('restored', {
         model,
         executionProvider: chosen.executionProvider,
+        variant: candidate.variant ?? REFERENCE_VARIANT,
         ...(chosen.decided ? { providers: chosen.providers } : {}),
       });
       return;

@@ -68,6 +68,13 @@ export interface RuntimeOptions {
    * `restore-failed` and `rolled-back` during start-up are seen too.
    */
   readonly listeners?: { readonly [K in keyof RuntimeEvents]?: (payload: RuntimeEvents[K]) => void };
+  /**
+   * Variants (several artifacts of one version: float16, int8...): the device serves the best one
+   * it can run (its best available execution provider first, then the manifest's order, the
+   * reference last) and falls back to the next when one fails. `maxBytes`: variants larger than
+   * this are passed over (a device short of memory); the reference is always tried last.
+   */
+  readonly variants?: { readonly maxBytes?: number };
   /** Test seam: called at each install step; a crash test kills the process here. */
   readonly hooks?: { readonly onStep?: (step: InstallStep, model: ModelRef) => void | Promise<void> };
 }
@@ -76,6 +83,11 @@ export interface InstallOptions {
   readonly onProgress?: (progress: DownloadProgress & { readonly file: string }) => void;
   /** Sources for the manifest's other files, by file name. */
   readonly files?: Readonly<Record<string, ArtifactSource>>;
+  /**
+   * Sources for the manifest's variants, by variant name: only the one chosen is downloaded (and
+   * the next on a fallback). A variant without a source is passed over.
+   */
+  readonly variants?: Readonly<Record<string, ArtifactSource>>;
   /** A signed desired-state document with rollback set that lists this manifest: allows an older version. */
   readonly rollback?: unknown;
   readonly signal?: AbortSignal;
@@ -86,8 +98,11 @@ export interface ModelInfo {
   readonly state: 'active' | 'installing' | 'failed';
   readonly active?: {
     readonly version: string;
+    /** The manifest's artifact (the release's identity), whichever variant serves. */
     readonly sha256: string;
     readonly executionProvider: ExecutionProvider;
+    /** The variant that serves ("reference": the manifest's own artifact). */
+    readonly variant: string;
     readonly engine: string;
     readonly activatedAt: string;
     /** How the execution provider was chosen at install (each allowed provider, measured). */
@@ -101,13 +116,18 @@ export interface ModelInfo {
 export interface RuntimeEvents {
   'download-progress': { model: ModelRef; file: string; bytes: number; total: number };
   verified: { model: ModelRef };
-  'acceptance-passed': { model: ModelRef; executionProvider: ExecutionProvider; maxAbsoluteError: number };
-  'acceptance-failed': { model: ModelRef; executionProvider: ExecutionProvider; reason: string };
+  /** `variant`: when the manifest has variants, the one tested ("reference": the manifest's artifact). */
+  'acceptance-passed': { model: ModelRef; executionProvider: ExecutionProvider; maxAbsoluteError: number; variant?: string };
+  'acceptance-failed': { model: ModelRef; executionProvider: ExecutionProvider; reason: string; variant?: string };
+  /** A variant could not serve here (unavailable, failed to download, load or pass): the next one is tried. */
+  'variant-fallback': { model: ModelRef; from: string; to: string; reason: string };
   'execution-provider-fallback': { model: ModelRef; from: ExecutionProvider; to: ExecutionProvider; reason: string };
   /** `latency`: the install-time probe of the new version against the one it replaced (see acceptance/latency.ts). */
   activated: {
     model: ModelRef;
     executionProvider: ExecutionProvider;
+    /** The variant that serves ("reference": the manifest's own artifact). */
+    variant: string;
     /** How the execution provider was chosen: each allowed provider, its acceptance and measured latency. */
     providers: readonly ProviderMeasurement[];
     previous?: string;
@@ -117,7 +137,7 @@ export interface RuntimeEvents {
   'rolled-back': { model: ModelRef; from: string; reason: string };
   removed: { name: string };
   /** `providers`: present when the device changed since install and the provider was chosen afresh. */
-  restored: { model: ModelRef; executionProvider: ExecutionProvider; providers?: readonly ProviderMeasurement[] };
+  restored: { model: ModelRef; executionProvider: ExecutionProvider; variant: string; providers?: readonly ProviderMeasurement[] };
   'restore-failed': { name: string; version: string; error: { code: string; message: string } };
   /** A closed telemetry window of one model version (every `telemetry.windowMs`, and on flush/close). */
   'telemetry-window': TelemetryWindowEvent;

@@ -3,7 +3,10 @@ import type { ExecutionProvider, ManifestPayload, ProviderMeasurement, SignedDoc
 /** One installed version of a model as the store records it. */
 export interface InstalledVersion {
   readonly version: string;
+  /** The artifact that serves: the manifest's own, or the chosen variant's. */
   readonly sha256: string;
+  /** The variant that serves; absent: the reference (records written before variants too). */
+  readonly variant?: string;
   /** The signed manifest it was installed from (kept so a device can prove what it runs). */
   readonly manifest: SignedDocument<ManifestPayload>;
   /** Content hashes of the manifest's other files, by file name. */

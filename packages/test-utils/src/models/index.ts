@@ -181,3 +181,37 @@ export function int8LinearModel(): FixtureModel {
     inputShape: [2, 8],
   };
 }
+
+/**
+ * {@link mlpModel} quantized as onnxruntime's quantize_dynamic does it (int8 weights, symmetric,
+ * per tensor): the same network, another artifact. Its reference is the float model's: what a
+ * variant's tolerance is measured against.
+ */
+export function quantizedMlpModel(seed = 7): FixtureModel {
+  const float = mlpModel(seed);
+  const weights = seededValues(12, seed, 0.5);
+  const bias = seededValues(3, seed + 4, 0.1);
+  const weightScale = Math.max(...weights.map(Math.abs)) / 127;
+  return {
+    ...float,
+    bytes: buildOnnxModel({
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
+      initializers: [
+        { name: 'W_q', dtype: 'int8', dims: [4, 3], data: Int8Array.from(weights, (w) => Math.round(w / weightScale)) },
+        { name: 'W_zero', dtype: 'int8', dims: [], data: Int8Array.from([0]) },
+        { name: 'W_scale', dtype: 'float32', dims: [], data: Float32Array.from([weightScale]) },
+        { name: 'b', dtype: 'float32', dims: [3], data: bias },
+      ],
+      nodes: [
+        { op: 'DynamicQuantizeLinear', inputs: ['features'], outputs: ['x_q', 'x_scale', 'x_zero'] },
+        { op: 'MatMulInteger', inputs: ['x_q', 'W_q', 'x_zero', 'W_zero'], outputs: ['acc'] },
+        { op: 'Cast', inputs: ['acc'], outputs: ['acc_f'], attributes: { to: 1 } },
+        { op: 'Mul', inputs: ['x_scale', 'W_scale'], outputs: ['scale'] },
+        { op: 'Mul', inputs: ['acc_f', 'scale'], outputs: ['xw'] },
+        { op: 'Add', inputs: ['xw', 'b'], outputs: ['pre'] },
+        { op: 'Relu', inputs: ['pre'], outputs: ['scores'] },
+      ],
+    }),
+  };
+}
