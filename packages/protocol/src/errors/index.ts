@@ -391,6 +391,11 @@ export const ERRORS = defineErrors({
     title: 'The evaluation dataset cannot be read as samples of this model',
     fix: 'Send CSV or JSON lines (one sample per row, a "label" column, the other columns feeding the model\'s single input) or an .npz (np.savez) with one array per model input, named as the input, and a "label" array; the first axis counts samples. The message names the row or array at fault.',
   },
+  EF_VARIANT_INVALID: {
+    status: 400,
+    title: 'A variant does not fit the version it is uploaded with',
+    fix: 'A variant is the same model in another build (float16, int8): it must be a valid ONNX model with the same inputs and outputs (names and element types) as the "model" file, and reproduce its outputs on the sample inputs within its tolerance. Send "quantize": "int8" to have the server build the int8 variant; the message says what differs.',
+  },
   EF_EVALUATION_FAILED: {
     status: 422,
     title: 'The model could not be evaluated on the dataset',
