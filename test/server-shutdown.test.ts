@@ -121,7 +121,7 @@ describe('edgefleet-server on SIGTERM', () => {
       },
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+    const exited = new Promise<string>((resolve) => server.once('exit', (code, signal) => resolve(`code ${code} signal ${signal}`)));
     try {
       let output = '';
       server.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -129,10 +129,10 @@ describe('edgefleet-server on SIGTERM', () => {
       // The reader goes away: the server's next log line ("shutting down") meets a closed pipe.
       server.stdout.destroy();
       server.kill('SIGTERM');
-      let code: number | null | undefined;
+      let code: string | undefined;
       void exited.then((c) => (code = c));
       await until(async () => code !== undefined, 'the server to exit after SIGTERM', 20_000);
-      expect(code).toBe(0);
+      expect(code).toBe('code 0 signal null');
     } finally {
       if (server.exitCode === null) server.kill('SIGKILL');
     }

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { EdgefleetError, type TensorSpec } from '@edgefleet/protocol';
+import { EdgefleetError, REFERENCE_VARIANT, type TensorSpec } from '@edgefleet/protocol';
 import Type from 'typebox';
 import type { StagedUpload } from '../artifacts/store.ts';
 import type { ServerContext } from '../context.ts';
@@ -67,6 +67,7 @@ export const EvaluationView = Type.Object(
       { additionalProperties: false },
     ),
     task: EvaluationTaskSchema,
+    variant: Type.String({ description: 'the variant evaluated ("reference": the manifest\'s own artifact)' }),
     progress: Type.Object(
       {
         samples: Type.Integer({ description: 'samples evaluated so far' }),
@@ -98,6 +99,7 @@ export function evaluationView(row: EvaluationsTable) {
       size: Number(row.dataset_size),
     },
     task: JSON.parse(row.task) as EvaluationTask,
+    variant: row.variant ?? REFERENCE_VARIANT,
     progress: { samples: row.samples, total: row.total, fraction: row.progress },
     metrics: row.metrics === null ? null : (JSON.parse(row.metrics) as unknown),
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
@@ -123,11 +125,14 @@ export interface DatasetRef {
  */
 export async function requestEvaluation(
   context: Pick<ServerContext, 'db'> & { readonly evaluations: EvaluationRunner },
-  input: { model: string; version: string; dataset: DatasetRef; task: EvaluationTask; actor: string },
+  input: { model: string; version: string; dataset: DatasetRef; task: EvaluationTask; actor: string; variant?: string },
   withChampion = true,
 ): Promise<{ row: EvaluationsTable; created: boolean }> {
   const { db } = context;
-  const key = taskKey(input.task);
+  const variant = input.variant === undefined || input.variant === REFERENCE_VARIANT ? null : input.variant;
+  // One evaluation per version, dataset, task and variant (the key carries the variant: the
+  // unique constraint predates variants).
+  const key = variant === null ? taskKey(input.task) : `${taskKey(input.task)}#variant=${variant}`;
   const at = new Date().toISOString();
   const id = `ev-${randomBytes(4).toString('hex')}`;
   const inserted = await db
@@ -142,6 +147,7 @@ export async function requestEvaluation(
       dataset_size: input.dataset.size,
       task: JSON.stringify(input.task),
       task_key: key,
+      variant,
       status: 'queued',
       samples: 0,
       total: null,
@@ -180,7 +186,18 @@ export async function requestEvaluation(
     created = true;
   }
   if (created) context.evaluations.kick();
-  if (withChampion) {
+  if (withChampion && variant === null) {
+    // Each variant of the version on the same data: its accuracy beside the reference's.
+    const version = await db
+      .selectFrom('model_versions')
+      .select('manifest')
+      .where('name', '=', input.model)
+      .where('version', '=', input.version)
+      .executeTakeFirst();
+    const variants = version
+      ? ((JSON.parse(version.manifest) as { payload: { variants?: { name: string }[] } }).payload.variants ?? [])
+      : [];
+    for (const { name } of variants) await requestEvaluation(context, { ...input, variant: name }, false);
     const policy = await readPolicy(db, input.model);
     if (policy?.maxRegression && Object.keys(policy.maxRegression).length > 0) {
       const champion = await championOf(db, input.model, input.version);

@@ -95,7 +95,13 @@ const fmt = (value: number) => String(Number(value.toPrecision(4)));
 
 /** A version's evaluations, newest first (succeeded ones by when they finished). */
 async function evaluationsOf(db: Kysely<Database>, model: string, version: string, on?: { dataset: string; taskKey: string }) {
-  let query = db.selectFrom('evaluations').selectAll().where('model', '=', model).where('version', '=', version);
+  // The reference's evaluations: a policy judges what the version is, not one of its builds.
+  let query = db
+    .selectFrom('evaluations')
+    .selectAll()
+    .where('model', '=', model)
+    .where('version', '=', version)
+    .where('variant', 'is', null);
   if (on) query = query.where('dataset_sha256', '=', on.dataset).where('task_key', '=', on.taskKey);
   const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(200).execute();
   const done = rows

@@ -2,7 +2,7 @@
  * The evaluation API: evaluate a version on a labelled dataset (a job with progress), read the
  * results, and set each model's promotion policy (evaluation/policy.ts).
  */
-import { assertModelName, EdgefleetError, ModelName, parseJson, type TensorSpec, validate } from '@edgefleet/protocol';
+import { assertModelName, EdgefleetError, ModelName, parseJson, REFERENCE_VARIANT, type TensorSpec, validate } from '@edgefleet/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
@@ -79,6 +79,12 @@ const EVALUATE_DOC_BODY = {
               'labelled held-out data: CSV with a header row (.csv) or JSON lines (.jsonl), one sample per row, or an .npz (np.savez) with one array per model input and a "label" array',
           }),
           task: EvaluationTaskSchema,
+          variant: Type.Optional(
+            Type.String({
+              description:
+                'the variant to evaluate (default "reference", the manifest’s artifact; evaluating it evaluates every variant too)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -97,6 +103,7 @@ export async function registerEvaluationRoutes(
     let dataset: Awaited<ReturnType<typeof stageDataset>> | undefined;
     let task: unknown;
     let taskText: string | undefined;
+    let variant: string | undefined;
     try {
       for await (const part of request.parts()) {
         if (part.type === 'file' && part.fieldname === 'dataset' && !dataset) {
@@ -109,11 +116,13 @@ export async function registerEvaluationRoutes(
         } else if (part.type === 'field' && part.fieldname === 'task') {
           taskText = String(part.value);
           task = parseJson(taskText, { maxBytes: 1024 * 1024 });
+        } else if (part.type === 'field' && part.fieldname === 'variant') {
+          variant = String(part.value).slice(0, 64);
         } else {
           if (part.type === 'file') part.file.resume();
           throw new EdgefleetError(
             'EF_SCHEMA_INVALID',
-            `an evaluation takes a file "dataset" and a field "task" (got "${part.fieldname.slice(0, 64)}")`,
+            `an evaluation takes a file "dataset", a field "task" and optionally a field "variant" (got "${part.fieldname.slice(0, 64)}")`,
           );
         }
       }
@@ -127,12 +136,12 @@ export async function registerEvaluationRoutes(
       request.idempotencyFingerprint = partsFingerprint(
         request.method,
         request.url.split('?')[0] ?? request.url,
-        { task: taskText ?? '' },
+        { task: taskText ?? '', ...(variant !== undefined ? { variant } : {}) },
         {
           dataset: dataset.staged.sha256,
         },
       );
-      return { dataset, task: validate(EvaluationTaskSchema, task) };
+      return { dataset, task: validate(EvaluationTaskSchema, task), ...(variant !== undefined ? { variant } : {}) };
     } catch (error) {
       if (dataset) await artifacts.discard(dataset.staged);
       throw error;
@@ -156,9 +165,17 @@ export async function registerEvaluationRoutes(
       const { name, version } = request.params as { name: string; version: string };
       assertModelName(name);
       const row = await findVersion(db, name, versionOf(version));
-      const { dataset, task } = await readEvaluateBody(request);
+      const { dataset, task, variant } = await readEvaluateBody(request);
       try {
-        const manifest = JSON.parse(row.manifest) as { payload: { model: { inputs: TensorSpec[]; outputs: TensorSpec[] } } };
+        const manifest = JSON.parse(row.manifest) as {
+          payload: { model: { inputs: TensorSpec[]; outputs: TensorSpec[] }; variants?: { name: string }[] };
+        };
+        if (variant !== undefined && variant !== REFERENCE_VARIANT && !manifest.payload.variants?.some((v) => v.name === variant)) {
+          throw new EdgefleetError(
+            'EF_NOT_FOUND',
+            `${name}@${version} has no variant "${variant}"; it has ${['reference', ...(manifest.payload.variants ?? []).map((v) => v.name)].join(', ')}`,
+          );
+        }
         await checkDataset(dataset.staged.path, dataset.format, task, manifest.payload.model, context.config.maxEvaluationBytes);
         await artifacts.commit(dataset.staged);
       } catch (error) {
@@ -172,6 +189,7 @@ export async function registerEvaluationRoutes(
         dataset: { sha256: dataset.staged.sha256, size: dataset.staged.size, format: dataset.format, name: dataset.name },
         task,
         actor,
+        ...(variant !== undefined ? { variant } : {}),
       });
       if (result.created) {
         await audit(db, {

@@ -148,7 +148,13 @@ export function createEvaluationRunner(options: Options): EvaluationRunner {
       const outputName = checkTask(task, manifest.model.outputs);
       const integral = /int|bool/.test(manifest.model.outputs.find((o) => o.name === outputName)?.dtype ?? '');
       await mkdir(folder, { recursive: true });
-      const model = await readAll(options.artifacts, version.sha256);
+      let artifact = version.sha256;
+      if (row.variant !== null) {
+        const variant = manifest.variants?.find((v) => v.name === row.variant);
+        if (!variant) throw new EdgefleetError('EF_NOT_FOUND', `${row.model}@${row.version} has no variant "${row.variant}"`);
+        artifact = variant.sha256;
+      }
+      const model = await readAll(options.artifacts, artifact);
       const datasetPath = join(folder, 'dataset');
       const source = await options.artifacts.read(row.dataset_sha256);
       if (!source) throw new EdgefleetError('EF_NOT_FOUND', `the dataset ${row.dataset_sha256} is gone from the artifact store`);

@@ -1,12 +1,16 @@
 import { assertModelName, EdgefleetError, type ManifestPayload, type SignedDocument } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
+import { METRIC_NAMES, metricValue, type TaskMetrics } from '../evaluation/metrics.ts';
 import { checkIfMatch, etagOf, setEtag } from '../http/etag.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { DateTime, Empty, Nullable, Page, Ref } from '../http/schemas.ts';
+import type { Database, ModelVersionsTable } from '../store/schema.ts';
 import { registerUploadRoute } from './upload.ts';
+import type { VariantReport } from './variants.ts';
 import { findVersion, versionOf, versionUsers } from './versions.ts';
 
 const ListModels = pagedQuery({});
@@ -63,6 +67,34 @@ const VersionDetail = Type.Object(
         },
       ),
     ),
+    variants: Type.Array(
+      Type.Object(
+        {
+          name: Type.String(),
+          precision: Type.String(),
+          size: Type.Integer(),
+          sizeRatio: Type.Number({ description: 'its size over the reference’s' }),
+          executionProviders: Type.Array(Type.String()),
+          tolerance: Type.Object({ absolute: Type.Number(), relative: Type.Number() }, { additionalProperties: false }),
+          maxAbsoluteError: Nullable(Type.Number({ description: 'its largest difference from the reference on the golden inputs' })),
+          source: Type.Enum(['uploaded', 'quantized']),
+          evaluation: Nullable(
+            Type.Object(
+              {
+                id: Type.String(),
+                metrics: Type.Record(Type.String(), Type.Unknown()),
+                delta: Type.Record(Type.String(), Type.Number(), {
+                  description: 'each metric minus the reference’s on the same dataset and task (absent until the reference is evaluated)',
+                }),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      { description: 'the other builds of the model the manifest lists, as registration measured them' },
+    ),
   },
   { additionalProperties: false },
 );
@@ -94,6 +126,50 @@ function summarizeRow(row: {
     createdBy: row.created_by,
     metadata: JSON.parse(row.metadata) as Record<string, string>,
   };
+}
+
+/** A version's variants: the manifest's entries, what registration measured, their latest evaluation against the reference's. */
+async function variantsView(db: Kysely<Database>, row: ModelVersionsTable) {
+  const manifest = (JSON.parse(row.manifest) as SignedDocument<ManifestPayload>).payload;
+  if (!manifest.variants?.length) return [];
+  const reports = JSON.parse(row.variants ?? '[]') as VariantReport[];
+  const evaluations = await db
+    .selectFrom('evaluations')
+    .selectAll()
+    .where('model', '=', row.name)
+    .where('version', '=', row.version)
+    .where('status', '=', 'succeeded')
+    .orderBy('finished_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(500)
+    .execute();
+  return manifest.variants.map((variant) => {
+    const report = reports.find((r) => r.name === variant.name);
+    const evaluated = evaluations.find((e) => e.variant === variant.name);
+    const reference = evaluated
+      ? evaluations.find(
+          (e) => e.variant === null && e.dataset_sha256 === evaluated.dataset_sha256 && evaluated.task_key.startsWith(`${e.task_key}#`),
+        )
+      : undefined;
+    const metrics = evaluated ? (JSON.parse(evaluated.metrics ?? '{}') as TaskMetrics) : undefined;
+    const base = reference ? (JSON.parse(reference.metrics ?? '{}') as TaskMetrics) : undefined;
+    const delta: Record<string, number> = {};
+    for (const name of METRIC_NAMES) {
+      const [ours, theirs] = [metrics && metricValue(metrics, name), base && metricValue(base, name)];
+      if (ours !== undefined && theirs !== undefined) delta[name] = ours - theirs;
+    }
+    return {
+      name: variant.name,
+      precision: variant.precision,
+      size: variant.size,
+      sizeRatio: report?.sizeRatio ?? Math.round((variant.size / manifest.artifact.size) * 10_000) / 10_000,
+      executionProviders: variant.executionProviders,
+      tolerance: variant.tolerance,
+      maxAbsoluteError: report?.maxAbsoluteError ?? null,
+      source: report?.source ?? 'uploaded',
+      evaluation: evaluated ? { id: evaluated.id, metrics: metrics as unknown as Record<string, unknown>, delta } : null,
+    };
+  });
 }
 
 export async function registerRegistryRoutes(app: FastifyInstance, context: ServerContext): Promise<void> {
@@ -163,6 +239,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
         .where('model', '=', row.name)
         .where('version', '=', row.version)
         .where('status', '=', 'succeeded')
+        .where('variant', 'is', null)
         .orderBy('finished_at', 'desc')
         .orderBy('id', 'desc')
         .limit(1)
@@ -180,6 +257,7 @@ export async function registerRegistryRoutes(app: FastifyInstance, context: Serv
               metrics: JSON.parse(evaluated.metrics ?? '{}') as Record<string, unknown>,
             }
           : null,
+        variants: await variantsView(db, row),
       };
     },
   );

@@ -20,12 +20,15 @@ import {
   goldenVectorsEntry,
   Identifier,
   ManifestPayload,
+  type ManifestVariant,
   ModelName,
   parseJson,
   signManifest,
   TelemetrySpec,
   TensorData,
   Tolerance,
+  VARIANT_PRECISIONS,
+  VariantName,
   validate,
 } from '@edgefleet/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -40,6 +43,7 @@ import { partsFingerprint } from '../http/idempotency.ts';
 import { Ref } from '../http/schemas.ts';
 import { type DatasetFormat, type DatasetProfile, datasetFormat, profileDataset } from '../telemetry/reference-dataset.ts';
 import { readOnnxSummary } from './onnx.ts';
+import { checkVariant, quantizeStaged, type VariantReport } from './variants.ts';
 import { versionOf } from './versions.ts';
 
 const NameParams = Type.Object({ name: ModelName }, { additionalProperties: false });
@@ -57,9 +61,32 @@ const UploadFields = Type.Object(
     deviceClasses: Type.Optional(Type.Array(Identifier, { minItems: 1, maxItems: 64 })),
     telemetry: Type.Optional(TelemetrySpec),
     evaluationTask: Type.Optional(EvaluationTaskSchema),
+    quantize: Type.Optional(
+      Type.Literal('int8', {
+        description: '"int8": the server adds an int8 variant, dynamically quantized from the model (MatMul and Gemm weights)',
+      }),
+    ),
+    variants: Type.Optional(
+      Type.Record(
+        VariantName,
+        Type.Object(
+          {
+            precision: Type.Optional(Type.Enum(VARIANT_PRECISIONS)),
+            executionProviders: Type.Optional(Type.Array(Type.Enum(EXECUTION_PROVIDERS), { minItems: 1, maxItems: 3, uniqueItems: true })),
+            tolerance: Type.Optional(Tolerance),
+          },
+          { additionalProperties: false },
+        ),
+        { maxProperties: 8, description: 'settings of each variant by name (its file is the part "variant.<name>"; "int8" with quantize)' },
+      ),
+    ),
   },
   { additionalProperties: false, title: 'upload fields' },
 );
+
+const MAX_VARIANTS = 8;
+const VARIANT_PART = /^variant\.(.+)$/;
+const VARIANT_NAME = new RegExp((VariantName as { pattern?: string }).pattern ?? '^$');
 
 /** The multipart body as the OpenAPI document describes it (parts in any order; JSON fields are JSON text). */
 const UPLOAD_DOC_BODY = {
@@ -69,6 +96,13 @@ const UPLOAD_DOC_BODY = {
         {
           ...UploadFields.properties,
           model: Type.String({ contentMediaType: 'application/octet-stream', description: 'the .onnx file' }),
+          'variant.NAME': Type.Optional(
+            Type.String({
+              contentMediaType: 'application/octet-stream',
+              description:
+                'another build of the same model (float16, int8...), one part per variant named "variant.<name>" (up to 8): same inputs and outputs, checked against the model on the golden inputs',
+            }),
+          ),
           evaluation: Type.Optional(
             Type.String({
               contentMediaType: 'application/octet-stream',
@@ -100,6 +134,7 @@ const JSON_FIELDS = new Set([
   'deviceClasses',
   'telemetry',
   'evaluationTask',
+  'variants',
 ]);
 
 /**
@@ -145,6 +180,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
     staged: StagedUpload | undefined;
     reference: (DatasetProfile & { fileName: string }) | undefined;
     evaluation: StagedDataset | undefined;
+    variants: Map<string, StagedUpload>;
   }> {
     const raw: Record<string, unknown> = {};
     const texts: Record<string, string> = {};
@@ -152,8 +188,26 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
     let staged: StagedUpload | undefined;
     let referenceFile: { staged: StagedUpload; format: DatasetFormat; fileName: string } | undefined;
     let evaluation: StagedDataset | undefined;
+    const variants = new Map<string, StagedUpload>();
     try {
       for await (const part of request.parts()) {
+        const variantPart = part.type === 'file' ? VARIANT_PART.exec(part.fieldname) : null;
+        if (part.type === 'file' && variantPart) {
+          const variant = variantPart[1] as string;
+          if (!VARIANT_NAME.test(variant) || variants.has(variant) || variants.size >= MAX_VARIANTS) {
+            part.file.resume();
+            throw new EdgefleetError(
+              'EF_VARIANT_INVALID',
+              variants.has(variant)
+                ? `variant "${variant}" was sent twice`
+                : variants.size >= MAX_VARIANTS
+                  ? `at most ${MAX_VARIANTS} variants per version`
+                  : `"${variant.slice(0, 64)}" is not a variant name: 1-32 characters from a-z 0-9 . _ -, not "reference"`,
+            );
+          }
+          variants.set(variant, await artifacts.stage(part.file, config.maxModelBytes));
+          continue;
+        }
         if (part.type === 'file' && part.fieldname === 'evaluation' && !evaluation) {
           evaluation = await stageDataset(context, part.file, part.filename, part.mimetype);
           continue;
@@ -187,7 +241,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             part.file.resume();
             throw new EdgefleetError(
               'EF_SCHEMA_INVALID',
-              `the upload takes one file named "model", one named "reference" and one named "evaluation" (got "${part.fieldname.slice(0, 64)}")`,
+              `the upload takes one file named "model", one named "reference", one named "evaluation" and variants named "variant.<name>" (got "${part.fieldname.slice(0, 64)}")`,
             );
           }
           // When the version came first, a duplicate is refused before its bytes are read.
@@ -207,6 +261,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         ...(staged ? { model: staged.sha256 } : {}),
         ...(referenceFile ? { reference: referenceFile.staged.sha256 } : {}),
         ...(evaluation ? { evaluation: evaluation.staged.sha256 } : {}),
+        ...Object.fromEntries([...variants].map(([name, file]) => [`variant.${name}`, file.sha256])),
       });
       let reference: (DatasetProfile & { fileName: string }) | undefined;
       if (referenceFile) {
@@ -218,10 +273,11 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         });
         reference = { ...profile, fileName: referenceFile.fileName };
       }
-      return { raw, staged, reference, evaluation };
+      return { raw, staged, reference, evaluation, variants };
     } catch (error) {
       if (staged) await artifacts.discard(staged);
       if (evaluation) await artifacts.discard(evaluation.staged);
+      for (const file of variants.values()) await artifacts.discard(file);
       throw asUploadError(error);
     } finally {
       if (referenceFile) await artifacts.discard(referenceFile.staged);
@@ -277,6 +333,28 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               reference: Type.Optional(
                 Type.Object({ rows: Type.Integer(), features: Type.Array(Type.String()) }, { additionalProperties: false }),
               ),
+              variants: Type.Optional(
+                Type.Array(
+                  Type.Object(
+                    {
+                      name: Type.String(),
+                      precision: Type.String(),
+                      size: Type.Integer(),
+                      sizeRatio: Type.Number(),
+                      maxAbsoluteError: Type.Optional(Type.Number()),
+                      source: Type.Enum(['uploaded', 'quantized']),
+                      quantized: Type.Optional(
+                        Type.Object(
+                          { layers: Type.Integer(), weights: Type.Integer(), skipped: Type.Integer() },
+                          { additionalProperties: false },
+                        ),
+                      ),
+                    },
+                    { additionalProperties: false },
+                  ),
+                  { description: 'each variant as registration measured it against the model' },
+                ),
+              ),
               evaluation: Type.Optional(
                 Type.Object(
                   { id: Type.String(), status: Type.Enum(['queued', 'running', 'succeeded', 'failed']) },
@@ -297,6 +375,11 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
       let staged = upload.staged;
       let goldenFile: StagedUpload | undefined;
       let evaluation = upload.evaluation;
+      // Every staged variant (uploaded, or quantized here) until it is committed or discarded.
+      const variantFiles = new Map<
+        string,
+        { staged: StagedUpload; source: VariantReport['source']; quantized?: VariantReport['quantized'] }
+      >([...upload.variants].map(([name, file]) => [name, { staged: file, source: 'uploaded' as const }]));
       try {
         if (!staged) throw new EdgefleetError('EF_SCHEMA_INVALID', 'the upload has no "model" file');
         const fields = validate(UploadFields, raw);
@@ -320,6 +403,44 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
           await checkDataset(evaluation.staged.path, evaluation.format, fields.evaluationTask, summary, config.maxEvaluationBytes);
         }
         checkGoldenVectors({ model: summary }, vectors, `${name}@${version}`);
+        const referenceTolerance = fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 };
+        if (fields.quantize === 'int8') {
+          if (variantFiles.has('int8')) {
+            throw new EdgefleetError(
+              'EF_VARIANT_INVALID',
+              'a "variant.int8" file and "quantize": "int8" both name variant "int8": send one',
+            );
+          }
+          const produced = await quantizeStaged(context, staged);
+          variantFiles.set('int8', {
+            staged: produced.staged,
+            source: 'quantized',
+            quantized: { layers: produced.layers, weights: produced.weights, skipped: produced.skipped },
+          });
+        }
+        for (const settingsOf of Object.keys(fields.variants ?? {})) {
+          if (!variantFiles.has(settingsOf)) {
+            throw new EdgefleetError(
+              'EF_VARIANT_INVALID',
+              `"variants" has settings for "${settingsOf}" but no part "variant.${settingsOf}" came${settingsOf === 'int8' ? ' (nor "quantize": "int8")' : ''}`,
+            );
+          }
+        }
+        const variantEntries: ManifestVariant[] = [];
+        const variantReports: VariantReport[] = [];
+        for (const [variantName, file] of variantFiles) {
+          const checked = await checkVariant(context, {
+            name: variantName,
+            staged: file.staged,
+            source: file.source,
+            ...(file.quantized ? { quantized: file.quantized } : {}),
+            settings: fields.variants?.[variantName],
+            reference: { summary, size: staged.size, tolerance: referenceTolerance },
+            vectors,
+          });
+          variantEntries.push(checked.entry);
+          variantReports.push(checked.report);
+        }
         // Golden vectors travel as a file the manifest lists by hash, never inline: one realistic
         // sample image is hundreds of kilobytes, and manifests ride in every desired-state document.
         if (vectors.length > 0) goldenFile = await artifacts.stage(Readable.from([encodeGoldenVectors(vectors)]), Number.MAX_SAFE_INTEGER);
@@ -331,6 +452,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
           ttlMs: config.manifestTtlDays * 24 * 3600 * 1000,
           artifact: { sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' },
           files: goldenFile ? [goldenVectorsEntry(goldenFile.sha256, goldenFile.size)] : [],
+          ...(variantEntries.length > 0 ? { variants: variantEntries } : {}),
           model: {
             format: 'onnx',
             irVersion: summary.irVersion,
@@ -347,7 +469,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
           ...(goldenFile
             ? {
                 acceptance: {
-                  tolerance: fields.tolerance ?? { absolute: 1e-4, relative: 1e-3 },
+                  tolerance: referenceTolerance,
                   vectors: [],
                   vectorsFile: GOLDEN_VECTORS_FILE.name,
                 },
@@ -366,6 +488,10 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
         staged = undefined;
         if (goldenFile) await artifacts.commit(goldenFile);
         goldenFile = undefined;
+        for (const [variantName, file] of variantFiles) {
+          await artifacts.commit(file.staged);
+          variantFiles.delete(variantName);
+        }
         const dataset = evaluation ? { ...evaluation, sha256: evaluation.staged.sha256, size: evaluation.staged.size } : undefined;
         if (evaluation) await artifacts.commit(evaluation.staged);
         evaluation = undefined;
@@ -404,6 +530,7 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               size: payload.artifact.size,
               manifest: JSON.stringify(manifest),
               metadata: JSON.stringify(fields.metadata ?? {}),
+              variants: variantReports.length > 0 ? JSON.stringify(variantReports) : null,
               created_at: new Date(now).toISOString(),
               created_by: actor,
             })
@@ -415,13 +542,21 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
               ...payload.files
                 .filter((f) => f.sha256 !== payload.artifact.sha256)
                 .map((f) => ({ name, version, sha256: f.sha256, role: f.role })),
+              // Devices download the variant they choose by hash, as they do the model.
+              ...(payload.variants ?? [])
+                .filter((v) => v.sha256 !== payload.artifact.sha256 && !payload.files.some((f) => f.sha256 === v.sha256))
+                .map((v) => ({ name, version, sha256: v.sha256, role: 'variant' })),
             ])
             .execute();
           await audit(trx, {
             actor,
             action: 'model.version.create',
             target: `model:${name}@${version}`,
-            after: { sha256: payload.artifact.sha256, size: payload.artifact.size },
+            after: {
+              sha256: payload.artifact.sha256,
+              size: payload.artifact.size,
+              ...(variantReports.length > 0 ? { variants: variantReports.map((v) => v.name) } : {}),
+            },
           });
           if (reference) {
             await storeReference(trx, {
@@ -456,9 +591,11 @@ export async function registerUploadRoute(app: FastifyInstance, context: ServerC
             manifest,
             ...(reference ? { reference: { rows: reference.rows, features: reference.features.map((f) => f.name) } } : {}),
             ...(evaluated ? { evaluation: { id: evaluated.row.id, status: evaluated.row.status } } : {}),
+            ...(variantReports.length > 0 ? { variants: variantReports } : {}),
           });
       } finally {
         if (staged) await artifacts.discard(staged);
+        for (const file of variantFiles.values()) await artifacts.discard(file.staged);
         if (goldenFile) await artifacts.discard(goldenFile);
         if (evaluation) await artifacts.discard(evaluation.staged);
       }

@@ -433,6 +433,14 @@ function migrations(kind: DialectKind): Record<string, Migration> {
           .execute();
       },
     },
+    // Variants (issue 17): what registration measured of each variant of a version (JSON), and
+    // which variant an evaluation ran on (null: the reference).
+    '0018-variants': {
+      async up(db) {
+        await db.schema.alterTable('model_versions').addColumn('variants', 'text').execute();
+        await db.schema.alterTable('evaluations').addColumn('variant', 'text').execute();
+      },
+    },
   };
 }
 

@@ -14,6 +14,8 @@ export interface ModelVersionsTable {
   /** The signed manifest, JSON. */
   manifest: string;
   metadata: string;
+  /** What registration measured of each variant (registry/variants.ts VariantReport[]), JSON; null without variants. */
+  variants: string | null;
   created_at: string;
   created_by: string;
 }
@@ -296,6 +298,8 @@ export interface EvaluationsTable {
   /** The task mapping (evaluation/task.ts), JSON. */
   task: string;
   task_key: string;
+  /** The variant evaluated; null: the reference (the manifest's own artifact). */
+  variant: string | null;
   status: EvaluationStatus;
   samples: number;
   total: number | null;

@@ -79,6 +79,7 @@ export const ERROR_CODES = [
   'EF_UNAUTHORIZED',
   'EF_UNSUPPORTED_MEDIA_TYPE',
   'EF_URL_TOO_LONG',
+  'EF_VARIANT_INVALID',
   'EF_VERSION_INVALID',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -162,5 +163,6 @@ export const ERROR_DEFINITIONS: Readonly<Record<ErrorCode, { readonly status: nu
   EF_UNAUTHORIZED: { status: 401, title: "The request carries no valid credentials", fix: "Send an admin token as \"Authorization: Bearer <token>\" (printed once on first start, or EDGEFLEET_ADMIN_TOKEN); devices use their own credential." },
   EF_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "The request body is of a type this route does not take", fix: "Send the Content-Type the route documents (application/json, or multipart/form-data for uploads); GET /docs lists each route." },
   EF_URL_TOO_LONG: { status: 414, title: "The URL is longer than the server accepts", fix: "Names, ids and versions in a path are at most 64 characters, hashes 64 hex digits: check what built the URL." },
+  EF_VARIANT_INVALID: { status: 400, title: "A variant does not fit the version it is uploaded with", fix: "A variant is the same model in another build (float16, int8): it must be a valid ONNX model with the same inputs and outputs (names and element types) as the \"model\" file, and reproduce its outputs on the sample inputs within its tolerance. Send \"quantize\": \"int8\" to have the server build the int8 variant; the message says what differs." },
   EF_VERSION_INVALID: { status: 400, title: "The version is not a semantic version", fix: "Use a Semantic Versioning 2.0.0 version such as 1.4.0 or 2.0.0-rc.1 (no leading \"v\")." },
 };

@@ -937,6 +937,34 @@ export interface components {
                     /** @description a media type such as application/json */
                     mediaType: string;
                 }[];
+                /** @description at most 8 variants of the model, most preferred first; the artifact is the reference and the last fallback */
+                variants?: {
+                    /** @description a variant name of 1-32 characters from a-z 0-9 . _ - (not "reference": that is the main artifact) */
+                    name: string;
+                    /** @description a sha256 digest as 64 lower-case hex characters */
+                    sha256: string;
+                    /** @description the variant size in bytes (1 byte to 1 TiB) */
+                    size: number;
+                    /**
+                     * @description "application/x-onnx"
+                     * @enum {string}
+                     */
+                    mediaType: "application/x-onnx";
+                    /**
+                     * @description one of float32, float16, int8, uint8, mixed
+                     * @enum {unknown}
+                     */
+                    precision: "float32" | "float16" | "int8" | "uint8" | "mixed";
+                    /** @description the execution providers this variant is built for */
+                    executionProviders: ("webgpu" | "wasm" | "cpu")[];
+                    /** @description how far an output may be from the golden one: |actual - expected| <= absolute + relative * |expected| */
+                    tolerance: {
+                        /** @description a non-negative absolute tolerance */
+                        absolute: number;
+                        /** @description a non-negative relative tolerance */
+                        relative: number;
+                    };
+                }[];
                 /** @description what the ONNX file declares: IR version, opsets, inputs, outputs, operators, quantization */
                 model: {
                     /**
@@ -1164,6 +1192,34 @@ export interface components {
                                 size: number;
                                 /** @description a media type such as application/json */
                                 mediaType: string;
+                            }[];
+                            /** @description at most 8 variants of the model, most preferred first; the artifact is the reference and the last fallback */
+                            variants?: {
+                                /** @description a variant name of 1-32 characters from a-z 0-9 . _ - (not "reference": that is the main artifact) */
+                                name: string;
+                                /** @description a sha256 digest as 64 lower-case hex characters */
+                                sha256: string;
+                                /** @description the variant size in bytes (1 byte to 1 TiB) */
+                                size: number;
+                                /**
+                                 * @description "application/x-onnx"
+                                 * @enum {string}
+                                 */
+                                mediaType: "application/x-onnx";
+                                /**
+                                 * @description one of float32, float16, int8, uint8, mixed
+                                 * @enum {unknown}
+                                 */
+                                precision: "float32" | "float16" | "int8" | "uint8" | "mixed";
+                                /** @description the execution providers this variant is built for */
+                                executionProviders: ("webgpu" | "wasm" | "cpu")[];
+                                /** @description how far an output may be from the golden one: |actual - expected| <= absolute + relative * |expected| */
+                                tolerance: {
+                                    /** @description a non-negative absolute tolerance */
+                                    absolute: number;
+                                    /** @description a non-negative relative tolerance */
+                                    relative: number;
+                                };
                             }[];
                             /** @description what the ONNX file declares: IR version, opsets, inputs, outputs, operators, quantization */
                             model: {
@@ -1450,6 +1506,8 @@ export interface components {
                      * @enum {unknown}
                      */
                     executionProvider: "webgpu" | "wasm" | "cpu";
+                    /** @description the variant that serves ("reference": the manifest's own artifact) */
+                    variant?: string;
                     /** @description an RFC 3339 UTC timestamp such as 2026-11-25T19:50:00Z */
                     activatedAt: string;
                     providers?: {
@@ -2170,8 +2228,30 @@ export interface operations {
                         /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                         labelColumn?: string;
                     };
+                    /**
+                     * @description "int8": the server adds an int8 variant, dynamically quantized from the model (MatMul and Gemm weights)
+                     * @enum {string}
+                     */
+                    quantize?: "int8";
+                    /** @description settings of each variant by name (its file is the part "variant.<name>"; "int8" with quantize) */
+                    variants?: {
+                        [key: string]: {
+                            /** @enum {unknown} */
+                            precision?: "float32" | "float16" | "int8" | "uint8" | "mixed";
+                            executionProviders?: ("webgpu" | "wasm" | "cpu")[];
+                            /** @description how far an output may be from the golden one: |actual - expected| <= absolute + relative * |expected| */
+                            tolerance?: {
+                                /** @description a non-negative absolute tolerance */
+                                absolute: number;
+                                /** @description a non-negative relative tolerance */
+                                relative: number;
+                            };
+                        };
+                    };
                     /** @description the .onnx file */
                     model: string;
+                    /** @description another build of the same model (float16, int8...), one part per variant named "variant.<name>" (up to 8): same inputs and outputs, checked against the model on the golden inputs */
+                    "variant.NAME"?: string;
                     /** @description optional labelled held-out dataset to evaluate the version on (CSV, JSON lines or .npz; see POST …/evaluations), with "evaluationTask" */
                     evaluation?: string;
                     /** @description optional reference dataset: CSV with a header row (.csv) or JSON lines (.jsonl), one column per telemetry feature */
@@ -2196,6 +2276,21 @@ export interface operations {
                             rows: number;
                             features: string[];
                         };
+                        /** @description each variant as registration measured it against the model */
+                        variants?: {
+                            name: string;
+                            precision: string;
+                            size: number;
+                            sizeRatio: number;
+                            maxAbsoluteError?: number;
+                            /** @enum {unknown} */
+                            source: "uploaded" | "quantized";
+                            quantized?: {
+                                layers: number;
+                                weights: number;
+                                skipped: number;
+                            };
+                        }[];
                         /** @description the evaluation started on the uploaded dataset (GET /v1/evaluations/{id}) */
                         evaluation?: {
                             id: string;
@@ -2320,6 +2415,32 @@ export interface operations {
                                 [key: string]: unknown;
                             };
                         } | null;
+                        /** @description the other builds of the model the manifest lists, as registration measured them */
+                        variants: {
+                            name: string;
+                            precision: string;
+                            size: number;
+                            /** @description its size over the reference’s */
+                            sizeRatio: number;
+                            executionProviders: string[];
+                            tolerance: {
+                                absolute: number;
+                                relative: number;
+                            };
+                            maxAbsoluteError: number | null;
+                            /** @enum {unknown} */
+                            source: "uploaded" | "quantized";
+                            evaluation: {
+                                id: string;
+                                metrics: {
+                                    [key: string]: unknown;
+                                };
+                                /** @description each metric minus the reference’s on the same dataset and task (absent until the reference is evaluated) */
+                                delta: {
+                                    [key: string]: number;
+                                };
+                            } | null;
+                        }[];
                     };
                 };
             };
@@ -4932,6 +5053,8 @@ export interface operations {
                                 /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                                 labelColumn?: string;
                             };
+                            /** @description the variant evaluated ("reference": the manifest's own artifact) */
+                            variant: string;
                             progress: {
                                 /** @description samples evaluated so far */
                                 samples: number;
@@ -5058,6 +5181,8 @@ export interface operations {
                         /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                         labelColumn?: string;
                     };
+                    /** @description the variant to evaluate (default "reference", the manifest’s artifact; evaluating it evaluates every variant too) */
+                    variant?: string;
                 };
             };
         };
@@ -5101,6 +5226,8 @@ export interface operations {
                             /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                             labelColumn?: string;
                         };
+                        /** @description the variant evaluated ("reference": the manifest's own artifact) */
+                        variant: string;
                         progress: {
                             /** @description samples evaluated so far */
                             samples: number;
@@ -5208,6 +5335,8 @@ export interface operations {
                             /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                             labelColumn?: string;
                         };
+                        /** @description the variant evaluated ("reference": the manifest's own artifact) */
+                        variant: string;
                         progress: {
                             /** @description samples evaluated so far */
                             samples: number;
@@ -5346,6 +5475,8 @@ export interface operations {
                             /** @description the label’s column (CSV, JSON lines) or array (.npz); default "label" */
                             labelColumn?: string;
                         };
+                        /** @description the variant evaluated ("reference": the manifest's own artifact) */
+                        variant: string;
                         progress: {
                             /** @description samples evaluated so far */
                             samples: number;
