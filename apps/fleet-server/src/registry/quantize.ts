@@ -331,7 +331,7 @@ export function quantizeWeights(values: Float32Array, k: number, n: number): { q
 const floatBytes = (values: Float32Array) => {
   const out = new Uint8Array(values.length * 4);
   const view = new DataView(out.buffer);
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  for (const [i, v] of values.entries()) view.setFloat32(i * 4, v, true);
   return out;
 };
 
@@ -436,7 +436,8 @@ export function quantizeDynamicInt8(model: Uint8Array): QuantizeResult {
         const constant = (what: string, values: number[]) => {
           const name = fresh(`${label}_${what}`);
           const raw = new Uint8Array(values.length * 8);
-          values.forEach((v, i) => new DataView(raw.buffer).setBigInt64(i * 8, BigInt(v), true));
+          const view = new DataView(raw.buffer);
+          for (const [i, v] of values.entries()) view.setBigInt64(i * 8, BigInt(v), true);
           added.push(tensor(name, INT64, [values.length], raw));
           return name;
         };

@@ -79,16 +79,21 @@ function release(version: string, variants: ManifestVariant[]) {
 
 async function start(dir: string, overrides: Partial<RuntimeOptions> = {}) {
   const events: { [K in keyof RuntimeEvents]?: RuntimeEvents[K][] } = {};
+  const record =
+    <K extends keyof RuntimeEvents>(name: K) =>
+    (payload: RuntimeEvents[K]) => {
+      const seen = (events[name] ?? []) as RuntimeEvents[K][];
+      seen.push(payload);
+      events[name] = seen as (typeof events)[K];
+    };
   const runtime: Runtime = await createRuntime({
     store: await createFileModelStore({ dir }),
     engines: [engine],
     trust: keys.trust,
-    listeners: { restored: (e) => (events.restored ??= []).push(e) },
+    listeners: { restored: record('restored') },
     ...overrides,
   });
-  runtime.on('variant-fallback', (e) => (events['variant-fallback'] ??= []).push(e));
-  runtime.on('activated', (e) => (events.activated ??= []).push(e));
-  runtime.on('download-progress', (e) => (events['download-progress'] ??= []).push(e));
+  for (const name of ['variant-fallback', 'activated', 'download-progress'] as const) runtime.on(name, record(name));
   return { runtime, events };
 }
 
