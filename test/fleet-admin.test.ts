@@ -110,8 +110,8 @@ describe('the admin API on a live fleet', () => {
     expect(summary.devices).toMatchObject({ total: 4, active: 4, online: 4, offline: 0, failing: 0 });
     const mlp = summary.models.find((m: { name: string }) => m.name === 'mlp');
     expect(mlp.versions).toEqual([
-      { version: '2.0.0', devices: 2, online: 2 },
-      { version: '1.0.0', devices: 2, online: 2 },
+      { version: '2.0.0', devices: 2, online: 2, variants: [{ variant: 'reference', devices: 2 }] },
+      { version: '1.0.0', devices: 2, online: 2, variants: [{ variant: 'reference', devices: 2 }] },
     ]);
     expect(mlp.states).toMatchObject({ active: 4, failed: 0 });
     const compliance = (await inject('GET', '/v1/models/mlp/compliance?target=2.0.0')).json();

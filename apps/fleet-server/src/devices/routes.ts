@@ -138,6 +138,7 @@ const HistoryEvent = Type.Object(
     bootId: Type.String(),
     seq: Type.Integer(),
     executionProvider: Type.Optional(ExecutionProviderSchema),
+    variant: Type.Optional(Type.String({ description: 'the variant the event is about ("reference": the manifest’s artifact)' })),
     fallback: Type.Optional(
       Type.Object({ from: Type.String(), to: Type.String(), reason: Type.String() }, { additionalProperties: false }),
     ),
@@ -204,6 +205,7 @@ function historyEvent(row: Selectable<DeviceEventsTable>) {
     bootId: row.boot_id,
     seq: row.seq,
     ...(event.executionProvider ? { executionProvider: event.executionProvider } : {}),
+    ...(event.variant ? { variant: event.variant } : {}),
     ...(event.fallback ? { fallback: event.fallback } : {}),
     ...(event.latency ? { latency: event.latency } : {}),
   };

@@ -6,7 +6,7 @@
  * Both read every active device's reported state and desired document once per request (10,000
  * devices: tens of milliseconds of JSON); they do not page because they are counts, not lists.
  */
-import { compareSemver, EdgefleetError, type ReportedState } from '@edgefleet/protocol';
+import { compareSemver, EdgefleetError, REFERENCE_VARIANT, type ReportedState } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import Type from 'typebox';
@@ -52,7 +52,17 @@ const Summary = Type.Object(
           name: Type.String(),
           target: Nullable(Type.String({ description: 'the production alias, else the highest version' })),
           versions: Type.Array(
-            Type.Object({ version: Type.String(), devices: Type.Integer(), online: Type.Integer() }, { additionalProperties: false }),
+            Type.Object(
+              {
+                version: Type.String(),
+                devices: Type.Integer(),
+                online: Type.Integer(),
+                variants: Type.Array(Type.Object({ variant: Type.String(), devices: Type.Integer() }, { additionalProperties: false }), {
+                  description: 'which build serves on how many of its devices ("reference": the manifest’s artifact), most devices first',
+                }),
+              },
+              { additionalProperties: false },
+            ),
           ),
           states: Type.Object(
             { active: Type.Integer(), installing: Type.Integer(), failed: Type.Integer(), removed: Type.Integer() },
@@ -176,7 +186,7 @@ export async function registerFleetRoutes(app: FastifyInstance, context: ServerC
         devices: { total, active, revoked: total - active, online, offline: active - online, failing },
         models: await Promise.all(
           models.map(async (name) => {
-            const versions = new Map<string, { devices: number; online: number }>();
+            const versions = new Map<string, { devices: number; online: number; variants: Map<string, number> }>();
             const states = { active: 0, installing: 0, failed: 0, removed: 0 };
             const compliance = { upToDate: 0, inProgress: 0, behind: 0, failed: 0 };
             const target = await defaultTarget(db, name);
@@ -185,9 +195,11 @@ export async function registerFleetRoutes(app: FastifyInstance, context: ServerC
               if (reported) states[reported.state as keyof typeof states]++;
               const version = reported?.state !== 'removed' ? reported?.active?.version : undefined;
               if (version) {
-                const entry = versions.get(version) ?? { devices: 0, online: 0 };
+                const entry = versions.get(version) ?? { devices: 0, online: 0, variants: new Map<string, number>() };
                 entry.devices++;
                 if (device.online) entry.online++;
+                const variant = reported?.active?.variant ?? REFERENCE_VARIANT;
+                entry.variants.set(variant, (entry.variants.get(variant) ?? 0) + 1);
                 versions.set(version, entry);
               }
               const state = target ? complianceOf(device, name, target) : undefined;
@@ -196,7 +208,15 @@ export async function registerFleetRoutes(app: FastifyInstance, context: ServerC
             return {
               name,
               target: target ?? null,
-              versions: [...versions].sort((a, b) => compareSemver(b[0], a[0])).map(([version, counts]) => ({ version, ...counts })),
+              versions: [...versions]
+                .sort((a, b) => compareSemver(b[0], a[0]))
+                .map(([version, { variants, ...counts }]) => ({
+                  version,
+                  ...counts,
+                  variants: [...variants]
+                    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+                    .map(([variant, devices]) => ({ variant, devices })),
+                })),
               states,
               compliance,
             };

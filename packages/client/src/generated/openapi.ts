@@ -2991,6 +2991,8 @@ export interface operations {
                              * @enum {unknown}
                              */
                             executionProvider?: "webgpu" | "wasm" | "cpu";
+                            /** @description the variant the event is about ("reference": the manifest’s artifact) */
+                            variant?: string;
                             fallback?: {
                                 from: string;
                                 to: string;
@@ -3074,6 +3076,8 @@ export interface operations {
                              * @enum {unknown}
                              */
                             executionProvider?: "webgpu" | "wasm" | "cpu";
+                            /** @description the variant the event is about ("reference": the manifest’s artifact) */
+                            variant?: string;
                             fallback?: {
                                 from: string;
                                 to: string;
@@ -3652,6 +3656,11 @@ export interface operations {
                                 version: string;
                                 devices: number;
                                 online: number;
+                                /** @description which build serves on how many of its devices ("reference": the manifest’s artifact), most devices first */
+                                variants: {
+                                    variant: string;
+                                    devices: number;
+                                }[];
                             }[];
                             states: {
                                 active: number;
