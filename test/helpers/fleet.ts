@@ -35,6 +35,8 @@ export interface Fleet {
       telemetryResendMs?: number;
       /** The device's clock (runtime and agent), for compressed time. */
       now?: () => number;
+      /** The runtime's variant choice (a size budget). */
+      variants?: { maxBytes?: number };
       /** The outbox, when a test wraps the file one (to inject faults). */
       telemetryQueue?: (dir: string) => TelemetryQueueStore;
       /** What the agent logs. */
@@ -113,7 +115,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
     async register(name, version, bytes, fields = {}) {
       const form = new FormData();
       form.append('version', version);
-      for (const [key, value] of Object.entries(fields)) form.append(key, JSON.stringify(value));
+      for (const [key, value] of Object.entries(fields)) form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
       form.append('model', new Blob([bytes.slice()]), 'model.onnx');
       const response = await server.app.inject({ method: 'POST', url: `/v1/models/${name}/versions`, headers: auth, payload: form });
       if (response.statusCode !== 201) throw new Error(response.body);
@@ -135,6 +137,7 @@ export async function startFleet(config: Partial<ServerConfig> = {}): Promise<Fl
           ...(options.profileEveryMs !== undefined ? { profileEveryMs: options.profileEveryMs } : {}),
         },
         ...(options.now ? { now: options.now } : {}),
+        ...(options.variants ? { variants: options.variants } : {}),
       });
       runtime.on('download-progress', ({ bytes }) => {
         if (bytes > 0) downloads++;
