@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Simulation, startSimulation } from '@edgefleet/device-agent';
 import { encodeTensor } from '@edgefleet/protocol';
-import { mlpModel, seededValues } from '@edgefleet/test-utils';
+import { mlpModel, quantizedMlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ADMIN_TOKEN, type Fleet, startFleet, until } from './helpers/fleet.ts';
@@ -230,8 +230,8 @@ describe('fleetctl', () => {
     expect(status.devices).toMatchObject({ active: 3, online: 3, failing: 0 });
     const mlp = status.models.find((m: { name: string }) => m.name === 'mlp');
     expect(mlp.versions).toEqual([
-      { version: '2.0.0', devices: 1, online: 1 },
-      { version: '1.0.0', devices: 2, online: 2 },
+      { version: '2.0.0', devices: 1, online: 1, variants: [{ variant: 'reference', devices: 1 }] },
+      { version: '1.0.0', devices: 2, online: 2, variants: [{ variant: 'reference', devices: 2 }] },
     ]);
     expect(mlp.compliance).toMatchObject({ upToDate: 2, behind: 1 });
     const table = await fleetctl(['fleet', 'status']);
@@ -371,6 +371,57 @@ describe('fleetctl', () => {
     expect(overridden.stderr).toContain('EF_ROLLOUT_NO_DEVICES');
     const cleared = await fleetctl(['models', 'policy', 'quality', '--clear']);
     expect(cleared.stdout).toContain('quality: no promotion policy');
+  });
+
+  it('pushes a version with variants (one uploaded, one quantized by the server) and shows what was measured of each', async () => {
+    await writeFile(join(work, 'mlp-int8.onnx'), quantizedMlpModel(7).bytes);
+    const pushed = await fleetctl([
+      'models',
+      'push',
+      'mlp-1.onnx',
+      '--name',
+      'builds',
+      '--version',
+      '1.0.0',
+      '--samples',
+      'samples.json',
+      '--variant',
+      'q8=mlp-int8.onnx',
+      '--variant-providers',
+      'q8=wasm',
+      '--quantize',
+      'int8',
+    ]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toMatch(/variant:\s+q8 int8 .* differs by up to 0\.0\d+ on the golden inputs/);
+    expect(pushed.stdout).toMatch(/variant:\s+int8 int8 .*quantized here \(1 layers\)/);
+    const shown = await json(['models', 'show', 'builds@1.0.0']);
+    expect(
+      shown.manifest.payload.variants.map((v: { name: string; executionProviders: string[] }) => [v.name, v.executionProviders]),
+    ).toEqual([
+      ['q8', ['wasm']],
+      ['int8', ['wasm', 'cpu']],
+    ]);
+    expect((await fleetctl(['models', 'show', 'builds@1.0.0'])).stdout).toMatch(
+      /variant:\s+int8 int8 .* on wasm,cpu, tolerance 0\.0\d+, measured 0\.0\d+/,
+    );
+    const wrong = await fleetctl(['models', 'push', 'mlp-1.onnx', '--name', 'builds', '--version', '1.0.1', '--quantize', 'int4']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--quantize int4: the server quantizes to int8 only');
+    const refused = await fleetctl([
+      'models',
+      'push',
+      'mlp-1.onnx',
+      '--name',
+      'builds',
+      '--version',
+      '1.0.2',
+      '--variant',
+      'other=mlp-2.onnx',
+      '--samples',
+      'samples.json',
+    ]);
+    expect(refused.stderr).toContain('EF_VARIANT_INVALID');
   });
 
   it('creates, lists and revokes tokens, and names them in the audit log', async () => {

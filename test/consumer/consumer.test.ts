@@ -561,7 +561,12 @@ describe('fleetctl and @edgefleet/client from their tarballs', () => {
     expect(watched.code, watched.stdout + watched.stderr).toBe(0);
     expect(watched.stdout).toMatch(/state:\s+completed/);
     const status = JSON.parse((await fleetctl(['fleet', 'status', '--json'])).stdout);
-    expect(status.models).toEqual([expect.objectContaining({ name: 'vad', versions: [{ version: '5.0.0', devices: 1, online: 1, variants: [{ variant: 'reference', devices: 1 }] }] })]);
+    expect(status.models).toEqual([
+      expect.objectContaining({
+        name: 'vad',
+        versions: [{ version: '5.0.0', devices: 1, online: 1, variants: [{ variant: 'reference', devices: 1 }] }],
+      }),
+    ]);
     expect((await fleetctl(['completion', 'bash'])).stdout).toContain('complete -F _fleetctl fleetctl');
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);

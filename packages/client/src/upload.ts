@@ -9,7 +9,7 @@ import type { operations } from './generated/openapi.ts';
 
 type UploadFields = Omit<
   operations['uploadModelVersion']['requestBody'] extends { content: { 'multipart/form-data': infer F } } ? F : never,
-  'model' | 'reference' | 'version' | 'evaluation'
+  'model' | 'reference' | 'version' | 'evaluation' | 'variant.NAME'
 >;
 
 export interface UploadProgress {
@@ -29,6 +29,12 @@ export interface UploadModelVersion {
   readonly reference?: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
   /** A labelled held-out dataset the version is evaluated on at once (CSV, JSON lines or .npz); give `fields.evaluationTask` too. */
   readonly evaluation?: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
+  /**
+   * Other builds of the same model (float16, int8...), by variant name: sent as parts
+   * "variant.<name>", their settings in `fields.variants`. `fields.quantize: "int8"` has the server
+   * build the int8 one instead.
+   */
+  readonly variants?: Readonly<Record<string, Blob | Uint8Array>>;
   readonly onProgress?: (progress: UploadProgress) => void;
   /** Default: a new UUID, kept across this upload's retries. */
   readonly idempotencyKey?: string;
@@ -62,6 +68,9 @@ export function multipartBody(upload: UploadModelVersion): { body: Blob; content
     const type = /\.jsonl?$/i.test(fileName) || /\.ndjson$/i.test(fileName) ? 'application/x-ndjson' : 'text/csv';
     file('reference', fileName, type, upload.reference.data as BlobPart);
   }
+  for (const [name, data] of Object.entries(upload.variants ?? {})) {
+    file(`variant.${name}`, `${name}.onnx`, 'application/octet-stream', data as BlobPart);
+  }
   if (upload.evaluation)
     file('evaluation', upload.evaluation.fileName, datasetType(upload.evaluation.fileName), upload.evaluation.data as BlobPart);
   parts.push(`--${boundary}--\r\n`);
@@ -85,6 +94,8 @@ export interface EvaluateVersion {
   /** Labelled held-out data: CSV, JSON lines or .npz (the file name says which). */
   readonly dataset: { readonly data: Blob | Uint8Array | string; readonly fileName: string };
   readonly task: EvaluationTask;
+  /** The variant to evaluate (default the reference, which evaluates every variant beside it). */
+  readonly variant?: string;
   readonly onProgress?: (progress: UploadProgress) => void;
   readonly idempotencyKey?: string;
   readonly signal?: AbortSignal;
@@ -96,6 +107,7 @@ export function evaluationBody(request: EvaluateVersion): { body: Blob; contentT
   const fileName = request.dataset.fileName;
   const body = new Blob([
     `--${boundary}\r\nContent-Disposition: form-data; name="task"\r\n\r\n${JSON.stringify(request.task)}\r\n`,
+    ...(request.variant !== undefined ? [`--${boundary}\r\nContent-Disposition: form-data; name="variant"\r\n\r\n${request.variant}\r\n`] : []),
     `--${boundary}\r\nContent-Disposition: form-data; name="dataset"; filename="${escapeName(fileName)}"\r\nContent-Type: ${datasetType(fileName)}\r\n\r\n`,
     request.dataset.data as BlobPart,
     `\r\n--${boundary}--\r\n`,

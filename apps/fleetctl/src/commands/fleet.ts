@@ -37,7 +37,15 @@ export function registerFleet(program: Command, run: Run): void {
                   m.compliance.inProgress,
                   m.compliance.behind,
                   m.compliance.failed > 0 ? c.red(String(m.compliance.failed)) : 0,
-                  m.versions.map((v) => `${v.version}: ${v.devices}`).join(', ') || '-',
+                  m.versions
+                    .map((v) => {
+                      // Which builds serve, when any device runs another than the reference.
+                      const builds = v.variants.some((b) => b.variant !== 'reference')
+                        ? ` (${v.variants.map((b) => `${b.variant} ${b.devices}`).join(', ')})`
+                        : '';
+                      return `${v.version}: ${v.devices}${builds}`;
+                    })
+                    .join(', ') || '-',
                 ]),
               ),
             );

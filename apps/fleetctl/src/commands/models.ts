@@ -65,10 +65,13 @@ export function registerModels(program: Command, run: Run): void {
     .option('--telemetry <file>', 'the features devices profile for drift (JSON)')
     .option('--metadata <key=value...>', 'metadata kept in the signed manifest')
     .option('--providers <list>', 'execution providers, in order of preference (webgpu,wasm,cpu)')
+    .option('--variant <name=file...>', 'another build of the same model (float16, int8...) that devices may serve instead')
+    .option('--variant-providers <name=list...>', "a variant's execution providers (default: int8 wasm,cpu; others webgpu,wasm,cpu)")
+    .option('--quantize <precision>', 'have the server add a variant quantized from the model: int8 (dynamic: MatMul and Gemm weights)')
     .option('--idempotency-key <key>', 'the key of this upload (a retry with the same key registers it once)')
     .addHelpText(
       'after',
-      '\nThe tensor format of --samples and --golden: docs/fleet-server.md#golden-vectors-and-sample-inputs.\n\nExample:\n  fleetctl models push vad.onnx --name vad --version 5.1.0 --samples samples.json --metadata team=audio',
+      '\nThe tensor format of --samples and --golden: docs/fleet-server.md#golden-vectors-and-sample-inputs.\nVariants: docs/quality.md#variants.\n\nExamples:\n  fleetctl models push vad.onnx --name vad --version 5.1.0 --samples samples.json --metadata team=audio\n  fleetctl models push ocr.onnx --name ocr --version 2.0.0 --samples samples.json --quantize int8 --variant fp16=ocr.fp16.onnx',
     )
     .action(
       (
@@ -83,11 +86,38 @@ export function registerModels(program: Command, run: Run): void {
           telemetry?: string;
           metadata?: string[];
           providers?: string;
+          variant?: string[];
+          variantProviders?: string[];
+          quantize?: string;
           idempotencyKey?: string;
         },
         command: Command,
       ) =>
         run(command, async (ctx) => {
+          const pairs = (flag: string, list: string[] | undefined) =>
+            (list ?? []).map((pair) => {
+              const eq = pair.indexOf('=');
+              if (eq < 1) throw new CliError(EXIT.usage, `${flag} ${pair}: write name=value`);
+              return [pair.slice(0, eq), pair.slice(eq + 1)] as const;
+            });
+          const variantFiles = pairs('--variant', options.variant);
+          for (const [, path] of variantFiles) {
+            await stat(path).catch(() => {
+              throw new CliError(EXIT.usage, `--variant ${path}: no such file`);
+            });
+          }
+          if (options.quantize !== undefined && options.quantize !== 'int8') {
+            throw new CliError(
+              EXIT.usage,
+              `--quantize ${options.quantize}: the server quantizes to int8 only; upload other builds with --variant`,
+            );
+          }
+          const variantSettings = Object.fromEntries(
+            pairs('--variant-providers', options.variantProviders).map(([name, list]) => [
+              name,
+              { executionProviders: list.split(',').map((p) => p.trim()) as never },
+            ]),
+          );
           const size = (
             await stat(file).catch(() => {
               throw new CliError(EXIT.usage, `${file}: no such file`);
@@ -106,6 +136,8 @@ export function registerModels(program: Command, run: Run): void {
             ...(options.golden ? { goldenVectors: (await readJson(options.golden, '--golden')) as never } : {}),
             ...(options.telemetry ? { telemetry: (await readJson(options.telemetry, '--telemetry')) as never } : {}),
             ...(options.providers ? { executionProviders: options.providers.split(',').map((p) => p.trim()) as never } : {}),
+            ...(options.quantize ? { quantize: 'int8' as const } : {}),
+            ...(Object.keys(variantSettings).length > 0 ? { variants: variantSettings } : {}),
             ...(options.task
               ? {
                   evaluationTask: taskOf({ ...options, task: options.task }),
@@ -135,6 +167,13 @@ export function registerModels(program: Command, run: Run): void {
               model: await openAsBlob(file),
               fileName: basename(file),
               fields: fieldsToSend,
+              ...(variantFiles.length > 0
+                ? {
+                    variants: Object.fromEntries(
+                      await Promise.all(variantFiles.map(async ([name, path]) => [name, await openAsBlob(path)])),
+                    ),
+                  }
+                : {}),
               ...(options.reference
                 ? { reference: { data: await openAsBlob(options.reference), fileName: basename(options.reference) } }
                 : {}),
@@ -160,7 +199,13 @@ export function registerModels(program: Command, run: Run): void {
             const evaluation = created.evaluation
               ? `\nevaluation:     ${created.evaluation.id} ${created.evaluation.status} (fleetctl evaluations wait ${created.evaluation.id})`
               : '';
-            return `${ctx.out.colors.green('✓')} registered and signed ${created.name}@${created.version}\n${summary}${reference}${evaluation}`;
+            const variants = (created.variants ?? [])
+              .map(
+                (v) =>
+                  `\nvariant:        ${v.name} ${v.precision} ${bytes(v.size)} (${Math.round(v.sizeRatio * 100)}% of the model)${v.maxAbsoluteError !== undefined ? `, differs by up to ${Number(v.maxAbsoluteError.toPrecision(3))} on the golden inputs` : ''}${v.source === 'quantized' ? `, quantized here (${v.quantized?.layers} layers)` : ''}`,
+              )
+              .join('');
+            return `${ctx.out.colors.green('✓')} registered and signed ${created.name}@${created.version}\n${summary}${variants}${reference}${evaluation}`;
           });
         }),
     );
@@ -220,7 +265,17 @@ export function registerModels(program: Command, run: Run): void {
         }
         const detail = await ok(client.api.GET('/v1/models/{name}/versions/{version}', { params: { path: { name, version } } }));
         ctx.out.print(detail, () => {
-          const summary = manifestSummary(detail.name, detail.version, detail.sha256, detail.size, detail.manifest);
+          const variants = detail.variants
+            .map((v) => {
+              const delta = v.evaluation
+                ? Object.entries(v.evaluation.delta)
+                    .map(([metric, d]) => `${metric} ${d >= 0 ? '+' : ''}${Number(d.toPrecision(3))}`)
+                    .join(', ')
+                : '';
+              return `\nvariant:        ${v.name} ${v.precision} ${bytes(v.size)} (${Math.round(v.sizeRatio * 100)}%) on ${v.executionProviders.join(',')}, tolerance ${v.tolerance.absolute}${v.maxAbsoluteError !== null ? `, measured ${Number(v.maxAbsoluteError.toPrecision(3))}` : ''}${delta ? `, against the reference: ${delta}` : ''}`;
+            })
+            .join('');
+          const summary = `${manifestSummary(detail.name, detail.version, detail.sha256, detail.size, detail.manifest)}${variants}`;
           const e = detail.evaluation;
           if (!e) return `${summary}\nevaluation:     none (fleetctl models evaluate ${detail.name}@${detail.version} DATASET --task …)`;
           const headline = (['accuracy', 'macroF1', 'auc', 'mae', 'rmse'] as const)

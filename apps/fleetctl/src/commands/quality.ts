@@ -154,11 +154,12 @@ export function registerQuality(program: Command, run: Run): void {
   )
     .option('--no-wait', 'print the queued evaluation and return')
     .option('--timeout <seconds>', 'give up waiting after this long (exit 13)', '3600')
+    .option('--variant <name>', 'evaluate one variant of the version (default: the model, which evaluates every variant beside it)')
     .addHelpText(
       'after',
       '\nThe dataset: one sample per row with a "label" column (CSV, JSON lines), or an .npz with one array per model input and a "label" array (docs/quality.md).\n\nExamples:\n  fleetctl models evaluate digits@2.0.0 held-out.npz --task classification --labels zero,one,two\n  fleetctl models evaluate churn@1.3.0 test.csv --task binary --threshold 0.4',
     )
-    .action((ref: string, dataset: string, options: TaskOptions & { wait: boolean; timeout: string }, command: Command) =>
+    .action((ref: string, dataset: string, options: TaskOptions & { wait: boolean; timeout: string; variant?: string }, command: Command) =>
       run(command, async (ctx) => {
         const { name, version } = splitRef(ref);
         if (!version) throw new CliError(EXIT.usage, `${ref}: name the version, e.g. ${name}@1.0.0`);
@@ -173,6 +174,7 @@ export function registerQuality(program: Command, run: Run): void {
           version,
           task,
           dataset: { data: await openAsBlob(dataset), fileName: basename(dataset) },
+          ...(options.variant ? { variant: options.variant } : {}),
         });
         if (!options.wait) {
           ctx.out.print(started, () => describeEvaluation(started));
@@ -202,9 +204,10 @@ export function registerQuality(program: Command, run: Run): void {
         );
         ctx.out.print(all, () =>
           table(
-            ['ID', 'STATUS', 'DATASET', 'TASK', 'SAMPLES', 'ACCURACY', 'MACRO F1', 'AUC', 'MAE', 'RMSE'],
+            ['ID', 'VARIANT', 'STATUS', 'DATASET', 'TASK', 'SAMPLES', 'ACCURACY', 'MACRO F1', 'AUC', 'MAE', 'RMSE'],
             all.map((e) => [
               e.id,
+              e.variant,
               e.status,
               e.dataset.name,
               e.task.kind,
