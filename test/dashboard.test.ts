@@ -333,6 +333,7 @@ describe('the dashboard', () => {
     await page
       .getByLabel('ONNX model')
       .setInputFiles({ name: 'churn.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from(mlpModel(9).bytes) });
+    await page.getByLabel('Add an int8 variant (quantized by the server, for CPUs)').check();
     // What the progress bar showed, as the page drew it (a loopback upload is over in milliseconds).
     await page.evaluate(() => {
       const seen: { value: number; max: number }[] = [];
@@ -350,6 +351,10 @@ describe('the dashboard', () => {
     const manifest = page.getByTestId('manifest');
     await expect.poll(() => manifest.innerText()).toContain('MatMul');
     expect(await page.locator('main').innerText()).toContain('features');
+    // The int8 variant the server made: its precision, size against the model's, target providers.
+    await expect
+      .poll(() => page.getByTestId('variants').innerText())
+      .toMatch(/int8 quantized by the server\s+int8\s+[\d.]+ \w?B \(\d+%\)\s+wasm, cpu/);
     // Its quality: evaluated on labelled data from the page, then judged by the model's promotion policy.
     const rows = Array.from({ length: 60 }, (_, i) => seededValues(4, 900 + i, 2));
     const csv = `a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${i % 3}`).join('\n')}\n`;
@@ -359,12 +364,23 @@ describe('the dashboard', () => {
     await page.getByRole('button', { name: 'Evaluate' }).click();
     await expect
       .poll(() => page.getByTestId('evaluations').innerText(), { timeout: 20_000 })
-      .toMatch(/held-out\.csv\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
+      .toMatch(/held-out\.csv\s+reference\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
+    // The variant was evaluated beside it, on the same data (its own job): its accuracy against the reference's.
+    await until(async () => {
+      const list = await fleet.api<{ evaluations: { variant: string; status: string }[] }>(
+        'GET',
+        '/v1/models/churn/versions/2.0.0/evaluations',
+      );
+      return list.evaluations.some((e) => e.variant === 'int8' && e.status === 'succeeded');
+    }, 'the int8 variant’s evaluation');
+    await page.reload();
+    await expect.poll(() => page.getByTestId('evaluations').innerText()).toMatch(/held-out\.csv\s+int8\s+classification\s+succeeded/);
+    await expect.poll(() => page.getByTestId('variants').innerText()).toMatch(/accuracy [+-]?[\d.e-]+/);
     await fleet.api('PUT', '/v1/models/churn/policy', { minimums: { accuracy: 0.99 } });
     await page.reload();
     await expect
       .poll(() => page.getByTestId('evaluations').innerText())
-      .toMatch(/held-out\.csv\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
+      .toMatch(/held-out\.csv\s+reference\s+classification\s+succeeded\s+60\s+0\.\d+ \[/);
     await expect.poll(() => page.getByTestId('verdict').innerText()).toContain('fails');
     expect(await page.getByTestId('verdict-failures').innerText()).toMatch(/accuracy 0\.\d+ < minimum 0\.99/);
     await fleet.api('DELETE', '/v1/models/churn/policy');
@@ -381,7 +397,7 @@ describe('the dashboard', () => {
 
     await page.goto(`${fleet.server.url}/devices/dash-a-00001`);
     await page.getByTestId('device-models').waitFor();
-    expect(await page.getByTestId('device-models').innerText()).toMatch(/churn\s+active\s+1\.0\.0/);
+    expect(await page.getByTestId('device-models').innerText()).toMatch(/churn\s+active\s+1\.0\.0\s+reference on wasm/);
     await expect.poll(async () => (await page.locator('figure.chart canvas').count()) > 0).toBe(true);
     await expect.poll(() => page.getByTestId('history').innerText()).toContain('activated');
     await view.screenshot('device');

@@ -81,6 +81,7 @@ function History({ id }: { id: string }) {
               {ago(e.at)}
             </time>{' '}
             <Badge value={e.error ? 'failed' : 'ok'} label={e.kind} /> {e.model ? `${e.model}@${e.version ?? '?'}` : ''}
+            {e.variant && e.variant !== 'reference' ? ` (variant ${e.variant})` : ''}
             {e.executionProvider ? ` on ${e.executionProvider}` : ''}
             {e.fallback ? ` (fell back from ${e.fallback.from}: ${e.fallback.reason})` : ''}
             {e.error ? (
@@ -162,6 +163,7 @@ export function DeviceView({ id }: { id: string }) {
                   <th scope="col">Model</th>
                   <th scope="col">State</th>
                   <th scope="col">Active</th>
+                  <th scope="col">Serving</th>
                   <th scope="col">Previous</th>
                 </tr>
               </thead>
@@ -175,6 +177,7 @@ export function DeviceView({ id }: { id: string }) {
                       <Badge value={m.state} />
                     </td>
                     <td>{m.active ? <a href={path('/models', m.name, 'versions', m.active.version)}>{m.active.version}</a> : '—'}</td>
+                    <td>{m.active ? `${m.active.variant ?? 'reference'} on ${m.active.executionProvider}` : '—'}</td>
                     <td>{m.previous?.version ?? '—'}</td>
                   </tr>
                 ))}

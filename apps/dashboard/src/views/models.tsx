@@ -107,6 +107,7 @@ function Upload({ model }: { model?: string }) {
           } catch {
             return setError('Metadata must be a JSON object of string labels, e.g. {"owner": "vision-team"}.');
           }
+          if (form.get('quantize') === 'on') fields = { ...fields, quantize: 'int8' };
           const { body, contentType } = multipartBody({
             name,
             version,
@@ -148,6 +149,9 @@ function Upload({ model }: { model?: string }) {
         <label>
           Metadata (optional JSON)
           <input name="metadata" placeholder='{"owner": "vision-team"}' />
+        </label>
+        <label class="check">
+          <input name="quantize" type="checkbox" /> Add an int8 variant (quantized by the server, for CPUs)
         </label>
         <button type="submit" class="primary" disabled={progress !== undefined}>
           Upload
@@ -403,6 +407,7 @@ function Quality({
           <thead>
             <tr>
               <th scope="col">Dataset</th>
+              <th scope="col">Variant</th>
               <th scope="col">Task</th>
               <th scope="col">Status</th>
               <th scope="col">Samples</th>
@@ -415,6 +420,7 @@ function Quality({
             {evaluations.map((e) => (
               <tr key={e.id}>
                 <td title={e.dataset.sha256}>{e.dataset.name}</td>
+                <td>{e.variant}</td>
                 <td>{e.task.kind}</td>
                 <td>
                   <Badge value={e.status} />
@@ -437,6 +443,77 @@ function Quality({
         </table>
       )}
     </>
+  );
+}
+
+type VersionRecord = Awaited<ReturnType<typeof loadVersion>>;
+
+/** The other builds the manifest lists: what registration measured of each, its accuracy against the reference's, where it serves. */
+function Variants({
+  variants,
+  serving,
+}: {
+  variants: VersionRecord['variants'];
+  serving: readonly { variant: string; devices: number }[] | undefined;
+}) {
+  const devicesOn = (variant: string) => serving?.find((s) => s.variant === variant)?.devices ?? 0;
+  if (variants.length === 0) {
+    return (
+      <Empty>
+        One build: the model itself{serving ? ` (on ${devicesOn('reference')} devices)` : ''}. Add an int8 one with fleetctl models push …
+        --quantize int8 (docs/quality.md#variants).
+      </Empty>
+    );
+  }
+  return (
+    <table data-testid="variants">
+      <thead>
+        <tr>
+          <th scope="col">Variant</th>
+          <th scope="col">Precision</th>
+          <th scope="col">Size</th>
+          <th scope="col">Providers</th>
+          <th scope="col">Max difference / tolerance</th>
+          <th scope="col">Accuracy vs reference</th>
+          <th scope="col">Devices</th>
+        </tr>
+      </thead>
+      <tbody>
+        <tr>
+          <td>reference</td>
+          <td>the model</td>
+          <td>100%</td>
+          <td>–</td>
+          <td>–</td>
+          <td>–</td>
+          <td>{devicesOn('reference')}</td>
+        </tr>
+        {variants.map((v) => (
+          <tr key={v.name}>
+            <td>
+              {v.name}
+              {v.source === 'quantized' ? <span class="muted small"> quantized by the server</span> : null}
+            </td>
+            <td>{v.precision}</td>
+            <td title={`${v.size} bytes`}>
+              {bytes(v.size)} ({Math.round(v.sizeRatio * 100)}%)
+            </td>
+            <td>{v.executionProviders.join(', ')}</td>
+            <td>
+              {v.maxAbsoluteError === null ? '–' : number(v.maxAbsoluteError)} / {number(v.tolerance.absolute)}
+            </td>
+            <td>
+              {v.evaluation
+                ? Object.entries(v.evaluation.delta)
+                    .map(([metric, d]) => `${metric} ${d >= 0 ? '+' : ''}${number(d)}`)
+                    .join(', ') || 'evaluated (no reference evaluation yet)'
+                : 'not evaluated'}
+            </td>
+            <td>{devicesOn(v.name)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
@@ -527,6 +604,9 @@ export function VersionView({ name, version }: { name: string; version: string }
           </dl>
           <Tensors title="Inputs" tensors={m.inputs} />
           <Tensors title="Outputs" tensors={m.outputs} />
+        </Section>
+        <Section title="Variants">
+          <Variants variants={record.data.variants} serving={where?.variants} />
         </Section>
         <Section title="Quality">
           <Quality evaluations={evaluations.data?.evaluations} verdict={verdict.data} verdictError={verdict.error} name={name} />
