@@ -10,6 +10,7 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ManifestVariant } from '@edgefleet/protocol';
 import {
   goldenVector,
   MLP_INPUTS,
@@ -17,11 +18,13 @@ import {
   manifestFor,
   mlpModel,
   PADDLE_OCR_DET_PATH,
+  quantizedMlpModel,
   readModel,
   SILERO_INPUTS,
   SILERO_OUTPUTS,
   SILERO_VAD_V5_PATH,
   seededValues,
+  sha256Hex,
   sileroFrame,
 } from '@edgefleet/test-utils';
 import { createTestKeys } from '@edgefleet/test-utils/protocol';
@@ -92,6 +95,7 @@ async function openPage(options: PageOptions): Promise<Page> {
         'activated',
         'install-failed',
         'download-progress',
+        'variant-fallback',
       ];
       const runtime = await w.edgefleetRuntime.createRuntime({
         trust: keySet,
@@ -396,6 +400,95 @@ describe('runtime in Chromium without a WebGPU adapter', () => {
       expect(fallback).toMatchObject({ from: 'webgpu', to: 'wasm', reason: expect.stringMatching(/WebGPU/) });
     } finally {
       await plain.close();
+      await server.close();
+    }
+  }, 120_000);
+});
+
+describe('variants in Chromium (IndexedDB, WebGPU on the software adapter)', () => {
+  const int8 = quantizedMlpModel(7);
+  const release = (version: string, variants: ManifestVariant[]) =>
+    manifestFor({
+      name: 'mlp-variants',
+      version,
+      bytes: mlp.bytes,
+      inputs: MLP_INPUTS,
+      outputs: MLP_OUTPUTS,
+      key: keys.manifest,
+      executionProviders: ['webgpu', 'wasm'],
+      tolerance: { absolute: 1e-4, relative: 1e-3 },
+      vectors: [
+        goldenVector(
+          { features: { dtype: 'float32', shape: [2, 4], data: mlpInput } },
+          { scores: { dtype: 'float32', shape: [2, 3], data: mlp.reference(mlpInput) } },
+        ),
+      ],
+      variants,
+    });
+  const int8Variant = (tolerance: number): ManifestVariant => ({
+    name: 'int8',
+    sha256: sha256Hex(int8.bytes),
+    size: int8.bytes.length,
+    mediaType: 'application/x-onnx',
+    precision: 'int8',
+    executionProviders: ['wasm'],
+    tolerance: { absolute: tolerance, relative: 0 },
+  });
+
+  it('serves the int8 build on WASM within its tolerance, downloads only its bytes, restores it, and falls back to the reference when it fails', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgefleet-chromium-variants-'));
+    const server = await serveFiles({
+      '/mlp.onnx': { type: 'application/octet-stream', body: mlp.bytes },
+      '/int8.onnx': { type: 'application/octet-stream', body: int8.bytes },
+    });
+    const browser = await launchPersistentChromium(dir, ['--enable-unsafe-webgpu']);
+    const installWith = (target: Page, manifest: unknown) =>
+      inPage(
+        target,
+        ({ manifest, model, variant }) =>
+          (window as unknown as { ef: { runtime: { install(m: unknown, s: string, o: unknown): Promise<unknown> } } }).ef.runtime.install(
+            manifest,
+            model,
+            { variants: { int8: variant } },
+          ),
+        { manifest, model: `${server.url}/mlp.onnx`, variant: `${server.url}/int8.onnx` },
+      );
+    try {
+      const target = await openPage({ webgpu: true, database: 'variants', in: browser });
+      await installWith(target, release('1.0.0', [int8Variant(0.05)]));
+      const [info] = (await pageModels(target)) as { active?: { variant?: string; executionProvider?: string } }[];
+      // The software adapter ranks after WASM, where the int8 build ties the reference and comes first.
+      expect(info?.active).toMatchObject({ variant: 'int8', executionProvider: 'wasm' });
+      expect(
+        (await pageEvents(target))
+          .filter((e) => e.name === 'download-progress')
+          .every((e) => (e as { file?: string }).file === 'variant int8'),
+      ).toBe(true);
+      const reference = mlp.reference(mlpInput);
+      const served = await runMlp(target, 'mlp-variants');
+      const worst = Math.max(...served.map((v, i) => Math.abs(v - (reference[i] ?? 0))));
+      expect(worst).toBeGreaterThan(0);
+      expect(worst).toBeLessThan(0.05);
+      await target.close();
+
+      const reloaded = await openPage({ webgpu: true, database: 'variants', in: browser });
+      expect((await pageEvents(reloaded)).find((e) => e.name === 'restored')).toMatchObject({ variant: 'int8' });
+      expect(await runMlp(reloaded, 'mlp-variants')).toEqual(served);
+
+      // A budget the int8 build cannot meet: the device falls back to the reference, and says why.
+      await installWith(reloaded, release('1.1.0', [int8Variant(1e-7)]));
+      const after = (await pageModels(reloaded)) as { active?: { variant?: string; version?: string } }[];
+      expect(after[0]?.active).toMatchObject({ version: '1.1.0', variant: 'reference' });
+      expect((await pageEvents(reloaded)).find((e) => e.name === 'variant-fallback')).toMatchObject({
+        from: 'int8',
+        to: 'reference',
+        reason: expect.stringContaining('EF_ACCEPTANCE_FAILED'),
+      });
+      for (const [i, value] of (await runMlp(reloaded, 'mlp-variants')).entries()) {
+        expect(Math.abs(value - (reference[i] ?? 0))).toBeLessThan(1e-4);
+      }
+    } finally {
+      await browser.close();
       await server.close();
     }
   }, 120_000);
