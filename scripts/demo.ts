@@ -38,6 +38,7 @@ import { createFleetServer, verifyWebhookSignature } from '@edgefleet/fleet-serv
 import {
   createTrust,
   EdgefleetError,
+  encodeTensor,
   generateSigningKey,
   type KeySetPayload,
   type ManifestPayload,
@@ -427,16 +428,36 @@ async function main(): Promise<void> {
     );
     await refused('deleting 5.0.0 while the fleet runs it', () => api(server.url, token, 'DELETE', '/v1/models/silero-vad/versions/5.0.0'));
 
-    step('Model quality: two versions of a tabular model are judged on labelled held-out data before any device sees them');
+    step(
+      'Model quality: two versions of a tabular model are judged on labelled held-out data before any device sees them; the server adds an int8 build of the first',
+    );
     const churn = [mlpModel(7), mlpModel(8)] as const;
-    for (const [i, model] of churn.entries()) {
-      const upload = new FormData();
-      upload.append('version', `1.${i}.0`);
-      upload.append('model', new Blob([model.bytes.slice()]), 'churn.onnx');
-      await api(server.url, token, 'POST', '/v1/models/churn/versions', upload);
-    }
+    const qualityDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-quality-'));
+    await writeFile(join(qualityDir, 'churn.onnx'), churn[0].bytes);
+    await writeFile(
+      join(qualityDir, 'samples.json'),
+      JSON.stringify([[encodeTensor('features', 'float32', [4, 4], seededValues(16, 70, 2))]]),
+    );
+    const pushed = await fleetctl(server.url, token, [
+      'models',
+      'push',
+      join(qualityDir, 'churn.onnx'),
+      '--name',
+      'churn',
+      '--version',
+      '1.0.0',
+      '--samples',
+      join(qualityDir, 'samples.json'),
+      '--quantize',
+      'int8',
+    ]);
+    if (pushed !== 0) throw new Error(`demo failure: fleetctl models push churn@1.0.0 exited ${pushed}`);
+    const upload = new FormData();
+    upload.append('version', '1.1.0');
+    upload.append('model', new Blob([churn[1].bytes.slice()]), 'churn.onnx');
+    await api(server.url, token, 'POST', '/v1/models/churn/versions', upload);
     // A synthetic held-out set: 300 rows, labelled with 1.0.0's answers, one label in ten changed.
-    const heldOut = join(await mkdtemp(join(tmpdir(), 'edgefleet-demo-quality-')), 'held-out.csv');
+    const heldOut = join(qualityDir, 'held-out.csv');
     const rows = Array.from({ length: 300 }, (_, i) => seededValues(4, 7000 + i, 2));
     const classOf = (x: Float32Array) => {
       const scores = churn[0].reference(x);
@@ -447,6 +468,18 @@ async function main(): Promise<void> {
       `a,b,c,d,label\n${rows.map((x, i) => `${[...x].join(',')},${(classOf(x) + (i % 10 === 0 ? 1 : 0)) % 3}`).join('\n')}\n`,
     );
     await fleetctl(server.url, token, ['models', 'evaluate', 'churn@1.0.0', heldOut, '--task', 'classification']);
+    // The int8 build was evaluated beside it, on the same data: its accuracy against the model's.
+    type Variants = { variants: { name: string; size: number; sizeRatio: number; evaluation: { delta: Record<string, number> } | null }[] };
+    let int8: Variants['variants'][number] | undefined;
+    for (let tries = 0; !int8?.evaluation && tries < 600; tries++) {
+      if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      int8 = (await api<Variants>(server.url, token, 'GET', '/v1/models/churn/versions/1.0.0')).variants[0];
+    }
+    const delta = int8?.evaluation?.delta.accuracy;
+    if (delta === undefined) throw new Error('demo failure: the int8 variant of churn@1.0.0 was not evaluated');
+    line(
+      `✓ churn@1.0.0's int8 variant: ${int8?.size} bytes (${Math.round((int8?.sizeRatio ?? 0) * 100)}% of the model), accuracy ${delta >= 0 ? '+' : ''}${delta.toFixed(4)} against it on the same held-out data`,
+    );
     await fleetctl(server.url, token, ['models', 'policy', 'churn', '--min', 'accuracy=0.8', '--max-regression', 'accuracy=0.02']);
     await fleetctl(server.url, token, ['models', 'evaluate', 'churn@1.1.0', heldOut, '--task', 'classification']);
     const judged = await fleetctl(server.url, token, ['rollouts', 'create', 'churn', '1.1.0', '--tag', 'site=demo', '--stages', '100%']);

@@ -40,6 +40,9 @@ describe('pnpm demo', () => {
     expect(stdout).toMatch(/\$ fleetctl models evaluate churn@1\.0\.0 .*held-out\.csv --task classification/);
     expect(stdout).toMatch(/accuracy: +0\.9 {2}\[0\.8\d+, 0\.9\d+\] 95%/);
     expect(stdout).toContain('EF_POLICY_FAILED: churn@1.1.0 fails the promotion policy: accuracy');
+    // Variants: the server quantized churn@1.0.0 to int8 at registration, and evaluated the build beside it.
+    expect(stdout).toMatch(/variant: +int8 int8 .* differs by up to [\d.e-]+ on the golden inputs, quantized here \(1 layers\)/);
+    expect(stdout).toMatch(/✓ churn@1\.0\.0's int8 variant: \d+ bytes \(\d+% of the model\), accuracy [+-]\d\.\d{4} against it on the same held-out data/);
     expect(stdout).toContain(
       '✗ a rollout of churn@1.1.0 (other weights: far less accurate on the held-out data): refused with EF_POLICY_FAILED',
     );
