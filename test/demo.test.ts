@@ -42,7 +42,9 @@ describe('pnpm demo', () => {
     expect(stdout).toContain('EF_POLICY_FAILED: churn@1.1.0 fails the promotion policy: accuracy');
     // Variants: the server quantized churn@1.0.0 to int8 at registration, and evaluated the build beside it.
     expect(stdout).toMatch(/variant: +int8 int8 .* differs by up to [\d.e-]+ on the golden inputs, quantized here \(1 layers\)/);
-    expect(stdout).toMatch(/✓ churn@1\.0\.0's int8 variant: \d+ bytes \(\d+% of the model\), accuracy [+-]\d\.\d{4} against it on the same held-out data/);
+    expect(stdout).toMatch(
+      /✓ churn@1\.0\.0's int8 variant: \d+ bytes \(\d+% of the model\), accuracy [+-]\d\.\d{4} against it on the same held-out data/,
+    );
     expect(stdout).toContain(
       '✗ a rollout of churn@1.1.0 (other weights: far less accurate on the held-out data): refused with EF_POLICY_FAILED',
     );

@@ -107,7 +107,9 @@ export function evaluationBody(request: EvaluateVersion): { body: Blob; contentT
   const fileName = request.dataset.fileName;
   const body = new Blob([
     `--${boundary}\r\nContent-Disposition: form-data; name="task"\r\n\r\n${JSON.stringify(request.task)}\r\n`,
-    ...(request.variant !== undefined ? [`--${boundary}\r\nContent-Disposition: form-data; name="variant"\r\n\r\n${request.variant}\r\n`] : []),
+    ...(request.variant !== undefined
+      ? [`--${boundary}\r\nContent-Disposition: form-data; name="variant"\r\n\r\n${request.variant}\r\n`]
+      : []),
     `--${boundary}\r\nContent-Disposition: form-data; name="dataset"; filename="${escapeName(fileName)}"\r\nContent-Type: ${datasetType(fileName)}\r\n\r\n`,
     request.dataset.data as BlobPart,
     `\r\n--${boundary}--\r\n`,
