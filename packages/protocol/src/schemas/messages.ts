@@ -223,6 +223,36 @@ export const CategoricalProfileWire = Strict(
 
 export const FeatureProfileWire = Type.Union([NumericProfileWire, CategoricalProfileWire], { description: 'a feature profile' });
 
+/**
+ * A shadow candidate beside the active version over one window: the sampled live inputs it also
+ * ran, how its answers compared (class agreement, top-k overlap, score differences) and its
+ * latency over the active version's on the same input.
+ */
+export const ShadowSummary = Strict(
+  {
+    version: Semver,
+    /** Inputs the candidate ran and was compared on. */
+    runs: Count,
+    /** Inputs sampled for it but not run: the device was busy, or the shadow over its time budget. */
+    skipped: Count,
+    /** Inputs it failed on. */
+    errors: Count,
+    /** Rows of class scores compared, and those where both picked the same class. */
+    rows: Count,
+    agreed: Count,
+    /** Sum over rows of the top-3 overlap (each 0-1). */
+    overlap: Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    /** Numeric output elements compared, their largest and summed absolute difference. */
+    elements: Count,
+    maxAbsDiff: Type.Number({ minimum: 0, maximum: Number.MAX_VALUE }),
+    absDiffSum: Type.Number({ minimum: 0, maximum: Number.MAX_VALUE }),
+    /** The candidate's latency over the active version's, per compared input. */
+    latencyRatio: NumericProfileWire,
+  },
+  { description: 'a shadow candidate compared with the active version over a window' },
+);
+export type ShadowSummary = Static<typeof ShadowSummary>;
+
 export const TelemetryWindow = Strict(
   {
     type: TypeTag(MESSAGE_TYPES.telemetry),
@@ -241,6 +271,8 @@ export const TelemetryWindow = Strict(
     features: Type.Array(Strict({ name: Type.String({ minLength: 1, maxLength: 128 }), profile: FeatureProfileWire }), { maxItems: 512 }),
     /** Windows dropped on the device since the last delivered one (queue overflow). */
     dropped: Count,
+    /** A candidate running in shadow beside this version (a rollout's shadow stage). */
+    shadow: Type.Optional(ShadowSummary),
   },
   { title: 'telemetry window', description: 'a telemetry window' },
 );

@@ -136,6 +136,98 @@ function nextRecord(
   };
 }
 
+/** What an install or a shadow gets ready: the chosen build of the version, loaded and accepted. */
+export interface PreparedBuild {
+  readonly candidate: VariantCandidate;
+  readonly chosen: ChosenProvider;
+  /** Content hashes of the manifest's other files, by name. */
+  readonly files: Record<string, string>;
+  readonly vectors: readonly GoldenVector[];
+}
+
+/**
+ * Downloads the manifest's files, then the best build this device can run (install/variants.ts),
+ * the next when one fails, the reference last: loaded, acceptance-tested and its provider chosen.
+ * Steps `downloaded` and `stored` are reported as they pass.
+ */
+export async function prepareBuild(
+  ctx: RuntimeContext,
+  manifest: ManifestPayload,
+  source: ArtifactSource,
+  installOptions: InstallOptions,
+): Promise<PreparedBuild> {
+  const { store, events } = ctx;
+  const model = { name: manifest.name, version: manifest.version };
+  for (const file of manifest.files) {
+    const fileSource = installOptions.files?.[file.name];
+    if (fileSource === undefined) {
+      throw new EdgefleetError(
+        'EF_ARTIFACT_SOURCE_MISSING',
+        `${model.name}@${model.version} lists file "${file.name}" but install got no source for it`,
+      );
+    }
+    await storeFile(ctx, file, fileSource, model, installOptions);
+  }
+  const files = Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256]));
+
+  // The best variant this device can run, then the next when one fails (install/variants.ts);
+  // without variants, the one candidate is the manifest's artifact, as it always was.
+  const plan = planVariants(manifest, ctx.providers, ctx.options.variants);
+  const failures: string[] = plan.skipped.map((s) => `${s.name}: ${s.reason}`);
+  let vectors: readonly GoldenVector[] | undefined;
+  let downloaded = false;
+  let served: { candidate: VariantCandidate; chosen: ChosenProvider } | undefined;
+  for (const [index, candidate] of plan.candidates.entries()) {
+    const last = index === plan.candidates.length - 1;
+    try {
+      const candidateSource = candidate.name === REFERENCE_VARIANT ? source : installOptions.variants?.[candidate.name];
+      if (candidateSource === undefined) {
+        throw new EdgefleetError(
+          'EF_ARTIFACT_SOURCE_MISSING',
+          `${model.name}@${model.version} lists variant "${candidate.name}" but install got no source for it`,
+        );
+      }
+      const label = candidate.name === REFERENCE_VARIANT ? 'model' : `variant ${candidate.name}`;
+      await storeFile(ctx, { name: label, sha256: candidate.sha256, size: candidate.size }, candidateSource, model, installOptions);
+      if (!downloaded) await ctx.step('downloaded', model);
+      downloaded = true;
+      const bytes = await store.readArtifact(candidate.sha256);
+      if (vectors === undefined) {
+        // Read and checked before any session is built: acceptance data that cannot be checked
+        // stops the install here (the model never activates untested), whatever the variant.
+        try {
+          vectors = await acceptanceVectors(store, manifest, files);
+        } catch (error) {
+          throw Object.assign(error as object, { [FATAL]: true });
+        }
+        await ctx.step('stored', model);
+      }
+      const loaded = vectors;
+      const chosen = await ctx.providers.choose(candidate.manifest, bytes, {
+        loadVectors: async () => loaded,
+        ...(plan.candidates.length > 1 ? { variant: candidate.name } : {}),
+      });
+      served = { candidate, chosen };
+      break;
+    } catch (error) {
+      if (last || installOptions.signal?.aborted || (error as { [FATAL]?: boolean })[FATAL]) {
+        if (failures.length === 0 || !(error instanceof EdgefleetError)) throw error;
+        const detail = error.message.slice(`${error.code}: `.length, error.message.length - `. ${ERRORS[error.code].fix}`.length);
+        throw new EdgefleetError(error.code, `${detail}; variants passed over before it: ${failures.join('; ')}`.slice(0, 2000), {
+          cause: error,
+          details: { ...error.details, variants: failures },
+        });
+      }
+      const reason = `${(error as Error).message}`.slice(0, 500);
+      failures.push(`${candidate.name}: ${reason}`);
+      const next = plan.candidates[index + 1] as VariantCandidate;
+      events.emit('variant-fallback', { model, from: candidate.name, to: next.name, reason });
+    }
+  }
+  if (!served) throw new EdgefleetError('EF_INTERNAL_ERROR', `${model.name}@${model.version}: no variant was tried`);
+  return { ...served, files, vectors: vectors ?? [] };
+}
+
 /**
  * Installs a verified manifest: the caller holds the model's queue (one operation per model at a
  * time) and has verified `manifest` from `signed`.
@@ -178,79 +270,12 @@ export async function installModel(
     await ctx.step('verified', model);
     events.emit('verified', { model });
 
-    for (const file of manifest.files) {
-      const fileSource = installOptions.files?.[file.name];
-      if (fileSource === undefined) {
-        throw new EdgefleetError(
-          'EF_ARTIFACT_SOURCE_MISSING',
-          `${model.name}@${model.version} lists file "${file.name}" but install got no source for it`,
-        );
-      }
-      await storeFile(ctx, file, fileSource, model, installOptions);
-    }
-    const files = Object.fromEntries(manifest.files.map((f) => [f.name, f.sha256]));
-
-    // The best variant this device can run, then the next when one fails (install/variants.ts);
-    // without variants, the one candidate is the manifest's artifact, as it always was.
-    const plan = planVariants(manifest, ctx.providers, ctx.options.variants);
-    const failures: string[] = plan.skipped.map((s) => `${s.name}: ${s.reason}`);
-    let vectors: readonly GoldenVector[] | undefined;
-    let downloaded = false;
-    let served: { candidate: VariantCandidate; chosen: ChosenProvider } | undefined;
-    for (const [index, candidate] of plan.candidates.entries()) {
-      const last = index === plan.candidates.length - 1;
-      try {
-        const candidateSource = candidate.name === REFERENCE_VARIANT ? source : installOptions.variants?.[candidate.name];
-        if (candidateSource === undefined) {
-          throw new EdgefleetError(
-            'EF_ARTIFACT_SOURCE_MISSING',
-            `${model.name}@${model.version} lists variant "${candidate.name}" but install got no source for it`,
-          );
-        }
-        const label = candidate.name === REFERENCE_VARIANT ? 'model' : `variant ${candidate.name}`;
-        await storeFile(ctx, { name: label, sha256: candidate.sha256, size: candidate.size }, candidateSource, model, installOptions);
-        if (!downloaded) await ctx.step('downloaded', model);
-        downloaded = true;
-        const bytes = await store.readArtifact(candidate.sha256);
-        if (vectors === undefined) {
-          // Read and checked before any session is built: acceptance data that cannot be checked
-          // stops the install here (the model never activates untested), whatever the variant.
-          try {
-            vectors = await acceptanceVectors(store, manifest, files);
-          } catch (error) {
-            throw Object.assign(error as object, { [FATAL]: true });
-          }
-          await ctx.step('stored', model);
-        }
-        const loaded = vectors;
-        const chosen = await ctx.providers.choose(candidate.manifest, bytes, {
-          loadVectors: async () => loaded,
-          ...(plan.candidates.length > 1 ? { variant: candidate.name } : {}),
-        });
-        served = { candidate, chosen };
-        break;
-      } catch (error) {
-        if (last || installOptions.signal?.aborted || (error as { [FATAL]?: boolean })[FATAL]) {
-          if (failures.length === 0 || !(error instanceof EdgefleetError)) throw error;
-          const detail = error.message.slice(`${error.code}: `.length, error.message.length - `. ${ERRORS[error.code].fix}`.length);
-          throw new EdgefleetError(error.code, `${detail}; variants passed over before it: ${failures.join('; ')}`.slice(0, 2000), {
-            cause: error,
-            details: { ...error.details, variants: failures },
-          });
-        }
-        const reason = `${(error as Error).message}`.slice(0, 500);
-        failures.push(`${candidate.name}: ${reason}`);
-        const next = plan.candidates[index + 1] as VariantCandidate;
-        events.emit('variant-fallback', { model, from: candidate.name, to: next.name, reason });
-      }
-    }
-    if (!served) throw new EdgefleetError('EF_INTERNAL_ERROR', `${model.name}@${model.version}: no variant was tried`);
-    const { candidate, chosen } = served;
+    const { candidate, chosen, files, vectors } = await prepareBuild(ctx, manifest, source, installOptions);
     const { live, executionProvider } = chosen;
     await ctx.step('accepted', model);
     let latency: LatencyProbe | undefined;
     try {
-      latency = await probeLatency(live, state.live, vectors ?? [], ctx.latencyProbeRuns);
+      latency = await probeLatency(live, state.live, vectors, ctx.latencyProbeRuns);
     } catch (error) {
       // The acceptance test ran these inputs already; a probe failure must not fail the install.
       events.emit('error', { error });

@@ -22,6 +22,8 @@ export interface TelemetryRecorder {
   recordFailure(state: ModelState, error: unknown, started: number): void;
   /** Profiles a run the engine has started: its inputs now, its outputs or failure when it answers. */
   track(state: ModelState, feeds: Feeds, running: Promise<Outputs>, started: number): void;
+  /** Folds a shadow run of candidate `version` (or its failure, or a skipped sample) into the model's open window. */
+  recordShadow(state: ModelState, version: string, outcome: Parameters<WindowProfile['recordShadow']>[1]): void;
   /** Closes every open window now and returns them (each is also emitted). */
   flush(): TelemetryWindowEvent[];
   /** Flushes and stops the drain timer. */
@@ -100,6 +102,14 @@ export function createTelemetryRecorder(options: RecorderOptions): TelemetryReco
   return {
     settings,
     recordFailure,
+
+    recordShadow(state, version, outcome) {
+      try {
+        windowOf(state).recordShadow(version, outcome);
+      } catch (error) {
+        onError(error);
+      }
+    },
 
     track(state, feeds, running, started) {
       // The inputs are profiled now, as the model sees them (an app may reuse its buffers once

@@ -19,6 +19,7 @@
 import { categoricalProfile, type FeatureProfile, numericProfile, observe, toWire, type WireProfile } from '@edgefleet/drift';
 import type { ErrorCode, TelemetryFeature, TelemetrySpec } from '@edgefleet/protocol';
 import type { Feeds, Outputs, RuntimeTensor } from '../engine/types.ts';
+import type { Comparison } from '../shadow/compare.ts';
 
 /** Latency bin edges in ms: 0.1 ms to 10 s, about three per decade. */
 export const LATENCY_EDGES_MS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000] as const;
@@ -36,7 +37,27 @@ export interface ClosedWindow {
   readonly latencyMs: WireProfile;
   /** As the protocol's telemetry message carries them (the agent adds device, boot and sequence). */
   readonly features: readonly { readonly name: string; readonly profile: WireProfile }[];
+  /** A candidate run in shadow beside this version, when one ran or was sampled. */
+  readonly shadow?: ShadowWindow;
 }
+
+/** The shadow summary of a window (the protocol's ShadowSummary). */
+export interface ShadowWindow {
+  readonly version: string;
+  readonly runs: number;
+  readonly skipped: number;
+  readonly errors: number;
+  readonly rows: number;
+  readonly agreed: number;
+  readonly overlap: number;
+  readonly elements: number;
+  readonly maxAbsDiff: number;
+  readonly absDiffSum: number;
+  readonly latencyRatio: WireProfile;
+}
+
+/** Latency ratio bin edges (candidate over active): the same on every device, so windows merge. */
+export const LATENCY_RATIO_EDGES = [0.25, 0.5, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10] as const;
 
 /** Values read per tensor for its summary: a large tensor is read at an even stride. */
 export const SUMMARY_SAMPLE = 4096;
@@ -112,6 +133,21 @@ export class WindowProfile {
   private readonly read = new Set<string>();
   private readonly defaults: boolean;
   private isClosed = false;
+  private shadow:
+    | {
+        version: string;
+        runs: number;
+        skipped: number;
+        errors: number;
+        rows: number;
+        agreed: number;
+        overlap: number;
+        elements: number;
+        maxAbsDiff: number;
+        absDiffSum: number;
+        latencyRatio: FeatureProfile;
+      }
+    | undefined;
 
   constructor(
     readonly model: { readonly name: string; readonly version: string },
@@ -217,10 +253,56 @@ export class WindowProfile {
     return this.isClosed;
   }
 
+  private shadowOf(version: string) {
+    if (this.shadow?.version !== version) {
+      this.shadow = {
+        version,
+        runs: 0,
+        skipped: 0,
+        errors: 0,
+        rows: 0,
+        agreed: 0,
+        overlap: 0,
+        elements: 0,
+        maxAbsDiff: 0,
+        absDiffSum: 0,
+        latencyRatio: numericProfile({ k: FEATURE_K, edges: LATENCY_RATIO_EDGES }),
+      };
+    }
+    return this.shadow;
+  }
+
+  /** A shadow run of candidate `version` on an input this version answered: how it compared, and its latency over ours. */
+  recordShadow(
+    version: string,
+    outcome: { readonly compared: Comparison; readonly latencyRatio: number } | { readonly failed: true } | { readonly skipped: true },
+  ): void {
+    const shadow = this.shadowOf(version);
+    if ('skipped' in outcome) {
+      shadow.skipped++;
+      return;
+    }
+    if ('failed' in outcome) {
+      shadow.errors++;
+      return;
+    }
+    const { compared } = outcome;
+    shadow.runs++;
+    shadow.rows += compared.rows;
+    shadow.agreed += compared.agreed;
+    shadow.overlap += compared.overlap;
+    shadow.elements += compared.elements;
+    shadow.maxAbsDiff = Math.min(Number.MAX_VALUE, Math.max(shadow.maxAbsDiff, compared.maxAbsDiff));
+    shadow.absDiffSum = Math.min(Number.MAX_VALUE, shadow.absDiffSum + compared.absDiffSum);
+    observe(shadow.latencyRatio, outcome.latencyRatio);
+  }
+
   close(end: number): ClosedWindow {
     this.isClosed = true;
     this.drain();
+    const shadow = this.shadow;
     return {
+      ...(shadow ? { shadow: { ...shadow, latencyRatio: toWire(shadow.latencyRatio) } } : {}),
       model: this.model,
       start: new Date(this.start).toISOString(),
       end: new Date(end).toISOString(),
