@@ -335,6 +335,20 @@ export function createSimulatedRuntime(options: SimulatedRuntimeOptions): Simula
       });
     },
 
+    // A simulated device runs no inference, so no shadow either: it says so, as run() does.
+    async installShadow(document) {
+      ensureOpen();
+      const manifest = verifiedManifest(document, options.trust, now(), options.verified);
+      throw new EdgefleetError(
+        'EF_ENGINE_UNAVAILABLE',
+        `simulated device ${options.deviceId} does not run inference, so it cannot run ${manifest.name}@${manifest.version} in shadow`,
+      );
+    },
+
+    async removeShadow() {
+      ensureOpen();
+    },
+
     remove(name) {
       ensureOpen();
       return serialize(name, async () => {

@@ -32,6 +32,7 @@ import { type ArtifactSource, downloadArtifact } from '../download/index.ts';
 import type { ChosenProvider } from '../engine/select.ts';
 import type { RuntimeContext } from '../runtime/context.ts';
 import type { InstallOptions, ModelInfo, ModelState } from '../runtime/types.ts';
+import { endShadowIfLive } from '../shadow/index.ts';
 import type { InstalledVersion, ModelRecord } from '../store/types.ts';
 import { planVariants, type VariantCandidate } from './variants.ts';
 
@@ -124,10 +125,13 @@ function nextRecord(
   const previous = current && !sameRelease(current, installed.manifest.payload) ? current : record.previous;
   const floorVersion = record.floor?.version;
   const raise = rollback || floorVersion === undefined || compareSemver(installed.version, floorVersion) > 0;
+  // A shadow of another version stays; the shadow of this one has gone live.
+  const shadow = record.shadow && record.shadow.version.version !== installed.version ? record.shadow : undefined;
   return {
     name: record.name,
     active: installed,
     ...(previous ? { previous } : {}),
+    ...(shadow ? { shadow } : {}),
     ...(raise
       ? { floor: { version: installed.version, keyIds: signed.signatures.map((s) => s.keyId) } }
       : record.floor
@@ -306,6 +310,7 @@ export async function installModel(
     state.installing = false;
     delete state.lastError;
     await old?.retire();
+    await endShadowIfLive(ctx, state);
     await ctx.step('confirmed', model);
     events.emit('activated', {
       model,

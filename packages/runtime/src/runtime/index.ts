@@ -30,6 +30,7 @@ import { createEmitter } from '../events/index.ts';
 import { checkFeeds, normalizeFeeds } from '../feeds/index.ts';
 import { createNobleHasher } from '../hash/index.ts';
 import { installModel } from '../install/index.ts';
+import { followRun, installShadow, removeShadow, SHADOW_DEFAULTS } from '../shadow/index.ts';
 import { createArtifactCollector } from '../store/gc.ts';
 import { guardedStore } from '../store/guarded.ts';
 import { createTelemetryRecorder, type TelemetrySettings } from '../telemetry/recorder.ts';
@@ -65,6 +66,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     events.on(event as keyof RuntimeEvents, listener as (payload: unknown) => void);
   }
   const onError = (error: unknown) => events.emit('error', { error });
+  const shadowBudget = options.shadow?.budget ?? SHADOW_DEFAULTS.budget;
   const telemetry = createTelemetryRecorder({
     settings: withDefaults<TelemetrySettings>(RUNTIME_DEFAULTS.telemetry, options.telemetry),
     now,
@@ -102,6 +104,16 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         : {}),
       ...(record?.previous
         ? { previous: { version: record.previous.version, sha256: record.previous.manifest.payload.artifact.sha256 } }
+        : {}),
+      ...(state?.shadow
+        ? {
+            shadow: {
+              version: state.shadow.installed.version,
+              variant: state.shadow.installed.variant ?? REFERENCE_VARIANT,
+              executionProvider: state.shadow.installed.executionProvider,
+              rate: state.shadow.rate,
+            },
+          }
         : {}),
       ...(record?.floor ? { floor: record.floor.version } : {}),
       ...(state?.lastError ? { lastError: state.lastError } : {}),
@@ -178,7 +190,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
           throw error;
         }
         const running = live.run(normalized);
-        if (counted) telemetry.track(state, normalized, running, started);
+        if (counted) {
+          telemetry.track(state, normalized, running, started);
+          if (state.shadow) followRun(state, normalized, running, started, telemetry, shadowBudget, onError);
+        }
         return running;
       } catch (error) {
         return Promise.reject(error);
@@ -188,6 +203,20 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     flushTelemetry: () => telemetry.flush(),
 
     models: () => [...states.keys()].sort().map(info),
+
+    async installShadow(document, source, shadowOptions = {}) {
+      ensureOpen();
+      const manifest = verifyManifest(document, ctx.trust, { now: now() });
+      return serialize(manifest.name, () => {
+        ensureOpen();
+        return installShadow(ctx, manifest, document as SignedDocument<ManifestPayload>, source, shadowOptions);
+      });
+    },
+
+    removeShadow(name) {
+      ensureOpen();
+      return serialize(name, () => removeShadow(ctx, name));
+    },
 
     rollback(name) {
       ensureOpen();
@@ -202,6 +231,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
         await store.deleteRecord(name);
         states.delete(name);
         await state.live?.retire();
+        await state.shadow?.live.retire();
         events.emit('removed', { name });
         await ctx.artifacts.collectLater();
       });
@@ -215,7 +245,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       telemetry.close(); // listeners (the agent's queue) get what was measured so far
       await Promise.allSettled(queues.values());
       await ctx.artifacts.idle();
-      await Promise.all([...states.values()].map((state) => state.live?.retire()));
+      await Promise.all([...states.values()].flatMap((state) => [state.live?.retire(), state.shadow?.live.retire()]));
       states.clear();
       await store.close();
     },

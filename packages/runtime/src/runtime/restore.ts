@@ -94,6 +94,7 @@ export async function restoreModel(ctx: RuntimeContext, record: ModelRecord): Pr
         await store.writeRecord(state.record).catch((error: unknown) => events.emit('error', { error }));
       }
       state.live = chosen.live;
+      if (!isPrevious) await restoreShadow(ctx, state);
       events.emit('restored', {
         model,
         executionProvider: chosen.executionProvider,
@@ -106,6 +107,25 @@ export async function restoreModel(ctx: RuntimeContext, record: ModelRecord): Pr
       state.lastError = { code: coded.code, message: coded.message };
       events.emit('restore-failed', { name: record.name, version: candidate.version, error: state.lastError });
     }
+  }
+}
+
+/** The shadow a model had at shutdown, back beside its active version; one that cannot come back is dropped. */
+async function restoreShadow(ctx: RuntimeContext, state: ModelState): Promise<void> {
+  const shadow = state.record.shadow;
+  if (!shadow) return;
+  try {
+    const chosen = await sessionForStored(ctx, shadow.version);
+    state.shadow = { installed: withChoice(shadow.version, chosen), live: chosen.live, rate: shadow.rate, running: false, spent: [] };
+  } catch (error) {
+    const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_STORE_UNAVAILABLE', String(error), { cause: error });
+    ctx.events.emit('shadow-failed', {
+      model: { name: state.record.name, version: shadow.version.version },
+      error: { code: coded.code, message: coded.message },
+    });
+    const { shadow: _dropped, ...rest } = state.record;
+    state.record = rest;
+    await ctx.store.writeRecord(rest).catch((failure: unknown) => ctx.events.emit('error', { error: failure }));
   }
 }
 

@@ -8,6 +8,7 @@ import type { ProviderChoicePolicy } from '../defaults.ts';
 import type { ArtifactSource, DownloadPolicy, DownloadProgress } from '../download/index.ts';
 import type { Engine, Feeds, Outputs } from '../engine/types.ts';
 import type { HasherFactory } from '../hash/index.ts';
+import type { ShadowState } from '../shadow/index.ts';
 import type { ModelRecord, ModelStore } from '../store/types.ts';
 import type { ClosedWindow, WindowProfile } from '../telemetry/window.ts';
 import type { LiveSession } from './live-session.ts';
@@ -75,6 +76,13 @@ export interface RuntimeOptions {
    * this are passed over (a device short of memory); the reference is always tried last.
    */
   readonly variants?: { readonly maxBytes?: number };
+  /**
+   * Shadow runs (installShadow): a candidate also runs on a sampled share of live inputs, after the
+   * active version answered and never while another run is in flight, within `budget`: the share of
+   * the device's time (over 10 s) its runs may take; default 0.05. A sample that finds the device
+   * busy or the budget spent is counted as skipped.
+   */
+  readonly shadow?: { readonly budget?: number };
   /** Test seam: called at each install step; a crash test kills the process here. */
   readonly hooks?: { readonly onStep?: (step: InstallStep, model: ModelRef) => void | Promise<void> };
 }
@@ -109,6 +117,13 @@ export interface ModelInfo {
     readonly providers?: readonly ProviderMeasurement[];
   };
   readonly previous?: { readonly version: string; readonly sha256: string };
+  /** A candidate running in shadow: it sees a share of the live inputs and never answers. */
+  readonly shadow?: {
+    readonly version: string;
+    readonly variant: string;
+    readonly executionProvider: ExecutionProvider;
+    readonly rate: number;
+  };
   readonly floor?: string;
   readonly lastError?: { readonly code: string; readonly message: string };
 }
@@ -134,6 +149,10 @@ export interface RuntimeEvents {
     latency?: LatencyProbe;
   };
   'install-failed': { model: ModelRef; error: { code: string; message: string } };
+  /** A candidate is ready in shadow beside the active version (installShadow). */
+  'shadow-installed': { model: ModelRef; executionProvider: ExecutionProvider; variant: string; rate: number };
+  'shadow-failed': { model: ModelRef; error: { code: string; message: string } };
+  'shadow-removed': { model: ModelRef };
   'rolled-back': { model: ModelRef; from: string; reason: string };
   removed: { name: string };
   /** `providers`: present when the device changed since install and the provider was chosen afresh. */
@@ -163,6 +182,16 @@ export interface Runtime {
   flushTelemetry(): TelemetryWindowEvent[];
   /** What is installed, what is active and on which execution provider. */
   models(): ModelInfo[];
+  /**
+   * Installs a candidate version to run in shadow beside the active one (verified, downloaded,
+   * accepted as any install, never answering): on `rate` (0-1, default 0.1) of the live inputs it
+   * also runs, off the caller's path, and how it compares is folded into the telemetry window
+   * (class agreement, top-k overlap, score differences, latency ratio). Installing it for real
+   * later ends the shadow.
+   */
+  installShadow(manifest: unknown, source: ArtifactSource, options?: InstallOptions & { readonly rate?: number }): Promise<ModelInfo>;
+  /** Ends a model's shadow and frees what only it used. */
+  removeShadow(model: string): Promise<void>;
   /** Makes the previous version active again. */
   rollback(model: string): Promise<ModelInfo>;
   /** Uninstalls a model and frees its storage. */
@@ -181,4 +210,8 @@ export interface ModelState {
   telemetry?: TelemetryEntry;
   /** performance.now() of the last run whose features were profiled. */
   lastProfiled: number;
+  /** A candidate running in shadow beside the active version (shadow/index.ts). */
+  shadow?: ShadowState;
+  /** Runs of the active version in flight (counted while a shadow is installed: it waits for none). */
+  inFlight?: number;
 }

@@ -22,7 +22,7 @@ export function createArtifactCollector(store: ModelStore, onError: (error: unkn
   async function collect(): Promise<void> {
     const referenced = new Set<string>(pinned.keys());
     for (const record of await store.readRecords()) {
-      for (const version of [record.active, record.previous]) {
+      for (const version of [record.active, record.previous, record.shadow?.version]) {
         if (!version) continue;
         referenced.add(version.sha256);
         for (const sha of Object.values(version.files)) referenced.add(sha);

@@ -34,6 +34,8 @@ export interface ModelRecord {
   readonly name: string;
   readonly active?: InstalledVersion;
   readonly previous?: InstalledVersion;
+  /** A candidate installed to run in shadow beside the active version, and the share of inputs it sees. */
+  readonly shadow?: { readonly version: InstalledVersion; readonly rate: number };
   readonly floor?: VersionFloor;
 }
 

@@ -244,8 +244,9 @@ export class WindowProfile {
     for (let i = 0; i < labelProfiles.length; i++) observe(labelProfiles[i] as FeatureProfile, labels[i] as string);
   }
 
+  /** Nothing to send: no run, and no shadow sample (a shadow run may land after its live run's window closed). */
   get empty(): boolean {
-    return this.runs === 0;
+    return this.runs === 0 && this.shadow === undefined;
   }
 
   /** True once closed: a run that started in it and answers later goes to the next window. */
