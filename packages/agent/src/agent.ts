@@ -284,6 +284,27 @@ export function createAgent(options: AgentOptions): Agent {
       // Progress through a document of several models; after the last, the report below says it all.
       if (index < plan.installs.length - 1) report();
     }
+    // Shadows after the installs: a candidate runs beside the version the document makes active.
+    for (const { manifest, signed, rate } of plan.shadows) {
+      try {
+        const artifact = (sha256: string) => ({ url: `${options.serverUrl}/v1/artifacts/${sha256}`, headers: { authorization: basic } });
+        await options.runtime.installShadow(signed, artifact(manifest.artifact.sha256), {
+          files: Object.fromEntries(manifest.files.map((file) => [file.name, artifact(file.sha256)])),
+          variants: Object.fromEntries((manifest.variants ?? []).map((variant) => [variant.name, artifact(variant.sha256)])),
+          rate,
+        });
+      } catch (error) {
+        failures++;
+        log('warn', 'shadow install failed', { model: `${manifest.name}@${manifest.version}`, ...errorInfo(error) });
+      }
+    }
+    for (const name of plan.unshadows) {
+      try {
+        await options.runtime.removeShadow(name);
+      } catch (error) {
+        log('warn', 'shadow removal failed', { name, ...errorInfo(error) });
+      }
+    }
     for (const { name, version } of plan.removes) {
       try {
         await options.runtime.remove(name);

@@ -19,7 +19,12 @@ const release = (name: string, version: string, seed: number) =>
 const a1 = release('a', '1.0.0', 1);
 const b2 = release('b', '2.0.0', 2);
 
-function desired(sequence: number, models: { manifest: typeof a1; rolloutId?: string }[], remove: string[] = [], rollback = false) {
+function desired(
+  sequence: number,
+  models: { manifest: typeof a1; rolloutId?: string; shadow?: { manifest: typeof a1; rate: number } }[],
+  remove: string[] = [],
+  rollback = false,
+) {
   const document = signDesiredState(createDesiredState({ deviceId: 'dev-1', sequence, models, remove, rollback }), [keys.desiredState]);
   return verifyDesiredState(document, keys.trust, { deviceId: 'dev-1' });
 }
@@ -59,6 +64,35 @@ describe('reconcile plan', () => {
     const plan = planReconcile(desired(2, [], ['a', 'ghost']), [running('a', '1.0.0', a1.payload.artifact.sha256)], 1);
     expect(plan.removes).toEqual([{ name: 'a', version: '1.0.0' }]);
     expect(plan.installs).toEqual([]);
+  });
+
+  it('runs a shadow candidate the document asks for, once, and ends one it no longer lists', () => {
+    const a2 = release('a', '2.0.0', 3);
+    const asked = desired(6, [{ manifest: a1, rolloutId: 'ro-a', shadow: { manifest: a2, rate: 0.2 } }]);
+    const idle = running('a', '1.0.0', a1.payload.artifact.sha256);
+    const plan = planReconcile(asked, [idle], 5);
+    expect(plan.installs).toEqual([]);
+    expect(plan.shadows.map((p) => [p.manifest.name, p.manifest.version, p.rate, p.rolloutId])).toEqual([['a', '2.0.0', 0.2, 'ro-a']]);
+    expect(plan.shadows[0]?.signed.payload).toEqual(a2.payload);
+    // Already running in shadow at that rate: nothing to do; at another rate: again.
+    const shadowing = { ...idle, shadow: { version: '2.0.0', variant: 'reference', executionProvider: 'wasm' as const, rate: 0.2 } };
+    expect(planReconcile(asked, [shadowing], 5).shadows).toEqual([]);
+    expect(planReconcile(asked, [{ ...shadowing, shadow: { ...shadowing.shadow, rate: 0.5 } }], 5).shadows).toHaveLength(1);
+    // The next document has no shadow: it ends.
+    expect(planReconcile(desired(7, [{ manifest: a1 }]), [shadowing], 6).unshadows).toEqual(['a']);
+    // A document that shadows a model with itself, or with another model, is refused as inconsistent.
+    expect(() => desired(8, [{ manifest: a1, shadow: { manifest: a1, rate: 0.1 } }])).toThrow(/with itself/);
+    expect(() => desired(8, [{ manifest: a1, shadow: { manifest: b2, rate: 0.1 } }])).toThrow(/with a manifest of "b"/);
+    expect(
+      reportedState({
+        deviceId: 'dev-1',
+        bootId: 'b'.repeat(16),
+        at: Date.now(),
+        appliedSequence: 6,
+        agent: { version: '0.1.0', platform: 'node' },
+        models: [shadowing],
+      }).models[0]?.shadow,
+    ).toEqual({ version: '2.0.0', variant: 'reference', executionProvider: 'wasm', rate: 0.2 });
   });
 
   it('carries the rollback flag of the document', () => {

@@ -32,6 +32,10 @@ export interface Plan {
   readonly rollouts: ReadonlyMap<string, string>;
   /** A signed rollback: installs may go below the version floor. */
   readonly rollback: boolean;
+  /** Candidates to run in shadow (a rollout's shadow stage) that do not run so yet, after the installs. */
+  readonly shadows: readonly (PlannedInstall & { readonly rate: number })[];
+  /** Models whose shadow the document no longer asks for. */
+  readonly unshadows: readonly string[];
 }
 
 /** What a verified desired state asks of a device whose runtime reports `installed`. */
@@ -53,6 +57,26 @@ export function planReconcile(desired: VerifiedDesiredState, installed: readonly
       ...(entry.rolloutId ? { rolloutId: entry.rolloutId } : {}),
     });
   }
+  const shadows: (PlannedInstall & { rate: number })[] = [];
+  const unshadows: string[] = [];
+  for (const [name, entry] of entries) {
+    const wanted = desired.shadows.get(name);
+    const running = byName.get(name)?.shadow;
+    if (!wanted || !entry.shadow) {
+      if (running) unshadows.push(name);
+      continue;
+    }
+    if (running && running.version === wanted.version && running.rate === entry.shadow.rate) continue;
+    shadows.push({
+      manifest: wanted,
+      signed: entry.shadow.manifest as SignedDocument<ManifestPayload>,
+      rate: entry.shadow.rate,
+      ...(entry.rolloutId ? { rolloutId: entry.rolloutId } : {}),
+    });
+  }
+  // A model the document does not list keeps no shadow either.
+  for (const model of installed)
+    if (model.shadow && !entries.has(model.name) && !unshadows.includes(model.name)) unshadows.push(model.name);
   const removes = payload.remove.flatMap((name) => {
     const model = byName.get(name);
     if (!model) return [];
@@ -65,6 +89,8 @@ export function planReconcile(desired: VerifiedDesiredState, installed: readonly
     removes,
     rollouts,
     rollback: payload.rollback,
+    shadows,
+    unshadows,
   };
 }
 
@@ -97,6 +123,7 @@ export function reportedState(input: ReportInput): ReportedState {
         }
       : {}),
     ...(m.previous ? { previous: m.previous } : {}),
+    ...(m.shadow ? { shadow: m.shadow } : {}),
     ...(m.floor ? { floor: m.floor } : {}),
     ...(m.lastError ? { lastError: { code: m.lastError.code, message: m.lastError.message.slice(0, 2000) } } : {}),
   }));

@@ -83,5 +83,8 @@ export function telemetryMessage(
     latencyMs: closed.latencyMs as TelemetryWindow['latencyMs'],
     features: closed.features.slice(0, 512) as TelemetryWindow['features'],
     dropped: from.dropped,
+    ...(closed.shadow
+      ? { shadow: { ...closed.shadow, latencyRatio: closed.shadow.latencyRatio as NonNullable<TelemetryWindow['shadow']>['latencyRatio'] } }
+      : {}),
   };
 }

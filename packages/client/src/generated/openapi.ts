@@ -1373,6 +1373,240 @@ export interface components {
                     };
                     /** @description an identifier of 1-128 characters from A-Z a-z 0-9 . _ : - */
                     rolloutId?: string;
+                    /** @description a candidate version to run in shadow beside the active one: it never answers */
+                    shadow?: {
+                        /**
+                         * model manifest
+                         * @description a signed model manifest
+                         */
+                        manifest: {
+                            /**
+                             * model manifest
+                             * @description a model manifest
+                             */
+                            payload: {
+                                /**
+                                 * @description "edgefleet.manifest/v1"
+                                 * @enum {string}
+                                 */
+                                type: "edgefleet.manifest/v1";
+                                /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
+                                name: string;
+                                /** @description a semantic version such as 1.4.0 or 2.0.0-rc.1 */
+                                version: string;
+                                /** @description an RFC 3339 UTC timestamp such as 2026-11-25T19:50:00Z */
+                                issuedAt: string;
+                                /** @description an RFC 3339 UTC timestamp such as 2026-11-25T19:50:00Z */
+                                expiresAt: string;
+                                /** @description the model file: sha256, size and media type */
+                                artifact: {
+                                    /** @description a sha256 digest as 64 lower-case hex characters */
+                                    sha256: string;
+                                    /** @description the model size in bytes (1 byte to 1 TiB) */
+                                    size: number;
+                                    /**
+                                     * @description "application/x-onnx"
+                                     * @enum {string}
+                                     */
+                                    mediaType: "application/x-onnx";
+                                };
+                                /** @description at most 32 extra files */
+                                files: {
+                                    /** @description a file name of 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit */
+                                    name: string;
+                                    /**
+                                     * @description one of labels, config, golden-vectors, reference-profile, tokenizer, other
+                                     * @enum {unknown}
+                                     */
+                                    role: "labels" | "config" | "golden-vectors" | "reference-profile" | "tokenizer" | "other";
+                                    /** @description a sha256 digest as 64 lower-case hex characters */
+                                    sha256: string;
+                                    /** @description a size in bytes up to 1 TiB */
+                                    size: number;
+                                    /** @description a media type such as application/json */
+                                    mediaType: string;
+                                }[];
+                                /** @description at most 8 variants of the model, most preferred first; the artifact is the reference and the last fallback */
+                                variants?: {
+                                    /** @description a variant name of 1-32 characters from a-z 0-9 . _ - (not "reference": that is the main artifact) */
+                                    name: string;
+                                    /** @description a sha256 digest as 64 lower-case hex characters */
+                                    sha256: string;
+                                    /** @description the variant size in bytes (1 byte to 1 TiB) */
+                                    size: number;
+                                    /**
+                                     * @description "application/x-onnx"
+                                     * @enum {string}
+                                     */
+                                    mediaType: "application/x-onnx";
+                                    /**
+                                     * @description one of float32, float16, int8, uint8, mixed
+                                     * @enum {unknown}
+                                     */
+                                    precision: "float32" | "float16" | "int8" | "uint8" | "mixed";
+                                    /** @description the execution providers this variant is built for */
+                                    executionProviders: ("webgpu" | "wasm" | "cpu")[];
+                                    /** @description how far an output may be from the golden one: |actual - expected| <= absolute + relative * |expected| */
+                                    tolerance: {
+                                        /** @description a non-negative absolute tolerance */
+                                        absolute: number;
+                                        /** @description a non-negative relative tolerance */
+                                        relative: number;
+                                    };
+                                }[];
+                                /** @description what the ONNX file declares: IR version, opsets, inputs, outputs, operators, quantization */
+                                model: {
+                                    /**
+                                     * @description "onnx"
+                                     * @enum {string}
+                                     */
+                                    format: "onnx";
+                                    /** @description the ONNX IR version */
+                                    irVersion: number;
+                                    /** @description 1-32 operator sets */
+                                    opsets: {
+                                        /** @description an operator set domain ("" for the default ai.onnx) */
+                                        domain: string;
+                                        /** @description an operator set version */
+                                        version: number;
+                                    }[];
+                                    /** @description 1-256 inputs */
+                                    inputs: {
+                                        /** @description a tensor name of 1-256 characters */
+                                        name: string;
+                                        /**
+                                         * @description one of float32, float16, float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool, string
+                                         * @enum {unknown}
+                                         */
+                                        dtype: "float32" | "float16" | "float64" | "int8" | "uint8" | "int16" | "uint16" | "int32" | "uint32" | "int64" | "uint64" | "bool" | "string";
+                                        /** @description at most 16 dimensions ([] for a scalar) */
+                                        shape: (number | string)[];
+                                    }[];
+                                    /** @description 1-256 outputs */
+                                    outputs: {
+                                        /** @description a tensor name of 1-256 characters */
+                                        name: string;
+                                        /**
+                                         * @description one of float32, float16, float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool, string
+                                         * @enum {unknown}
+                                         */
+                                        dtype: "float32" | "float16" | "float64" | "int8" | "uint8" | "int16" | "uint16" | "int32" | "uint32" | "int64" | "uint64" | "bool" | "string";
+                                        /** @description at most 16 dimensions ([] for a scalar) */
+                                        shape: (number | string)[];
+                                    }[];
+                                    /** @description at most 1024 operator names */
+                                    operators: string[];
+                                    /** @description whether and how the model is quantized */
+                                    quantization: {
+                                        /** @description true when the model uses quantized (integer) arithmetic */
+                                        quantized: boolean;
+                                        formats: ("qdq" | "qlinear" | "integer-ops" | "dynamic" | "float16")[];
+                                    };
+                                };
+                                /** @description what a device needs to run the model */
+                                runtime: {
+                                    /** @description the execution providers the model may run on (the device tries them in its own order of preference) */
+                                    executionProviders: ("webgpu" | "wasm" | "cpu")[];
+                                    /** @description the device classes the model is built for */
+                                    deviceClasses?: string[];
+                                    /** @description a semantic version such as 1.4.0 or 2.0.0-rc.1 */
+                                    minRuntimeVersion?: string;
+                                };
+                                /** @description the on-device acceptance test: golden vectors (inline, or in a file of role golden-vectors) and a tolerance */
+                                acceptance?: {
+                                    /** @description how far an output may be from the golden one: |actual - expected| <= absolute + relative * |expected| */
+                                    tolerance: {
+                                        /** @description a non-negative absolute tolerance */
+                                        absolute: number;
+                                        /** @description a non-negative relative tolerance */
+                                        relative: number;
+                                    };
+                                    /** @description at most 16 golden vectors inline */
+                                    vectors: {
+                                        /** @description 1-64 input tensors */
+                                        inputs: {
+                                            /** @description a tensor name of 1-256 characters */
+                                            name: string;
+                                            /**
+                                             * @description one of float32, float16, float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool
+                                             * @enum {unknown}
+                                             */
+                                            dtype: "float32" | "float16" | "float64" | "int8" | "uint8" | "int16" | "uint16" | "int32" | "uint32" | "int64" | "uint64" | "bool";
+                                            /** @description at most 16 fixed dimensions */
+                                            shape: number[];
+                                            /** @description little-endian element bytes as base64url */
+                                            data: string;
+                                        }[];
+                                        /** @description 1-64 expected output tensors */
+                                        outputs: {
+                                            /** @description a tensor name of 1-256 characters */
+                                            name: string;
+                                            /**
+                                             * @description one of float32, float16, float64, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool
+                                             * @enum {unknown}
+                                             */
+                                            dtype: "float32" | "float16" | "float64" | "int8" | "uint8" | "int16" | "uint16" | "int32" | "uint32" | "int64" | "uint64" | "bool";
+                                            /** @description at most 16 fixed dimensions */
+                                            shape: number[];
+                                            /** @description little-endian element bytes as base64url */
+                                            data: string;
+                                        }[];
+                                    }[];
+                                    /** @description a file name of 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit */
+                                    vectorsFile?: string;
+                                };
+                                /** @description what the devices profile from each run: named features of inputs and outputs */
+                                telemetry?: {
+                                    /** @description at most 128 features */
+                                    features: {
+                                        /** @description a feature name of 1-128 characters from A-Z a-z 0-9 _ . : / - */
+                                        name: string;
+                                        /**
+                                         * @description "input" or "output"
+                                         * @enum {unknown}
+                                         */
+                                        source: "input" | "output";
+                                        /** @description a tensor name of 1-256 characters */
+                                        tensor: string;
+                                        /**
+                                         * @description one of column, summary, class, top
+                                         * @enum {unknown}
+                                         */
+                                        kind: "column" | "summary" | "class" | "top";
+                                        /** @description column: the position in the last dimension */
+                                        index?: number;
+                                        /**
+                                         * @description summary: one of mean, std, energy
+                                         * @enum {unknown}
+                                         */
+                                        stat?: "mean" | "std" | "energy";
+                                        /**
+                                         * @description column: "numeric" (default) or "categorical"
+                                         * @enum {unknown}
+                                         */
+                                        type?: "numeric" | "categorical";
+                                        /** @description class or categorical codes as names */
+                                        labels?: string[];
+                                    }[];
+                                    /** @description also record the default summaries of tensors no feature reads (default false) */
+                                    defaults?: boolean;
+                                };
+                                /** @description at most 64 string labels with keys from a-z 0-9 . _ - */
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                            };
+                            /** @description at most 8 signatures */
+                            signatures: {
+                                /** @description a key id: the sha256 of the raw public key as 64 lower-case hex characters */
+                                keyId: string;
+                                /** @description a 64-byte ed25519 signature as 86 base64url characters */
+                                sig: string;
+                            }[];
+                        };
+                        /** @description the share of live inputs the candidate also runs on (0-1) */
+                        rate: number;
+                    };
                 }[];
                 /** @description at most 32 model names to uninstall */
                 remove: string[];
@@ -1532,6 +1766,18 @@ export interface components {
                     version: string;
                     /** @description a sha256 digest as 64 lower-case hex characters */
                     sha256: string;
+                };
+                shadow?: {
+                    /** @description a semantic version such as 1.4.0 or 2.0.0-rc.1 */
+                    version: string;
+                    /** @description the variant that serves ("reference": the manifest's own artifact) */
+                    variant?: string;
+                    /**
+                     * @description one of webgpu, wasm, cpu
+                     * @enum {unknown}
+                     */
+                    executionProvider: "webgpu" | "wasm" | "cpu";
+                    rate: number;
                 };
                 /** @description a semantic version such as 1.4.0 or 2.0.0-rc.1 */
                 floor?: string;

@@ -354,6 +354,8 @@ export interface VerifiedDesiredState {
   readonly payload: DesiredStatePayload;
   /** The verified manifests, in the document's order. */
   readonly manifests: readonly ManifestPayload[];
+  /** The verified shadow candidates' manifests, by model name (a rollout's shadow stage). */
+  readonly shadows: ReadonlyMap<string, ManifestPayload>;
 }
 
 /**
@@ -380,7 +382,12 @@ export function verifyDesiredState(document: unknown, trust: Trust, options: Ver
   }
   checkDesiredStateConsistency(payload);
   const manifests = payload.models.map((model) => verifyValidManifest(model.manifest, trust, options));
-  return { payload, manifests };
+  const shadows = new Map(
+    payload.models.flatMap((model) =>
+      model.shadow ? [[model.manifest.payload.name, verifyValidManifest(model.shadow.manifest, trust, options)]] : [],
+    ) as [string, ManifestPayload][],
+  );
+  return { payload, manifests, shadows };
 }
 
 /** Bytes of each manifest's JSON, by document object: a rollout puts one manifest in thousands of documents. */
@@ -394,7 +401,9 @@ export function desiredEntryBytes(entry: DesiredStatePayload['models'][number]):
     manifestBytes.set(entry.manifest, bytes);
   }
   // {"manifest":…} or {"manifest":…,"rolloutId":"…"}: a rollout id is ASCII (Identifier).
-  return bytes + '{"manifest":}'.length + (entry.rolloutId === undefined ? 0 : ',"rolloutId":""'.length + entry.rolloutId.length);
+  const own = bytes + '{"manifest":}'.length + (entry.rolloutId === undefined ? 0 : ',"rolloutId":""'.length + entry.rolloutId.length);
+  // A shadow candidate travels in the same entry: {"shadow":{"manifest":…,"rate":…}}.
+  return entry.shadow ? own + utf8Encode(JSON.stringify(entry.shadow)).length + ',"shadow":'.length : own;
 }
 
 /**
@@ -427,7 +436,19 @@ export function checkDeliverable(manifest: SignedDocument<ManifestPayload>, roll
 }
 
 function checkDesiredStateConsistency(payload: DesiredStatePayload): void {
-  for (const entry of payload.models) checkDeliverable(entry.manifest, entry.rolloutId ?? '');
+  for (const entry of payload.models) {
+    checkDeliverable(entry.manifest, entry.rolloutId ?? '');
+    if (entry.shadow) {
+      checkDeliverable(entry.shadow.manifest, entry.rolloutId ?? '');
+      const [model, candidate] = [entry.manifest.payload, entry.shadow.manifest.payload];
+      if (candidate.name !== model.name) {
+        inconsistent(`desired state #${payload.sequence} shadows ${model.name} with a manifest of "${candidate.name}"`);
+      }
+      if (candidate.version === model.version) {
+        inconsistent(`desired state #${payload.sequence} shadows ${model.name}@${model.version} with itself`);
+      }
+    }
+  }
   const names = payload.models.map((m) => m.manifest.payload.name);
   unique(names, `desired state #${payload.sequence} lists model`);
   unique(payload.remove, `desired state #${payload.sequence} removes model`);

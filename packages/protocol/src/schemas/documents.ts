@@ -270,10 +270,21 @@ export type ManifestPayload = Static<typeof ManifestPayload>;
 export const SignedManifest = SignedSchema(ManifestPayload, 'model manifest');
 export type SignedManifest = Static<typeof SignedManifest>;
 
+export const DesiredShadow = Strict(
+  {
+    manifest: SignedManifest,
+    rate: Type.Number({ minimum: 0, maximum: 1, description: 'the share of live inputs the candidate also runs on (0-1)' }),
+  },
+  { description: 'a candidate version to run in shadow beside the active one: it never answers' },
+);
+export type DesiredShadow = Static<typeof DesiredShadow>;
+
 export const DesiredModel = Strict(
   {
     manifest: SignedManifest,
     rolloutId: Type.Optional(Identifier),
+    /** A rollout's shadow stage: the candidate runs beside this version on a share of its inputs. */
+    shadow: Type.Optional(DesiredShadow),
   },
   { description: 'a model version the device should run, as its signed manifest' },
 );

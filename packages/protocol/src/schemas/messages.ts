@@ -84,6 +84,15 @@ export const ReportedModel = Strict(
       }),
     ),
     previous: Type.Optional(Strict({ version: Semver, sha256: Sha256 })),
+    /** A candidate running in shadow beside the active version (a rollout's shadow stage). */
+    shadow: Type.Optional(
+      Strict({
+        version: Semver,
+        variant: Type.Optional(ServedVariant),
+        executionProvider: ExecutionProviderSchema,
+        rate: Type.Number({ minimum: 0, maximum: 1 }),
+      }),
+    ),
     /** The version floor: nothing older is accepted without a signed rollback. */
     floor: Type.Optional(Semver),
     lastError: Type.Optional(ErrorInfo),

@@ -214,4 +214,6 @@ export interface ModelState {
   shadow?: ShadowState;
   /** Runs of the active version in flight (counted while a shadow is installed: it waits for none). */
   inFlight?: number;
+  /** performance.now() when the last run of the active version started (counted while a shadow is installed). */
+  lastStarted?: number;
 }

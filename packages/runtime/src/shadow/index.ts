@@ -6,9 +6,10 @@
  *
  * What it may cost the app:
  * - never on the caller's path: the caller gets the active version's answer first; the shadow run
- *   starts on a later turn of the event loop;
- * - never when the device is busy: a sample finds another run of the model in flight, or a shadow
- *   run still going, and is skipped (counted);
+ *   starts after a quiet spell, twice as long as that run took (2 ms at least);
+ * - never when the device is busy: a sample that finds another run of the model started since its
+ *   answer (the app calling back to back), one in flight, or a shadow run still going, is skipped
+ *   (counted);
  * - within a time budget: shadow runs take at most `budget` (default 5%) of the device's time over
  *   the last 10 s; past it, samples are skipped (counted).
  */
@@ -32,7 +33,7 @@ export interface ShadowState {
   spent: { at: number; ms: number }[];
 }
 
-export const SHADOW_DEFAULTS = { rate: 0.1, budget: 0.05, budgetWindowMs: 10_000 } as const;
+export const SHADOW_DEFAULTS = { rate: 0.1, budget: 0.05, budgetWindowMs: 10_000, quietMs: 2 } as const;
 
 function checkRate(rate: number): number {
   if (!(rate >= 0 && rate <= 1)) {
@@ -146,14 +147,21 @@ export function followRun(
 ): void {
   const shadow = state.shadow as ShadowState;
   state.inFlight = (state.inFlight ?? 0) + 1;
+  state.lastStarted = started;
   running.then(
     (outputs) => {
       state.inFlight = (state.inFlight ?? 1) - 1;
       if (state.shadow !== shadow || Math.random() >= shadow.rate) return;
-      const activeMs = performance.now() - started;
-      setTimeout(() => {
-        runShadow(state, shadow, feeds, outputs, activeMs, telemetry, budget).catch(onError);
-      }, 0);
+      const answered = performance.now();
+      const activeMs = answered - started;
+      // A quiet spell first, twice as long as the run (2 ms at least): an app calling again
+      // within it is busy, and the sample is skipped rather than run beside its next call.
+      setTimeout(
+        () => {
+          runShadow(state, shadow, feeds, outputs, activeMs, answered, telemetry, budget).catch(onError);
+        },
+        Math.max(SHADOW_DEFAULTS.quietMs, Math.ceil(2 * activeMs)),
+      );
     },
     () => {
       state.inFlight = (state.inFlight ?? 1) - 1;
@@ -167,6 +175,7 @@ async function runShadow(
   feeds: Feeds,
   outputs: Outputs,
   activeMs: number,
+  answered: number,
   telemetry: Pick<TelemetryRecorder, 'recordShadow'>,
   budget: number,
 ): Promise<void> {
@@ -175,7 +184,8 @@ async function runShadow(
   const now = performance.now();
   shadow.spent = shadow.spent.filter((s) => now - s.at < SHADOW_DEFAULTS.budgetWindowMs);
   const used = shadow.spent.reduce((sum, s) => sum + s.ms, 0);
-  if ((state.inFlight ?? 0) > 0 || shadow.running || used >= budget * SHADOW_DEFAULTS.budgetWindowMs) {
+  const busy = (state.inFlight ?? 0) > 0 || (state.lastStarted ?? 0) > answered || shadow.running;
+  if (busy || used >= budget * SHADOW_DEFAULTS.budgetWindowMs) {
     telemetry.recordShadow(state, version, { skipped: true });
     return;
   }
