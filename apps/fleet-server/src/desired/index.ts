@@ -60,7 +60,13 @@ export type DesiredEntry = DesiredStatePayload['models'][number];
 
 export interface DesiredChange {
   /** Models to run at these versions (manifests from the registry). */
-  readonly set?: readonly { readonly name: string; readonly version: string; readonly rolloutId?: string }[];
+  readonly set?: readonly {
+    readonly name: string;
+    readonly version: string;
+    readonly rolloutId?: string;
+    /** A candidate version of the same model to run in shadow beside it. */
+    readonly shadow?: { readonly version: string; readonly rate: number };
+  }[];
   /** Entries put back exactly as they were (a rollback to what a rollout replaced). */
   readonly restore?: readonly DesiredEntry[];
   readonly remove?: readonly string[];
@@ -196,6 +202,7 @@ export function createDesiredStateService(options: {
       (change.set ?? []).map(async (m) => ({
         manifest: await manifestFor(m.name, m.version),
         ...(m.rolloutId ? { rolloutId: m.rolloutId } : {}),
+        ...(m.shadow ? { shadow: { manifest: await manifestFor(m.name, m.shadow.version), rate: m.shadow.rate } } : {}),
       })),
     );
     const restored = (change.restore ?? []).map((entry) => ({ ...entry, manifest: refreshed(entry.manifest) }));

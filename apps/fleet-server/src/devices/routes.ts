@@ -70,6 +70,21 @@ const DesiredBody = Type.Object(
     rollback: Type.Optional(
       Type.Boolean({ description: 'sign the change as a rollback: the version may be older than what the device runs' }),
     ),
+    shadow: Type.Optional(
+      Type.Object(
+        {
+          version: Type.String({ ...Semver, description: 'a candidate version in the registry, other than `version`' }),
+          rate: Type.Optional(
+            Type.Number({ minimum: 0, maximum: 1, description: 'the share of live inputs it also runs on (default 0.1)' }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'a candidate to run in shadow beside `version`: it never answers; its comparisons come in telemetry (docs/quality.md)',
+        },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -485,11 +500,23 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
     },
     async (request) => {
       const { id, model } = request.params as { id: string; model: string };
-      const body = request.body as { version: string; rollback?: boolean };
+      const body = request.body as { version: string; rollback?: boolean; shadow?: { version: string; rate?: number } };
+      if (body.shadow?.version === body.version) {
+        throw new EdgefleetError('EF_SCHEMA_INVALID', `${model}@${body.version} cannot run in shadow beside itself: name another version`);
+      }
       checkNotDowngrade(model, body.version, await context.desired.versionsRun([id], model), body.rollback ?? false);
       return context.desired.assign(
         id,
-        { set: [{ name: model, version: body.version }], rollback: body.rollback ?? false },
+        {
+          set: [
+            {
+              name: model,
+              version: body.version,
+              ...(body.shadow ? { shadow: { version: body.shadow.version, rate: body.shadow.rate ?? 0.1 } } : {}),
+            },
+          ],
+          rollback: body.rollback ?? false,
+        },
         request.principal?.id ?? 'unknown',
       );
     },

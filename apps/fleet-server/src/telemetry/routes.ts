@@ -69,6 +69,28 @@ const WindowView = Type.Object(
         { additionalProperties: false, description: 'inference latency over the window’s runs (from its sketch); null without runs' },
       ),
     ),
+    shadow: Type.Optional(
+      Type.Object(
+        {
+          version: Type.String({ description: 'the candidate run in shadow' }),
+          runs: Type.Integer({ description: 'live inputs it ran on and was compared' }),
+          skipped: Type.Integer({ description: 'samples skipped: the model busy, or the time budget spent' }),
+          errors: Type.Integer(),
+          rows: Type.Integer({ description: 'class rows compared' }),
+          agreement: Nullable(Type.Number({ description: 'share of rows where both picked the same class' })),
+          topKOverlap: Nullable(Type.Number({ description: 'mean top-3 overlap per row (0-1)' })),
+          maxAbsDiff: Type.Number(),
+          meanAbsDiff: Nullable(Type.Number({ description: 'mean absolute difference per numeric output element' })),
+          latencyRatio: Nullable(
+            Type.Object(
+              { p50: Type.Number(), p95: Type.Number(), p99: Type.Number(), max: Type.Number() },
+              { additionalProperties: false, description: 'the candidate’s latency over the active version’s, per compared input' },
+            ),
+          ),
+        },
+        { additionalProperties: false, description: 'a candidate in shadow beside this version, as the device compared it' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -345,6 +367,22 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
             executionProvider: window.executionProvider,
             errors: window.errors.reduce((sum, e) => sum + e.count, 0),
             latencyMs: windowLatency(window.latencyMs as WireProfile),
+            ...(window.shadow
+              ? {
+                  shadow: {
+                    version: window.shadow.version,
+                    runs: window.shadow.runs,
+                    skipped: window.shadow.skipped,
+                    errors: window.shadow.errors,
+                    rows: window.shadow.rows,
+                    agreement: window.shadow.rows > 0 ? window.shadow.agreed / window.shadow.rows : null,
+                    topKOverlap: window.shadow.rows > 0 ? window.shadow.overlap / window.shadow.rows : null,
+                    maxAbsDiff: window.shadow.maxAbsDiff,
+                    meanAbsDiff: window.shadow.elements > 0 ? window.shadow.absDiffSum / window.shadow.elements : null,
+                    latencyRatio: windowLatency(window.shadow.latencyRatio as WireProfile),
+                  },
+                }
+              : {}),
           };
         }),
       };

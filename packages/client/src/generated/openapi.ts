@@ -3472,6 +3472,13 @@ export interface operations {
                     version: string;
                     /** @description sign the change as a rollback: the version may be older than what the device runs */
                     rollback?: boolean;
+                    /** @description a candidate to run in shadow beside `version`: it never answers; its comparisons come in telemetry (docs/quality.md) */
+                    shadow?: {
+                        /** @description a candidate version in the registry, other than `version` */
+                        version: string;
+                        /** @description the share of live inputs it also runs on (default 0.1) */
+                        rate?: number;
+                    };
                 };
             };
         };
@@ -6388,6 +6395,28 @@ export interface operations {
                                 p99: number;
                                 max: number;
                             } | null;
+                            /** @description a candidate in shadow beside this version, as the device compared it */
+                            shadow?: {
+                                /** @description the candidate run in shadow */
+                                version: string;
+                                /** @description live inputs it ran on and was compared */
+                                runs: number;
+                                /** @description samples skipped: the model busy, or the time budget spent */
+                                skipped: number;
+                                errors: number;
+                                /** @description class rows compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                    p99: number;
+                                    max: number;
+                                } | null;
+                            };
                         }[];
                         next: string | null;
                     };
