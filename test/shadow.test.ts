@@ -8,6 +8,7 @@ import { encodeTensor } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { fleetctl } from './helpers/fleetctl.ts';
 
 let fleet: Fleet;
 let device: FleetDevice;
@@ -41,7 +42,11 @@ function agreement(batches: Float32Array[]): number {
 
 describe('a candidate in shadow on a live device', () => {
   it('runs beside the active version on live inputs, and the server hears how it compared', async () => {
-    await fleet.api('PUT', '/v1/devices/shadow-0/desired/mlp', { version: '1.0.0', shadow: { version: '1.1.0', rate: 1 } });
+    // With fleetctl, as an admin would.
+    const env = { EDGEFLEET_SERVER: fleet.server.url, EDGEFLEET_TOKEN: ADMIN_TOKEN, NO_COLOR: '1' };
+    const assigned = await fleetctl(['devices', 'assign', 'shadow-0', 'mlp@1.0.0', '--shadow', '1.1.0', '--shadow-rate', '1'], { env });
+    expect(assigned.code, assigned.stderr).toBe(0);
+    expect(assigned.stdout).toContain('shadow-0 runs mlp@1.0.0, 1.1.0 in shadow on 100% of its inputs');
     await until(() => device.runtime.models()[0]?.shadow?.version === '1.1.0', 'the candidate in shadow on the device');
     expect(device.activeVersion('mlp')).toBe('1.0.0');
 

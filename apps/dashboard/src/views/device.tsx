@@ -177,7 +177,10 @@ export function DeviceView({ id }: { id: string }) {
                       <Badge value={m.state} />
                     </td>
                     <td>{m.active ? <a href={path('/models', m.name, 'versions', m.active.version)}>{m.active.version}</a> : '—'}</td>
-                    <td>{m.active ? `${m.active.variant ?? 'reference'} on ${m.active.executionProvider}` : '—'}</td>
+                    <td>
+                      {m.active ? `${m.active.variant ?? 'reference'} on ${m.active.executionProvider}` : '—'}
+                      {m.shadow ? ` · ${m.shadow.version} in shadow (${Math.round(m.shadow.rate * 100)}% of inputs)` : ''}
+                    </td>
                     <td>{m.previous?.version ?? '—'}</td>
                   </tr>
                 ))}

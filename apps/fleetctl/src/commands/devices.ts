@@ -102,17 +102,52 @@ export function registerDevices(program: Command, run: Run): void {
           const models = device.reported?.models ?? [];
           if (models.length === 0) return head;
           return `${head}\n\n${table(
-            ['MODEL', 'STATE', 'ACTIVE', 'PROVIDER', 'PREVIOUS', 'LAST ERROR'],
+            ['MODEL', 'STATE', 'ACTIVE', 'VARIANT', 'PROVIDER', 'SHADOW', 'PREVIOUS', 'LAST ERROR'],
             models.map((m) => [
               m.name,
               m.state,
               m.active?.version,
+              m.active ? (m.active.variant ?? 'reference') : '-',
               m.active?.executionProvider,
+              m.shadow ? `${m.shadow.version} (${Math.round(m.shadow.rate * 100)}% of inputs)` : '-',
               m.previous?.version,
               m.lastError ? `${m.lastError.code}: ${m.lastError.message.slice(0, 80)}` : '-',
             ]),
           )}`;
         });
+      }),
+    );
+
+  devices
+    .command('assign <id> <name@version>')
+    .description('Set the version of a model one device runs, optionally with a candidate in shadow beside it (rollouts do this in stages)')
+    .option('--shadow <version>', 'a candidate version to run in shadow: it sees a share of the live inputs and never answers')
+    .option('--shadow-rate <share>', 'the share of inputs the shadow runs on, 0 to 1', '0.1')
+    .option('--rollback', 'sign the change as a rollback (the version may be older than what runs)')
+    .addHelpText('after', '\nExample:\n  fleetctl devices assign cam-0042 detector@2.1.0 --shadow 2.2.0 --shadow-rate 0.2\n')
+    .action((id: string, ref: string, options: { shadow?: string; shadowRate: string; rollback?: boolean }, command: Command) =>
+      run(command, async (ctx) => {
+        const at = ref.lastIndexOf('@');
+        if (at < 1) throw new CliError(EXIT.usage, `${ref}: name the version, e.g. ${ref}@1.0.0`);
+        const [name, version] = [ref.slice(0, at), ref.slice(at + 1)];
+        const rate = Number(options.shadowRate);
+        if (!(rate >= 0 && rate <= 1)) throw new CliError(EXIT.usage, `--shadow-rate ${options.shadowRate}: a share from 0 to 1`);
+        const client = await ctx.client();
+        const document = await ok(
+          client.api.PUT('/v1/devices/{id}/desired/{model}', {
+            params: { path: { id, model: name } },
+            body: {
+              version,
+              ...(options.rollback ? { rollback: true } : {}),
+              ...(options.shadow ? { shadow: { version: options.shadow, rate } } : {}),
+            },
+          }),
+        );
+        ctx.out.print(
+          document,
+          () =>
+            `${ctx.out.colors.green('✓')} ${id} runs ${name}@${version}${options.shadow ? `, ${options.shadow} in shadow on ${Math.round(rate * 100)}% of its inputs` : ''} (desired state #${document.payload.sequence})`,
+        );
       }),
     );
 
