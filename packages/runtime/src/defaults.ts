@@ -22,8 +22,11 @@ export interface ProviderChoicePolicy {
 
 export const RUNTIME_DEFAULTS = {
   download: {
-    // Five attempts ride out a flaky link or a server restart without keeping a device busy for long.
-    attempts: 5,
+    // Twelve attempts with the backoff below keep trying for about three minutes (the whole-download
+    // deadline ends it sooner for a small file: 60 s plus the size at 8 KiB/s): a fleet server
+    // restarting mid-rollout (seconds under load) must not fail the installs it had started, which
+    // would trip the rollout's failure gate. Five (7.5 s) did, in CI.
+    attempts: 12,
     initialBackoffMs: 500,
     maxBackoffMs: 30_000,
     // A minute of fixed allowance plus the signed size at 8 KiB/s, the slowest link we still call

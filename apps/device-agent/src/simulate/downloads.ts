@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, get as httpGet, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { EdgefleetError } from '@edgefleet/protocol';
+import { RUNTIME_DEFAULTS } from '@edgefleet/runtime/core';
 
 export interface DownloadRequest {
   readonly url: string;
@@ -26,7 +27,26 @@ export interface Downloader {
   close(): void;
 }
 
-export function createDownloader(options: { readonly https: boolean; readonly concurrency: number }): Downloader {
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
+/**
+ * Retries as the runtime's downloads do (RUNTIME_DEFAULTS.download: about three minutes of a link
+ * that fails, e.g. a fleet server restarting mid-rollout).
+ */
+export function createDownloader(options: {
+  readonly https: boolean;
+  readonly concurrency: number;
+  readonly retry?: Partial<RetryPolicy>;
+}): Downloader {
+  const retry: RetryPolicy = {
+    attempts: options.retry?.attempts ?? RUNTIME_DEFAULTS.download.attempts,
+    initialBackoffMs: options.retry?.initialBackoffMs ?? RUNTIME_DEFAULTS.download.initialBackoffMs,
+    maxBackoffMs: options.retry?.maxBackoffMs ?? RUNTIME_DEFAULTS.download.maxBackoffMs,
+  };
   const agent = new (options.https ? HttpsAgent : HttpAgent)({ keepAlive: true, maxSockets: options.concurrency });
   const get = (url: string, headers: Record<string, string>) =>
     new Promise<IncomingMessage>((resolve, reject) => {
@@ -55,10 +75,13 @@ export function createDownloader(options: { readonly https: boolean; readonly co
     const kept: Buffer[] = [];
     let received = 0;
     let lastProblem = '';
-    for (let attempt = 0; attempt < 5 && received < size; attempt++) {
+    for (let attempt = 0; attempt < retry.attempts && received < size; attempt++) {
       // As the runtime does: a connection that fails or drops (a server replica restarting behind
       // its load balancer) is tried again, resuming where the bytes stopped.
-      if (attempt > 0 && lastProblem) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      if (attempt > 0 && lastProblem) {
+        const backoff = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** (attempt - 1));
+        await new Promise((resolve) => setTimeout(resolve, backoff));
+      }
       let response: IncomingMessage;
       try {
         response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
@@ -79,7 +102,8 @@ export function createDownloader(options: { readonly https: boolean; readonly co
         lastProblem = (error as Error).message;
       }
     }
-    if (received !== size && lastProblem) throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after 5 attempts`);
+    if (received !== size && lastProblem)
+      throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after ${retry.attempts} attempts`);
     if (received !== size) throw new EdgefleetError('EF_DOWNLOAD_INCOMPLETE', `${url}: got ${received} of ${size} bytes`);
     const digest = hash.digest('hex');
     if (digest !== sha256) {

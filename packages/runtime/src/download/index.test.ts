@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ArtifactServer, createArtifactServer, seededValues, sha256Hex } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RUNTIME_DEFAULTS } from '../defaults.ts';
 import { createNodeHasher } from '../node.ts';
 import { createFileModelStore } from '../store/fs-store.ts';
 import type { ModelStore } from '../store/types.ts';
@@ -72,6 +73,15 @@ describe('artifact download', () => {
     server.set('/flaky', bytes, { failStatus: 503, failTimes: 2 });
     expect(sha256Hex(await download('/flaky'))).toBe(sha256);
     expect(server.requests.filter((r) => r.path === '/flaky')).toHaveLength(3);
+  });
+
+  it('rides out a server restart of several seconds with the default retry policy (sped up here)', async () => {
+    // A fleet server restarting mid-rollout answers nothing for a while: a device that gave up
+    // after 7.5 s (5 attempts) failed its install, and the rollout's failure gate tripped.
+    server.set('/restarting', bytes, { failStatus: 503, failTimes: 9 });
+    const policy = { ...RUNTIME_DEFAULTS.download, initialBackoffMs: 2, maxBackoffMs: 10 };
+    expect(sha256Hex(await download('/restarting', { policy }))).toBe(sha256);
+    expect(server.requests.filter((r) => r.path === '/restarting')).toHaveLength(10);
   });
 
   it('gives up on 404 at once with EF_DOWNLOAD_FAILED', async () => {
