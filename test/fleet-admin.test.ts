@@ -105,8 +105,10 @@ describe('the admin API on a live fleet', () => {
     let summary = (await inject('GET', '/v1/fleet/summary')).json();
     await until(async () => {
       summary = (await inject('GET', '/v1/fleet/summary')).json();
-      return summary.models.find((m: { name: string }) => m.name === 'mlp')?.versions.length === 2;
-    }, 'the summary to show both versions');
+      // Both canary devices' reports of 2.0.0 stored (they arrive one by one, in batches).
+      const versions = summary.models.find((m: { name: string }) => m.name === 'mlp')?.versions ?? [];
+      return versions.find((v: { version: string; devices: number }) => v.version === '2.0.0')?.devices === 2;
+    }, 'the summary to show both canary devices on 2.0.0');
     expect(summary.devices).toMatchObject({ total: 4, active: 4, online: 4, offline: 0, failing: 0 });
     const mlp = summary.models.find((m: { name: string }) => m.name === 'mlp');
     expect(mlp.versions).toEqual([
