@@ -32,24 +32,12 @@ describe('simulated downloads', () => {
     ]);
   });
 
-  it('rides out a server that answers nothing for a while (a restart mid-rollout), as the runtime does', async () => {
-    // In CI a server killed mid-rollout took longer to come back than the simulator's 5 attempts
-    // (1.5 s): its devices failed their installs and the rollout's failure gate tripped.
-    server = await createArtifactServer();
-    server.set('/model.onnx', body, { cutAfterBytes: 0, cutTimes: 9 });
-    const downloader = createDownloader({ https: false, concurrency: 4, retry: { initialBackoffMs: 2, maxBackoffMs: 10 } });
-    const bytes = await downloader.download({ url: `${server.url}/model.onnx`, sha256, size: body.length, keep: true });
-    downloader.close();
-    expect(Buffer.from(bytes as Uint8Array).equals(body)).toBe(true);
-    expect(server.requests.filter((r) => r.path === '/model.onnx')).toHaveLength(10);
-  });
-
   it('ends with EF_DOWNLOAD_FAILED when nothing answers any more', async () => {
     server = await createArtifactServer();
     const url = `${server.url}/model.onnx`;
     await server.close();
     server = undefined;
-    const downloader = createDownloader({ https: false, concurrency: 4, retry: { initialBackoffMs: 2, maxBackoffMs: 10 } });
+    const downloader = createDownloader({ https: false, concurrency: 4 });
     await expect(downloader.download({ url, sha256, size: body.length })).rejects.toMatchObject({ code: 'EF_DOWNLOAD_FAILED' });
     downloader.close();
   });

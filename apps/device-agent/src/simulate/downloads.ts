@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, get as httpGet, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, get as httpsGet } from 'node:https';
 import { EdgefleetError } from '@edgefleet/protocol';
-import { RUNTIME_DEFAULTS } from '@edgefleet/runtime/core';
 
 export interface DownloadRequest {
   readonly url: string;
@@ -27,27 +26,7 @@ export interface Downloader {
   close(): void;
 }
 
-export interface RetryPolicy {
-  readonly attempts: number;
-  readonly initialBackoffMs: number;
-  readonly maxBackoffMs: number;
-}
-
-/**
- * Retries a failing link for about 15 s (12 attempts, 100 ms doubling to 2 s): a fleet server
- * restarting mid-rollout comes back within that under load, where 5 attempts in 1.5 s gave up.
- * Shorter than the runtime's three minutes: thousands of simulated devices wait in one process.
- */
-export function createDownloader(options: {
-  readonly https: boolean;
-  readonly concurrency: number;
-  readonly retry?: Partial<RetryPolicy>;
-}): Downloader {
-  const retry: RetryPolicy = {
-    attempts: options.retry?.attempts ?? RUNTIME_DEFAULTS.download.attempts,
-    initialBackoffMs: options.retry?.initialBackoffMs ?? 100,
-    maxBackoffMs: options.retry?.maxBackoffMs ?? 2_000,
-  };
+export function createDownloader(options: { readonly https: boolean; readonly concurrency: number }): Downloader {
   const agent = new (options.https ? HttpsAgent : HttpAgent)({ keepAlive: true, maxSockets: options.concurrency });
   const get = (url: string, headers: Record<string, string>) =>
     new Promise<IncomingMessage>((resolve, reject) => {
@@ -76,13 +55,10 @@ export function createDownloader(options: {
     const kept: Buffer[] = [];
     let received = 0;
     let lastProblem = '';
-    for (let attempt = 0; attempt < retry.attempts && received < size; attempt++) {
+    for (let attempt = 0; attempt < 5 && received < size; attempt++) {
       // As the runtime does: a connection that fails or drops (a server replica restarting behind
       // its load balancer) is tried again, resuming where the bytes stopped.
-      if (attempt > 0 && lastProblem) {
-        const backoff = Math.min(retry.maxBackoffMs, retry.initialBackoffMs * 2 ** (attempt - 1));
-        await new Promise((resolve) => setTimeout(resolve, backoff));
-      }
+      if (attempt > 0 && lastProblem) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
       let response: IncomingMessage;
       try {
         response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
@@ -103,8 +79,7 @@ export function createDownloader(options: {
         lastProblem = (error as Error).message;
       }
     }
-    if (received !== size && lastProblem)
-      throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after ${retry.attempts} attempts`);
+    if (received !== size && lastProblem) throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after 5 attempts`);
     if (received !== size) throw new EdgefleetError('EF_DOWNLOAD_INCOMPLETE', `${url}: got ${received} of ${size} bytes`);
     const digest = hash.digest('hex');
     if (digest !== sha256) {
