@@ -190,6 +190,14 @@ export function createAgent(options: AgentOptions): Agent {
       event('install-failed', { model, error: { code: error.code, message: error.message.slice(0, 2000) }, ...withRollout(model) }),
     ),
     options.runtime.on('rolled-back', ({ model }) => event('rolled-back', { model, ...withRollout(model) })),
+    // A rollout's shadow stage: the server counts a member once its candidate runs (or failed to).
+    options.runtime.on('shadow-installed', ({ model, executionProvider, variant }) =>
+      event('shadow-installed', { model, executionProvider, variant, ...withRollout(model) }),
+    ),
+    options.runtime.on('shadow-failed', ({ model, error }) =>
+      event('shadow-failed', { model, error: { code: error.code, message: error.message.slice(0, 2000) }, ...withRollout(model) }),
+    ),
+    options.runtime.on('shadow-removed', ({ model }) => event('shadow-removed', { model, ...withRollout(model) })),
   ];
 
   // --- telemetry: runtime windows → durable outbox → MQTT (QoS 1) → removed when the server acks ---

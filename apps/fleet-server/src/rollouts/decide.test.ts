@@ -170,4 +170,42 @@ describe('rollout state machine', () => {
       reason: { gate: 'maxDriftScore', score: 0.5 },
     });
   });
+
+  it('judges a shadow stage by its shadow gates, not the live telemetry gates, once it is otherwise ready', () => {
+    const shadow = { ...quiet, maxDriftScore: 0.1, minDevicesReporting: 3, shadow: { minAgreement: 0.9, minRuns: 100, maxErrorRate: 0 } };
+    const readings = {
+      devices: 2,
+      runs: 10,
+      skipped: 0,
+      errors: 0,
+      errorRate: 0,
+      rows: 10,
+      agreement: 1,
+      topKOverlap: 1,
+      maxAbsDiff: 0,
+      meanAbsDiff: 0,
+      latencyRatio: null,
+      worstDevice: null,
+    };
+    expect(decideStage(shadow, facts({ active: 2, waiting: 1 }))).toMatchObject({ until: 'members-answer' });
+    expect(decideStage(shadow, facts({ active: 0, failed: 0 }))).toMatchObject({ until: 'enough-reports' });
+    // Two members run the candidate in shadow: their comparisons are read (needed: at most the members).
+    expect(decideStage(shadow, facts({ active: 2 }))).toEqual({ action: 'check-shadow', needed: 2 });
+    expect(decideStage(shadow, facts({ active: 2, shadow: { verdict: 'wait', readings, needed: { devices: 2, runs: 100 } } }))).toEqual({
+      action: 'wait',
+      until: 'shadow-runs',
+    });
+    expect(decideStage(shadow, facts({ active: 2, shadow: { verdict: 'pass', readings } }))).toEqual({ action: 'open-next-stage' });
+    expect(
+      decideStage(
+        shadow,
+        facts({ active: 2, shadow: { verdict: 'trip', readings, reason: { gate: 'minShadowAgreement', agreement: 0.5 } } }),
+      ),
+    ).toEqual({ action: 'stop', policy: 'rollback', reason: { gate: 'minShadowAgreement', agreement: 0.5 } });
+    // A failed shadow install is a failure like any other.
+    expect(decideStage(shadow, facts({ active: 2, failed: 1, errors: ['EF_ACCEPTANCE_FAILED'] }))).toMatchObject({
+      action: 'stop',
+      reason: { gate: 'maxFailureRate' },
+    });
+  });
 });

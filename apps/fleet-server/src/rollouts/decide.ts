@@ -10,6 +10,7 @@
  *      │                                           ▼
  *      └──── abort ─────────────────────────▶ rolling_back ──▶ rolled_back | aborted
  */
+import type { ShadowGateResult } from './shadow-gates.ts';
 import type { TelemetryGateResult } from './telemetry-gates.ts';
 
 export type RolloutState = 'running' | 'paused' | 'rolling_back' | 'completed' | 'rolled_back' | 'aborted';
@@ -43,6 +44,16 @@ export interface StageGates {
   readonly maxOutputShift?: number | undefined;
   readonly soakMs: number;
   readonly onGateFailure: 'pause' | 'rollback';
+  /** Present on a shadow stage: what its comparisons must show before the version goes live. */
+  readonly shadow?: ShadowGates | undefined;
+}
+
+/** The gates of a shadow stage (defaults applied where there are some). */
+export interface ShadowGates {
+  readonly minAgreement?: number | undefined;
+  readonly maxLatencyRatio?: number | undefined;
+  readonly minRuns: number;
+  readonly maxErrorRate: number;
 }
 
 /** What the members of the stages opened so far have said, counted by the engine. */
@@ -62,12 +73,16 @@ export interface StageFacts {
   readonly openForMs: number;
   /** The telemetry gates' verdict, once the engine has computed it (asked for with `check-telemetry`). */
   readonly telemetry?: TelemetryGateResult | undefined;
+  /** A shadow stage's comparisons, once the engine has read them (asked for with `check-shadow`). */
+  readonly shadow?: ShadowGateResult | undefined;
 }
 
 export type StageDecision =
-  | { readonly action: 'wait'; readonly until: 'members-answer' | 'enough-reports' | 'soaked' | 'telemetry' }
+  | { readonly action: 'wait'; readonly until: 'members-answer' | 'enough-reports' | 'soaked' | 'telemetry' | 'shadow-runs' }
   /** The stage is otherwise ready to pass: compute the telemetry gates and decide again. */
   | { readonly action: 'check-telemetry'; readonly needed: number }
+  /** A shadow stage otherwise ready to pass: read its comparisons and decide again. */
+  | { readonly action: 'check-shadow'; readonly needed: number }
   | { readonly action: 'open-next-stage' }
   | { readonly action: 'complete' }
   | { readonly action: 'stop'; readonly policy: 'pause' | 'rollback'; readonly reason: Readonly<Record<string, unknown>> };
@@ -89,6 +104,9 @@ export function median(values: readonly number[]): number {
  * 4. and a soak not yet over;
  * 5. telemetry gates are decided once, when the stage is otherwise ready (a statistical test
  *    repeated on every tick would trip on chance sooner or later);
+ * 5'. a shadow stage (its devices run the version beside theirs, `active` counts those that do)
+ *    has no telemetry gates of the live version: its shadow gates decide once the stage has
+ *    compared enough inputs (minRuns), and a failed shadow install counts as a failure;
  * 6. then the next stage opens, or after the last the rollout completes.
  */
 export function decideStage(gates: StageGates, facts: StageFacts): StageDecision {
@@ -125,6 +143,14 @@ export function decideStage(gates: StageGates, facts: StageFacts): StageDecision
   if (facts.waiting > 0) return { action: 'wait', until: 'members-answer' };
   if (reporting < needed) return { action: 'wait', until: 'enough-reports' };
   if (facts.openForMs < gates.soakMs) return { action: 'wait', until: 'soaked' };
+  if (gates.shadow) {
+    if (facts.active === 0) return { action: 'wait', until: 'shadow-runs' };
+    const shadow = facts.shadow;
+    if (!shadow) return { action: 'check-shadow', needed: Math.max(1, Math.min(gates.minDevicesReporting, facts.active)) };
+    if (shadow.verdict === 'trip') return stop({ ...shadow.reason });
+    if (shadow.verdict !== 'pass') return { action: 'wait', until: 'shadow-runs' };
+    return facts.stage >= facts.lastStage ? { action: 'complete' } : { action: 'open-next-stage' };
+  }
   if (gates.maxDriftScore !== undefined || gates.maxOutputShift !== undefined) {
     if (facts.active === 0) return { action: 'wait', until: 'telemetry' };
     const telemetry = facts.telemetry;

@@ -4,7 +4,8 @@
  * assertion that something did not happen is made after `rollouts.tick()`, the engine's own step,
  * has run: the witness that it had its chance.
  */
-import { type DeviceEvent, encodeTensor, type SignedDesiredState } from '@edgefleet/protocol';
+import { numericProfile, observe, toWire } from '@edgefleet/drift';
+import { type DeviceEvent, encodeMessageText, encodeTensor, type SignedDesiredState, type TelemetryWindow } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import { describeClockContract } from '@edgefleet/test-utils/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -225,6 +226,181 @@ describe('rollout engine', () => {
     } finally {
       await small.close();
     }
+  });
+
+  describe('a shadow stage', () => {
+    const bootId = '00000000-boot-0002';
+    let seq = 0;
+    const event = (deviceId: string, kind: DeviceEvent['kind'], version: string, error?: string): DeviceEvent => ({
+      type: 'edgefleet.event/v1',
+      deviceId,
+      bootId,
+      seq: seq++,
+      at: new Date().toISOString(),
+      kind,
+      model: { name: 'mlp', version },
+      ...(error ? { error: { code: error, message: 'shadow failed' } } : {}),
+    });
+    /** A telemetry window of 1.0.0 carrying a shadow summary of 2.0.0, through the real ingest. */
+    async function shadowWindow(deviceId: string, rows: number, agreed: number): Promise<void> {
+      const latency = numericProfile();
+      const ratio = numericProfile();
+      for (let i = 0; i < rows; i++) {
+        observe(latency, 2 + i / rows);
+        observe(ratio, 1.1);
+      }
+      const now = new Date().toISOString();
+      const window: TelemetryWindow = {
+        type: 'edgefleet.telemetry/v1',
+        deviceId,
+        bootId,
+        seq: seq++,
+        windowStart: now,
+        windowEnd: now,
+        model: { name: 'mlp', version: '1.0.0' },
+        executionProvider: 'cpu',
+        runs: rows,
+        errors: [],
+        latencyMs: toWire(latency) as TelemetryWindow['latencyMs'],
+        features: [],
+        dropped: 0,
+        shadow: {
+          version: '2.0.0',
+          runs: rows,
+          skipped: 0,
+          errors: 0,
+          rows,
+          agreed,
+          overlap: agreed,
+          elements: rows * 3,
+          maxAbsDiff: 0.2,
+          absDiffSum: rows * 0.3,
+          latencyRatio: toWire(ratio) as TelemetryWindow['latencyMs'],
+        },
+      };
+      const text = encodeMessageText('telemetry', window);
+      server.telemetry.observe({ deviceId, kind: 'telemetry' }, JSON.parse(text), new TextEncoder().encode(text));
+      await server.telemetry.flush();
+    }
+    async function shadowRollout(group: string, agreed: number) {
+      const ids = [`${group}-1`, `${group}-2`, `${group}-3`];
+      for (const id of ids) {
+        await api('POST', '/v1/devices', { id, tags: [`group=${group}`] });
+        await api('PUT', `/v1/devices/${id}/desired/mlp`, { version: '1.0.0' });
+      }
+      // A member that runs no version of the model has nothing to compare with: it waits for the live stage.
+      await api('POST', '/v1/devices', { id: `${group}-new`, tags: [`group=${group}`] });
+      const rollout = await api('POST', '/v1/rollouts', {
+        model: 'mlp',
+        version: '2.0.0',
+        selector: { tags: [`group=${group}`] },
+        stages: [{ count: 4, shadow: true, shadowRate: 0.5 }, { percent: 100 }],
+        gates: { minShadowAgreement: 0.9, minShadowRuns: 40, minDevicesReporting: 2 },
+      });
+      for (const id of ids) {
+        const entry = (await desiredOf(id)).payload.models.find((m) => m.manifest.payload.name === 'mlp');
+        expect(entry?.manifest.payload.version).toBe('1.0.0');
+        expect(entry?.shadow?.manifest.payload.version).toBe('2.0.0');
+        expect(entry?.shadow?.rate).toBe(0.5);
+        expect(entry?.rolloutId).toBe(rollout.id);
+      }
+      expect((await desiredOf(`${group}-new`).catch(() => undefined))?.payload.models ?? []).toEqual([]);
+      expect(rollout.stages[0]).toMatchObject({ shadow: true, size: 4, shadowing: 0 });
+      // Two run the candidate in shadow, the third failed to and then did (its reported state says so).
+      server.rollouts.observe(
+        { deviceId: ids[0] as string, kind: 'events' },
+        new Uint8Array(),
+        event(ids[0] as string, 'shadow-installed', '2.0.0'),
+      );
+      server.rollouts.observe(
+        { deviceId: ids[1] as string, kind: 'events' },
+        new Uint8Array(),
+        event(ids[1] as string, 'shadow-installed', '2.0.0'),
+      );
+      await server.rollouts.tick();
+      let view = await api('GET', `/v1/rollouts/${rollout.id}`);
+      expect(view.stages[0]).toMatchObject({ shadowing: 2, pending: 2 });
+      expect(view.gates.gates).toContainEqual({ name: 'shadow_agreement', value: null, threshold: 0.9, bound: 'min' });
+      server.rollouts.observe(
+        { deviceId: ids[2] as string, kind: 'events' },
+        new Uint8Array(),
+        event(ids[2] as string, 'shadow-installed', '2.0.0'),
+      );
+      // Comparisons arrive, too few at first: the stage waits (witness: the engine ticked and read them).
+      await shadowWindow(ids[0] as string, 10, agreed === 10 ? 10 : 5);
+      await server.rollouts.tick();
+      view = await api('GET', `/v1/rollouts/${rollout.id}`);
+      expect(view).toMatchObject({ state: 'running', currentStage: 0 });
+      expect(view.gates.shadow).toMatchObject({ devices: 1, runs: 10 });
+      expect(view.gates.gates).toContainEqual({ name: 'shadow_runs', value: 10, threshold: 40, bound: 'min' });
+      await shadowWindow(ids[1] as string, 20, agreed === 10 ? 20 : 10);
+      await shadowWindow(ids[2] as string, 10, agreed === 10 ? 9 : 5);
+      await server.rollouts.tick();
+      return { rollout, ids, view: await api('GET', `/v1/rollouts/${rollout.id}`) };
+    }
+
+    it('sends the candidate in shadow beside what each device runs, then live once its comparisons pass', async () => {
+      const { rollout, ids, view } = await shadowRollout('shadow-pass', 10);
+      expect(view).toMatchObject({ state: 'running', currentStage: 1 });
+      expect(view.gates.gates).toEqual([
+        expect.objectContaining({ name: 'failure_rate' }),
+        expect.objectContaining({ name: 'devices_reporting' }),
+      ]);
+      // Every member, the new one too, is sent 2.0.0 live: no shadow left in any document.
+      for (const id of [...ids, 'shadow-pass-new']) {
+        const entry = (await desiredOf(id)).payload.models.find((m) => m.manifest.payload.name === 'mlp');
+        expect(entry?.manifest.payload.version).toBe('2.0.0');
+        expect(entry?.shadow).toBeUndefined();
+      }
+      expect(view.devices.map((d: { status: string }) => d.status)).toEqual(['assigned', 'assigned', 'assigned', 'assigned']);
+      const audit = await api('GET', `/v1/audit?target=rollout:${rollout.id}`);
+      expect(audit.entries.find((e: { action: string }) => e.action === 'rollout.stage').after).toMatchObject({
+        current_stage: 1,
+        live: true,
+      });
+      await api('POST', `/v1/rollouts/${rollout.id}/abort`);
+    });
+
+    it('rolls back a candidate whose answers disagree: every device keeps its version, without the shadow', async () => {
+      const { ids, view } = await shadowRollout('shadow-trip', 5);
+      expect(view).toMatchObject({ state: 'rolled_back', currentStage: 0 });
+      expect(view.reason).toMatchObject({ gate: 'minShadowAgreement', agreement: 20 / 40, rows: 40, limit: 0.9, runs: 40 });
+      expect(view.reason.worstDevice).toMatchObject({ agreement: 0.5 });
+      for (const id of ids) {
+        const entry = (await desiredOf(id)).payload.models.find((m) => m.manifest.payload.name === 'mlp');
+        expect(entry?.manifest.payload.version).toBe('1.0.0');
+        expect(entry?.shadow).toBeUndefined();
+      }
+      expect((await desiredOf('shadow-trip-new').catch(() => undefined))?.payload.models ?? []).toEqual([]);
+    });
+
+    it('refuses stages that cannot run in order, and shadow gates without a shadow stage', async () => {
+      await api('POST', '/v1/devices', { id: 'shadow-bad-1', tags: ['group=shadow-bad'] });
+      const base = { model: 'mlp', version: '2.0.0', selector: { tags: ['group=shadow-bad'] } };
+      for (const [body, text] of [
+        [{ stages: [{ percent: 100, shadow: true }] }, /never answer/],
+        [{ stages: [{ count: 1 }, { count: 2, shadow: true }, { percent: 100 }] }, /stage 1 is a shadow stage after stage 0/],
+        [{ stages: [{ percent: 100, shadowRate: 0.5 }] }, /stage 0 has a shadowRate/],
+        [{ stages: [{ percent: 100 }], gates: { minShadowAgreement: 0.9 } }, /minShadowAgreement judge shadow stages/],
+        [{ stages: [{ count: 1, shadow: true }, { percent: 100 }], rollback: true }, /rollback runs no shadow stage/],
+      ] as const) {
+        const refused = await server.app.inject({
+          method: 'POST',
+          url: '/v1/rollouts',
+          headers: server.auth,
+          payload: { ...base, ...body },
+        });
+        expect(refused.statusCode, refused.body).toBe(400);
+        expect(refused.json()).toMatchObject({ code: 'EF_ROLLOUT_STAGES_INVALID' });
+        expect(refused.json().detail).toMatch(text);
+      }
+      const { rollouts } = await api('GET', '/v1/rollouts?state=running');
+      expect(
+        rollouts.filter((r: { model: string; version: string; spec: { selector: unknown } }) =>
+          JSON.stringify(r.spec.selector).includes('shadow-bad'),
+        ),
+      ).toEqual([]);
+    });
   });
 
   it('soaks a stage by the injected clock, not the wall clock: the next stage opens when an hour has passed on it', async () => {

@@ -23,7 +23,19 @@ import type { WriteBehind } from '../store/write-behind.ts';
 import { canTransition, decideStage, median, type RolloutState, type StageDecision } from './decide.ts';
 import { isLeaseLost, type RolloutLease, singleServerLease } from './lease.ts';
 import { createRolloutRepository } from './repository.ts';
-import { checkSelector, cohortOf, orderByCohort, type RolloutSpec, selects, stageGates, stageSizes } from './spec.ts';
+import { checkShadowGates, type ShadowReadings } from './shadow-gates.ts';
+import {
+  checkSelector,
+  checkStages,
+  cohortOf,
+  isShadowStage,
+  orderByCohort,
+  ROLLOUT_DEFAULTS,
+  type RolloutSpec,
+  selects,
+  stageGates,
+  stageSizes,
+} from './spec.ts';
 import { checkTelemetryGates } from './telemetry-gates.ts';
 import { type GateValue, type RolloutView, rolloutView } from './view.ts';
 
@@ -39,6 +51,8 @@ export interface GateReading {
   readonly stages: number;
   readonly measuredAt: string;
   readonly gates: readonly GateValue[];
+  /** In a shadow stage: what its comparisons add up to. */
+  readonly shadow?: ShadowReadings | undefined;
 }
 
 export interface RolloutEngine {
@@ -109,7 +123,7 @@ export function createRolloutEngine(options: {
    * The rollouts device messages can move (running or paused), refreshed on every tick: a device
    * message costs no query. A device outside a rollout matches no row when its update is written.
    */
-  type Watched = Pick<RolloutsTable, 'id' | 'model' | 'version'>;
+  type Watched = Pick<RolloutsTable, 'id' | 'model' | 'version'> & { readonly shadowStage: boolean };
   let watched: Promise<Watched[]> | undefined;
   const changeListeners = new Set<(rolloutId: string) => void>();
   function changed(rolloutId: string): void {
@@ -139,7 +153,7 @@ export function createRolloutEngine(options: {
   function observeStatus(
     rolloutId: string,
     deviceId: string,
-    status: 'active' | 'failed',
+    status: 'active' | 'shadowing' | 'failed',
     errorCode: string | null = null,
     latencyRatio?: number,
   ): void {
@@ -161,12 +175,20 @@ export function createRolloutEngine(options: {
     const offline = await rollouts.offlineMembers(row, spec, spec.stages.length, [
       'pending',
       'assigned',
+      'shadowing',
       'active',
       'failed',
       'rolled_back',
     ]);
     const reading = readings.get(row.id);
-    const gates = reading ? { stage: reading.stage, measuredAt: reading.measuredAt, gates: reading.gates } : null;
+    const gates = reading
+      ? {
+          stage: reading.stage,
+          measuredAt: reading.measuredAt,
+          gates: reading.gates,
+          ...(reading.shadow ? { shadow: reading.shadow } : {}),
+        }
+      : null;
     return rolloutView(row, members, new Set(offline.map((m) => m.device_id)), gates);
   }
 
@@ -178,6 +200,7 @@ export function createRolloutEngine(options: {
     actor: string,
     fields: { reason?: string | null; current_stage?: number; stage_started_at?: string } = {},
     after: Record<string, unknown> = { state: to },
+    inTransaction?: (trx: Parameters<Parameters<ReturnType<Kysely<Database>['transaction']>['execute']>[0]>[0]) => Promise<void>,
   ): Promise<void> {
     checkTransition(row, to);
     await db.transaction().execute(async (trx) => {
@@ -187,6 +210,7 @@ export function createRolloutEngine(options: {
       // engine's promotion, on two replicas at once, cannot both win.
       const moved = await rollouts.updateFrom(trx, row, { state: to, ...fields });
       if (!moved) throw new EdgefleetError('EF_ROLLOUT_STATE', `rollout ${row.id} changed meanwhile: read it again`);
+      await inTransaction?.(trx);
       await audit(trx, { actor, action, target: `rollout:${row.id}`, before: { state: row.state }, after }, new Date(now()));
     });
     changed(row.id);
@@ -254,8 +278,36 @@ export function createRolloutEngine(options: {
     log.warn({ rolloutId: row.id, state: final, reason, devices: returned }, 'rollout rolled back');
   }
 
+  /**
+   * A shadow stage: each member keeps the version it runs and gets the new one beside it, in
+   * shadow (once). Members that run the same version share one transaction.
+   */
+  async function assignShadows(row: RolloutsTable, spec: RolloutSpec): Promise<void> {
+    const due = await rollouts.pendingShadowMembers(row.id, row.current_stage);
+    if (due.size === 0) return;
+    const rate = spec.stages[row.current_stage]?.shadowRate ?? ROLLOUT_DEFAULTS.shadowRate;
+    for (const [version, ids] of due) {
+      await desired.assignMany(
+        ids,
+        { set: [{ name: row.model, version, rolloutId: row.id, shadow: { version: row.version, rate } }] },
+        ENGINE,
+        `rollout:${row.id}`,
+        async (trx, result) => {
+          await lease.check(trx, leaseName(row.id));
+          await rollouts.setStatus(trx, row.id, result.written, 'assigned', { from: ['pending'] });
+          for (const refused of result.refused) {
+            await rollouts.setStatus(trx, row.id, [refused.deviceId], 'failed', { errorCode: refused.code });
+            log.warn({ rolloutId: row.id, deviceId: refused.deviceId, code: refused.code }, refused.message);
+          }
+        },
+      );
+    }
+    changed(row.id);
+  }
+
   /** Everyone in the current stage gets the new version (once). */
   async function assignDue(row: RolloutsTable, spec: RolloutSpec): Promise<void> {
+    if (isShadowStage(spec, row.current_stage)) return assignShadows(row, spec);
     const due = await rollouts.pendingMembers(row.id, row.current_stage);
     if (due.length === 0) return;
     // The members' status changes in the transaction that writes their documents: a document
@@ -287,7 +339,8 @@ export function createRolloutEngine(options: {
     const facts = {
       stage: row.current_stage,
       lastStage: spec.stages.length - 1,
-      active: counts.active,
+      // In a shadow stage, a member running the version in shadow is one that answered well.
+      active: counts.active + counts.shadowing,
       failed: counts.failed,
       waiting: counts.unanswered - counts.offlineUnanswered,
       errors: counts.failed > 0 ? await rollouts.errorCodes(row.id) : [],
@@ -336,7 +389,31 @@ export function createRolloutEngine(options: {
             } as const,
           ]),
     ];
-    const record = (telemetry: GateValue[]) =>
+    const shadowReadings = (values: ShadowReadings | undefined): GateValue[] => {
+      const shadow = gates.shadow;
+      if (!shadow) return [];
+      const kept = previous?.stage === row.current_stage ? previous.shadow : undefined;
+      const read = values ?? kept;
+      return [
+        { name: 'shadow_runs', value: read?.runs ?? null, threshold: shadow.minRuns, bound: 'min' },
+        { name: 'shadow_error_rate', value: read?.errorRate ?? null, threshold: shadow.maxErrorRate, bound: 'max' },
+        ...(shadow.minAgreement === undefined
+          ? []
+          : [{ name: 'shadow_agreement', value: read?.agreement ?? null, threshold: shadow.minAgreement, bound: 'min' } as const]),
+        ...(shadow.maxLatencyRatio === undefined
+          ? []
+          : [
+              {
+                name: 'shadow_latency_ratio',
+                value: read?.latencyRatio?.p50 ?? null,
+                threshold: shadow.maxLatencyRatio,
+                bound: 'max',
+              } as const,
+            ]),
+      ];
+    };
+    const record = (telemetry: GateValue[], shadow?: ShadowReadings) => {
+      const kept = shadow ?? (previous?.stage === row.current_stage ? previous.shadow : undefined);
       readings.set(row.id, {
         rolloutId: row.id,
         model: row.model,
@@ -344,10 +421,17 @@ export function createRolloutEngine(options: {
         stage: row.current_stage,
         stages: spec.stages.length,
         measuredAt: at(),
-        gates: [...measured, ...telemetry],
+        gates: [...measured, ...telemetry, ...shadowReadings(shadow)],
+        ...(kept ? { shadow: kept } : {}),
       });
+    };
     record(telemetryReadings({}));
     const decision = decideStage(gates, facts);
+    if (decision.action === 'check-shadow' && gates.shadow) {
+      const shadow = await checkShadowGates(db, row, gates.shadow, decision.needed);
+      record(telemetryReadings({}), shadow.readings);
+      return decideStage(gates, { ...facts, shadow });
+    }
     if (decision.action !== 'check-telemetry') return decision;
     const telemetry = await checkTelemetryGates(db, row, gates, decision.needed);
     if (telemetry.verdict !== 'wait') record(telemetryReadings(telemetry.readings));
@@ -361,6 +445,7 @@ export function createRolloutEngine(options: {
     switch (decision.action) {
       case 'wait':
       case 'check-telemetry':
+      case 'check-shadow':
         return;
       case 'stop':
         if (decision.policy === 'pause') {
@@ -386,7 +471,11 @@ export function createRolloutEngine(options: {
         return;
       case 'open-next-stage': {
         const next = { current_stage: row.current_stage + 1, stage_started_at: at() };
-        await transition(row, 'running', 'rollout.stage', ENGINE, next, next);
+        // After the shadow stages, the members that ran the version in shadow are sent it live.
+        const goesLive = isShadowStage(spec, row.current_stage) && !isShadowStage(spec, next.current_stage);
+        await transition(row, 'running', 'rollout.stage', ENGINE, next, { ...next, ...(goesLive ? { live: true } : {}) }, async (trx) => {
+          if (goesLive) await rollouts.endShadowStage(trx, row.id);
+        });
         log.info({ rolloutId: row.id, ...next }, 'rollout stage opened');
         await advance(await rollouts.load(row.id));
         return;
@@ -413,7 +502,16 @@ export function createRolloutEngine(options: {
     const started = performance.now();
     try {
       const live = await rollouts.live();
-      watched = Promise.resolve(live.filter((row) => row.state !== 'rolling_back'));
+      watched = Promise.resolve(
+        live
+          .filter((row) => row.state !== 'rolling_back')
+          .map((row) => ({
+            id: row.id,
+            model: row.model,
+            version: row.version,
+            shadowStage: isShadowStage(JSON.parse(row.spec) as RolloutSpec, row.current_stage),
+          })),
+      );
       // Readings of rollouts that stopped running go with them (a paused one keeps its last).
       for (const id of readings.keys()) if (!live.some((row) => row.id === id && row.state !== 'rolling_back')) readings.delete(id);
       for (const row of live) {
@@ -447,6 +545,7 @@ export function createRolloutEngine(options: {
         throw new EdgefleetError('EF_NOT_FOUND', `${spec.model}@${spec.version} is not in the registry`);
       }
       checkSelector(spec.selector);
+      checkStages(spec);
       const id = `ro-${randomUUID().slice(0, 8)}`;
       const targeted = (await rollouts.activeDevices()).filter((d) => selects(spec.selector, d));
       if (targeted.length === 0)
@@ -617,7 +716,8 @@ export function createRolloutEngine(options: {
         let current = await watched;
         if (address.kind === 'events') {
           const event = (message ?? decodeMessage({ ...address, kind: 'events' }, payload)) as DeviceEvent;
-          if (event.kind !== 'activated' && event.kind !== 'install-failed') return;
+          const shadowEvent = event.kind === 'shadow-installed' || event.kind === 'shadow-failed';
+          if (event.kind !== 'activated' && event.kind !== 'install-failed' && !shadowEvent) return;
           // A rollout this server has not seen yet (another replica created it since the last
           // tick): read the live ones again rather than drop what its device said.
           if (event.rolloutId && !current.some((r) => r.id === event.rolloutId)) {
@@ -626,7 +726,10 @@ export function createRolloutEngine(options: {
           }
           for (const rollout of current) {
             if (event.model?.name !== rollout.model || event.model.version !== rollout.version) continue;
+            // What a shadow did matters only while the rollout is in a shadow stage.
+            if (shadowEvent && !rollout.shadowStage) continue;
             if (event.kind === 'activated') observeStatus(rollout.id, address.deviceId, 'active', null, event.latency?.ratio);
+            else if (event.kind === 'shadow-installed') observeStatus(rollout.id, address.deviceId, 'shadowing');
             else observeStatus(rollout.id, address.deviceId, 'failed', event.error?.code ?? 'EF_INTERNAL_ERROR');
           }
         } else {
@@ -636,6 +739,9 @@ export function createRolloutEngine(options: {
           for (const rollout of current) {
             const model = reported.models.find((m) => m.name === rollout.model);
             if (model?.active?.version === rollout.version) observeStatus(rollout.id, address.deviceId, 'active');
+            else if (rollout.shadowStage && model?.shadow?.version === rollout.version) {
+              observeStatus(rollout.id, address.deviceId, 'shadowing');
+            }
           }
         }
       })().catch((error: unknown) => log.warn({ deviceId: address.deviceId, err: error }, 'could not record a rollout observation'));

@@ -8,7 +8,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { keysetPage, type PageRequest, type SortColumn } from '../http/paging.ts';
 import type { Database, RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
 import type { RolloutState } from './decide.ts';
-import { ROLLOUT_DEFAULTS, type RolloutSpec } from './spec.ts';
+import { isShadowStage, ROLLOUT_DEFAULTS, type RolloutSpec } from './spec.ts';
 
 /** The order of the rollout list: newest first. */
 export const ROLLOUT_ORDER: readonly SortColumn[] = [
@@ -27,6 +27,8 @@ export type MemberStatus = RolloutDevicesTable['status'];
 /** What the gates read about the members of the stages opened so far. */
 export interface MemberCounts {
   readonly active: number;
+  /** Members of a shadow stage that run the version in shadow. */
+  readonly shadowing: number;
   readonly failed: number;
   /** Members not yet answered (pending or assigned), and those of them that are offline. */
   readonly unanswered: number;
@@ -40,10 +42,12 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
    * Members (up to `stage`) that are offline: not connected and not seen for the rollout's
    * `offlineAfterSeconds`. One join, so it costs the same for 100 devices or 100,000.
    */
-  function offlineMembers(row: RolloutsTable, spec: RolloutSpec, stage: number, statuses: readonly MemberStatus[]) {
+  function offlineMembers(row: RolloutsTable, spec: RolloutSpec, stage: number, statuses: readonly MemberStatus[], runningOnly = false) {
     const cutoff = new Date(now() - (spec.offlineAfterSeconds ?? ROLLOUT_DEFAULTS.offlineAfterSeconds) * 1000).toISOString();
-    return db
-      .selectFrom('rollout_devices')
+    let select = db.selectFrom('rollout_devices');
+    // Members of a shadow stage that run a version of the model (see counts).
+    if (runningOnly) select = select.where('rollout_devices.previous_version', 'is not', null);
+    return select
       .innerJoin('devices', 'devices.id', 'rollout_devices.device_id')
       .select(['rollout_devices.device_id', 'rollout_devices.status'])
       .where('rollout_devices.rollout_id', '=', row.id)
@@ -72,8 +76,20 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
 
     live: () => db.selectFrom('rollouts').selectAll().where('state', 'in', LIVE_STATES).execute(),
 
-    /** The rollouts device messages can move (running or paused). */
-    watched: () => db.selectFrom('rollouts').select(['id', 'model', 'version']).where('state', 'in', ['running', 'paused']).execute(),
+    /** The rollouts device messages can move (running or paused), and whether they are in a shadow stage. */
+    async watched(): Promise<{ id: string; model: string; version: string; shadowStage: boolean }[]> {
+      const rows = await db
+        .selectFrom('rollouts')
+        .select(['id', 'model', 'version', 'spec', 'current_stage'])
+        .where('state', 'in', ['running', 'paused'])
+        .execute();
+      return rows.map((r) => ({
+        id: r.id,
+        model: r.model,
+        version: r.version,
+        shadowStage: isShadowStage(JSON.parse(r.spec) as RolloutSpec, r.current_stage),
+      }));
+    },
 
     async versionExists(model: string, version: string): Promise<boolean> {
       const row = await db
@@ -160,13 +176,48 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
       return rows.map((r) => r.device_id);
     },
 
+    /**
+     * Pending members of a shadow stage, by the version they run (meant to run): the candidate runs
+     * beside that one. A member that runs no version of the model has nothing to compare with: it
+     * waits for the first live stage.
+     */
+    async pendingShadowMembers(id: string, stage: number): Promise<Map<string, string[]>> {
+      const rows = await db
+        .selectFrom('rollout_devices')
+        .select(['device_id', 'previous_version'])
+        .where('rollout_id', '=', id)
+        .where('stage', '<=', stage)
+        .where('status', '=', 'pending')
+        .where('previous_version', 'is not', null)
+        .execute();
+      const byVersion = new Map<string, string[]>();
+      for (const row of rows) {
+        const version = row.previous_version as string;
+        byVersion.set(version, [...(byVersion.get(version) ?? []), row.device_id]);
+      }
+      return byVersion;
+    },
+
+    /**
+     * The first live stage after shadow stages: members that ran the version in shadow (or were
+     * sent it and never answered) are pending again, to be sent it live.
+     */
+    async endShadowStage(trx: Transaction<Database>, id: string) {
+      await trx
+        .updateTable('rollout_devices')
+        .set({ status: 'pending', updated_at: at() })
+        .where('rollout_id', '=', id)
+        .where('status', 'in', ['shadowing', 'assigned'])
+        .execute();
+    },
+
     /** Members sent something by the rollout (their documents name its version), to be returned. */
     touchedMembers: (id: string) =>
       db
         .selectFrom('rollout_devices')
         .selectAll()
         .where('rollout_id', '=', id)
-        .where('status', 'in', ['assigned', 'active', 'failed'])
+        .where('status', 'in', ['assigned', 'shadowing', 'active', 'failed'])
         // A member refused its document was never sent anything: its document is already as it was.
         .where((eb) => eb.or([eb('error_code', 'is', null), eb('error_code', '!=', 'EF_DESIRED_STATE_TOO_LARGE')]))
         .execute(),
@@ -199,19 +250,31 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
         .execute();
     },
 
-    /** Counts of the members of the stages opened so far, by what they answered. */
+    /**
+     * Counts of the members of the stages opened so far, by what they answered. In a shadow stage
+     * members that run no version of the model are not counted (they wait for the live stage).
+     */
     async counts(row: RolloutsTable, spec: RolloutSpec): Promise<MemberCounts> {
-      const rows = await db
+      const shadowStage = isShadowStage(spec, row.current_stage);
+      let select = db
         .selectFrom('rollout_devices')
         .select((eb) => ['status', eb.fn.countAll<number>().as('n')])
         .where('rollout_id', '=', row.id)
-        .where('stage', '<=', row.current_stage)
-        .groupBy('status')
-        .execute();
+        .where('stage', '<=', row.current_stage);
+      if (shadowStage) select = select.where('previous_version', 'is not', null);
+      const rows = await select.groupBy('status').execute();
       const count = (status: MemberStatus) => Number(rows.find((c) => c.status === status)?.n ?? 0);
-      const unanswered = count('pending') + count('assigned');
-      const offlineUnanswered = unanswered === 0 ? 0 : (await offlineMembers(row, spec, row.current_stage, ['pending', 'assigned'])).length;
-      return { active: count('active'), failed: count('failed'), unanswered, offlineUnanswered };
+      // A member still in shadow once its stage went live has not answered the live version yet.
+      const unanswered = count('pending') + count('assigned') + (shadowStage ? 0 : count('shadowing'));
+      const offline =
+        unanswered === 0 ? [] : await offlineMembers(row, spec, row.current_stage, ['pending', 'assigned', 'shadowing'], shadowStage);
+      return {
+        active: count('active'),
+        shadowing: shadowStage ? count('shadowing') : 0,
+        failed: count('failed'),
+        unanswered,
+        offlineUnanswered: offline.filter((m) => !shadowStage || m.status !== 'shadowing').length,
+      };
     },
 
     async errorCodes(id: string): Promise<string[]> {
@@ -246,7 +309,7 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
     async recordStatuses(
       trx: Transaction<Database>,
       id: string,
-      observed: Readonly<Record<string, { status: 'active' | 'failed'; errorCode: string | null }>>,
+      observed: Readonly<Record<string, { status: 'active' | 'shadowing' | 'failed'; errorCode: string | null }>>,
     ) {
       const groups = new Map<string, string[]>();
       for (const [deviceId, seen] of Object.entries(observed)) {
@@ -257,14 +320,16 @@ export function createRolloutRepository(db: Kysely<Database>, now: () => number)
       }
       const updatedAt = at();
       for (const [key, ids] of groups) {
-        const [status, errorCode] = JSON.parse(key) as ['active' | 'failed', string | null];
+        const [status, errorCode] = JSON.parse(key) as ['active' | 'shadowing' | 'failed', string | null];
+        // Running in shadow follows being sent the shadow document, and nothing else.
+        const from: MemberStatus[] = status === 'shadowing' ? ['assigned'] : ['assigned', 'shadowing', 'active', 'failed'];
         for (let i = 0; i < ids.length; i += CHUNK) {
           await trx
             .updateTable('rollout_devices')
             .set({ status, error_code: errorCode, updated_at: updatedAt })
             .where('rollout_id', '=', id)
             .where('device_id', 'in', ids.slice(i, i + CHUNK))
-            .where('status', 'in', ['assigned', 'active', 'failed'])
+            .where('status', 'in', from)
             .where((eb) => eb.or([eb('status', '!=', status), eb('error_code', 'is distinct from', errorCode)]))
             .execute();
         }

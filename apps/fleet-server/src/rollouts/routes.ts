@@ -20,7 +20,7 @@ const ListRollouts = pagedQuery({
   state: Type.Optional(Type.Enum(['running', 'paused', 'rolling_back', 'completed', 'rolled_back', 'aborted'])),
 });
 const ListMembers = pagedQuery({
-  status: Type.Optional(Type.Enum(['pending', 'assigned', 'active', 'failed', 'rolled_back'])),
+  status: Type.Optional(Type.Enum(['pending', 'assigned', 'shadowing', 'active', 'failed', 'rolled_back'])),
   stage: Type.Optional(Type.String({ pattern: '^[0-9]{1,2}$' })),
 });
 const MEMBER_ORDER: readonly SortColumn[] = [
@@ -33,12 +33,38 @@ const StageProgress = Type.Object(
   {
     stage: Type.Integer(),
     size: Type.Integer({ description: 'devices in this stage and the ones before it' }),
+    shadow: Type.Boolean({ description: 'a shadow stage: its devices run the version in shadow, beside their own' }),
     active: Type.Integer(),
+    shadowing: Type.Integer({ description: 'devices running the version in shadow' }),
     failed: Type.Integer(),
     pending: Type.Integer(),
     offline: Type.Integer({ description: 'pending devices that are offline' }),
   },
   { additionalProperties: false },
+);
+const ShadowReadingsSchema = Type.Object(
+  {
+    devices: Type.Integer({ description: 'devices that ran the candidate in shadow' }),
+    runs: Type.Integer({ description: 'live inputs the candidate also ran and was compared on' }),
+    skipped: Type.Integer({ description: 'inputs sampled but not run (device busy, or over the time budget)' }),
+    errors: Type.Integer({ description: 'shadow runs that failed where the live version answered' }),
+    errorRate: Nullable(Type.Number()),
+    rows: Type.Integer({ description: 'rows of class scores compared' }),
+    agreement: Nullable(Type.Number({ description: 'share of rows where both picked the same class' })),
+    topKOverlap: Nullable(Type.Number({ description: 'mean top-3 overlap' })),
+    maxAbsDiff: Nullable(Type.Number()),
+    meanAbsDiff: Nullable(Type.Number()),
+    latencyRatio: Nullable(
+      Type.Object(
+        { p50: Type.Number(), p95: Type.Number() },
+        { additionalProperties: false, description: 'candidate latency over the live version’s, per compared input' },
+      ),
+    ),
+    worstDevice: Nullable(
+      Type.Object({ id: Type.String(), agreement: Type.Number(), rows: Type.Integer() }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false, description: 'a shadow stage: what the candidate’s comparisons add up to so far' },
 );
 const GateReadingsSchema = Type.Object(
   {
@@ -47,7 +73,17 @@ const GateReadingsSchema = Type.Object(
     gates: Type.Array(
       Type.Object(
         {
-          name: Type.Enum(['failure_rate', 'devices_reporting', 'latency_ratio', 'drift_score', 'output_shift']),
+          name: Type.Enum([
+            'failure_rate',
+            'devices_reporting',
+            'latency_ratio',
+            'drift_score',
+            'output_shift',
+            'shadow_runs',
+            'shadow_error_rate',
+            'shadow_agreement',
+            'shadow_latency_ratio',
+          ]),
           value: Nullable(Type.Number({ description: 'null until it can be measured' })),
           threshold: Type.Number(),
           bound: Type.Enum(['max', 'min'], { description: 'max: passes at or under the threshold; min: at or over it' }),
@@ -55,6 +91,7 @@ const GateReadingsSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    shadow: Type.Optional(ShadowReadingsSchema),
   },
   {
     additionalProperties: false,
@@ -62,7 +99,7 @@ const GateReadingsSchema = Type.Object(
   },
 );
 const RolloutState = Type.Enum(['running', 'paused', 'rolling_back', 'completed', 'rolled_back', 'aborted']);
-const MemberStatus = Type.Enum(['pending', 'assigned', 'active', 'failed', 'rolled_back']);
+const MemberStatus = Type.Enum(['pending', 'assigned', 'shadowing', 'active', 'failed', 'rolled_back']);
 const RolloutSummary = {
   id: Type.String(),
   model: Type.String(),

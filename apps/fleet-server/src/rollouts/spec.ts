@@ -15,6 +15,19 @@ const Stage = Type.Object(
     soakSeconds: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600, description: 'how long a healthy stage is watched before the next opens' }),
     ),
+    shadow: Type.Optional(
+      Type.Boolean({
+        description:
+          'a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one',
+      }),
+    ),
+    shadowRate: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1,
+        description: 'share of live inputs the candidate also runs on in a shadow stage (default 0.1)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -65,6 +78,34 @@ export const RolloutSpecSchema = Type.Object(
               description: 'largest output distance from the replaced version (JS or normed Wasserstein)',
             }),
           ),
+          minShadowAgreement: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 1,
+              description: 'shadow stages: least share of compared inputs on which the candidate picked the same class as the live version',
+            }),
+          ),
+          maxShadowLatencyRatio: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              maximum: 1_000_000,
+              description: "shadow stages: largest median of the candidate's latency over the live version's on the same input",
+            }),
+          ),
+          minShadowRuns: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1_000_000_000,
+              description: 'shadow stages: inputs compared over the stage before its gates decide (default 100)',
+            }),
+          ),
+          maxShadowErrorRate: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 1,
+              description: 'shadow stages: largest share of shadow runs that failed where the live version answered (default 0)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -105,6 +146,9 @@ export const ROLLOUT_DEFAULTS = {
   /** Five minutes without a sign of life (a reconnecting device is seen well within that). */
   offlineAfterSeconds: 300,
   soakSeconds: 0,
+  shadowRate: 0.1,
+  minShadowRuns: 100,
+  maxShadowErrorRate: 0,
 };
 
 /** The gates of the current stage, defaults applied. */
@@ -118,7 +162,54 @@ export function stageGates(spec: RolloutSpec, stage: number): StageGates {
     maxOutputShift: gates.maxOutputShift,
     soakMs: (spec.stages[stage]?.soakSeconds ?? ROLLOUT_DEFAULTS.soakSeconds) * 1000,
     onGateFailure: spec.onGateFailure ?? ROLLOUT_DEFAULTS.onGateFailure,
+    ...(isShadowStage(spec, stage)
+      ? {
+          shadow: {
+            minAgreement: gates.minShadowAgreement,
+            maxLatencyRatio: gates.maxShadowLatencyRatio,
+            minRuns: gates.minShadowRuns,
+            maxErrorRate: gates.maxShadowErrorRate,
+          },
+        }
+      : {}),
   };
+}
+
+/** Is a stage a shadow stage (its devices run the version in shadow, not live)? */
+export function isShadowStage(spec: Pick<RolloutSpec, 'stages'>, stage: number): boolean {
+  return spec.stages[stage]?.shadow === true;
+}
+
+/**
+ * Shadow stages are a rehearsal before the version answers for real: they come first (a device
+ * that already runs the version live has nothing to compare it with), at least one stage after
+ * them puts it live, and a rollback has nothing to rehearse.
+ */
+export function checkStages(spec: RolloutSpec): void {
+  const invalid = (message: string) => new EdgefleetError('EF_ROLLOUT_STAGES_INVALID', message);
+  const firstLive = spec.stages.findIndex((stage) => stage.shadow !== true);
+  if (firstLive === -1) {
+    throw invalid(
+      'every stage is a shadow stage: the version would never answer for real; end with a stage without "shadow" (e.g. {"percent": 100})',
+    );
+  }
+  const late = spec.stages.findIndex((stage, index) => index > firstLive && stage.shadow === true);
+  if (late !== -1) {
+    throw invalid(
+      `stage ${late} is a shadow stage after stage ${firstLive} put the version live; shadow stages come first, before any live stage`,
+    );
+  }
+  const rate = spec.stages.findIndex((stage) => stage.shadowRate !== undefined && stage.shadow !== true);
+  if (rate !== -1) throw invalid(`stage ${rate} has a shadowRate but is not a shadow stage; add "shadow": true or drop the rate`);
+  const shadowGates = (['minShadowAgreement', 'maxShadowLatencyRatio', 'minShadowRuns', 'maxShadowErrorRate'] as const).filter(
+    (gate) => spec.gates?.[gate] !== undefined,
+  );
+  if (firstLive === 0 && shadowGates.length > 0) {
+    throw invalid(`${shadowGates.join(', ')} judge shadow stages, and this rollout has none: add a first stage with "shadow": true`);
+  }
+  if (firstLive > 0 && spec.rollback === true) {
+    throw invalid('a rollback runs no shadow stage: the version it returns to has run already; drop "shadow" from its stages');
+  }
 }
 
 /**

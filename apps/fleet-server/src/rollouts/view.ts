@@ -1,11 +1,15 @@
 /** What the rollout API shows: a rollout with per-stage progress and every member's status. */
 import type { RolloutDevicesTable, RolloutsTable } from '../store/schema.ts';
+import type { ShadowReadings } from './shadow-gates.ts';
 import type { RolloutSpec } from './spec.ts';
 
 export interface StageProgress {
   readonly stage: number;
   readonly size: number;
+  /** A shadow stage: its members run the version in shadow (see `shadowing`), not live. */
+  readonly shadow: boolean;
   readonly active: number;
+  readonly shadowing: number;
   readonly failed: number;
   readonly pending: number;
   readonly offline: number;
@@ -13,7 +17,16 @@ export interface StageProgress {
 
 /** A gate as the engine last measured it: value null while it cannot be measured yet. */
 export interface GateValue {
-  readonly name: 'failure_rate' | 'devices_reporting' | 'latency_ratio' | 'drift_score' | 'output_shift';
+  readonly name:
+    | 'failure_rate'
+    | 'devices_reporting'
+    | 'latency_ratio'
+    | 'drift_score'
+    | 'output_shift'
+    | 'shadow_runs'
+    | 'shadow_error_rate'
+    | 'shadow_agreement'
+    | 'shadow_latency_ratio';
   readonly value: number | null;
   readonly threshold: number;
   /** How the value passes: at most (`max`) or at least (`min`) the threshold. */
@@ -25,6 +38,8 @@ export interface GateReadings {
   readonly stage: number;
   readonly measuredAt: string;
   readonly gates: readonly GateValue[];
+  /** In a shadow stage: what the candidate's comparisons add up to so far. */
+  readonly shadow?: ShadowReadings;
 }
 
 export interface RolloutView {
@@ -66,7 +81,9 @@ export function rolloutView(
     return {
       stage,
       size: inStage.length,
+      shadow: spec.stages[stage]?.shadow === true,
       active: inStage.filter((d) => d.status === 'active').length,
+      shadowing: inStage.filter((d) => d.status === 'shadowing').length,
       failed: inStage.filter((d) => d.status === 'failed').length,
       pending: inStage.filter(waiting).length,
       offline: inStage.filter((d) => waiting(d) && offline.has(d.device_id)).length,

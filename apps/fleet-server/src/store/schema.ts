@@ -183,7 +183,8 @@ export interface DeviceDesiredTable {
 }
 
 export type RolloutState = 'running' | 'paused' | 'rolling_back' | 'completed' | 'rolled_back' | 'aborted';
-export type RolloutDeviceStatus = 'pending' | 'assigned' | 'active' | 'failed' | 'rolled_back';
+/** `shadowing`: a member of a shadow stage runs the version in shadow (it answers with its own). */
+export type RolloutDeviceStatus = 'pending' | 'assigned' | 'shadowing' | 'active' | 'failed' | 'rolled_back';
 
 export interface RolloutsTable {
   id: string;

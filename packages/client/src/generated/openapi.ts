@@ -3189,7 +3189,7 @@ export interface operations {
             query?: {
                 /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
                 model?: string;
-                kind?: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                kind?: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error" | "shadow-installed" | "shadow-failed" | "shadow-removed";
                 /** @description page size, 1 to 1000 */
                 limit?: string;
                 /** @description the "next" of the previous page */
@@ -3220,7 +3220,7 @@ export interface operations {
                             /** Format: date-time */
                             receivedAt: string;
                             /** @enum {unknown} */
-                            kind: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                            kind: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error" | "shadow-installed" | "shadow-failed" | "shadow-removed";
                             model: string | null;
                             version: string | null;
                             rolloutId: string | null;
@@ -3277,7 +3277,7 @@ export interface operations {
             query?: {
                 /** @description a model name of 1-64 characters from a-z 0-9 . _ - starting with a letter or digit */
                 model?: string;
-                kind?: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                kind?: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error" | "shadow-installed" | "shadow-failed" | "shadow-removed";
                 /** @description page size, 1 to 1000 */
                 limit?: string;
                 /** @description the "next" of the previous page */
@@ -3305,7 +3305,7 @@ export interface operations {
                             /** Format: date-time */
                             receivedAt: string;
                             /** @enum {unknown} */
-                            kind: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error";
+                            kind: "desired-state-received" | "desired-state-rejected" | "download-started" | "download-complete" | "verified" | "acceptance-passed" | "acceptance-failed" | "execution-provider-fallback" | "activated" | "install-failed" | "rolled-back" | "removed" | "runtime-error" | "shadow-installed" | "shadow-failed" | "shadow-removed";
                             model: string | null;
                             version: string | null;
                             rolloutId: string | null;
@@ -4079,6 +4079,10 @@ export interface operations {
                                     count?: number;
                                     /** @description how long a healthy stage is watched before the next opens */
                                     soakSeconds?: number;
+                                    /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                    shadow?: boolean;
+                                    /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                    shadowRate?: number;
                                 }[];
                                 gates?: {
                                     /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4091,6 +4095,14 @@ export interface operations {
                                     maxDriftScore?: number;
                                     /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                     maxOutputShift?: number;
+                                    /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                    minShadowAgreement?: number;
+                                    /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                    maxShadowLatencyRatio?: number;
+                                    /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                    minShadowRuns?: number;
+                                    /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                    maxShadowErrorRate?: number;
                                 };
                                 /** @enum {unknown} */
                                 onGateFailure?: "pause" | "rollback";
@@ -4110,7 +4122,11 @@ export interface operations {
                                 stage: number;
                                 /** @description devices in this stage and the ones before it */
                                 size: number;
+                                /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                                shadow: boolean;
                                 active: number;
+                                /** @description devices running the version in shadow */
+                                shadowing: number;
                                 failed: number;
                                 pending: number;
                                 /** @description pending devices that are offline */
@@ -4123,7 +4139,7 @@ export interface operations {
                                 measuredAt: string;
                                 gates: {
                                     /** @enum {unknown} */
-                                    name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                    name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                     value: number | null;
                                     threshold: number;
                                     /**
@@ -4132,6 +4148,33 @@ export interface operations {
                                      */
                                     bound: "max" | "min";
                                 }[];
+                                /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                                shadow?: {
+                                    /** @description devices that ran the candidate in shadow */
+                                    devices: number;
+                                    /** @description live inputs the candidate also ran and was compared on */
+                                    runs: number;
+                                    /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                    skipped: number;
+                                    /** @description shadow runs that failed where the live version answered */
+                                    errors: number;
+                                    errorRate: number | null;
+                                    /** @description rows of class scores compared */
+                                    rows: number;
+                                    agreement: number | null;
+                                    topKOverlap: number | null;
+                                    maxAbsDiff: number | null;
+                                    meanAbsDiff: number | null;
+                                    latencyRatio: {
+                                        p50: number;
+                                        p95: number;
+                                    } | null;
+                                    worstDevice: {
+                                        id: string;
+                                        agreement: number;
+                                        rows: number;
+                                    } | null;
+                                };
                             } | null;
                             /** Format: date-time */
                             createdAt: string;
@@ -4194,6 +4237,10 @@ export interface operations {
                         count?: number;
                         /** @description how long a healthy stage is watched before the next opens */
                         soakSeconds?: number;
+                        /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                        shadow?: boolean;
+                        /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                        shadowRate?: number;
                     }[];
                     gates?: {
                         /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4206,6 +4253,14 @@ export interface operations {
                         maxDriftScore?: number;
                         /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                         maxOutputShift?: number;
+                        /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                        minShadowAgreement?: number;
+                        /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                        maxShadowLatencyRatio?: number;
+                        /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                        minShadowRuns?: number;
+                        /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                        maxShadowErrorRate?: number;
                     };
                     /** @enum {unknown} */
                     onGateFailure?: "pause" | "rollback";
@@ -4264,6 +4319,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4276,6 +4335,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -4295,7 +4362,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -4308,7 +4379,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -4317,6 +4388,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -4325,7 +4423,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -4405,6 +4503,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4417,6 +4519,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -4436,7 +4546,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -4449,7 +4563,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -4458,6 +4572,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -4466,7 +4607,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -4496,7 +4637,7 @@ export interface operations {
     listRolloutMembers: {
         parameters: {
             query?: {
-                status?: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                status?: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                 stage?: string;
                 /** @description page size, 1 to 1000 */
                 limit?: string;
@@ -4522,7 +4663,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                             latencyRatio: number | null;
@@ -4604,6 +4745,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4616,6 +4761,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -4635,7 +4788,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -4648,7 +4805,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -4657,6 +4814,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -4665,7 +4849,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -4745,6 +4929,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4757,6 +4945,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -4776,7 +4972,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -4789,7 +4989,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -4798,6 +4998,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -4806,7 +5033,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -4886,6 +5113,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -4898,6 +5129,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -4917,7 +5156,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -4930,7 +5173,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -4939,6 +5182,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -4947,7 +5217,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -5027,6 +5297,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -5039,6 +5313,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -5058,7 +5340,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -5071,7 +5357,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -5080,6 +5366,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -5088,7 +5401,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];
@@ -5168,6 +5481,10 @@ export interface operations {
                                 count?: number;
                                 /** @description how long a healthy stage is watched before the next opens */
                                 soakSeconds?: number;
+                                /** @description a shadow stage: its devices run the version in shadow beside the one they run (it never answers); the shadow gates judge its comparisons. Shadow stages come first; the last stage never is one */
+                                shadow?: boolean;
+                                /** @description share of live inputs the candidate also runs on in a shadow stage (default 0.1) */
+                                shadowRate?: number;
                             }[];
                             gates?: {
                                 /** @description largest share of failed devices (download, verification, acceptance) in a stage */
@@ -5180,6 +5497,14 @@ export interface operations {
                                 maxDriftScore?: number;
                                 /** @description largest output distance from the replaced version (JS or normed Wasserstein) */
                                 maxOutputShift?: number;
+                                /** @description shadow stages: least share of compared inputs on which the candidate picked the same class as the live version */
+                                minShadowAgreement?: number;
+                                /** @description shadow stages: largest median of the candidate's latency over the live version's on the same input */
+                                maxShadowLatencyRatio?: number;
+                                /** @description shadow stages: inputs compared over the stage before its gates decide (default 100) */
+                                minShadowRuns?: number;
+                                /** @description shadow stages: largest share of shadow runs that failed where the live version answered (default 0) */
+                                maxShadowErrorRate?: number;
                             };
                             /** @enum {unknown} */
                             onGateFailure?: "pause" | "rollback";
@@ -5199,7 +5524,11 @@ export interface operations {
                             stage: number;
                             /** @description devices in this stage and the ones before it */
                             size: number;
+                            /** @description a shadow stage: its devices run the version in shadow, beside their own */
+                            shadow: boolean;
                             active: number;
+                            /** @description devices running the version in shadow */
+                            shadowing: number;
                             failed: number;
                             pending: number;
                             /** @description pending devices that are offline */
@@ -5212,7 +5541,7 @@ export interface operations {
                             measuredAt: string;
                             gates: {
                                 /** @enum {unknown} */
-                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift";
+                                name: "failure_rate" | "devices_reporting" | "latency_ratio" | "drift_score" | "output_shift" | "shadow_runs" | "shadow_error_rate" | "shadow_agreement" | "shadow_latency_ratio";
                                 value: number | null;
                                 threshold: number;
                                 /**
@@ -5221,6 +5550,33 @@ export interface operations {
                                  */
                                 bound: "max" | "min";
                             }[];
+                            /** @description a shadow stage: what the candidate’s comparisons add up to so far */
+                            shadow?: {
+                                /** @description devices that ran the candidate in shadow */
+                                devices: number;
+                                /** @description live inputs the candidate also ran and was compared on */
+                                runs: number;
+                                /** @description inputs sampled but not run (device busy, or over the time budget) */
+                                skipped: number;
+                                /** @description shadow runs that failed where the live version answered */
+                                errors: number;
+                                errorRate: number | null;
+                                /** @description rows of class scores compared */
+                                rows: number;
+                                agreement: number | null;
+                                topKOverlap: number | null;
+                                maxAbsDiff: number | null;
+                                meanAbsDiff: number | null;
+                                latencyRatio: {
+                                    p50: number;
+                                    p95: number;
+                                } | null;
+                                worstDevice: {
+                                    id: string;
+                                    agreement: number;
+                                    rows: number;
+                                } | null;
+                            };
                         } | null;
                         /** Format: date-time */
                         createdAt: string;
@@ -5229,7 +5585,7 @@ export interface operations {
                             id: string;
                             stage: number;
                             /** @enum {unknown} */
-                            status: "pending" | "assigned" | "active" | "failed" | "rolled_back";
+                            status: "pending" | "assigned" | "shadowing" | "active" | "failed" | "rolled_back";
                             previousVersion: string | null;
                             errorCode: string | null;
                         }[];

@@ -376,6 +376,11 @@ export const ERRORS = defineErrors({
     title: 'The rollout targets no device',
     fix: 'Check the selector: every tag listed must be on a device, and the devices must be active (GET /v1/devices?tag=...).',
   },
+  EF_ROLLOUT_STAGES_INVALID: {
+    status: 400,
+    title: 'The rollout stages cannot run in this order',
+    fix: 'Shadow stages ("shadow": true: devices run the version beside theirs, it never answers) come first; at least one stage after them puts the version live, and a "shadowRate" belongs to a shadow stage only. A rollback has no shadow stage.',
+  },
   EF_ROLLOUT_SELECTOR_INVALID: {
     status: 400,
     title: 'The rollout selector names no devices, or names them two ways',

@@ -152,6 +152,10 @@ export const EVENT_KINDS = [
   'rolled-back',
   'removed',
   'runtime-error',
+  /** A candidate installed, failed to install, or ended in shadow (a rollout's shadow stage). */
+  'shadow-installed',
+  'shadow-failed',
+  'shadow-removed',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
