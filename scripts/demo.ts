@@ -17,8 +17,12 @@
  *    version's reference; one zone starts hearing other audio; the server scores every group per
  *    time bucket, flags that zone only, and after 3 drifted buckets its alert reaches a webhook,
  *    HMAC-signed (a local receiver verifies the signature).
- * 5. The server goes away; the device restarts and keeps serving offline.
- * 6. Every attack of the threat model a device can meet is refused with its own code while the
+ * 5. Model quality: two versions of a tabular model are evaluated on labelled held-out data (the
+ *    server builds an int8 variant of the first), the worse one's rollout is refused by the
+ *    promotion policy; overridden, it first runs in a shadow stage beside the live version on a
+ *    real device's inputs, and the stage stops it: it disagrees with the live version.
+ * 6. The server goes away; the device restarts and keeps serving offline.
+ * 7. Every attack of the threat model a device can meet is refused with its own code while the
  *    active model keeps serving. The audit log says who did what.
  */
 import { spawn } from 'node:child_process';
@@ -32,7 +36,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createAgent, createFileAgentState } from '@edgefleet/agent';
+import { createAgent, createFileAgentState, createFileTelemetryQueue } from '@edgefleet/agent';
 import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
 import { createFleetServer, verifyWebhookSignature } from '@edgefleet/fleet-server';
 import {
@@ -164,6 +168,7 @@ async function main(): Promise<void> {
   console.log('edgefleet demo: a real model registered on the fleet server, delivered to a device, run offline, and defended');
   const dataDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-server-'));
   const deviceDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-device-'));
+  const edgeDir = await mkdtemp(join(tmpdir(), 'edgefleet-demo-edge-'));
   try {
     // Where drift alerts go: a local receiver standing in for the retraining pipeline.
     const webhookSecret = randomBytes(24).toString('base64url');
@@ -486,6 +491,87 @@ async function main(): Promise<void> {
     if (judged !== 5) throw new Error(`demo failure: a rollout of churn@1.1.0 against its promotion policy exited ${judged}, not 5`);
     line('✗ a rollout of churn@1.1.0 (other weights: far less accurate on the held-out data): refused with EF_POLICY_FAILED');
 
+    step(
+      "A shadow stage: the admin overrides the policy, but churn@1.1.0 first runs in shadow beside 1.0.0 on a real device's live inputs, and never answers",
+    );
+    const edge = await api<{ id: string; secret: string; keySet: SignedDocument<KeySetPayload>; mqtt: { tcp: string } }>(
+      server.url,
+      token,
+      'POST',
+      '/v1/devices',
+      { id: 'demo-edge-001', tags: ['site=edge'] },
+    );
+    const edgeRuntime = await createRuntime({ dir: edgeDir, trust: keySet, deviceId: edge.id });
+    const edgeAgent = createAgent({
+      deviceId: edge.id,
+      secret: edge.secret,
+      mqttUrl: edge.mqtt.tcp,
+      serverUrl: server.url,
+      runtime: edgeRuntime,
+      trust: createTrust(keySet),
+      state: createFileAgentState(edgeDir),
+      // Its telemetry (with the shadow's comparisons) goes through a durable outbox.
+      telemetry: createFileTelemetryQueue(edgeDir),
+      platform: 'node',
+    });
+    await edgeAgent.start();
+    await api(server.url, token, 'PUT', `/v1/devices/${edge.id}/desired/churn`, { version: '1.0.0' });
+    const churnOn = (version: string) => edgeRuntime.models().find((m) => m.name === 'churn')?.active?.version === version;
+    for (let tries = 0; !churnOn('1.0.0') && tries < 600; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+    if (!churnOn('1.0.0')) throw new Error('demo failure: demo-edge-001 did not activate churn@1.0.0');
+    line(`${edge.id}: churn@1.0.0 active (variant ${edgeRuntime.models().find((m) => m.name === 'churn')?.active?.variant})`);
+    const shadowExit = await fleetctl(server.url, token, [
+      'rollouts',
+      'create',
+      'churn',
+      '1.1.0',
+      '--device',
+      edge.id,
+      '--shadow',
+      '1',
+      '--shadow-rate',
+      '1',
+      '--min-shadow-agreement',
+      '0.9',
+      '--min-shadow-runs',
+      '40',
+      '--stages',
+      '100%',
+      '--override-policy',
+      'try it on live data in shadow first',
+    ]);
+    if (shadowExit !== 0) throw new Error(`demo failure: the shadow rollout of churn@1.1.0 exited ${shadowExit}`);
+    const [shadowRollout] = (await api<{ rollouts: { id: string; state: string }[] }>(server.url, token, 'GET', '/v1/rollouts?limit=1'))
+      .rollouts;
+    // Live traffic on the device: it answers with 1.0.0; 1.1.0 runs on the same inputs once the caller has its answer.
+    let served = 0;
+    // The rollout is looked at twice a second (the admin API rate-limits a token), for at most a minute.
+    for (let i = 0; i < 120; i++) {
+      const state = (await api<{ state: string }>(server.url, token, 'GET', `/v1/rollouts/${shadowRollout?.id}`)).state;
+      if (state !== 'running') break;
+      for (let j = 0; j < 50; j++) {
+        await edgeRuntime.run('churn', { features: { dtype: 'float32', shape: [1, 4], data: seededValues(4, 9000 + served++, 2) } });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      edgeRuntime.flushTelemetry();
+    }
+    await fleetctl(server.url, token, ['rollouts', 'show', shadowRollout?.id ?? '']);
+    const ended = await api<{ state: string; reason: { gate?: string; agreement?: number; runs?: number } | null }>(
+      server.url,
+      token,
+      'GET',
+      `/v1/rollouts/${shadowRollout?.id}`,
+    );
+    if (ended.state !== 'rolled_back' || ended.reason?.gate !== 'minShadowAgreement') {
+      throw new Error(`demo failure: the shadow stage did not stop churn@1.1.0 (${ended.state}, ${JSON.stringify(ended.reason)})`);
+    }
+    await edgeAgent.idle();
+    line(
+      `✗ churn@1.1.0 stopped in its shadow stage: it picked the live version's class on ${Math.round((ended.reason.agreement ?? 0) * 100)}% of the ${ended.reason.runs} live inputs compared (at least 90% asked); ${edge.id} answered all ${served} with ${churnOn('1.0.0') ? '1.0.0' : '?'}`,
+    );
+    await edgeAgent.stop();
+    await edgeRuntime.close();
+
     await pause(`The dashboard (${server.url}/) still shows the fleet, the rollout and the drift: press Enter, and the server goes away.`);
     step('The server goes away and the device restarts: it serves from its store, offline');
     await server.close();
@@ -535,6 +621,7 @@ async function main(): Promise<void> {
   } finally {
     await rm(dataDir, { recursive: true, force: true });
     await rm(deviceDir, { recursive: true, force: true });
+    await rm(edgeDir, { recursive: true, force: true });
   }
   console.log('\nDone. See docs/protocol.md, docs/runtime.md and docs/fleet-server.md for what each part guarantees.');
 }

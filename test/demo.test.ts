@@ -65,6 +65,14 @@ describe('pnpm demo', () => {
     expect(stdout).not.toMatch(/zone=(north|south) drifting/);
     expect(stdout).toContain('after revocation: HTTP 403 EF_DEVICE_REVOKED');
     expect(stdout).toMatch(/model\.version\.create +model:silero-vad@5\.0\.0/);
+    // The shadow stage: churn@1.1.0 ran beside 1.0.0 on a real device and was stopped there.
+    expect(stdout).toContain('demo-edge-001: churn@1.0.0 active (variant int8)');
+    expect(stdout).toContain('$ fleetctl rollouts create churn 1.1.0 --device demo-edge-001 --shadow 1 --shadow-rate 1');
+    expect(stdout).toMatch(/1 ← +shadow 100% +1 +0 +0 +0 +1 +0/);
+    expect(stdout).toMatch(/"gate":"minShadowAgreement","agreement":0\.[0-8]\d*/);
+    expect(stdout).toMatch(
+      /✗ churn@1\.1\.0 stopped in its shadow stage: it picked the live version's class on \d+% of the \d+ live inputs compared .*answered all \d+ with 1\.0\.0/,
+    );
     expect(stdout).toMatch(/✓ restored 5\.0\.0 and got the same outputs/);
     for (const code of [
       'EF_SIGNATURE_UNKNOWN_KEY',

@@ -1,8 +1,10 @@
 /**
- * Shadow runs through the fleet (issue 17, part 3, device side): the server assigns a device a
- * version with a candidate in shadow; the real agent and runtime install it beside the active
- * one, run it on the device's live inputs, and the server receives how it compared in telemetry,
- * and the shadow in the reported state; a document without the shadow ends it.
+ * Shadow runs through the fleet (issue 17, part 3): the server assigns a device a version with a
+ * candidate in shadow; the real agent and runtime install it beside the active one, run it on the
+ * device's live inputs, and the server receives how it compared in telemetry, and the shadow in
+ * the reported state; a document without the shadow ends it. A rollout's shadow stage does the
+ * same for its devices and judges the candidate on their comparisons: one that disagrees with the
+ * live version is stopped there (never answering for real), one that agrees goes live.
  */
 import { encodeTensor } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
@@ -18,6 +20,8 @@ beforeAll(async () => {
   fleet = await startFleet();
   await fleet.register('mlp', '1.0.0', mlpModel(7).bytes, { sampleInputs: sample });
   await fleet.register('mlp', '1.1.0', mlpModel(8).bytes, { sampleInputs: sample });
+  // The same weights as 1.0.0 under a new version: it answers as the live one does.
+  await fleet.register('mlp', '1.2.0', mlpModel(7).bytes, { sampleInputs: sample });
   device = await fleet.startDevice('shadow-0');
 }, 90_000);
 
@@ -108,5 +112,156 @@ describe('a candidate in shadow on a live device', () => {
       payload: { version: '1.0.0', shadow: { version: '1.0.0' } },
     });
     expect(refused.json()).toMatchObject({ code: 'EF_SCHEMA_INVALID' });
+  });
+});
+
+describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
+  const env = () => ({ EDGEFLEET_SERVER: fleet.server.url, EDGEFLEET_TOKEN: ADMIN_TOKEN, NO_COLOR: '1' });
+  let devices: FleetDevice[] = [];
+  let input = 0;
+
+  beforeAll(async () => {
+    devices = [await fleet.startDevice('stage-1'), await fleet.startDevice('stage-2')];
+    for (const d of devices) await fleet.api('PUT', `/v1/devices/${d.id}/desired/mlp`, { version: '1.0.0' });
+    await until(() => devices.every((d) => d.activeVersion('mlp') === '1.0.0'), 'both devices on 1.0.0');
+  }, 60_000);
+
+  type View = {
+    state: string;
+    currentStage: number;
+    reason: Record<string, unknown> | null;
+    stages: { shadow: boolean; shadowing: number; active: number }[];
+    gates: { shadow?: { runs: number; agreement: number | null } } | null;
+  };
+
+  /**
+   * Live traffic on both devices while the rollout runs: each call waits until its shadow sample
+   * is accounted for in a closed window (run or skipped), so every comparison reaches the server.
+   */
+  async function traffic(id: string, done: (view: View) => boolean): Promise<{ view: View; batches: Float32Array[] }> {
+    const batches: Float32Array[] = [];
+    for (let i = 0; i < 400; i++) {
+      const view = await fleet.api<View>('GET', `/v1/rollouts/${id}`);
+      if (done(view)) return { view, batches };
+      for (const d of devices) {
+        if (d.runtime.models()[0]?.shadow === undefined) continue;
+        const data = seededValues(8, 1000 + input++, 2);
+        let compared = 0;
+        const counted = d.runtime.on('telemetry-window', (w) => {
+          compared += (w.shadow?.runs ?? 0) + (w.shadow?.skipped ?? 0);
+        });
+        await d.runtime.run('mlp', { features: { dtype: 'float32', shape: [2, 4], data } });
+        batches.push(data);
+        try {
+          await until(() => {
+            d.runtime.flushTelemetry();
+            return compared >= 1;
+          }, `the shadow sample of input ${input} on ${d.id}`);
+        } finally {
+          counted();
+        }
+      }
+      // Give the devices time to get the document, install the shadow, and the server to read windows.
+      if (devices.every((d) => d.runtime.models()[0]?.shadow === undefined)) await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`rollout ${id} never reached the awaited state`);
+  }
+
+  it('stops a candidate whose answers disagree with the live version in its shadow stage: it never answers for real', async () => {
+    const created = await fleetctl(
+      [
+        'rollouts',
+        'create',
+        'mlp',
+        '1.1.0',
+        '--device',
+        'stage-1',
+        'stage-2',
+        '--shadow',
+        '2',
+        '--shadow-rate',
+        '1',
+        '--min-shadow-agreement',
+        '0.95',
+        '--min-shadow-runs',
+        '20',
+        '--min-devices',
+        '2',
+        '--stages',
+        '100%',
+        '--output',
+        'json',
+      ],
+      { env: env() },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = JSON.parse(created.stdout).id as string;
+    const activated: string[] = [];
+    const off = devices.map((d) => d.runtime.on('activated', ({ model }) => activated.push(`${d.id}:${model.version}`)));
+    const { view, batches } = await traffic(id, (v) => v.state !== 'running');
+    for (const stop of off) stop();
+    expect(view.state).toBe('rolled_back');
+    expect(view.currentStage).toBe(0);
+    expect(view.reason).toMatchObject({ gate: 'minShadowAgreement', limit: 0.95, devicesReporting: 2 });
+    // The candidate's agreement with the live version, on the very inputs the devices saw, counted apart.
+    expect(agreement(batches)).toBeLessThan(0.95);
+    expect(view.reason?.agreement as number).toBeLessThan(0.95);
+    expect(view.reason?.runs as number).toBeGreaterThanOrEqual(20);
+    // Nothing of 1.1.0 ever answered: both devices on 1.0.0, their shadows ended.
+    await until(() => devices.every((d) => d.runtime.models()[0]?.shadow === undefined), 'the shadows ended');
+    expect(devices.map((d) => d.activeVersion('mlp'))).toEqual(['1.0.0', '1.0.0']);
+    expect(activated).toEqual([]);
+    const shown = await fleetctl(['rollouts', 'show', id], { env: env() });
+    expect(shown.stdout).toMatch(/rolled_back/);
+    expect(shown.stdout).toMatch(/shadow 100%/);
+    expect(shown.stdout).toContain('minShadowAgreement');
+  });
+
+  it('puts a candidate that agrees live after its shadow stage', async () => {
+    const created = await fleetctl(
+      [
+        'rollouts',
+        'create',
+        'mlp',
+        '1.2.0',
+        '--device',
+        'stage-1',
+        'stage-2',
+        '--shadow',
+        '2',
+        '--shadow-rate',
+        '1',
+        '--min-shadow-agreement',
+        '0.95',
+        '--min-shadow-runs',
+        '20',
+        '--min-devices',
+        '2',
+        '--stages',
+        '100%',
+        '--output',
+        'json',
+      ],
+      { env: env() },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = JSON.parse(created.stdout).id as string;
+    let shown = '';
+    const { view } = await traffic(id, (v) => {
+      return v.currentStage > 0 || v.state !== 'running';
+    });
+    expect(view.state).not.toBe('rolled_back');
+    expect(view.stages[0]).toMatchObject({ shadow: true });
+    await until(async () => (await fleet.api<View>('GET', `/v1/rollouts/${id}`)).state === 'completed', 'the rollout completed', 60_000);
+    await until(() => devices.every((d) => d.activeVersion('mlp') === '1.2.0'), 'both devices on 1.2.0');
+    expect(devices.map((d) => d.runtime.models()[0]?.shadow)).toEqual([undefined, undefined]);
+    shown = (await fleetctl(['rollouts', 'show', id], { env: env() })).stdout;
+    expect(shown).toMatch(/completed/);
+    // The stage's decision is in the audit log: the shadow stage passed into the live one.
+    const audit = await fleet.api<{ entries: { action: string; after: Record<string, unknown> }[] }>(
+      'GET',
+      `/v1/audit?target=rollout:${id}`,
+    );
+    expect(audit.entries.find((e) => e.action === 'rollout.stage')?.after).toMatchObject({ current_stage: 1, live: true });
   });
 });

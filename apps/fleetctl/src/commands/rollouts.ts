@@ -45,9 +45,29 @@ function number(flag: string) {
 
 function stageLine(rollout: Summary): string {
   const stage = rollout.stages[rollout.currentStage];
-  return stage
-    ? `stage ${rollout.currentStage + 1}/${rollout.stages.length}: ${stage.active}/${stage.size} active, ${stage.failed} failed, ${stage.pending} pending${stage.offline ? ` (${stage.offline} offline)` : ''}`
+  if (!stage) return '';
+  const done = stage.shadow ? `${stage.shadowing}/${stage.size} running it in shadow` : `${stage.active}/${stage.size} active`;
+  const shadow = stage.shadow && rollout.gates?.shadow ? `, ${rollout.gates.shadow.runs} inputs compared` : '';
+  return `stage ${rollout.currentStage + 1}/${rollout.stages.length}${stage.shadow ? ' (shadow)' : ''}: ${done}, ${stage.failed} failed, ${stage.pending} pending${stage.offline ? ` (${stage.offline} offline)` : ''}${shadow}`;
+}
+
+const percent = (value: number | null) => (value === null ? '-' : `${+(value * 100).toFixed(1)}%`);
+const figure = (value: number | null) => (value === null ? '-' : String(+value.toPrecision(3)));
+
+/** What a shadow stage's comparisons add up to, in a few lines. */
+function shadowLines(rollout: Summary): string {
+  const shadow = rollout.gates?.shadow;
+  if (!shadow) return '';
+  const worst = shadow.worstDevice
+    ? ` (lowest: ${shadow.worstDevice.id}, ${percent(shadow.worstDevice.agreement)} of ${shadow.worstDevice.rows})`
     : '';
+  return `\n\n${rollout.model}@${rollout.version} in shadow, stage ${(rollout.gates?.stage ?? 0) + 1}:\n${fields([
+    ['compared', `${shadow.runs} inputs on ${shadow.devices} devices (${shadow.skipped} skipped, ${shadow.errors} failed)`],
+    ['agreement', `${percent(shadow.agreement)} of ${shadow.rows} rows${worst}`],
+    ['top-3 overlap', percent(shadow.topKOverlap)],
+    ['abs difference', `mean ${figure(shadow.meanAbsDiff)}, max ${figure(shadow.maxAbsDiff)}`],
+    ['latency ratio', shadow.latencyRatio ? `p50 ${figure(shadow.latencyRatio.p50)}, p95 ${figure(shadow.latencyRatio.p95)}` : '-'],
+  ])}`;
 }
 
 function describe(rollout: Summary, ctx: Context): string {
@@ -69,11 +89,13 @@ function describe(rollout: Summary, ctx: Context): string {
     ['created', `${rollout.createdAt} by ${rollout.createdBy}`],
   ]);
   const stages = table(
-    ['STAGE', 'DEVICES', 'ACTIVE', 'FAILED', 'PENDING', 'OFFLINE', 'SOAK'],
+    ['STAGE', 'KIND', 'DEVICES', 'ACTIVE', 'SHADOWING', 'FAILED', 'PENDING', 'OFFLINE', 'SOAK'],
     rollout.stages.map((s, i) => [
       i === rollout.currentStage ? c.bold(`${i + 1} ←`) : String(i + 1),
+      s.shadow ? `shadow ${percent(rollout.spec.stages[i]?.shadowRate ?? 0.1)}` : 'live',
       s.size,
       s.active,
+      s.shadow ? s.shadowing : '-',
       s.failed,
       s.pending,
       s.offline,
@@ -94,7 +116,7 @@ function describe(rollout: Summary, ctx: Context): string {
       ];
     }),
   );
-  return `${head}\n\n${stages}\n\ngates of stage ${readings.stage + 1}, measured ${readings.measuredAt}:\n${gates}`;
+  return `${head}\n\n${stages}\n\ngates of stage ${readings.stage + 1}, measured ${readings.measuredAt}:\n${gates}${shadowLines(rollout)}`;
 }
 
 async function getRollout(client: EdgefleetClient, id: string): Promise<{ rollout: Rollout; etag: string | null }> {
@@ -133,7 +155,7 @@ async function watch(
         if (!stageBars[i]) stageBars[i] = bars.create(stage.size, 0, { label: `stage ${i + 1}`, extra });
         const bar = stageBars[i];
         bar.setTotal(stage.size);
-        bar.update(stage.active, { label: `stage ${i + 1}`, extra });
+        bar.update(stage.shadow ? stage.shadowing : stage.active, { label: `stage ${i + 1}${stage.shadow ? ' (shadow)' : ''}`, extra });
       });
     }
     const line = `${rollout.state} ${stageLine(rollout)}${rollout.reason ? ` reason: ${JSON.stringify(rollout.reason)}` : ''}`;
@@ -232,6 +254,36 @@ export function registerRollouts(program: Command, run: Run): void {
           number('--max-output-shift'),
         ),
       )
+      .option(
+        '--shadow <size>',
+        'first a shadow stage of this size (10% or 5, optionally :soak): its devices run the version beside theirs, it never answers',
+      )
+      .addOption(
+        new Option('--shadow-rate <rate>', 'share of live inputs the version also runs on in the shadow stage (default 0.1)').argParser(
+          number('--shadow-rate'),
+        ),
+      )
+      .addOption(
+        new Option(
+          '--min-shadow-agreement <share>',
+          'shadow stage: least share of inputs where both versions pick the same class, 0-1',
+        ).argParser(number('--min-shadow-agreement')),
+      )
+      .addOption(
+        new Option('--max-shadow-latency-ratio <ratio>', 'shadow stage: largest median latency of the version over the live one').argParser(
+          number('--max-shadow-latency-ratio'),
+        ),
+      )
+      .addOption(
+        new Option('--min-shadow-runs <n>', 'shadow stage: inputs compared before its gates decide (default 100)').argParser(
+          positive('--min-shadow-runs'),
+        ),
+      )
+      .addOption(
+        new Option('--max-shadow-error-rate <rate>', 'shadow stage: largest share of shadow runs that failed (default 0)').argParser(
+          number('--max-shadow-error-rate'),
+        ),
+      )
       .addOption(new Option('--on-gate-failure <policy>', 'what a failed gate does').choices(['rollback', 'pause']))
       .option('--rollback', 'a fleet rollback: the version may be older than what devices run (signed as a rollback)')
       .option('--override-policy <reason>', 'roll out a version that fails its model’s promotion policy, saying why (audited)')
@@ -239,7 +291,7 @@ export function registerRollouts(program: Command, run: Run): void {
       .option('--idempotency-key <key>', 'a retry with the same key never creates a second rollout')
       .addHelpText(
         'after',
-        '\nExamples:\n  fleetctl rollouts create vad 5.1.0 --tag site=lyon --stages 10%,50%,100% --soak 15m --max-failure-rate 0.02\n  fleetctl rollouts create vad production --all --stages 5,100% --watch',
+        '\nExamples:\n  fleetctl rollouts create vad 5.1.0 --tag site=lyon --stages 10%,50%,100% --soak 15m --max-failure-rate 0.02\n  fleetctl rollouts create vad production --all --stages 5,100% --watch\n  fleetctl rollouts create vad 5.2.0 --all --shadow 5%:1h --shadow-rate 0.2 --min-shadow-agreement 0.95 --stages 10%,100%',
       ),
   ).action(
     (
@@ -256,6 +308,12 @@ export function registerRollouts(program: Command, run: Run): void {
         maxLatencyRatio?: number;
         maxDriftScore?: number;
         maxOutputShift?: number;
+        shadow?: string;
+        shadowRate?: number;
+        minShadowAgreement?: number;
+        maxShadowLatencyRatio?: number;
+        minShadowRuns?: number;
+        maxShadowErrorRate?: number;
         onGateFailure?: 'rollback' | 'pause';
         rollback?: boolean;
         overridePolicy?: string;
@@ -278,14 +336,28 @@ export function registerRollouts(program: Command, run: Run): void {
           ...(options.maxLatencyRatio !== undefined ? { maxLatencyRatio: options.maxLatencyRatio } : {}),
           ...(options.maxDriftScore !== undefined ? { maxDriftScore: options.maxDriftScore } : {}),
           ...(options.maxOutputShift !== undefined ? { maxOutputShift: options.maxOutputShift } : {}),
+          ...(options.minShadowAgreement !== undefined ? { minShadowAgreement: options.minShadowAgreement } : {}),
+          ...(options.maxShadowLatencyRatio !== undefined ? { maxShadowLatencyRatio: options.maxShadowLatencyRatio } : {}),
+          ...(options.minShadowRuns !== undefined ? { minShadowRuns: options.minShadowRuns } : {}),
+          ...(options.maxShadowErrorRate !== undefined ? { maxShadowErrorRate: options.maxShadowErrorRate } : {}),
         };
+        if (options.shadowRate !== undefined && !options.shadow) {
+          throw new CliError(EXIT.usage, '--shadow-rate applies to a shadow stage: add --shadow SIZE (e.g. --shadow 5%)');
+        }
+        const shadowStages = options.shadow
+          ? parseStages(options.shadow, soak).map((stage) => ({
+              ...stage,
+              shadow: true,
+              ...(options.shadowRate !== undefined ? { shadowRate: options.shadowRate } : {}),
+            }))
+          : [];
         const spec = {
           model,
           version,
           selector: options.all
             ? { all: true as const }
             : { ...(options.tag ? { tags: options.tag } : {}), ...(options.device ? { devices: options.device } : {}) },
-          stages: parseStages(options.stages, soak),
+          stages: [...shadowStages, ...parseStages(options.stages, soak)],
           ...(Object.keys(gates).length > 0 ? { gates } : {}),
           ...(options.onGateFailure ? { onGateFailure: options.onGateFailure } : {}),
           ...(options.rollback ? { rollback: true } : {}),
