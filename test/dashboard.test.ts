@@ -404,4 +404,44 @@ describe('the dashboard', () => {
     await view.accessibility('the device view');
     expect(view.problems.filter((p) => !p.includes('409'))).toEqual([]);
   }, 60_000);
+
+  it('shows a shadow stage: the candidate running beside the live version on a real device, and how their answers compare', async () => {
+    const device = await fleet.startDevice('dash-shadow', { tags: ['fleet=dash-shadow'] });
+    await fleet.api('PUT', '/v1/devices/dash-shadow/desired/churn', { version: '1.0.0' });
+    await until(() => device.activeVersion('churn') === '1.0.0', 'churn@1.0.0 on the real device');
+    // Many inputs asked before the gates decide: the stage stays open while the page is read.
+    const rollout = await fleet.api('POST', '/v1/rollouts', {
+      model: 'churn',
+      version: '1.1.0',
+      selector: { tags: ['fleet=dash-shadow'] },
+      stages: [{ count: 1, shadow: true, shadowRate: 1 }, { percent: 100 }],
+      gates: { minShadowRuns: 1_000_000, minShadowAgreement: 0.5 },
+    });
+    await until(() => device.runtime.models()[0]?.shadow?.version === '1.1.0', 'the candidate in shadow on the device');
+    let input = 0;
+    await until(async () => {
+      for (let i = 0; i < 5; i++) {
+        await device.runtime.run('churn', { features: { dtype: 'float32', shape: [1, 4], data: seededValues(4, 500 + input++, 2) } });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      device.runtime.flushTelemetry();
+      return ((await fleet.api('GET', `/v1/rollouts/${rollout.id}`)).gates?.shadow?.runs ?? 0) >= 5;
+    }, 'comparisons at the server');
+    const view = await open(`/rollouts/${rollout.id}`);
+    const { page } = view;
+    await expect.poll(() => page.getByTestId('stage-0-counts').innerText()).toContain('1 of 1 running it in shadow');
+    expect(await page.getByTestId('stages').innerText()).toContain('1 devices, in shadow on 100% of inputs');
+    await expect.poll(() => page.getByTestId('shadow-readings').innerText()).toMatch(/Compared\s+\d+ inputs on 1 devices/);
+    expect(await page.getByTestId('shadow-readings').innerText()).toMatch(/Same class as live\s+[\d.]+% of \d+ rows/);
+    expect(await page.locator('[data-gate=shadow_agreement]').innerText()).toMatch(
+      /^Agreement with the live version\s+[\d.]+\s+≥\s*0\.5\s+(passes|fails)$/,
+    );
+    expect(await page.locator('[data-gate=shadow_runs]').innerText()).toMatch(/fails$/);
+    await view.screenshot('rollout-shadow');
+    await view.accessibility('a shadow stage');
+    await fleet.api('POST', `/v1/rollouts/${rollout.id}/abort`);
+    await until(() => device.runtime.models()[0]?.shadow === undefined, 'the shadow ended by the abort');
+    expect(device.activeVersion('churn')).toBe('1.0.0');
+    expect(view.problems).toEqual([]);
+  }, 60_000);
 });

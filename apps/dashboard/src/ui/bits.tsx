@@ -28,6 +28,7 @@ const TONES: Record<string, string> = {
   warning: 'warn',
   pending: 'muted',
   assigned: 'info',
+  shadowing: 'info',
   installing: 'info',
   rolling_back: 'warn',
   offline: 'muted',

@@ -17,9 +17,10 @@ import { VirtualTable } from '../ui/virtual.tsx';
 type Member = ItemOf<'/v1/rollouts/{id}/members'>;
 const LIVE_STATES = new Set(['running', 'paused', 'rolling_back']);
 
-function stageLabel(stage: { percent?: number; count?: number; soakSeconds?: number }): string {
+function stageLabel(stage: { percent?: number; count?: number; soakSeconds?: number; shadow?: boolean; shadowRate?: number }): string {
   const size = stage.count !== undefined ? `${stage.count} devices` : `${stage.percent ?? 100}%`;
-  return stage.soakSeconds ? `${size}, soak ${stage.soakSeconds}s` : size;
+  const kind = stage.shadow ? `, in shadow on ${Math.round((stage.shadowRate ?? 0.1) * 100)}% of inputs` : '';
+  return stage.soakSeconds ? `${size}${kind}, soak ${stage.soakSeconds}s` : `${size}${kind}`;
 }
 
 export function RolloutsView() {
@@ -138,7 +139,45 @@ const GATE_NAMES: Record<string, string> = {
   latency_ratio: 'Latency ratio (new / old, median)',
   drift_score: 'Drift score',
   output_shift: 'Output shift',
+  shadow_runs: 'Inputs compared in shadow',
+  shadow_error_rate: 'Shadow error rate',
+  shadow_agreement: 'Agreement with the live version',
+  shadow_latency_ratio: 'Shadow latency ratio (median)',
 };
+
+/** A shadow stage: what the candidate's comparisons with the live version add up to. */
+function ShadowReadings({ rollout }: { rollout: RolloutSummary }) {
+  const shadow = rollout.gates?.shadow;
+  if (!shadow) return null;
+  const share = (value: number | null) => (value === null ? '—' : `${number(value * 100, 1)}%`);
+  return (
+    <>
+      <h3>
+        {rollout.model}@{rollout.version} in shadow
+      </h3>
+      <dl class="facts" data-testid="shadow-readings">
+        <dt>Compared</dt>
+        <dd>
+          {number(shadow.runs)} inputs on {number(shadow.devices)} devices ({number(shadow.skipped)} skipped, {number(shadow.errors)}{' '}
+          failed)
+        </dd>
+        <dt>Same class as live</dt>
+        <dd>
+          {share(shadow.agreement)} of {number(shadow.rows)} rows
+          {shadow.worstDevice ? ` (lowest: ${shadow.worstDevice.id}, ${share(shadow.worstDevice.agreement)})` : ''}
+        </dd>
+        <dt>Top-3 overlap</dt>
+        <dd>{share(shadow.topKOverlap)}</dd>
+        <dt>Output difference</dt>
+        <dd>
+          mean {number(shadow.meanAbsDiff)}, max {number(shadow.maxAbsDiff)}
+        </dd>
+        <dt>Latency over live</dt>
+        <dd>{shadow.latencyRatio ? `p50 ${number(shadow.latencyRatio.p50)}×, p95 ${number(shadow.latencyRatio.p95)}×` : '—'}</dd>
+      </dl>
+    </>
+  );
+}
 
 function Gates({ rollout }: { rollout: RolloutSummary }) {
   const readings = rollout.gates;
@@ -215,12 +254,14 @@ function Stages({ rollout }: { rollout: RolloutSummary }) {
                   label={`Stage ${i + 1}`}
                   parts={[
                     { value: progress.active, tone: 'ok', label: 'active' },
+                    ...(progress.shadow ? [{ value: progress.shadowing, tone: 'info' as const, label: 'in shadow' }] : []),
                     { value: progress.failed, tone: 'bad', label: 'failed' },
                     { value: progress.pending - progress.offline, tone: 'info', label: 'pending' },
                     { value: progress.offline, tone: 'muted', label: 'offline' },
                   ]}
                 />
                 <span class="small" data-testid={`stage-${i}-counts`}>
+                  {progress.shadow ? `${progress.shadowing} of ${progress.size} running it in shadow · ` : ''}
                   {progress.active} of {progress.size} active · {progress.failed} failed · {progress.pending} pending ({progress.offline}{' '}
                   offline)
                 </span>
@@ -381,7 +422,7 @@ function Members({ id, version }: { id: string; version: number }) {
           Status{' '}
           <select value={status} onChange={(e) => setQuery({ status: (e.currentTarget as HTMLSelectElement).value })}>
             <option value="">any</option>
-            {['pending', 'assigned', 'active', 'failed', 'rolled_back'].map((s) => (
+            {['pending', 'assigned', 'shadowing', 'active', 'failed', 'rolled_back'].map((s) => (
               <option key={s} value={s}>
                 {s.replace('_', ' ')}
               </option>
@@ -498,6 +539,7 @@ export function RolloutView({ id }: { id: string }) {
         </Section>
         <Section title="Gates">
           <Gates rollout={rollout} />
+          <ShadowReadings rollout={rollout} />
         </Section>
       </div>
       <Members id={id} version={changes} />
