@@ -223,6 +223,53 @@ describe('telemetry from devices', () => {
     client.end(true);
   }, 60_000);
 
+  it('refuses a shadow summary that cannot be what a device compared, so that no rollout gate ever reads it', async () => {
+    const secret = (await fleet.api('POST', '/v1/devices', { id: 'tele-shadow', tags: ['fleet=telemetry'] })).secret;
+    const client = await mqtt.connectAsync(fleet.server.broker.urls.tcp, {
+      clientId: 'tele-shadow',
+      username: 'tele-shadow',
+      password: secret,
+      reconnectPeriod: 0,
+    });
+    const topic = 'edgefleet/v1/devices/tele-shadow/telemetry';
+    const bootId = 'b0f0c0de-0000-4000-8000-0000000000be';
+    const base = telemetryMessage(
+      { ...sampleWindow(60), executionProvider: 'wasm' },
+      { deviceId: 'tele-shadow', bootId, seq: 0, dropped: 0 },
+    );
+    // A true summary: 60 inputs compared (the latency ratio sketch holds 60 values), 50 of 60 rows agreed.
+    const shadow = {
+      version: '1.1.0',
+      runs: 60,
+      skipped: 2,
+      errors: 0,
+      rows: 60,
+      agreed: 50,
+      overlap: 55,
+      elements: 180,
+      maxAbsDiff: 0.5,
+      absDiffSum: 9,
+      latencyRatio: base.latencyMs,
+    };
+    const before = { ...fleet.server.telemetry.counts };
+    const lies = [
+      { ...shadow, agreed: 61 }, // more rows agreed than compared
+      { ...shadow, overlap: 1e6 }, // a top-3 overlap above 1 per row
+      { ...shadow, runs: 1000 }, // inputs compared that the latency sketch never saw
+      { ...shadow, latencyRatio: { ...base.latencyMs, n: base.latencyMs.n + 5 } }, // a sketch that does not add up
+    ];
+    for (const [i, lie] of lies.entries()) {
+      await client.publishAsync(topic, Buffer.from(encodeMessage('telemetry', { ...base, seq: i + 1, shadow: lie })), { qos: 1 });
+    }
+    // The true one, last: the witness that the ones before it had their chance.
+    await client.publishAsync(topic, Buffer.from(encodeMessage('telemetry', { ...base, seq: 10, shadow })), { qos: 1 });
+    await until(async () => (await stored('tele-shadow')).length === 1, 'the true summary stored');
+    await fleet.server.telemetry.flush();
+    expect((await stored('tele-shadow')).map((w) => w.seq)).toEqual([10]);
+    expect(fleet.server.telemetry.counts.refused - before.refused).toBe(lies.length);
+    await client.endAsync();
+  }, 60_000);
+
   it('builds a reference from a period of telemetry and flags the group whose inputs shifted, and only it', async () => {
     // Every run profiled (profileEveryMs 0): with the default time sample, how many of these fast
     // runs are profiled depends on the machine's speed, and the outcome would no longer be fixed.

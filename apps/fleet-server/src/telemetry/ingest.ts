@@ -28,6 +28,22 @@ export interface TelemetryIngest {
   close(): Promise<void>;
 }
 
+/**
+ * A shadow summary is what a device added up (runtime telemetry/window.ts): one latency ratio per
+ * input compared, rows agreeing and their top-3 overlap at most the rows compared. One that cannot
+ * be that is refused here, so that rollout gates and listings only ever read true sums.
+ */
+function checkShadowSummary(shadow: NonNullable<TelemetryWindow['shadow']>): void {
+  const ratio = fromWire(shadow.latencyRatio);
+  const seen = ratio.kind === 'numeric' ? ratio.sketch.n : -1;
+  if (seen !== shadow.runs) {
+    throw new Error(`shadow summary: ${shadow.runs} inputs compared, but its latency ratio sketch holds ${seen} values`);
+  }
+  if (shadow.agreed > shadow.rows || shadow.overlap > shadow.rows) {
+    throw new Error(`shadow summary: ${shadow.agreed} rows agreed and an overlap of ${shadow.overlap} out of ${shadow.rows} rows compared`);
+  }
+}
+
 /** Acknowledgements published at once before the next one waits. */
 const ACKS_IN_FLIGHT = 64;
 
@@ -157,6 +173,7 @@ export function createTelemetryIngest(options: {
       try {
         fromWire(window.latencyMs);
         for (const feature of window.features) fromWire(feature.profile);
+        if (window.shadow) checkShadowSummary(window.shadow);
       } catch (error) {
         refuse('malformed', address.deviceId, (error as Error).message);
         return;
