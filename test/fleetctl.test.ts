@@ -93,6 +93,9 @@ describe('fleetctl', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("unknown option '--bogus'");
     expect((await fleetctl(['rollouts', 'create', 'mlp', '1.0.0'])).code).toBe(2); // no selector
+    const rateAlone = await fleetctl(['rollouts', 'create', 'mlp', '1.0.0', '--all', '--shadow-rate', '0.5']);
+    expect(rateAlone.code).toBe(2);
+    expect(rateAlone.stderr).toContain('--shadow-rate applies to a shadow stage: add --shadow SIZE');
     // A token is never a command-line argument (it would show in ps and shell history).
     expect((await fleetctl(['whoami', '--token', ADMIN_TOKEN])).code).toBe(2);
     const nobody = await fleetctl(['fleet', 'status'], { env: { HOME: work, XDG_CONFIG_HOME: join(work, 'none') } });
