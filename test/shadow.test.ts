@@ -167,20 +167,10 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
     throw new Error(`rollout ${id} never reached the awaited state`);
   }
 
-  it('stops a candidate whose answers disagree with the live version in its shadow stage: it never answers for real', async () => {
+  /** A shadow stage on both devices (every input compared), then one live stage, with fleetctl. */
+  async function createShadowRollout(version: string): Promise<string> {
     const created = await fleetctl(
-      [
-        'rollouts',
-        'create',
-        'mlp',
-        '1.1.0',
-        '--device',
-        'stage-1',
-        'stage-2',
-        '--shadow',
-        '2',
-        '--shadow-rate',
-        '1',
+      ['rollouts', 'create', 'mlp', version, '--device', 'stage-1', 'stage-2', '--shadow', '2', '--shadow-rate', '1'].concat([
         '--min-shadow-agreement',
         '0.95',
         '--min-shadow-runs',
@@ -191,11 +181,15 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
         '100%',
         '--output',
         'json',
-      ],
+      ]),
       { env: env() },
     );
     expect(created.code, created.stderr).toBe(0);
-    const id = JSON.parse(created.stdout).id as string;
+    return JSON.parse(created.stdout).id as string;
+  }
+
+  it('stops a candidate whose answers disagree with the live version in its shadow stage: it never answers for real', async () => {
+    const id = await createShadowRollout('1.1.0');
     const activated: string[] = [];
     const off = devices.map((d) => d.runtime.on('activated', ({ model }) => activated.push(`${d.id}:${model.version}`)));
     const { view, batches } = await traffic(id, (v) => v.state !== 'running');
@@ -218,34 +212,7 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
   });
 
   it('puts a candidate that agrees live after its shadow stage', async () => {
-    const created = await fleetctl(
-      [
-        'rollouts',
-        'create',
-        'mlp',
-        '1.2.0',
-        '--device',
-        'stage-1',
-        'stage-2',
-        '--shadow',
-        '2',
-        '--shadow-rate',
-        '1',
-        '--min-shadow-agreement',
-        '0.95',
-        '--min-shadow-runs',
-        '20',
-        '--min-devices',
-        '2',
-        '--stages',
-        '100%',
-        '--output',
-        'json',
-      ],
-      { env: env() },
-    );
-    expect(created.code, created.stderr).toBe(0);
-    const id = JSON.parse(created.stdout).id as string;
+    const id = await createShadowRollout('1.2.0');
     let shown = '';
     const { view } = await traffic(id, (v) => {
       return v.currentStage > 0 || v.state !== 'running';

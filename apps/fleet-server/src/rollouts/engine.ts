@@ -279,53 +279,42 @@ export function createRolloutEngine(options: {
   }
 
   /**
-   * A shadow stage: each member keeps the version it runs and gets the new one beside it, in
-   * shadow (once). Members that run the same version share one transaction.
+   * Writes a change into members' documents. Their status changes in the transaction that writes
+   * the documents: a document written is a member assigned, whatever happens to the publish that
+   * follows; a member whose document would be too large fails, visibly.
    */
-  async function assignShadows(row: RolloutsTable, spec: RolloutSpec): Promise<void> {
-    const due = await rollouts.pendingShadowMembers(row.id, row.current_stage);
-    if (due.size === 0) return;
-    const rate = spec.stages[row.current_stage]?.shadowRate ?? ROLLOUT_DEFAULTS.shadowRate;
-    for (const [version, ids] of due) {
-      await desired.assignMany(
-        ids,
-        { set: [{ name: row.model, version, rolloutId: row.id, shadow: { version: row.version, rate } }] },
-        ENGINE,
-        `rollout:${row.id}`,
-        async (trx, result) => {
-          await lease.check(trx, leaseName(row.id));
-          await rollouts.setStatus(trx, row.id, result.written, 'assigned', { from: ['pending'] });
-          for (const refused of result.refused) {
-            await rollouts.setStatus(trx, row.id, [refused.deviceId], 'failed', { errorCode: refused.code });
-            log.warn({ rolloutId: row.id, deviceId: refused.deviceId, code: refused.code }, refused.message);
-          }
-        },
-      );
-    }
-    changed(row.id);
+  async function assignMembers(row: RolloutsTable, ids: readonly string[], change: DesiredChange): Promise<void> {
+    await desired.assignMany(ids, change, ENGINE, `rollout:${row.id}`, async (trx, result) => {
+      await lease.check(trx, leaseName(row.id));
+      await rollouts.setStatus(trx, row.id, result.written, 'assigned', { from: ['pending'] });
+      for (const refused of result.refused) {
+        await rollouts.setStatus(trx, row.id, [refused.deviceId], 'failed', { errorCode: refused.code });
+        log.warn({ rolloutId: row.id, deviceId: refused.deviceId, code: refused.code }, refused.message);
+      }
+    });
   }
 
-  /** Everyone in the current stage gets the new version (once). */
+  /**
+   * Everyone in the current stage gets the new version (once). In a shadow stage each member
+   * keeps the version it runs and gets the new one beside it, in shadow; members that run the same
+   * version share one transaction.
+   */
   async function assignDue(row: RolloutsTable, spec: RolloutSpec): Promise<void> {
-    if (isShadowStage(spec, row.current_stage)) return assignShadows(row, spec);
-    const due = await rollouts.pendingMembers(row.id, row.current_stage);
-    if (due.length === 0) return;
-    // The members' status changes in the transaction that writes their documents: a document
-    // written is a member assigned, whatever happens to the publish that follows.
-    await desired.assignMany(
-      due,
-      { set: [{ name: row.model, version: row.version, rolloutId: row.id }], rollback: spec.rollback ?? false },
-      ENGINE,
-      `rollout:${row.id}`,
-      async (trx, result) => {
-        await lease.check(trx, leaseName(row.id));
-        await rollouts.setStatus(trx, row.id, result.written, 'assigned', { from: ['pending'] });
-        for (const refused of result.refused) {
-          await rollouts.setStatus(trx, row.id, [refused.deviceId], 'failed', { errorCode: refused.code });
-          log.warn({ rolloutId: row.id, deviceId: refused.deviceId, code: refused.code }, refused.message);
-        }
-      },
-    );
+    if (isShadowStage(spec, row.current_stage)) {
+      const due = await rollouts.pendingShadowMembers(row.id, row.current_stage);
+      if (due.size === 0) return;
+      const rate = spec.stages[row.current_stage]?.shadowRate ?? ROLLOUT_DEFAULTS.shadowRate;
+      for (const [version, ids] of due) {
+        await assignMembers(row, ids, { set: [{ name: row.model, version, rolloutId: row.id, shadow: { version: row.version, rate } }] });
+      }
+    } else {
+      const due = await rollouts.pendingMembers(row.id, row.current_stage);
+      if (due.length === 0) return;
+      await assignMembers(row, due, {
+        set: [{ name: row.model, version: row.version, rolloutId: row.id }],
+        rollback: spec.rollback ?? false,
+      });
+    }
     changed(row.id);
   }
 
