@@ -236,7 +236,7 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
   };
   // A crash between storing an upload's bytes and writing its row leaves an unreferenced file.
   await context.collectArtifacts();
-  const createdAdminToken = await ensureFirstAdminToken(db, config.adminToken);
+  const createdAdminToken = await ensureFirstAdminToken(db, config.adminToken, database.kind);
   // Written where only the server's user can read it, never to stdout, where log shippers collect it.
   const adminTokenFile = createdAdminToken ? join(config.dataDir, 'admin-token') : undefined;
   if (adminTokenFile && createdAdminToken) await writeFileAtomically(adminTokenFile, `${createdAdminToken}\n`); // mode 0600

@@ -150,3 +150,31 @@ describe('enrollment tokens', () => {
     expect((await call('GET', '/v1/enrollment-tokens?state=used-up')).json().tokens.map((t: { id: string }) => t.id)).toContain(token.id);
   });
 });
+
+describe('the first admin token', () => {
+  // Replicas share a PostgreSQL database; started at once on an empty one, each used to find no
+  // token and create its own (two "first" tokens, two files). Only one may.
+  it.runIf(process.env.EDGEFLEET_TEST_SERVER_DATABASE === 'postgres')(
+    'is created once when several servers start at once on an empty database',
+    async () => {
+      const { createTestPostgresDatabase, dropTestPostgresDatabase } = await import('../testing.ts');
+      const { openDatabase } = await import('../store/db.ts');
+      const { ensureFirstAdminToken } = await import('./tokens.ts');
+      const url = (await createTestPostgresDatabase('firsttoken')) as string;
+      const opened = await Promise.all(Array.from({ length: 4 }, () => openDatabase({ dataDir: '/nonexistent', databaseUrl: url })));
+      try {
+        const created = await Promise.all(
+          opened.flatMap((o) => [ensureFirstAdminToken(o.db, undefined, 'postgres'), ensureFirstAdminToken(o.db, undefined, 'postgres')]),
+        );
+        expect(created.filter((token) => token !== undefined)).toHaveLength(1);
+        const rows = await opened[0]?.db.selectFrom('admin_tokens').select('id').execute();
+        expect(rows).toHaveLength(1);
+        // The witness that later starts had their chance and found it: none creates another.
+        expect(await ensureFirstAdminToken(opened[1]?.db as never, undefined, 'postgres')).toBeUndefined();
+      } finally {
+        for (const o of opened) await o.close();
+        await dropTestPostgresDatabase(url);
+      }
+    },
+  );
+});

@@ -6,12 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { EdgefleetError } from '@edgefleet/protocol';
 import type { FastifyInstance } from 'fastify';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import Type from 'typebox';
 import { audit } from '../audit/index.ts';
 import type { ServerContext } from '../context.ts';
 import { keysetPage, pagedQuery, pageOf, pageRequest, type SortColumn } from '../http/paging.ts';
 import { DateTime, Nullable, Page } from '../http/schemas.ts';
+import type { DialectKind } from '../store/migrations.ts';
 import type { AdminTokensTable, Database } from '../store/schema.ts';
 import { ENV_TOKEN_NAME, formatAdminToken, newSecret, type Scope, sha256 } from './index.ts';
 
@@ -103,7 +104,7 @@ export async function createAdminToken(
     expires_at: token.expiresAt ?? null,
     revoked_at: null,
   };
-  await db.transaction().execute(async (trx) => {
+  const write = async (trx: Transaction<Database>) => {
     await trx.insertInto('admin_tokens').values(row).execute();
     await audit(
       trx,
@@ -115,16 +116,30 @@ export async function createAdminToken(
       },
       now,
     );
-  });
+  };
+  if (db.isTransaction) await write(db as Transaction<Database>);
+  else await db.transaction().execute(write);
   return { id, token: formatAdminToken(id, secret), row };
 }
 
-/** The first admin token of a fresh server: created when there is none and no EDGEFLEET_ADMIN_TOKEN is set. */
-export async function ensureFirstAdminToken(db: Kysely<Database>, configured: string | undefined): Promise<string | undefined> {
+/**
+ * The first admin token of a fresh server: created when there is none and no EDGEFLEET_ADMIN_TOKEN
+ * is set. Replicas started at once on an empty PostgreSQL database would each find none: the check
+ * and the creation hold a lock on the table that excludes another server's, so one creates it and
+ * the others find it. (SQLite: one server per database file, whose transactions are serialized.)
+ */
+export async function ensureFirstAdminToken(
+  db: Kysely<Database>,
+  configured: string | undefined,
+  dialect: DialectKind = 'sqlite',
+): Promise<string | undefined> {
   if (configured) return undefined;
-  const existing = await db.selectFrom('admin_tokens').select('id').where('revoked_at', 'is', null).executeTakeFirst();
-  if (existing) return undefined;
-  return (await createAdminToken(db, { scope: 'admin', name: 'first admin' }, 'server')).token;
+  return db.transaction().execute(async (trx) => {
+    if (dialect === 'postgres') await sql`lock table admin_tokens in share row exclusive mode`.execute(trx);
+    const existing = await trx.selectFrom('admin_tokens').select('id').where('revoked_at', 'is', null).executeTakeFirst();
+    if (existing) return undefined;
+    return (await createAdminToken(trx, { scope: 'admin', name: 'first admin' }, 'server')).token;
+  });
 }
 
 export async function registerTokenRoutes(app: FastifyInstance, context: ServerContext, clock: () => number): Promise<void> {
