@@ -70,6 +70,20 @@ describe('broker hooks (EDGEFLEET_BROKER_AUTH=http)', () => {
     expect(await verdict(SERVER_USER.username, 'subscribe', '$share/edgefleet/edgefleet/v1/devices/+/telemetry')).toBe('allow');
   });
 
+  it("refuses a device whose id is the server's broker user: it would take the server's path in the hooks", async () => {
+    const taken = await server.app.inject({
+      method: 'POST',
+      url: '/v1/devices',
+      headers: server.auth,
+      payload: { id: SERVER_USER.username },
+    });
+    expect(taken.statusCode).toBe(400);
+    expect(taken.json()).toMatchObject({ code: 'EF_DEVICE_ID_INVALID' });
+    expect(taken.json().detail).toContain('EDGEFLEET_BROKER_USERNAME');
+    const devices = await server.app.inject({ method: 'GET', url: `/v1/devices/${SERVER_USER.username}`, headers: server.auth });
+    expect(devices.statusCode).toBe(404);
+  });
+
   it('refuses a caller without the hook secret before reading its body', async () => {
     for (const authorization of ['', 'Bearer wrong', `Basic ${Buffer.from(`x:${SECRET}`).toString('base64')}`]) {
       // A body that would fail the schema: the answer is still 401, not 400.

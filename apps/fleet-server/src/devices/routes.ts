@@ -231,6 +231,14 @@ export async function registerDeviceRoutes(app: FastifyInstance, context: Server
 
   async function createDevice(id: string, tags: string[], actor: string) {
     assertDeviceId(id);
+    // The server's own user at an external broker is no device's: the broker (or its hooks) would
+    // take a device of that name for the server.
+    if (context.config.brokerUsername !== undefined && id === context.config.brokerUsername) {
+      throw new EdgefleetError(
+        'EF_DEVICE_ID_INVALID',
+        `device id "${id}" is the server's own user at the MQTT broker (EDGEFLEET_BROKER_USERNAME): pick another id`,
+      );
+    }
     const secret = newSecret();
     const row: Insertable<DevicesTable> = {
       id,
