@@ -127,6 +127,23 @@ describe('staged rollouts over MQTT', () => {
     for (const d of all) await d.stop();
   }, 90_000);
 
+  it("counts a device that refuses the rollout's document as failed with its code at once, rather than waiting for it", async () => {
+    // A device whose clock runs an hour behind: every document the server signs is not yet valid there.
+    const late = await fleet.startDevice('late-0', { tags: ['group=late'], now: () => Date.now() - 3600_000 });
+    const created = await fleet.api('POST', '/v1/rollouts', {
+      model: 'mlp',
+      version: '1.0.0',
+      selector: { tags: ['group=late'] },
+      stages: [{ percent: 100 }],
+      gates: { maxFailureRate: 0 },
+    });
+    await until(async () => (await fleet.api('GET', `/v1/rollouts/${created.id}`)).state === 'rolled_back', 'the rollback');
+    const rolled = await fleet.api('GET', `/v1/rollouts/${created.id}`);
+    expect(rolled.reason).toMatchObject({ gate: 'maxFailureRate', errors: ['EF_DOCUMENT_NOT_YET_VALID'] });
+    expect(late.activeVersion('mlp')).toBeUndefined();
+    await late.stop();
+  }, 60_000);
+
   it('trips the latency gate when the new version is far slower on the devices than the one it replaces, and rolls back', async () => {
     const all = await devices('slow', 3, 'group=slow');
     await baseline(all, '1.0.0');

@@ -262,7 +262,11 @@ export function createAgent(options: AgentOptions): Agent {
     try {
       verified = verifyDesiredState(document, options.trust, { deviceId, now: now() });
     } catch (error) {
-      event('desired-state-rejected', { error: errorInfo(error) });
+      // The sequence it claims (unverified: only for the server to tell which of its documents this
+      // device refused; a rollout counts the member as failed with the code).
+      const claimed = (document as { payload?: { sequence?: unknown } } | null)?.payload?.sequence;
+      const desiredSequence = typeof claimed === 'number' && Number.isSafeInteger(claimed) && claimed >= 0 ? claimed : undefined;
+      event('desired-state-rejected', { error: errorInfo(error), ...(desiredSequence !== undefined ? { desiredSequence } : {}) });
       log('warn', 'refused a desired-state document', errorInfo(error));
       return;
     }

@@ -167,6 +167,23 @@ export function createRolloutEngine(options: {
     );
   }
 
+  /**
+   * A device refused a desired-state document (a clock far off, a document it cannot read): when
+   * it is the device's current one, every rollout whose entry is in it counts the member failed,
+   * with the device's code, rather than waiting for an answer that will not come. A refusal of an
+   * older document (a stale retained one) changes nothing.
+   */
+  async function observeRejection(deviceId: string, event: DeviceEvent, current: readonly Watched[]): Promise<void> {
+    if (event.desiredSequence === undefined || current.length === 0) return;
+    const document = await desired.current(deviceId);
+    if (!document || document.payload.sequence !== event.desiredSequence) return;
+    const code = event.error?.code ?? 'EF_INTERNAL_ERROR';
+    for (const entry of document.payload.models) {
+      const rollout = current.find((r) => r.id === entry.rolloutId);
+      if (rollout) observeStatus(rollout.id, deviceId, 'failed', code);
+    }
+  }
+
   async function view(row: RolloutsTable): Promise<RolloutView> {
     // What devices said in the last few milliseconds is part of the answer.
     await writes.flush();
@@ -705,6 +722,10 @@ export function createRolloutEngine(options: {
         let current = await watched;
         if (address.kind === 'events') {
           const event = (message ?? decodeMessage({ ...address, kind: 'events' }, payload)) as DeviceEvent;
+          if (event.kind === 'desired-state-rejected') {
+            await observeRejection(address.deviceId, event, current);
+            return;
+          }
           const shadowEvent = event.kind === 'shadow-installed' || event.kind === 'shadow-failed';
           if (event.kind !== 'activated' && event.kind !== 'install-failed' && !shadowEvent) return;
           // A rollout this server has not seen yet (another replica created it since the last
