@@ -6,10 +6,11 @@
  * same for its devices and judges the candidate on their comparisons: one that disagrees with the
  * live version is stopped there (never answering for real), one that agrees goes live.
  */
+import { enrollDevices, startSimulation } from '@edgefleet/device-agent';
 import { encodeTensor } from '@edgefleet/protocol';
 import { mlpModel, seededValues } from '@edgefleet/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, type Fleet, type FleetDevice, startFleet, until } from './helpers/fleet.ts';
+import { ADMIN_TOKEN, type Fleet, type FleetDevice, rollOutAndWait, startFleet, until } from './helpers/fleet.ts';
 import { fleetctl } from './helpers/fleetctl.ts';
 
 let fleet: Fleet;
@@ -231,4 +232,32 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
     );
     expect(audit.entries.find((e) => e.action === 'rollout.stage')?.after).toMatchObject({ current_stage: 1, live: true });
   });
+});
+
+describe('a shadow stage over devices that cannot run one', () => {
+  it('counts simulated devices (no inference) failed with EF_ENGINE_UNAVAILABLE at once, and rolls back', async () => {
+    const { token } = await fleet.api<{ token: string }>('POST', '/v1/enrollment-tokens', { tags: ['fleet=sim-shadow'], uses: 3 });
+    const { devices } = await enrollDevices(fleet.server.url, token, 3, 'sim-shadow');
+    const simulation = await startSimulation({
+      serverUrl: fleet.server.url,
+      mqttUrl: fleet.server.broker.urls.tcp,
+      keySet: fleet.keySet,
+      devices,
+    });
+    try {
+      await rollOutAndWait(fleet, { model: 'mlp', version: '1.0.0', selector: { tags: ['fleet=sim-shadow'] }, stages: [{ percent: 100 }] });
+      const { id } = await fleet.api<{ id: string }>('POST', '/v1/rollouts', {
+        model: 'mlp',
+        version: '1.1.0',
+        selector: { tags: ['fleet=sim-shadow'] },
+        stages: [{ percent: 100, shadow: true }, { percent: 100 }],
+      });
+      await until(async () => (await fleet.api('GET', `/v1/rollouts/${id}`)).state === 'rolled_back', 'the shadow stage rolled back');
+      const view = await fleet.api('GET', `/v1/rollouts/${id}`);
+      expect(view.reason).toMatchObject({ gate: 'maxFailureRate', stage: 0, errors: ['EF_ENGINE_UNAVAILABLE'] });
+      expect(simulation.countActive('mlp', '1.0.0')).toBe(3);
+    } finally {
+      await simulation.stop();
+    }
+  }, 60_000);
 });

@@ -336,13 +336,16 @@ export function createSimulatedRuntime(options: SimulatedRuntimeOptions): Simula
     },
 
     // A simulated device runs no inference, so no shadow either: it says so, as run() does.
+    // A shadow-failed event says so, as the real runtime's does (a rollout's shadow stage counts it).
     async installShadow(document) {
       ensureOpen();
       const manifest = verifiedManifest(document, options.trust, now(), options.verified);
-      throw new EdgefleetError(
+      const error = new EdgefleetError(
         'EF_ENGINE_UNAVAILABLE',
         `simulated device ${options.deviceId} does not run inference, so it cannot run ${manifest.name}@${manifest.version} in shadow`,
       );
+      emit('shadow-failed', { model: { name: manifest.name, version: manifest.version }, error: { code: error.code, message: error.message } });
+      throw error;
     },
 
     async removeShadow() {

@@ -206,11 +206,25 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
 
     async installShadow(document, source, shadowOptions = {}) {
       ensureOpen();
-      const manifest = verifyManifest(document, ctx.trust, { now: now() });
-      return serialize(manifest.name, () => {
-        ensureOpen();
-        return installShadow(ctx, manifest, document as SignedDocument<ManifestPayload>, source, shadowOptions);
-      });
+      try {
+        const manifest = verifyManifest(document, ctx.trust, { now: now() });
+        return await serialize(manifest.name, () => {
+          ensureOpen();
+          return installShadow(ctx, manifest, document as SignedDocument<ManifestPayload>, source, shadowOptions);
+        });
+      } catch (error) {
+        // Every refusal says so once, with the version it names (unverified when the manifest was
+        // not: only to tell the fleet which candidate this device could not run).
+        const claimed = (document as { payload?: { name?: unknown; version?: unknown } } | null)?.payload;
+        if (typeof claimed?.name === 'string' && typeof claimed.version === 'string') {
+          const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INTERNAL_ERROR', String(error), { cause: error });
+          ctx.events.emit('shadow-failed', {
+            model: { name: claimed.name, version: claimed.version },
+            error: { code: coded.code, message: coded.message },
+          });
+        }
+        throw error;
+      }
     },
 
     removeShadow(name) {

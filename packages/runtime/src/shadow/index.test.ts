@@ -247,11 +247,17 @@ describe('shadow runs', () => {
     await runtime.close();
   });
 
-  it('refuses a shadow with no active version to compare with', async () => {
+  it('refuses a shadow with no active version to compare with, and says so in a shadow-failed event', async () => {
     const runtime = await start(await mkdtemp(join(tmpdir(), 'edgefleet-shadow-')));
+    const failed: { model: { name: string; version: string }; error: { code: string } }[] = [];
+    runtime.on('shadow-failed', (event) => failed.push(event));
     await expect(runtime.installShadow(release('1.1.0', 8), `${server.url}/mlp-8`)).rejects.toMatchObject({
       code: 'EF_MODEL_NOT_INSTALLED',
     });
+    // A fleet's rollout counts a member by these events: every refusal emits one, exactly once.
+    expect(failed).toEqual([
+      { model: { name: 'mlp', version: '1.1.0' }, error: expect.objectContaining({ code: 'EF_MODEL_NOT_INSTALLED' }) },
+    ]);
     await runtime.close();
   });
 });

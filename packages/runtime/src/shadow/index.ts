@@ -100,9 +100,8 @@ export async function installShadow(
     ctx.events.emit('shadow-installed', { model, executionProvider: chosen.executionProvider, variant: candidate.name, rate });
     return ctx.info(manifest.name);
   } catch (error) {
-    const coded = error instanceof EdgefleetError ? error : new EdgefleetError('EF_INTERNAL_ERROR', String(error), { cause: error });
-    ctx.events.emit('shadow-failed', { model, error: { code: coded.code, message: coded.message } });
-    throw coded;
+    // The runtime's installShadow emits `shadow-failed` for this as for every other refusal.
+    throw error instanceof EdgefleetError ? error : new EdgefleetError('EF_INTERNAL_ERROR', String(error), { cause: error });
   } finally {
     ctx.artifacts.unpin(artifacts);
     await ctx.artifacts.collectLater();
