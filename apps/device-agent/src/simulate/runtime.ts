@@ -344,7 +344,10 @@ export function createSimulatedRuntime(options: SimulatedRuntimeOptions): Simula
         'EF_ENGINE_UNAVAILABLE',
         `simulated device ${options.deviceId} does not run inference, so it cannot run ${manifest.name}@${manifest.version} in shadow`,
       );
-      emit('shadow-failed', { model: { name: manifest.name, version: manifest.version }, error: { code: error.code, message: error.message } });
+      emit('shadow-failed', {
+        model: { name: manifest.name, version: manifest.version },
+        error: { code: error.code, message: error.message },
+      });
       throw error;
     },
 
