@@ -548,7 +548,7 @@ async function main(): Promise<void> {
     // The rollout is looked at twice a second (the admin API rate-limits a token), for at most a minute.
     for (let i = 0; i < 120; i++) {
       const state = (await api<{ state: string }>(server.url, token, 'GET', `/v1/rollouts/${shadowRollout?.id}`)).state;
-      if (state !== 'running') break;
+      if (state !== 'running' && state !== 'rolling_back') break;
       for (let j = 0; j < 50; j++) {
         await edgeRuntime.run('churn', { features: { dtype: 'float32', shape: [1, 4], data: seededValues(4, 9000 + served++, 2) } });
         await new Promise((resolve) => setTimeout(resolve, 10));

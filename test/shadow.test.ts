@@ -193,7 +193,7 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
     const id = await createShadowRollout('1.1.0');
     const activated: string[] = [];
     const off = devices.map((d) => d.runtime.on('activated', ({ model }) => activated.push(`${d.id}:${model.version}`)));
-    const { view, batches } = await traffic(id, (v) => v.state !== 'running');
+    const { view, batches } = await traffic(id, (v) => v.state !== 'running' && v.state !== 'rolling_back');
     for (const stop of off) stop();
     expect(view.state).toBe('rolled_back');
     expect(view.currentStage).toBe(0);

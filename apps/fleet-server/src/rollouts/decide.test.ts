@@ -181,6 +181,8 @@ describe('rollout state machine', () => {
       errorRate: 0,
       rows: 10,
       agreement: 1,
+      pooledAgreement: 1,
+      medianDeviceAgreement: 1,
       topKOverlap: 1,
       maxAbsDiff: 0,
       meanAbsDiff: 0,

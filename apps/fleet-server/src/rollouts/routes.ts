@@ -50,7 +50,13 @@ const ShadowReadingsSchema = Type.Object(
     errors: Type.Integer({ description: 'shadow runs that failed where the live version answered' }),
     errorRate: Nullable(Type.Number()),
     rows: Type.Integer({ description: 'rows of class scores compared' }),
-    agreement: Nullable(Type.Number({ description: 'share of rows where both picked the same class' })),
+    agreement: Nullable(
+      Type.Number({
+        description: 'share of rows where both picked the same class: the lower of the pooled share and the median over devices',
+      }),
+    ),
+    pooledAgreement: Nullable(Type.Number({ description: 'agreed rows over rows compared, over every device' })),
+    medianDeviceAgreement: Nullable(Type.Number({ description: 'the median of each device’s own share' })),
     topKOverlap: Nullable(Type.Number({ description: 'mean top-3 overlap' })),
     maxAbsDiff: Nullable(Type.Number()),
     meanAbsDiff: Nullable(Type.Number()),

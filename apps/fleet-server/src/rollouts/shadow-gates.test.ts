@@ -69,8 +69,11 @@ describe('shadow gates', () => {
     expect(readings.devices).toBe(3);
     expect(readings.runs).toBe(360);
     expect(readings.skipped).toBe(9);
-    expect(readings.agreement).toBeCloseTo(all.filter((i) => i.agree).length / all.length, 12);
-    expect(readings.topKOverlap).toBeCloseTo(readings.agreement as number, 12);
+    expect(readings.pooledAgreement).toBeCloseTo(all.filter((i) => i.agree).length / all.length, 12);
+    const shares = [...perDevice.values()].map((inputs) => inputs.filter((i) => i.agree).length / inputs.length).sort((x, y) => x - y);
+    expect(readings.medianDeviceAgreement).toBeCloseTo(shares[1] as number, 12);
+    expect(readings.agreement).toBe(Math.min(readings.pooledAgreement as number, readings.medianDeviceAgreement as number));
+    expect(readings.topKOverlap).toBeCloseTo(readings.pooledAgreement as number, 12);
     expect(readings.maxAbsDiff).toBe(Math.max(...all.map((i) => i.diff)));
     expect(readings.meanAbsDiff).toBeCloseTo(all.reduce((s, i) => s + i.diff, 0) / all.length, 12);
     const sorted = all.map((i) => i.ratio).sort((x, y) => x - y);
@@ -98,6 +101,27 @@ describe('shadow gates', () => {
     expect(judgeShadow(gates({ maxLatencyRatio: 1.1 }), two, 2, 0)).toMatchObject({
       verdict: 'trip',
       reason: { gate: 'maxShadowLatencyRatio', limit: 1.1 },
+    });
+  });
+
+  it('is not carried by one device: a report of a million agreeing rows does not lift two disagreeing devices over the gate', () => {
+    const disagreeing = Array.from({ length: 40 }, (_, i) => ({ agree: i % 2 === 0, diff: 0.3, ratio: 1 }));
+    const forged: Summary = {
+      ...summary('2.0.0', Array(40).fill({ agree: true, diff: 0, ratio: 1 })),
+      rows: 1_000_000,
+      agreed: 1_000_000,
+      overlap: 1_000_000,
+    };
+    const readings = sumShadow('2.0.0', [
+      { deviceId: 'a', shadow: summary('2.0.0', disagreeing) },
+      { deviceId: 'b', shadow: summary('2.0.0', disagreeing) },
+      { deviceId: 'liar', shadow: forged },
+    ]);
+    expect(readings.pooledAgreement).toBeGreaterThan(0.99);
+    expect(readings.medianDeviceAgreement).toBe(0.5);
+    expect(judgeShadow(gates({ minAgreement: 0.9 }), readings, 3, 0)).toMatchObject({
+      verdict: 'trip',
+      reason: { gate: 'minShadowAgreement', agreement: 0.5, medianDeviceAgreement: 0.5 },
     });
   });
 

@@ -4,7 +4,8 @@
  * output differences, latency over the live version's). Summed over the stage's devices since the
  * rollout began, they decide whether the candidate goes live:
  *
- * - minShadowAgreement: Σ agreed / Σ rows, pooled over every compared input of the stage;
+ * - minShadowAgreement: Σ agreed / Σ rows pooled over every compared input of the stage, or the
+ *   median of the devices' own shares when lower (one device cannot carry the stage);
  * - maxShadowLatencyRatio: the median of the merged per-input latency ratio (candidate / live);
  * - maxShadowErrorRate: shadow runs that failed where the live version answered, over all tried;
  * - minShadowRuns: nothing is decided before the stage compared that many inputs.
@@ -13,7 +14,7 @@ import { fromWire, kllQuantile, mergeProfiles, type WireProfile } from '@edgefle
 import type { TelemetryWindow } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import type { Database, RolloutsTable } from '../store/schema.ts';
-import type { ShadowGates } from './decide.ts';
+import { median, type ShadowGates } from './decide.ts';
 
 /** What the stage's comparisons add up to (null where nothing was measured). */
 export interface ShadowReadings {
@@ -24,7 +25,14 @@ export interface ShadowReadings {
   readonly errorRate: number | null;
   /** Rows of class scores compared, the share where both picked the same class, and the mean top-3 overlap. */
   readonly rows: number;
+  /**
+   * The share of rows where both picked the same class: the lower of the pooled share and the
+   * median of the devices' own shares, so that one device (a faulty or forged report of many rows)
+   * cannot carry the stage alone.
+   */
   readonly agreement: number | null;
+  readonly pooledAgreement: number | null;
+  readonly medianDeviceAgreement: number | null;
   readonly topKOverlap: number | null;
   readonly maxAbsDiff: number | null;
   readonly meanAbsDiff: number | null;
@@ -76,11 +84,15 @@ export function sumShadow(version: string, windows: readonly { readonly deviceId
     perDevice.set(deviceId, device);
   }
   let worstDevice: ShadowReadings['worstDevice'] = null;
+  const shares: number[] = [];
   for (const [id, device] of perDevice) {
     if (device.rows === 0) continue;
     const agreement = device.agreed / device.rows;
+    shares.push(agreement);
     if (!worstDevice || agreement < worstDevice.agreement) worstDevice = { id, agreement, rows: device.rows };
   }
+  const pooled = rows === 0 ? null : agreed / rows;
+  const middle = shares.length === 0 ? null : median(shares);
   const sketch = latency?.kind === 'numeric' && latency.sketch.n > 0 ? latency.sketch : undefined;
   return {
     devices: [...perDevice.values()].filter((d) => d.runs > 0).length,
@@ -89,7 +101,9 @@ export function sumShadow(version: string, windows: readonly { readonly deviceId
     errors,
     errorRate: runs + errors === 0 ? null : errors / (runs + errors),
     rows,
-    agreement: rows === 0 ? null : agreed / rows,
+    agreement: pooled === null || middle === null ? null : Math.min(pooled, middle),
+    pooledAgreement: pooled,
+    medianDeviceAgreement: middle,
     topKOverlap: rows === 0 ? null : overlap / rows,
     maxAbsDiff: elements === 0 ? null : maxAbsDiff,
     meanAbsDiff: elements === 0 ? null : absDiffSum / elements,
@@ -125,6 +139,8 @@ export function judgeShadow(gates: ShadowGates, readings: ShadowReadings, needed
       return trip({
         gate: 'minShadowAgreement',
         agreement: readings.agreement,
+        pooledAgreement: readings.pooledAgreement,
+        medianDeviceAgreement: readings.medianDeviceAgreement,
         rows: readings.rows,
         topKOverlap: readings.topKOverlap,
         worstDevice: readings.worstDevice,
