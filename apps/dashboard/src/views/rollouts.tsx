@@ -163,7 +163,8 @@ function ShadowReadings({ rollout }: { rollout: RolloutSummary }) {
         </dd>
         <dt>Same class as live</dt>
         <dd>
-          {share(shadow.agreement)} of {number(shadow.rows)} rows
+          {share(shadow.agreement)} of {number(shadow.rows)} rows (pooled {share(shadow.pooledAgreement)}, median of devices{' '}
+          {share(shadow.medianDeviceAgreement)})
           {shadow.worstDevice ? ` (lowest: ${shadow.worstDevice.id}, ${share(shadow.worstDevice.agreement)})` : ''}
         </dd>
         <dt>Top-3 overlap</dt>

@@ -63,7 +63,10 @@ function shadowLines(rollout: Summary): string {
     : '';
   return `\n\n${rollout.model}@${rollout.version} in shadow, stage ${(rollout.gates?.stage ?? 0) + 1}:\n${fields([
     ['compared', `${shadow.runs} inputs on ${shadow.devices} devices (${shadow.skipped} skipped, ${shadow.errors} failed)`],
-    ['agreement', `${percent(shadow.agreement)} of ${shadow.rows} rows${worst}`],
+    [
+      'agreement',
+      `${percent(shadow.agreement)} of ${shadow.rows} rows (pooled ${percent(shadow.pooledAgreement)}, median of devices ${percent(shadow.medianDeviceAgreement)})${worst}`,
+    ],
     ['top-3 overlap', percent(shadow.topKOverlap)],
     ['abs difference', `mean ${figure(shadow.meanAbsDiff)}, max ${figure(shadow.maxAbsDiff)}`],
     ['latency ratio', shadow.latencyRatio ? `p50 ${figure(shadow.latencyRatio.p50)}, p95 ${figure(shadow.latencyRatio.p95)}` : '-'],

@@ -4162,6 +4162,8 @@ export interface operations {
                                     /** @description rows of class scores compared */
                                     rows: number;
                                     agreement: number | null;
+                                    pooledAgreement: number | null;
+                                    medianDeviceAgreement: number | null;
                                     topKOverlap: number | null;
                                     maxAbsDiff: number | null;
                                     meanAbsDiff: number | null;
@@ -4402,6 +4404,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -4586,6 +4590,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -4828,6 +4834,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -5012,6 +5020,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -5196,6 +5206,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -5380,6 +5392,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
@@ -5564,6 +5578,8 @@ export interface operations {
                                 /** @description rows of class scores compared */
                                 rows: number;
                                 agreement: number | null;
+                                pooledAgreement: number | null;
+                                medianDeviceAgreement: number | null;
                                 topKOverlap: number | null;
                                 maxAbsDiff: number | null;
                                 meanAbsDiff: number | null;
