@@ -479,7 +479,10 @@ export function createRolloutEngine(options: {
         const next = { current_stage: row.current_stage + 1, stage_started_at: at() };
         // After the shadow stages, the members that ran the version in shadow are sent it live.
         const goesLive = isShadowStage(spec, row.current_stage) && !isShadowStage(spec, next.current_stage);
-        await transition(row, 'running', 'rollout.stage', ENGINE, next, { ...next, ...(goesLive ? { live: true } : {}) }, async (trx) => {
+        // What the shadow stage measured stays on the record (the live readings start afresh).
+        const measured = readings.get(row.id)?.shadow;
+        const after = { ...next, ...(goesLive ? { live: true, ...(measured ? { shadow: measured } : {}) } : {}) };
+        await transition(row, 'running', 'rollout.stage', ENGINE, next, after, async (trx) => {
           if (goesLive) await rollouts.endShadowStage(trx, row.id);
         });
         log.info({ rolloutId: row.id, ...next }, 'rollout stage opened');
