@@ -111,6 +111,11 @@ export interface DesiredStateService {
   ): Promise<Map<string, string>>;
   /** Publishes every stored document (retained): after a start, or to a fresh external broker. */
   republishAll(): Promise<number>;
+  /**
+   * Publishes these devices' stored documents again (retained): a replica that died between
+   * writing documents and publishing them left them unsent; whoever drives the rollout next sends them.
+   */
+  republish(deviceIds: readonly string[]): Promise<number>;
   /** Stops retrying documents whose publish failed (the server is closing). */
   stop(): void;
 }
@@ -461,6 +466,22 @@ export function createDesiredStateService(options: {
         rows.map((row) => ({ deviceId: row.device_id, document: JSON.parse(row.document) as SignedDocument<DesiredStatePayload> })),
       );
       return rows.length;
+    },
+
+    async republish(deviceIds) {
+      const documents: { deviceId: string; document: SignedDocument<DesiredStatePayload> }[] = [];
+      for (let i = 0; i < deviceIds.length; i += CHUNK) {
+        const rows = await db
+          .selectFrom('device_desired')
+          .select(['device_id', 'document'])
+          .where('device_id', 'in', deviceIds.slice(i, i + CHUNK))
+          .execute();
+        documents.push(
+          ...rows.map((row) => ({ deviceId: row.device_id, document: JSON.parse(row.document) as SignedDocument<DesiredStatePayload> })),
+        );
+      }
+      await publishAll(documents);
+      return documents.length;
     },
 
     stop() {

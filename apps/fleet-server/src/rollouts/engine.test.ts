@@ -67,6 +67,36 @@ describe('rollout engine', () => {
     await api('POST', `/v1/rollouts/${rollout.id}/abort`);
   });
 
+  it('sends the documents of members not heard from again when it starts driving a rollout (a replica may have died before publishing them)', async () => {
+    for (const id of ['unsent-1', 'unsent-2']) await api('POST', '/v1/devices', { id, tags: ['group=unsent'] });
+    const rollout = await api('POST', '/v1/rollouts', {
+      model: 'mlp',
+      version: '1.0.0',
+      selector: { tags: ['group=unsent'] },
+      stages: [{ percent: 100 }],
+    });
+    expect(rollout.devices.map((d: { status: string }) => d.status)).toEqual(['assigned', 'assigned']);
+    const published: string[] = [];
+    const broker = server.broker as { publish: typeof server.broker.publish };
+    const original = broker.publish.bind(server.broker);
+    broker.publish = (topic, payload, options) => {
+      published.push(topic);
+      return original(topic, payload, options);
+    };
+    try {
+      // As after a takeover (or a broker that came back): the engine starts driving it afresh.
+      server.rollouts.resync();
+      await server.rollouts.tick();
+    } finally {
+      broker.publish = original;
+    }
+    for (const id of ['unsent-1', 'unsent-2']) {
+      expect(published).toContain(`edgefleet/v1/devices/${id}/desired`);
+      expect(published).toContain(`edgefleet/v1/devices/${id}/commands`);
+    }
+    await api('POST', `/v1/rollouts/${rollout.id}/abort`);
+  });
+
   it('pauses and resumes idempotently (a retried request changes nothing), and refuses both on a finished rollout', async () => {
     await api('POST', '/v1/devices', { id: 'pausing-1', tags: ['group=pausing'] });
     const rollout = await api('POST', '/v1/rollouts', {

@@ -500,11 +500,16 @@ export function createRolloutEngine(options: {
   const driving = new Map<string, number>();
   const ASK_AGAIN_MS = 60_000;
   async function askToReport(row: RolloutsTable): Promise<void> {
-    if (!options.command) return;
     const silent = (await rollouts.members(row.id)).filter((m) => m.status === 'assigned').map((m) => m.device_id);
     if (silent.length === 0) return;
-    log.info({ rolloutId: row.id, devices: silent.length }, 'driving this rollout now: asking the members not heard from to report');
-    await options.command(silent, 'report-state');
+    log.info(
+      { rolloutId: row.id, devices: silent.length },
+      'driving this rollout now: sending the members not heard from their documents again',
+    );
+    // A replica killed between writing members' documents and publishing them left them unsent:
+    // they go out again (retained, the same bytes: a device that has one already ignores it).
+    await desired.republish(silent);
+    await options.command?.(silent, 'report-state');
   }
 
   async function tickOnce(): Promise<void> {
