@@ -14,6 +14,10 @@ afterEach(async () => {
   server = undefined;
 });
 
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 const body = Buffer.from(new Float32Array(seededValues(50_000, 3)).buffer);
 const sha256 = createHash('sha256').update(body).digest('hex');
 
@@ -32,12 +36,35 @@ describe('simulated downloads', () => {
     ]);
   });
 
+  it('rides out a server coming back (503 nine times), and holds no slot while it waits between attempts', async () => {
+    server = await createArtifactServer();
+    server.set('/restarting.onnx', body, { failStatus: 503, failTimes: 9 });
+    server.set('/other.onnx', body);
+    // One slot: the device waiting for the restarting server must not keep the other one waiting.
+    const downloader = createDownloader({ https: false, concurrency: 1, maxPauseMs: 50 });
+    const order: string[] = [];
+    const restarting = downloader
+      .download({ url: `${server.url}/restarting.onnx`, sha256, size: body.length, keep: true })
+      .then((bytes) => {
+        order.push('restarting');
+        return bytes;
+      });
+    // Started once the first 503 has been answered: the first device is backing off by then.
+    await until(() => server?.requests.some((r) => r.path === '/restarting.onnx') ?? false);
+    await downloader.download({ url: `${server.url}/other.onnx`, sha256, size: body.length }).then(() => order.push('other'));
+    const bytes = await restarting;
+    downloader.close();
+    expect(Buffer.from(bytes as Uint8Array).equals(body)).toBe(true);
+    expect(server.requests.filter((r) => r.path === '/restarting.onnx')).toHaveLength(10);
+    expect(order).toEqual(['other', 'restarting']);
+  });
+
   it('ends with EF_DOWNLOAD_FAILED when nothing answers any more', async () => {
     server = await createArtifactServer();
     const url = `${server.url}/model.onnx`;
     await server.close();
     server = undefined;
-    const downloader = createDownloader({ https: false, concurrency: 4 });
+    const downloader = createDownloader({ https: false, concurrency: 4, maxPauseMs: 50 });
     await expect(downloader.download({ url, sha256, size: body.length })).rejects.toMatchObject({ code: 'EF_DOWNLOAD_FAILED' });
     downloader.close();
   });

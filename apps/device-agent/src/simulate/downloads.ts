@@ -26,7 +26,18 @@ export interface Downloader {
   close(): void;
 }
 
-export function createDownloader(options: { readonly https: boolean; readonly concurrency: number }): Downloader {
+/** The answers that are tried again (the server is coming back). */
+const RETRIED_STATUS = new Set([502, 503, 504]);
+
+export function createDownloader(options: {
+  readonly https: boolean;
+  readonly concurrency: number;
+  /** Attempts at one download (default 12), and the longest pause between two (default 2 s; 100 ms doubling up to it). */
+  readonly attempts?: number;
+  readonly maxPauseMs?: number;
+}): Downloader {
+  const ATTEMPTS = options.attempts ?? 12;
+  const maxPauseMs = options.maxPauseMs ?? 2000;
   const agent = new (options.https ? HttpsAgent : HttpAgent)({ keepAlive: true, maxSockets: options.concurrency });
   const get = (url: string, headers: Record<string, string>) =>
     new Promise<IncomingMessage>((resolve, reject) => {
@@ -49,37 +60,54 @@ export function createDownloader(options: { readonly https: boolean; readonly co
     else slots++;
   };
 
+  /**
+   * As the runtime does: a connection that fails or drops, or a server answering 502/503/504 (a
+   * replica restarting behind its load balancer, a server killed and started again), is tried
+   * again, resuming where the bytes stopped, for about 15 s (12 attempts, 100 ms doubling to 2 s).
+   * The device holds a download slot only while it talks to the server, never while it waits
+   * between attempts: a device backing off does not hold back the others.
+   */
   async function once(request: DownloadRequest): Promise<Uint8Array | undefined> {
     const { url, sha256, size } = request;
     const hash = createHash('sha256');
     const kept: Buffer[] = [];
     let received = 0;
     let lastProblem = '';
-    for (let attempt = 0; attempt < 5 && received < size; attempt++) {
-      // As the runtime does: a connection that fails or drops (a server replica restarting behind
-      // its load balancer) is tried again, resuming where the bytes stopped.
-      if (attempt > 0 && lastProblem) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
-      let response: IncomingMessage;
+    for (let attempt = 0; attempt < ATTEMPTS && received < size; attempt++) {
+      if (attempt > 0 && lastProblem) await new Promise((resolve) => setTimeout(resolve, Math.min(maxPauseMs, 50 * 2 ** attempt)));
+      await acquire();
       try {
-        response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
-      } catch (error) {
-        if (error instanceof EdgefleetError) throw error;
-        lastProblem = (error as Error).message;
-        continue;
-      }
-      if (response.statusCode !== 200 && response.statusCode !== 206) {
-        response.resume();
-        throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: HTTP ${response.statusCode}`);
-      }
-      try {
-        await consume(response, attempt);
-        lastProblem = '';
-      } catch (error) {
-        if (error instanceof EdgefleetError) throw error;
-        lastProblem = (error as Error).message;
+        let response: IncomingMessage;
+        try {
+          response = await get(url, { ...request.headers, ...(received > 0 ? { range: `bytes=${received}-` } : {}) });
+        } catch (error) {
+          if (error instanceof EdgefleetError) throw error;
+          lastProblem = (error as Error).message;
+          continue;
+        }
+        if (RETRIED_STATUS.has(response.statusCode ?? 0)) {
+          response.resume();
+          lastProblem = `HTTP ${response.statusCode}`;
+          continue;
+        }
+        if (response.statusCode !== 200 && response.statusCode !== 206) {
+          response.resume();
+          throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: HTTP ${response.statusCode}`);
+        }
+        try {
+          await consume(response, attempt);
+          lastProblem = '';
+        } catch (error) {
+          if (error instanceof EdgefleetError) throw error;
+          lastProblem = (error as Error).message;
+        }
+      } finally {
+        release();
       }
     }
-    if (received !== size && lastProblem) throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after 5 attempts`);
+    if (received !== size && lastProblem) {
+      throw new EdgefleetError('EF_DOWNLOAD_FAILED', `${url}: ${lastProblem} after ${ATTEMPTS} attempts`);
+    }
     if (received !== size) throw new EdgefleetError('EF_DOWNLOAD_INCOMPLETE', `${url}: got ${received} of ${size} bytes`);
     const digest = hash.digest('hex');
     if (digest !== sha256) {
@@ -106,14 +134,7 @@ export function createDownloader(options: { readonly https: boolean; readonly co
   }
 
   return {
-    async download(request) {
-      await acquire();
-      try {
-        return await once(request);
-      } finally {
-        release();
-      }
-    },
+    download: (request) => once(request),
     close: () => agent.destroy(),
   };
 }
