@@ -339,6 +339,23 @@ export function createDesiredStateService(options: {
     (retryTimer as { unref?: () => void }).unref?.();
   }
 
+  /** The stored documents of these devices (those that have one), read a chunk at a time. */
+  async function storedDocuments(
+    deviceIds: readonly string[],
+  ): Promise<{ deviceId: string; document: SignedDocument<DesiredStatePayload> }[]> {
+    const documents: { deviceId: string; document: SignedDocument<DesiredStatePayload> }[] = [];
+    for (let i = 0; i < deviceIds.length; i += CHUNK) {
+      const rows = await db
+        .selectFrom('device_desired')
+        .select(['device_id', 'document'])
+        .where('device_id', 'in', deviceIds.slice(i, i + CHUNK))
+        .execute();
+      for (const row of rows)
+        documents.push({ deviceId: row.device_id, document: JSON.parse(row.document) as SignedDocument<DesiredStatePayload> });
+    }
+    return documents;
+  }
+
   /** Publishes many documents with a bounded number in flight (the broker queues the rest in memory). */
   async function publishAll(documents: readonly { deviceId: string; document: SignedDocument<DesiredStatePayload> }[]): Promise<void> {
     let next = 0;
@@ -412,16 +429,8 @@ export function createDesiredStateService(options: {
 
     async currentEntries(deviceIds, model) {
       const entries = new Map<string, DesiredEntry | null>(deviceIds.map((id) => [id, null]));
-      for (let i = 0; i < deviceIds.length; i += CHUNK) {
-        const rows = await db
-          .selectFrom('device_desired')
-          .select(['device_id', 'document'])
-          .where('device_id', 'in', deviceIds.slice(i, i + CHUNK))
-          .execute();
-        for (const row of rows) {
-          const payload = (JSON.parse(row.document) as SignedDocument<DesiredStatePayload>).payload;
-          entries.set(row.device_id, payload.models.find((m) => m.manifest.payload.name === model) ?? null);
-        }
+      for (const { deviceId, document } of await storedDocuments(deviceIds)) {
+        entries.set(deviceId, document.payload.models.find((m) => m.manifest.payload.name === model) ?? null);
       }
       return entries;
     },
@@ -469,17 +478,7 @@ export function createDesiredStateService(options: {
     },
 
     async republish(deviceIds) {
-      const documents: { deviceId: string; document: SignedDocument<DesiredStatePayload> }[] = [];
-      for (let i = 0; i < deviceIds.length; i += CHUNK) {
-        const rows = await db
-          .selectFrom('device_desired')
-          .select(['device_id', 'document'])
-          .where('device_id', 'in', deviceIds.slice(i, i + CHUNK))
-          .execute();
-        documents.push(
-          ...rows.map((row) => ({ deviceId: row.device_id, document: JSON.parse(row.document) as SignedDocument<DesiredStatePayload> })),
-        );
-      }
+      const documents = await storedDocuments(deviceIds);
       await publishAll(documents);
       return documents.length;
     },
