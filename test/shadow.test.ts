@@ -154,9 +154,11 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
         await d.runtime.run('mlp', { features: { dtype: 'float32', shape: [2, 4], data } });
         batches.push(data);
         try {
+          // Or the shadow ended meanwhile (the stage decided, the document without it arrived): a
+          // sample still waiting for its quiet spell is then dropped, never accounted.
           await until(() => {
             d.runtime.flushTelemetry();
-            return compared >= 1;
+            return compared >= 1 || d.runtime.models()[0]?.shadow === undefined;
           }, `the shadow sample of input ${input} on ${d.id}`);
         } finally {
           counted();
@@ -210,7 +212,7 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
     expect(shown.stdout).toMatch(/rolled_back/);
     expect(shown.stdout).toMatch(/shadow 100%/);
     expect(shown.stdout).toContain('minShadowAgreement');
-  });
+  }, 90_000);
 
   it('puts a candidate that agrees live after its shadow stage', async () => {
     const id = await createShadowRollout('1.2.0');
@@ -231,7 +233,7 @@ describe("a rollout's shadow stage, judged on the devices' live inputs", () => {
       `/v1/audit?target=rollout:${id}`,
     );
     expect(audit.entries.find((e) => e.action === 'rollout.stage')?.after).toMatchObject({ current_stage: 1, live: true });
-  });
+  }, 90_000);
 });
 
 describe('a shadow stage over devices that cannot run one', () => {
