@@ -84,4 +84,12 @@ export {
   type TopicKindSpec,
   type TopicScheme,
 } from './topics/index.ts';
-export { findForbiddenKey, matches, type ParseJsonOptions, parseJson, type ValidationIssue, validate } from './validation/index.ts';
+export {
+  findForbiddenKey,
+  matches,
+  type ParseJsonOptions,
+  parseAndValidate,
+  parseJson,
+  type ValidationIssue,
+  validate,
+} from './validation/index.ts';

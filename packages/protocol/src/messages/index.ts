@@ -6,7 +6,7 @@ import { utf8Encode } from '../encoding/index.ts';
 import { EdgefleetError } from '../errors/index.ts';
 import { MESSAGE_LIMITS, MESSAGE_SCHEMAS, type MessageOf } from '../schemas/index.ts';
 import type { DeviceTopic, TopicKind } from '../topics/index.ts';
-import { parseJson, validate } from '../validation/index.ts';
+import { parseAndValidate, validate } from '../validation/index.ts';
 
 export interface DecodeOptions {
   /** Override the default limit for this kind (MESSAGE_LIMITS). */
@@ -27,8 +27,9 @@ export function decodeMessage<K extends TopicKind>(
   payload: Uint8Array | string,
   options: DecodeOptions = {},
 ): MessageOf<K> {
-  const value = parseJson(payload, { maxBytes: options.maxBytes ?? MESSAGE_LIMITS[address.kind] });
-  const message = validate(MESSAGE_SCHEMAS[address.kind], value) as MessageOf<K>;
+  const message = parseAndValidate(MESSAGE_SCHEMAS[address.kind], payload, {
+    maxBytes: options.maxBytes ?? MESSAGE_LIMITS[address.kind],
+  }) as MessageOf<K>;
   const named = deviceNamedIn(message);
   if (named !== undefined && named !== address.deviceId) {
     throw new EdgefleetError(

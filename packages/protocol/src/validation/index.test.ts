@@ -5,7 +5,7 @@ import { createTrust, verifyDesiredState, verifyKeySetUpdate, verifyManifest } f
 import { EdgefleetError } from '../errors/index.ts';
 import { ManifestPayload, MESSAGE_SCHEMAS, SignedManifest } from '../schemas/index.ts';
 import { signPayload } from '../signing/index.ts';
-import { findForbiddenKey, parseJson, validate } from './index.ts';
+import { findForbiddenKey, parseAndValidate, parseJson, validate } from './index.ts';
 
 const keys = createTestKeys();
 
@@ -97,6 +97,56 @@ describe('validate', () => {
     }
     expect(findForbiddenKey({ a: [{ b: { c: 1 } }, { d: { prototype: 1 } }] })).toBe('/a/1/d/prototype');
     expect(findForbiddenKey(JSON.parse('[[[[[[[[[[{"x":{"__proto__":{}}}]]]]]]]]]]'))).toBe('/0/0/0/0/0/0/0/0/0/0/x/__proto__');
+  });
+
+  it('parseAndValidate refuses a forbidden key however the JSON text spells it, and otherwise answers as parseJson then validate (property)', () => {
+    const manifest = JSON.stringify(sampleManifest());
+    // Only a \\u escape can write a letter other than as itself: each of these is a forbidden key.
+    for (const key of ['\\u005f_proto__', '__pr\\u006fto__', 'c\\u006fnstructor', 'prototyp\\u0065', '\\u005F\\u005Fproto\\u005F\\u005F']) {
+      const text = manifest.replace(/"metadata":\{[^}]*\}/, `"metadata":{"${key}":{"admin":"yes"}}`);
+      expect(text).not.toBe(manifest);
+      expect(() => parseAndValidate(ManifestPayload, text, { maxBytes: 1 << 20 }), key).toThrow(
+        /a key named "(__proto__|constructor|prototype)" is never allowed/,
+      );
+    }
+    expect(parseAndValidate(ManifestPayload, new TextEncoder().encode(manifest), { maxBytes: 1 << 20 })).toEqual(sampleManifest());
+    const outcome = (run: () => unknown): string => {
+      try {
+        return JSON.stringify(run());
+      } catch (error) {
+        return `${(error as EdgefleetError).code}: ${(error as Error).message}`;
+      }
+    };
+    // Keys drawn from the forbidden names, some written with escapes, at any depth of any JSON.
+    const escaped = (key: string, mask: number) =>
+      [...key].map((c, i) => ((mask >> i) & 1 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
+    const key = fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', 'metadata', 'name'), fc.string({ maxLength: 6 }));
+    const tree = fc.letrec((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small' },
+        fc.jsonValue({ maxDepth: 1 }),
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.array(fc.tuple(key, tie('node'), fc.nat()), { maxLength: 3 }),
+      ),
+    })).node;
+    const write = (node: unknown): string =>
+      Array.isArray(node) &&
+      node.every((entry) => Array.isArray(entry) && entry.length === 3 && typeof entry[0] === 'string' && typeof entry[2] === 'number')
+        ? `{${(node as [string, unknown, number][]).map(([k, v, mask]) => `${JSON.stringify(k).replace(/^"|"$/g, '') === k ? `"${escaped(k, mask)}"` : JSON.stringify(k)}:${write(v)}`).join(',')}}`
+        : Array.isArray(node)
+          ? `[${node.map(write).join(',')}]`
+          : JSON.stringify(node);
+    fc.assert(
+      fc.property(tree, (node) => {
+        const text = write(node);
+        for (const schema of [ManifestPayload, MESSAGE_SCHEMAS.telemetry, MESSAGE_SCHEMAS.reported]) {
+          expect(outcome(() => parseAndValidate(schema, text, { maxBytes: 1 << 20 }))).toBe(
+            outcome(() => validate(schema, parseJson(text, { maxBytes: 1 << 20 }))),
+          );
+        }
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('describes an enum by its allowed values', () => {

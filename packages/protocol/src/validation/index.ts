@@ -92,8 +92,35 @@ export function matches<T extends TSchema>(schema: T, value: unknown): value is 
  * const manifest = validate(ManifestPayload, JSON.parse(text));
  */
 export function validate<T extends TSchema>(schema: T, value: unknown, what?: string): Static<T> {
+  return check(schema, value, what, true);
+}
+
+/**
+ * Whether JSON text could hold a forbidden key: only if it spells one of the names, or holds a
+ * `\u` escape (the one way JSON can write a letter other than as itself). Scanning the text is far
+ * cheaper than walking every object parsed from it; only text that might hold one is walked.
+ */
+function mayHoldForbiddenKey(text: string): boolean {
+  return text.includes('\\u') || text.includes('__proto__') || text.includes('constructor') || text.includes('prototype');
+}
+
+/**
+ * Parses strict UTF-8 JSON within a size limit and validates it against `schema`: `parseJson`
+ * then `validate`, with the same errors, and the walk for forbidden keys only over text that
+ * might hold one (every device message comes through here).
+ */
+export function parseAndValidate<T extends TSchema>(
+  schema: T,
+  bytes: Uint8Array | string,
+  options: ParseJsonOptions & { readonly what?: string },
+): Static<T> {
+  const text = jsonText(bytes, options);
+  return check(schema, parseText(text), options.what, mayHoldForbiddenKey(text));
+}
+
+function check<T extends TSchema>(schema: T, value: unknown, what: string | undefined, walk: boolean): Static<T> {
   const validator = validatorFor(schema);
-  const forbidden = findForbiddenKey(value);
+  const forbidden = walk ? findForbiddenKey(value) : undefined;
   if (forbidden !== undefined) {
     const subject = what ?? titleOf(schema);
     const key = forbidden.slice(forbidden.lastIndexOf('/') + 1);
@@ -120,13 +147,21 @@ export interface ParseJsonOptions {
 
 /** Decodes strict UTF-8 JSON from bytes within a size limit; EF_MESSAGE_TOO_LARGE / EF_JSON_INVALID. */
 export function parseJson(bytes: Uint8Array | string, options: ParseJsonOptions): unknown {
+  return parseText(jsonText(bytes, options));
+}
+
+/** The text of `bytes` within the size limit: EF_MESSAGE_TOO_LARGE, or EF_JSON_INVALID for bytes that are not UTF-8. */
+function jsonText(bytes: Uint8Array | string, options: ParseJsonOptions): string {
   const size = typeof bytes === 'string' ? bytes.length : bytes.byteLength;
   if (size > options.maxBytes) {
     throw new EdgefleetError('EF_MESSAGE_TOO_LARGE', `payload is ${size} bytes, above the limit of ${options.maxBytes}`, {
       details: { size, limit: options.maxBytes },
     });
   }
-  const text = typeof bytes === 'string' ? bytes : utf8Decode(bytes);
+  return typeof bytes === 'string' ? bytes : utf8Decode(bytes);
+}
+
+function parseText(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (cause) {
