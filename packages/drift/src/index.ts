@@ -18,7 +18,7 @@ export {
   observedCount,
 } from './profile.ts';
 export { splitmix } from './random.ts';
-export { fromWire, toWire, type WireProfile } from './serialize.ts';
+export { checkWire, fromWire, toWire, type WireLimits, type WireProfile } from './serialize.ts';
 export {
   chiSquare,
   chiSquareSurvival,

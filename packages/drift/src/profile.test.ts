@@ -14,7 +14,7 @@ import {
   observe,
 } from './profile.ts';
 import { normals, rng } from './samples.ts';
-import { fromWire, toWire } from './serialize.ts';
+import { checkWire, fromWire, toWire } from './serialize.ts';
 
 function numeric(values: readonly (number | null)[], edges?: number[], k = 200): NumericProfile {
   const profile = numericProfile({ k, ...(edges ? { edges } : {}) });
@@ -184,7 +184,10 @@ describe('profiles on the wire', () => {
       ['sketch weights', { ...good, l: [...(good.l as string[]), btoa('\0\0\0\0'.repeat(400))] }],
       ['k must be', { ...good, k: 2 }],
     ];
-    for (const [message, wire] of broken) expect(() => fromWire(wire), message).toThrow(new RegExp(message));
+    for (const [message, wire] of broken) {
+      expect(() => fromWire(wire), message).toThrow(new RegExp(message));
+      expect(() => checkWire(wire), message).toThrow(new RegExp(message));
+    }
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
         try {
@@ -206,5 +209,53 @@ describe('profiles on the wire', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('checkWire accepts exactly what fromWire parses and refuses the rest with the same message (property)', () => {
+    const sized = [0, 1, 3, 199, 200, 5000].map((n) => toWire(numeric(normals(n, 7 + n), [0])) as unknown as Record<string, unknown>);
+    const good = sized.at(-1) as Record<string, unknown>;
+    const outcome = (read: (wire: unknown) => unknown, wire: unknown): string => {
+      try {
+        read(wire);
+        return 'ok';
+      } catch (error) {
+        return `${(error as Error).name}: ${(error as Error).message}`;
+      }
+    };
+    const same = (wire: unknown): void => {
+      expect(outcome(checkWire, wire)).toBe(outcome(fromWire, wire));
+    };
+    for (const wire of sized) expect(outcome(checkWire, wire)).toBe('ok');
+    expect(outcome(checkWire, toWire(categorical(['a', 'b', 'a', null])))).toBe('ok');
+    // Values that are not finite, hidden in the bytes of a level: an infinity and a NaN.
+    for (const bits of [0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001]) {
+      const level = new DataView(new ArrayBuffer(8));
+      level.setFloat32(0, 1.5, true);
+      level.setUint32(4, bits, true);
+      const wire = { ...good, l: [Buffer.from(level.buffer).toString('base64'), ...(good.l as string[]).slice(1)] };
+      expect(outcome(checkWire, wire)).toMatch(/level 0 holds a value that is not finite/);
+      same(wire);
+    }
+    // A level far longer than any before it, then a short one: the reused buffer grows, and holds nothing over.
+    same({ ...good, l: [Buffer.alloc(40_000, 0x41).toString('base64')] });
+    same(good);
+    const level = fc.oneof(
+      fc.base64String({ maxLength: 64 }),
+      fc.string({ maxLength: 24 }),
+      fc.uint8Array({ maxLength: 48 }).map((b) => Buffer.from(b).toString('base64')),
+    );
+    fc.assert(
+      fc.property(fc.array(level, { minLength: 0, maxLength: 4 }), (levels) => {
+        same({ ...good, l: levels });
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(fc.constantFrom(...Object.keys(good)), fc.jsonValue(), (key, value) => {
+        same({ ...good, [key]: value });
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(fc.property(fc.jsonValue(), same), { numRuns: 300 });
   });
 });

@@ -9,7 +9,7 @@
  * device get its `telemetry-ack`, so whatever was acknowledged survives a server crash; whatever
  * was not is sent again by the device.
  */
-import { fromWire } from '@edgefleet/drift';
+import { checkWire } from '@edgefleet/drift';
 import { type DeviceTopic, encodeMessage, type TelemetryAck, type TelemetryWindow, type TopicScheme } from '@edgefleet/protocol';
 import type { Kysely } from 'kysely';
 import { BrokerStoppingError, type FleetBroker } from '../broker/index.ts';
@@ -34,8 +34,9 @@ export interface TelemetryIngest {
  * be that is refused here, so that rollout gates and listings only ever read true sums.
  */
 function checkShadowSummary(shadow: NonNullable<TelemetryWindow['shadow']>): void {
-  const ratio = fromWire(shadow.latencyRatio);
-  const seen = ratio.kind === 'numeric' ? ratio.sketch.n : -1;
+  checkWire(shadow.latencyRatio);
+  // A numeric profile that checks out holds `n` values (the count its moments add up to).
+  const seen = shadow.latencyRatio.t === 'n' ? shadow.latencyRatio.n : -1;
   if (seen !== shadow.runs) {
     throw new Error(`shadow summary: ${shadow.runs} inputs compared, but its latency ratio sketch holds ${seen} values`);
   }
@@ -59,7 +60,8 @@ export function createTelemetryIngest(options: {
   const { db, topics, metrics, log } = options;
   const batchMs = options.batchMs ?? 50;
   const now = options.now ?? Date.now;
-  let waiting: { window: TelemetryWindow; body: string }[] = [];
+  // The rows to write, not the decoded windows: a window's objects die young, only its text waits.
+  let waiting: Omit<TelemetryWindowsTable, 'received_at'>[] = [];
   const decoder = new TextDecoder();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let writing: Promise<void> = Promise.resolve();
@@ -99,19 +101,7 @@ export function createTelemetryIngest(options: {
       const batch = waiting;
       waiting = [];
       const receivedAt = new Date(now()).toISOString();
-      const rows: TelemetryWindowsTable[] = batch.map(({ window: w, body }) => ({
-        device_id: w.deviceId,
-        boot_id: w.bootId,
-        seq: w.seq,
-        model: w.model.name,
-        version: w.model.version,
-        window_start: w.windowStart,
-        window_end: w.windowEnd,
-        runs: w.runs,
-        dropped: w.dropped,
-        body,
-        received_at: receivedAt,
-      }));
+      const rows: TelemetryWindowsTable[] = batch.map((row) => ({ ...row, received_at: receivedAt }));
       let inserted = 0;
       try {
         await db.transaction().execute(async (trx) => {
@@ -136,10 +126,10 @@ export function createTelemetryIngest(options: {
       // One acknowledgement per device and boot, naming every sequence now stored (new or not).
       // A window delivered twice in one batch (a device's own resend plus its outbox) is named once.
       const acks = new Map<string, { deviceId: string; bootId: string; seqs: Set<number> }>();
-      for (const { window: w } of batch) {
-        const key = `${w.deviceId}\n${w.bootId}`;
-        const ack = acks.get(key) ?? { deviceId: w.deviceId, bootId: w.bootId, seqs: new Set<number>() };
-        ack.seqs.add(w.seq);
+      for (const row of batch) {
+        const key = `${row.device_id}\n${row.boot_id}`;
+        const ack = acks.get(key) ?? { deviceId: row.device_id, bootId: row.boot_id, seqs: new Set<number>() };
+        ack.seqs.add(row.seq);
         acks.set(key, ack);
       }
       for (const { deviceId, bootId, seqs } of acks.values()) {
@@ -171,15 +161,26 @@ export function createTelemetryIngest(options: {
         return;
       }
       try {
-        fromWire(window.latencyMs);
-        for (const feature of window.features) fromWire(feature.profile);
+        checkWire(window.latencyMs);
+        for (const feature of window.features) checkWire(feature.profile);
         if (window.shadow) checkShadowSummary(window.shadow);
       } catch (error) {
         refuse('malformed', address.deviceId, (error as Error).message);
         return;
       }
       // The bytes the device sent are the window, checked: stored once, as they came.
-      waiting.push({ window, body: payload ? decoder.decode(payload) : JSON.stringify(window) });
+      waiting.push({
+        device_id: window.deviceId,
+        boot_id: window.bootId,
+        seq: window.seq,
+        model: window.model.name,
+        version: window.model.version,
+        window_start: window.windowStart,
+        window_end: window.windowEnd,
+        runs: window.runs,
+        dropped: window.dropped,
+        body: payload ? decoder.decode(payload) : JSON.stringify(window),
+      });
       if (waiting.length >= 1000) void write();
       else timer ??= setTimeout(() => void write(), batchMs);
     },
