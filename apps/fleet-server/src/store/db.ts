@@ -35,6 +35,18 @@ function withStatementCache(sqlite: SQLite.Database, size = 512): SqliteDatabase
   };
 }
 
+/**
+ * PostgreSQL's 64-bit integers (bigint columns, count(*)) read as numbers, as SQLite's do: every
+ * one the server stores is at most 2^53 - 1 (the protocol's counts, sizes, sequence numbers), so
+ * none loses a digit; pg's default reads them as strings.
+ */
+const NUMBERS_AS_NUMBERS = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 && format !== 'binary'
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
 export interface OpenedDatabase {
   readonly db: Kysely<Database>;
   readonly kind: DialectKind;
@@ -46,7 +58,9 @@ export async function openDatabase(options: { dataDir: string; databaseUrl?: str
   let kind: DialectKind;
   if (options.databaseUrl) {
     kind = 'postgres';
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: options.databaseUrl, max: 10 }) }) });
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: options.databaseUrl, max: 10, types: NUMBERS_AS_NUMBERS }) }),
+    });
   } else {
     kind = 'sqlite';
     mkdirSync(options.dataDir, { recursive: true });

@@ -2,7 +2,7 @@
  * Versioned migrations, in code, applied in order by Kysely's Migrator. Never edit one that has
  * shipped: add the next.
  */
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely/migration';
 
 export type DialectKind = 'sqlite' | 'postgres';
@@ -439,6 +439,22 @@ function migrations(kind: DialectKind): Record<string, Migration> {
       async up(db) {
         await db.schema.alterTable('model_versions').addColumn('variants', 'text').execute();
         await db.schema.alterTable('evaluations').addColumn('variant', 'text').execute();
+      },
+    },
+    // Counts a device sends (or sums of them) are integers up to 2^53 - 1: on PostgreSQL, 64-bit
+    // columns (a 32-bit one refused a value past 2^31, and the whole batch written with it).
+    // SQLite's integers are 64-bit already.
+    '0019-wide-counts': {
+      async up(db) {
+        if (kind !== 'postgres') return;
+        await sql`alter table telemetry_windows alter column seq type bigint, alter column runs type bigint, alter column dropped type bigint`.execute(
+          db,
+        );
+        await sql`alter table device_events alter column seq type bigint`.execute(db);
+        await sql`alter table reference_profiles alter column windows type bigint, alter column runs type bigint`.execute(db);
+        await sql`alter table drift_scores alter column devices type bigint, alter column windows type bigint, alter column runs type bigint, alter column compared type bigint`.execute(
+          db,
+        );
       },
     },
   };
