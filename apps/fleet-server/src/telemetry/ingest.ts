@@ -45,8 +45,13 @@ function checkShadowSummary(shadow: NonNullable<TelemetryWindow['shadow']>): voi
   }
 }
 
-/** Acknowledgements published at once before the next one waits. */
-const ACKS_IN_FLIGHT = 64;
+/**
+ * Acknowledgements waiting for their PUBACK at once; more wait their turn in a queue. Storing never
+ * waits for them: over an external broker, the PUBACKs come back on the server's one connection
+ * behind every device message already sent to it, so a batch that waited for its predecessor's
+ * PUBACKs waited for the whole backlog (measured: a burst was stored in one batch at the end).
+ */
+const ACKS_IN_FLIGHT = 1024;
 
 export function createTelemetryIngest(options: {
   db: Kysely<Database>;
@@ -73,23 +78,29 @@ export function createTelemetryIngest(options: {
     log.warn({ deviceId, reason, detail }, 'refused a telemetry window');
   }
 
-  /**
-   * Acknowledgements in flight (each waits for its PUBACK from an external broker): up to
-   * ACKS_IN_FLIGHT at once, so that a round trip per device does not stand between two batches.
-   */
+  /** Acknowledgements published and not yet confirmed by the broker, and those waiting their turn. */
   const inFlight = new Set<Promise<void>>();
-  async function acknowledge(deviceId: string, payload: Uint8Array): Promise<void> {
-    while (inFlight.size >= ACKS_IN_FLIGHT) await Promise.race(inFlight);
-    const sent = options
-      .broker()
-      .publish(topics.build('telemetry-ack', deviceId), payload, { qos: 1 })
-      .catch((error: unknown) => {
-        // Stored, not acknowledged: the device sends the window again and gets its ack then.
-        if (error instanceof BrokerStoppingError) log.debug({ deviceId }, 'telemetry not acknowledged: the server is stopping');
-        else log.warn({ err: error, deviceId }, 'could not acknowledge telemetry');
-      })
-      .finally(() => inFlight.delete(sent));
-    inFlight.add(sent);
+  const queued: { deviceId: string; payload: Uint8Array }[] = [];
+  /** settle() calls waiting for every acknowledgement to be confirmed. */
+  const drainWaiters: (() => void)[] = [];
+  function pump(): void {
+    while (inFlight.size < ACKS_IN_FLIGHT && queued.length > 0) {
+      const { deviceId, payload } = queued.shift() as { deviceId: string; payload: Uint8Array };
+      const sent: Promise<void> = options
+        .broker()
+        .publish(topics.build('telemetry-ack', deviceId), payload, { qos: 1 })
+        .catch((error: unknown) => {
+          // Stored, not acknowledged: the device sends the window again and gets its ack then.
+          if (error instanceof BrokerStoppingError) log.debug({ deviceId }, 'telemetry not acknowledged: the server is stopping');
+          else log.warn({ err: error, deviceId }, 'could not acknowledge telemetry');
+        })
+        .finally(() => {
+          inFlight.delete(sent);
+          pump();
+        });
+      inFlight.add(sent);
+    }
+    if (inFlight.size === 0 && queued.length === 0) for (const resolve of drainWaiters.splice(0)) resolve();
   }
 
   /** Writes what is waiting (after what is being written) and starts its acknowledgements. */
@@ -136,10 +147,11 @@ export function createTelemetryIngest(options: {
         const all = [...seqs];
         for (let i = 0; i < all.length; i += 1024) {
           const ack: TelemetryAck = { type: 'edgefleet.telemetry-ack/v1', deviceId, bootId, seqs: all.slice(i, i + 1024) };
-          // The next batch is written while these travel; only a full pipe holds it back.
-          await acknowledge(deviceId, encodeMessage('telemetry-ack', ack));
+          queued.push({ deviceId, payload: encodeMessage('telemetry-ack', ack) });
         }
       }
+      // The next batch is written while these travel.
+      pump();
     });
     // One failed batch must not stop the ones after it.
     writing = writing.catch((error: unknown) => log.warn({ err: error }, 'telemetry batch failed'));
@@ -149,7 +161,8 @@ export function createTelemetryIngest(options: {
   /** Everything written so far, acknowledged (or its acknowledgement failed). */
   async function settle(): Promise<void> {
     await write();
-    await Promise.all(inFlight);
+    if (inFlight.size === 0 && queued.length === 0) return;
+    await new Promise<void>((resolve) => drainWaiters.push(resolve));
   }
 
   return {

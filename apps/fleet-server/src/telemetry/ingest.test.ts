@@ -1,0 +1,134 @@
+/**
+ * The ingest's own scheduling, on a real SQLite database: what is stored is acknowledged, and
+ * storing never waits for acknowledgements to travel. The broker here holds every PUBACK until the
+ * test lets it go: that is what an external broker's PUBACKs do when they queue behind thousands of
+ * device messages on the server's one connection (measured: the next batch then waited for them,
+ * and the whole burst was stored in one batch at the end).
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { numericProfile, observe, toWire } from '@edgefleet/drift';
+import { createTopicScheme, encodeMessageText, type TelemetryAck, type TelemetryWindow } from '@edgefleet/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FleetBroker } from '../broker/index.ts';
+import { createMetrics } from '../metrics/index.ts';
+import { openDatabase } from '../store/db.ts';
+import { createTelemetryIngest } from './ingest.ts';
+
+const topics = createTopicScheme();
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+function window(deviceId: string, seq: number): { message: TelemetryWindow; payload: Uint8Array } {
+  const latency = numericProfile();
+  for (let i = 0; i < 5; i++) observe(latency, 1 + i);
+  const message: TelemetryWindow = {
+    type: 'edgefleet.telemetry/v1',
+    deviceId,
+    bootId: 'b00700000-ingest',
+    seq,
+    windowStart: '2026-11-29T10:00:00Z',
+    windowEnd: '2026-11-29T10:01:00Z',
+    model: { name: 'mlp', version: '1.0.0' },
+    executionProvider: 'cpu',
+    runs: 5,
+    errors: [],
+    latencyMs: toWire(latency) as TelemetryWindow['latencyMs'],
+    features: [],
+    dropped: 0,
+  };
+  const text = encodeMessageText('telemetry', message);
+  return { message: JSON.parse(text) as TelemetryWindow, payload: new TextEncoder().encode(text) };
+}
+
+/** A broker whose PUBACKs wait until released; what was published, in order. */
+function heldBroker() {
+  const published: { deviceId: string; seqs: number[] }[] = [];
+  const held: (() => void)[] = [];
+  let holding = true;
+  const broker = {
+    publish: (_topic: string, payload: Uint8Array | string) => {
+      const ack = JSON.parse(typeof payload === 'string' ? payload : new TextDecoder().decode(payload)) as TelemetryAck;
+      published.push({ deviceId: ack.deviceId, seqs: ack.seqs });
+      return holding ? new Promise<void>((resolve) => held.push(resolve)) : Promise.resolve();
+    },
+  } as unknown as FleetBroker;
+  const release = () => {
+    holding = false;
+    for (const resolve of held.splice(0)) resolve();
+  };
+  return { broker, published, release, held };
+}
+
+async function setup() {
+  const { db, close } = await openDatabase({ dataDir: await mkdtemp(join(tmpdir(), 'ef-ingest-')) });
+  closers.push(close);
+  const held = heldBroker();
+  const ingest = createTelemetryIngest({
+    db,
+    broker: () => held.broker,
+    topics,
+    metrics: createMetrics(db),
+    log: { warn: () => undefined, debug: () => undefined },
+    batchMs: 5,
+  });
+  closers.push(async () => {
+    held.release();
+    await ingest.close();
+  });
+  const feed = (deviceId: string, seq: number) => {
+    const { message, payload } = window(deviceId, seq);
+    ingest.observe({ deviceId, kind: 'telemetry' }, message, payload);
+  };
+  return { db, ingest, feed, ...held };
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('telemetry ingest', () => {
+  it('stores the next batch while the acknowledgements of the one before wait for their PUBACKs', async () => {
+    const { db, ingest, feed, published, held } = await setup();
+    // A first batch from 300 devices: 300 acknowledgements, none of whose PUBACKs comes back.
+    for (let d = 0; d < 300; d++) feed(`dev-${d}`, 0);
+    await until(() => ingest.counts.stored === 300, 'the first batch stored');
+    await until(() => published.length > 0, 'its acknowledgements on their way');
+    // A second batch: stored now, not once the broker has answered for the first.
+    for (let d = 0; d < 300; d++) feed(`dev-${d}`, 1);
+    await until(() => ingest.counts.stored === 600, 'the second batch stored while the first one’s PUBACKs are held');
+    const rows = await db
+      .selectFrom('telemetry_windows')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    expect(Number(rows.n)).toBe(600);
+    // Every window is acknowledged in the end, each once, and only after it was stored.
+    await until(() => published.reduce((n, p) => n + p.seqs.length, 0) === 600, 'every window acknowledged');
+    expect(held.length).toBeGreaterThan(0);
+    const acked = published.flatMap((p) => p.seqs.map((seq) => `${p.deviceId}/${seq}`));
+    expect(new Set(acked).size).toBe(600);
+  });
+
+  it('flush resolves only once every acknowledgement has its PUBACK', async () => {
+    const { ingest, feed, published, release } = await setup();
+    for (let d = 0; d < 100; d++) feed(`dev-${d}`, 0);
+    let flushed = false;
+    const flushing = ingest.flush().then(() => {
+      flushed = true;
+    });
+    await until(() => published.length === 100, 'the acknowledgements published');
+    // The witness: everything was stored and sent, and flush still waits for the broker.
+    expect(ingest.counts.stored).toBe(100);
+    expect(flushed).toBe(false);
+    release();
+    await flushing;
+    expect(flushed).toBe(true);
+  });
+});
