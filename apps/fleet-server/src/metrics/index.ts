@@ -52,6 +52,7 @@ export function createMetrics(db: Kysely<Database>): ServerMetrics {
     labelNames: ['direction', 'kind'],
     registers: [registry],
   });
+  const messageCounters = new Map<string, { inc(): void }>();
   const refused = new Counter({
     name: 'edgefleet_mqtt_refused_total',
     help: 'MQTT connections, publishes and subscriptions refused',
@@ -223,7 +224,16 @@ export function createMetrics(db: Kysely<Database>): ServerMetrics {
       requests.inc({ method, route, status: String(status) });
       duration.observe({ method, route }, seconds);
     },
-    mqttMessage: (direction, kind) => messages.inc({ direction, kind }),
+    mqttMessage: (direction, kind) => {
+      // One counter per direction and topic kind (a handful), looked up once: every message counts.
+      const key = `${direction}/${kind}`;
+      let counter = messageCounters.get(key);
+      if (!counter) {
+        counter = messages.labels({ direction, kind });
+        messageCounters.set(key, counter);
+      }
+      counter.inc();
+    },
     mqttRefused: (reason) => refused.inc({ reason }),
     setMqttClients: (count) => clients.set(count),
   };
