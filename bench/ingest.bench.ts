@@ -47,6 +47,13 @@ async function cpuSeconds(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+/** CPU seconds every process on the machine has used so far (user + system, all cores: /proc/stat). */
+async function machineCpuSeconds(): Promise<number> {
+  const fields = ((await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: all but idle and iowait were busy.
+  const busy = fields.reduce((sum, v, i) => (i === 3 || i === 4 ? sum : sum + v), 0);
+  return busy / 100;
+}
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
@@ -56,14 +63,25 @@ const quantile = (values: number[], q: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 };
 
-interface Row {
-  readonly name: string;
-  readonly broker: 'aedes' | 'mosquitto';
-  readonly floor: boolean;
+/** One measurement: a setup's time for the whole load. */
+interface Round {
   readonly seconds: number;
   readonly p99Ms: number;
   readonly cpuSeconds: number;
   readonly rssMiB: number;
+  /** CPU seconds the whole machine used meanwhile (clients, brokers, servers, PostgreSQL). */
+  readonly machineCpuSeconds: number;
+  /** CPU seconds this process (the clients) used meanwhile. */
+  readonly clientCpuSeconds: number;
+}
+
+/** A setup's rounds; a fleet setup's ratio to its floor is taken round by round (the floor measured just before it). */
+interface Row {
+  readonly name: string;
+  readonly broker: 'aedes' | 'mosquitto';
+  readonly floor: boolean;
+  readonly rounds: Round[];
+  readonly ratios: number[];
 }
 
 interface Load {
@@ -77,7 +95,7 @@ interface Load {
 }
 
 /** Publishes deviceCount × perDevice windows at QoS 1 and waits until each is acknowledged (or delivered, for a floor). */
-async function measure(name: string, broker: Row['broker'], load: Load, deviceIds: readonly string[]): Promise<Row> {
+async function measure(name: string, load: Load, deviceIds: readonly string[], boot: string): Promise<Round> {
   const clients: MqttClient[] = await Promise.all(
     load.clients.map((c) =>
       mqtt.connectAsync(c.url, {
@@ -121,8 +139,10 @@ async function measure(name: string, broker: Row['broker'], load: Load, deviceId
       }),
     );
   }
-  const payloads = deviceIds.map((id) => Array.from({ length: perDevice }, (_, seq) => windowMessage(closed, id, BOOT, seq)));
+  const payloads = deviceIds.map((id) => Array.from({ length: perDevice }, (_, seq) => windowMessage(closed, id, boot, seq)));
   const cpuBefore = await Promise.all(load.pids.map(cpuSeconds));
+  const machineBefore = await machineCpuSeconds();
+  const clientBefore = process.cpuUsage();
   const started = performance.now();
   for (let seq = 0; seq < perDevice; seq++) {
     for (const [i, client] of clients.entries()) {
@@ -139,24 +159,25 @@ async function measure(name: string, broker: Row['broker'], load: Load, deviceId
   ]);
   if (timedOut) throw new Error(`${name}: ${done} of ${total} windows acknowledged after ${limit / 1000} s`);
   const seconds = (performance.now() - started) / 1000;
+  const clientUsage = process.cpuUsage(clientBefore);
+  const machineAfter = await machineCpuSeconds();
   const cpuAfter = await Promise.all(load.pids.map(cpuSeconds));
   const rss = await Promise.all(load.pids.map(peakRssMiB));
   await Promise.all([...clients, ...(subscriber ? [subscriber] : [])].map((c) => c.endAsync(true)));
   return {
-    name,
-    broker,
-    floor: Boolean(load.floorSubscriber),
     seconds,
     p99Ms: quantile(latencies, 0.99),
     cpuSeconds: cpuAfter.reduce((sum, c, i) => sum + c - (cpuBefore[i] ?? 0), 0),
     rssMiB: rss.reduce((a, b) => a + b, 0),
+    machineCpuSeconds: machineAfter - machineBefore,
+    clientCpuSeconds: (clientUsage.user + clientUsage.system) / 1e6,
   };
 }
 
 const floorIds = Array.from({ length: deviceCount }, (_, i) => `floor-${String(i).padStart(5, '0')}`);
 
 /** A bare aedes in its own process. */
-async function aedesFloor(): Promise<Row> {
+async function aedesFloor(): Promise<Round> {
   const child = spawn(
     process.execPath,
     ['--conditions=@edgefleet/source', '--import', 'tsx', fileURLToPath(new URL('raw-ingest-broker.ts', import.meta.url))],
@@ -172,7 +193,6 @@ async function aedesFloor(): Promise<Row> {
   try {
     return await measure(
       'floor: bare aedes',
-      'aedes',
       {
         clients: floorIds.map((id) => ({ url, clientId: id })),
         publishTopic: (i) => `floor/${i}/telemetry`,
@@ -180,6 +200,7 @@ async function aedesFloor(): Promise<Row> {
         pids: [pid],
       },
       floorIds,
+      BOOT,
     );
   } finally {
     child.stdin?.end();
@@ -187,12 +208,11 @@ async function aedesFloor(): Promise<Row> {
   }
 }
 
-async function mosquittoFloor(): Promise<Row> {
+async function mosquittoFloor(): Promise<Round> {
   const broker = await startMosquitto({ anonymous: true });
   try {
     return await measure(
       'floor: bare Mosquitto 2',
-      'mosquitto',
       {
         clients: floorIds.map((id) => ({ url: broker.url, clientId: id })),
         publishTopic: (i) => `floor/${i}/telemetry`,
@@ -200,6 +220,7 @@ async function mosquittoFloor(): Promise<Row> {
         pids: [broker.pid],
       },
       floorIds,
+      BOOT,
     );
   } finally {
     await broker.stop();
@@ -250,43 +271,83 @@ function fleetLoad(fleet: Fleet): Load {
 }
 
 const rows: Row[] = [];
-rows.push(await aedesFloor());
-const embedded = await startFleet(1, {});
-rows.push(
-  await measure(
-    'fleet server, embedded aedes + SQLite',
-    'aedes',
-    fleetLoad(embedded),
-    embedded.devices.map((d) => d.id),
-  ),
-);
-// Drift over what was stored: the whole period as the reference, then one scoring pass (every
-// window merged for each group it belongs to: all devices, and the devices tagged "bench").
-const api = adminApi(embedded.url, TOKEN);
-const stored = (await api('GET', '/v1/telemetry/windows?model=mlp&limit=1')) as { windows: unknown[] };
-let mark = performance.now();
-await api('POST', '/v1/models/mlp/versions/1.0.0/reference', { from: closed.start, to: closed.end });
-const referenceSeconds = (performance.now() - mark) / 1000;
-mark = performance.now();
-const pass = (await api('POST', '/v1/drift/evaluate')) as { buckets: number };
-const passSeconds = (performance.now() - mark) / 1000;
-const scored = (await api('GET', '/v1/drift/scores?model=mlp&version=1.0.0')) as { scores: { windows: number }[] };
-const windowsScored = scored.scores.reduce((sum, row) => sum + row.windows, 0);
-// Stopped and gone before the next setup (and, with BENCH_PROF, its profile written).
-await Promise.all(
-  embedded.servers.map((server) => {
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill('SIGTERM');
-    return exited;
-  }),
-);
+/** Rounds per setup (BENCH_INGEST_ROUNDS, default 3): each a floor, then the fleet, back to back. */
+const ROUNDS = Number(process.env.BENCH_INGEST_ROUNDS ?? 3);
+/** Each round's windows come from another boot of the same devices: new windows, none a duplicate. */
+const bootOf = (round: number) => `${BOOT.slice(0, -4)}${String(round).padStart(4, '0')}`;
+function row(name: string, broker: Row['broker'], floor: boolean): Row {
+  const existing = rows.find((r) => r.name === name);
+  if (existing) return existing;
+  const created: Row = { name, broker, floor, rounds: [], ratios: [] };
+  rows.push(created);
+  return created;
+}
+/** Rounds of a floor and a fleet setup, alternating: the ratio of each pair is measured under the same conditions. */
+async function paired(
+  floor: Row,
+  fleet: Row,
+  measureFloor: () => Promise<Round>,
+  measureFleet: (boot: string) => Promise<Round>,
+): Promise<void> {
+  for (let round = 0; round < ROUNDS; round++) {
+    const base = await measureFloor();
+    const measured = await measureFleet(bootOf(round));
+    floor.rounds.push(base);
+    fleet.rounds.push(measured);
+    fleet.ratios.push(measured.seconds / base.seconds);
+  }
+}
+
+/** The drift work over what the embedded server stored (none with BENCH_INGEST_MOSQUITTO_ONLY). */
+let drift:
+  | { referenceSeconds: number; passSeconds: number; buckets: number; groups: number; windowsScored: number; stored: number }
+  | undefined;
+// BENCH_INGEST_MOSQUITTO_ONLY=1 (profiling, comparing changes): the Mosquitto rows only.
+if (!process.env.BENCH_INGEST_MOSQUITTO_ONLY) {
+  const embedded = await startFleet(1, {});
+  await paired(row('floor: bare aedes', 'aedes', true), row('fleet server, embedded aedes + SQLite', 'aedes', false), aedesFloor, (boot) =>
+    measure(
+      'fleet server, embedded aedes + SQLite',
+      fleetLoad(embedded),
+      embedded.devices.map((d) => d.id),
+      boot,
+    ),
+  );
+  // Drift over what was stored: the whole period as the reference, then one scoring pass (every
+  // window merged for each group it belongs to: all devices, and the devices tagged "bench").
+  const api = adminApi(embedded.url, TOKEN);
+  const stored = (await api('GET', '/v1/telemetry/windows?model=mlp&limit=1')) as { windows: unknown[] };
+  let mark = performance.now();
+  await api('POST', '/v1/models/mlp/versions/1.0.0/reference', { from: closed.start, to: closed.end });
+  const referenceSeconds = (performance.now() - mark) / 1000;
+  mark = performance.now();
+  const pass = (await api('POST', '/v1/drift/evaluate')) as { buckets: number };
+  const passSeconds = (performance.now() - mark) / 1000;
+  const scored = (await api('GET', '/v1/drift/scores?model=mlp&version=1.0.0')) as { scores: { windows: number }[] };
+  const windowsScored = scored.scores.reduce((sum, r) => sum + r.windows, 0);
+  drift = {
+    referenceSeconds,
+    passSeconds,
+    buckets: pass.buckets,
+    groups: scored.scores.length,
+    windowsScored,
+    stored: stored.windows.length,
+  };
+  // Stopped and gone before the next setup (and, with BENCH_PROF, its profile written).
+  await Promise.all(
+    embedded.servers.map((server) => {
+      const exited = new Promise((resolve) => server.once('exit', resolve));
+      server.kill('SIGTERM');
+      return exited;
+    }),
+  );
+}
 
 const skipped: string[] = [];
 // BENCH_INGEST_EMBEDDED_ONLY=1 (profiling): the aedes rows only.
 if (process.env.BENCH_INGEST_EMBEDDED_ONLY) skipped.push('Mosquitto rows skipped (BENCH_INGEST_EMBEDDED_ONLY).');
 else if (mosquittoMissing()) skipped.push(`Mosquitto rows skipped: ${mosquittoMissing()}`);
 else {
-  rows.push(await mosquittoFloor());
   const stopPostgres = process.env.EDGEFLEET_TEST_DATABASE_URL ? undefined : await startPostgres();
   try {
     // BENCH_INGEST_REPLICAS=1 (profiling): one of the two.
@@ -304,12 +365,14 @@ else {
         broker.url,
       );
       try {
-        rows.push(
-          await measure(
-            `fleet server, Mosquitto 2 + PostgreSQL, ${replicas} replica${replicas > 1 ? 's' : ''}`,
-            'mosquitto',
-            { ...fleetLoad(fleet), pids: [...fleetLoad(fleet).pids, broker.pid] },
+        const name = `fleet server, Mosquitto 2 + PostgreSQL, ${replicas} replica${replicas > 1 ? 's' : ''}`;
+        const load = { ...fleetLoad(fleet), pids: [...fleetLoad(fleet).pids, broker.pid] };
+        await paired(row('floor: bare Mosquitto 2', 'mosquitto', true), row(name, 'mosquitto', false), mosquittoFloor, (boot) =>
+          measure(
+            name,
+            load,
             fleet.devices.map((d) => d.id),
+            boot,
           ),
         );
       } finally {
@@ -328,7 +391,20 @@ else {
   }
 }
 
-const floorOf = (broker: Row['broker']) => rows.find((r) => r.floor && r.broker === broker);
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+};
+/** The median of a row's rounds of one measure. */
+const mid = (r: Row, of: (round: Round) => number) => median(r.rounds.map(of));
+/** Share of the machine's cores busy during the rounds, and the clients' (this process's) part of it. */
+const busy = (r: Row) => {
+  const share = (of: (round: Round) => number) => `${Math.round((mid(r, of) / mid(r, (round) => round.seconds) / cpus().length) * 100)}%`;
+  return `${share((round) => round.machineCpuSeconds)} (${share((round) => round.clientCpuSeconds)})`;
+};
+const spread = (values: readonly number[], digits: number) =>
+  values.length > 1 ? ` (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})` : '';
 const bytes = windowMessage(closed, 'ingest-00000', BOOT, 0).length;
 const section = [
   '<!-- bench:ingest:start -->',
@@ -338,20 +414,27 @@ const section = [
   '',
   `${deviceCount} devices (plain mqtt.js clients, each with its own credential) publish ${perDevice} windows each at QoS 1; timed until every window is acknowledged, i.e. stored and committed (SQLite synchronous=FULL; PostgreSQL's commit) and a telemetry-ack received. A window is what the runtime builds from ${RUNS_PER_WINDOW} runs of a 4-feature, 3-class model: ${featureCount} profiles, ${bytes.toLocaleString('en-US')} bytes on the wire. The floors are bare brokers in their own processes receiving the same messages from the same number of clients and delivering them to one subscriber, measured in the same run. CPU and peak RSS are the server processes' (with Mosquitto, the broker's too).`,
   '',
-  '| setup | time | windows/s | × floor | p99 publish → ack | CPU per window | peak RSS |',
-  '| --- | --- | --- | --- | --- | --- | --- |',
+  `Each setup ran ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}, each round its broker's floor and then the setup, back to back (this machine's speed drifts from minute to minute: a ratio is taken within a round). Shown: medians over the rounds, × floor with the lowest and highest round in brackets.`,
+  '',
+  '| setup | time | windows/s | × floor | p99 publish → ack | CPU per window | peak RSS | machine busy (clients) |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map((r) => {
-    const floor = floorOf(r.broker);
-    return `| ${r.name} | ${r.seconds.toFixed(2)} s | ${Math.round(total / r.seconds).toLocaleString('en-US')} | ${r.floor || !floor ? '1' : (r.seconds / floor.seconds).toFixed(2)} | ${r.p99Ms.toFixed(0)} ms | ${((r.cpuSeconds * 1000) / total).toFixed(3)} ms | ${r.rssMiB.toFixed(0)} MiB |`;
+    const seconds = mid(r, (round) => round.seconds);
+    const ratio = r.floor ? '1' : `${median(r.ratios).toFixed(2)}${spread(r.ratios, 2)}`;
+    return `| ${r.name} | ${seconds.toFixed(2)} s | ${Math.round(total / seconds).toLocaleString('en-US')} | ${ratio} | ${mid(r, (round) => round.p99Ms).toFixed(0)} ms | ${((mid(r, (round) => round.cpuSeconds) * 1000) / total).toFixed(3)} ms | ${Math.max(...r.rounds.map((round) => round.rssMiB)).toFixed(0)} MiB | ${busy(r)} |`;
   }),
   '',
   ...(skipped.length > 0 ? [skipped.join(' '), ''] : []),
-  `Feature values/s with the embedded server: ${Math.round((total * RUNS_PER_WINDOW * featureCount) / (rows[1]?.seconds ?? 1)).toLocaleString('en-US')} (the runs each window summarizes times its profiles: what a fleet shipping raw inputs would have had to send).${stored.windows.length === 1 ? '' : ' WARNING: nothing stored.'}`,
-  '',
-  '| drift work on the stored windows (embedded server) | time | rate |',
-  '| --- | --- | --- |',
-  `| reference from the whole period (\`POST …/reference\`) | ${referenceSeconds.toFixed(2)} s | ${Math.round(total / referenceSeconds).toLocaleString('en-US')} windows merged/s |`,
-  `| one scoring pass (\`POST /v1/drift/evaluate\`: ${pass.buckets} bucket, ${scored.scores.length} groups) | ${passSeconds.toFixed(2)} s | ${Math.round(windowsScored / passSeconds).toLocaleString('en-US')} group-windows scored/s |`,
+  ...(drift
+    ? [
+        `Feature values/s with the embedded server: ${Math.round((total * RUNS_PER_WINDOW * featureCount) / (rows[1] ? mid(rows[1], (round) => round.seconds) : 1)).toLocaleString('en-US')} (the runs each window summarizes times its profiles: what a fleet shipping raw inputs would have had to send).${drift.stored === 1 ? '' : ' WARNING: nothing stored.'}`,
+        '',
+        '| drift work on the stored windows (embedded server) | time | rate |',
+        '| --- | --- | --- |',
+        `| reference from the whole period (\`POST …/reference\`) | ${drift.referenceSeconds.toFixed(2)} s | ${Math.round((total * ROUNDS) / drift.referenceSeconds).toLocaleString('en-US')} windows merged/s (${(total * ROUNDS).toLocaleString('en-US')} windows) |`,
+        `| one scoring pass (\`POST /v1/drift/evaluate\`: ${drift.buckets} bucket, ${drift.groups} groups) | ${drift.passSeconds.toFixed(2)} s | ${Math.round(drift.windowsScored / drift.passSeconds).toLocaleString('en-US')} group-windows scored/s |`,
+      ]
+    : ['Aedes rows and drift work skipped (BENCH_INGEST_MOSQUITTO_ONLY).']),
   '<!-- bench:ingest:end -->',
 ].join('\n');
 await writeBenchmarkSection('ingest', section);
