@@ -363,7 +363,16 @@ export async function createFleetServer(options: CreateServerOptions = {}): Prom
       }
     },
   });
-  const telemetry = createTelemetryIngest({ db, broker: brokerOf, topics, metrics, log: app.log, now: clock });
+  const telemetry = createTelemetryIngest({
+    db,
+    broker: brokerOf,
+    topics,
+    metrics,
+    log: app.log,
+    now: clock,
+    // PostgreSQL: three batches of up to 1,000 windows at once, on three of the pool's ten connections.
+    dialect: database.kind,
+  });
   metrics.attach({ gateReadings: () => rollouts.gateReadings(), telemetry: () => telemetry.counts });
   const drift = createDriftEvaluator({
     db,

@@ -1,9 +1,10 @@
 /**
- * The ingest's own scheduling, on a real SQLite database: what is stored is acknowledged, and
- * storing never waits for acknowledgements to travel. The broker here holds every PUBACK until the
- * test lets it go: that is what an external broker's PUBACKs do when they queue behind thousands of
- * device messages on the server's one connection (measured: the next batch then waited for them,
- * and the whole burst was stored in one batch at the end).
+ * The ingest's own scheduling, on a real database (SQLite; PostgreSQL in the fleet-server-postgres
+ * project): what is stored is acknowledged, and storing never waits for acknowledgements to
+ * travel. The broker here holds every publish until the test lets it go: that is what an external
+ * broker's answers do when they queue behind thousands of device messages on the server's one
+ * connection (measured: the next batch then waited for them, and the whole burst was stored in one
+ * batch at the end).
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FleetBroker } from '../broker/index.ts';
 import { createMetrics } from '../metrics/index.ts';
 import { openDatabase } from '../store/db.ts';
+import { createTestPostgresDatabase, dropTestPostgresDatabase } from '../testing.ts';
 import { createTelemetryIngest } from './ingest.ts';
 
 const topics = createTopicScheme();
@@ -44,7 +46,7 @@ function window(deviceId: string, seq: number): { message: TelemetryWindow; payl
   return { message: JSON.parse(text) as TelemetryWindow, payload: new TextEncoder().encode(text) };
 }
 
-/** A broker whose PUBACKs wait until released; what was published, in order. */
+/** A broker whose publishes complete only once released; what was published, in order. */
 function heldBroker() {
   const published: { deviceId: string; seqs: number[] }[] = [];
   const held: (() => void)[] = [];
@@ -63,8 +65,11 @@ function heldBroker() {
   return { broker, published, release, held };
 }
 
-async function setup() {
-  const { db, close } = await openDatabase({ dataDir: await mkdtemp(join(tmpdir(), 'ef-ingest-')) });
+/** SQLite, or in the fleet-server-postgres project a PostgreSQL database of its own. */
+async function setup(options: { writers?: number; maxBatch?: number } = {}) {
+  const databaseUrl = process.env.EDGEFLEET_TEST_SERVER_DATABASE === 'postgres' ? await createTestPostgresDatabase('ingest') : undefined;
+  if (databaseUrl) closers.push(() => dropTestPostgresDatabase(databaseUrl));
+  const { db, close } = await openDatabase({ dataDir: await mkdtemp(join(tmpdir(), 'ef-ingest-')), databaseUrl });
   closers.push(close);
   const held = heldBroker();
   const ingest = createTelemetryIngest({
@@ -74,6 +79,8 @@ async function setup() {
     metrics: createMetrics(db),
     log: { warn: () => undefined, debug: () => undefined },
     batchMs: 5,
+    dialect: databaseUrl ? 'postgres' : 'sqlite',
+    ...options,
   });
   closers.push(async () => {
     held.release();
@@ -95,15 +102,15 @@ async function until(check: () => boolean | Promise<boolean>, what: string): Pro
 }
 
 describe('telemetry ingest', () => {
-  it('stores the next batch while the acknowledgements of the one before wait for their PUBACKs', async () => {
+  it('stores the next batch while the acknowledgements of the one before wait for the broker', async () => {
     const { db, ingest, feed, published, held } = await setup();
-    // A first batch from 300 devices: 300 acknowledgements, none of whose PUBACKs comes back.
+    // A first batch from 300 devices: 300 acknowledgements, none of which the broker completes.
     for (let d = 0; d < 300; d++) feed(`dev-${d}`, 0);
     await until(() => ingest.counts.stored === 300, 'the first batch stored');
     await until(() => published.length > 0, 'its acknowledgements on their way');
     // A second batch: stored now, not once the broker has answered for the first.
     for (let d = 0; d < 300; d++) feed(`dev-${d}`, 1);
-    await until(() => ingest.counts.stored === 600, 'the second batch stored while the first one’s PUBACKs are held');
+    await until(() => ingest.counts.stored === 600, 'the second batch stored while the first one’s acknowledgements are held');
     const rows = await db
       .selectFrom('telemetry_windows')
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -116,7 +123,7 @@ describe('telemetry ingest', () => {
     expect(new Set(acked).size).toBe(600);
   });
 
-  it('flush resolves only once every acknowledgement has its PUBACK', async () => {
+  it('flush resolves only once the broker has taken every acknowledgement', async () => {
     const { ingest, feed, published, release } = await setup();
     for (let d = 0; d < 100; d++) feed(`dev-${d}`, 0);
     let flushed = false;
@@ -130,5 +137,27 @@ describe('telemetry ingest', () => {
     release();
     await flushing;
     expect(flushed).toBe(true);
+  });
+
+  it('writes a backlog as several batches at once, each window stored once and acknowledged, resends in other batches counted once', async () => {
+    const { db, ingest, feed, published, release } = await setup({ writers: 3, maxBatch: 200 });
+    release();
+    // 2,500 windows from 250 devices, and 300 of them sent again further on (lost acknowledgements):
+    // a resend lands in another batch than its first copy, some written at the same time.
+    let resent = 0;
+    for (let seq = 0; seq < 10; seq++) {
+      for (let d = 0; d < 250; d++) feed(`dev-${d}`, seq);
+      if (seq < 2) continue;
+      for (let d = 0; d < 300 / 8; d++, resent++) feed(`dev-${(d * 7 + seq) % 250}`, seq - 2);
+    }
+    await ingest.flush();
+    expect(ingest.counts).toMatchObject({ stored: 2500, duplicates: resent, refused: 0 });
+    const rows = await db
+      .selectFrom('telemetry_windows')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    expect(Number(rows.n)).toBe(2500);
+    const acked = new Set(published.flatMap((p) => p.seqs.map((seq) => `${p.deviceId}/${seq}`)));
+    expect(acked.size).toBe(2500);
   });
 });
