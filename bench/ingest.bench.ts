@@ -10,10 +10,16 @@
  * - the fleet server with its embedded broker and SQLite (the default);
  * - the fleet server on Mosquitto 2 (dynamic security) and PostgreSQL, 1 replica and 2 replicas
  *   consuming through shared subscriptions.
- * Each row: time to the last acknowledgement (delivery, for a floor), windows/s, the ratio to the
- * floor of its broker, p99 of publish → acknowledgement per window, CPU and peak RSS of the server
- * processes. Then the drift work over what the embedded server stored. Results replace the ingest
- * section of docs/BENCHMARKS.md.
+ * Each setup runs in rounds, each round its floor then the setup, back to back; the ratio is taken
+ * within a round. Each row: the medians of time to the last acknowledgement (delivery, for a
+ * floor), windows/s, the ratio to the floor of its broker (with the rounds' range), p99 of publish →
+ * acknowledgement per window, CPU of the server processes, their peak RSS, and how busy the machine
+ * and the clients were. Then the drift work over what the embedded server stored. Results replace
+ * the ingest section of docs/BENCHMARKS.md.
+ *
+ * Knobs: BENCH_INGEST_ROUNDS (3), BENCH_INGEST_REPLICAS=1|2 (one Mosquitto setup),
+ * BENCH_INGEST_EMBEDDED_ONLY / BENCH_INGEST_MOSQUITTO_ONLY, BENCH_PROF (CPU profiles of the servers
+ * in /tmp/prof-ingest), BENCH_LOG_LEVEL and BENCH_TRACE (the servers' logs on stderr).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile } from 'node:fs/promises';
@@ -248,7 +254,7 @@ async function startFleet(replicas: number, env: Record<string, string>, mqttUrl
     mqttPort = r === 0 ? await freePort() : mqttPort;
     // BENCH_PROF=1: each server writes a CPU profile to /tmp/prof-ingest when it stops.
     const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof-ingest'] : [];
-    servers.push(await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: 'error', env, nodeArgs }));
+    servers.push(await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: (process.env.BENCH_LOG_LEVEL as 'error') ?? 'error', env, nodeArgs }));
     if (r === 0) url = `http://127.0.0.1:${port}`;
   }
   const api = adminApi(url, TOKEN);

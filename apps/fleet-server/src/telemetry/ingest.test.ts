@@ -103,7 +103,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string): Pro
 
 describe('telemetry ingest', () => {
   it('stores the next batch while the acknowledgements of the one before wait for the broker', async () => {
-    const { db, ingest, feed, published, held } = await setup();
+    const { db, ingest, feed, published, held, release } = await setup();
     // A first batch from 300 devices: 300 acknowledgements, none of which the broker completes.
     for (let d = 0; d < 300; d++) feed(`dev-${d}`, 0);
     await until(() => ingest.counts.stored === 300, 'the first batch stored');
@@ -116,23 +116,25 @@ describe('telemetry ingest', () => {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
     expect(Number(rows.n)).toBe(600);
-    // Every window is acknowledged in the end, each once, and only after it was stored.
-    await until(() => published.reduce((n, p) => n + p.seqs.length, 0) === 600, 'every window acknowledged');
+    // The witness: the broker still holds acknowledgements of the first batch.
     expect(held.length).toBeGreaterThan(0);
+    // Every window is acknowledged in the end, each once.
+    release();
+    await until(() => published.reduce((n, p) => n + p.seqs.length, 0) === 600, 'every window acknowledged');
     const acked = published.flatMap((p) => p.seqs.map((seq) => `${p.deviceId}/${seq}`));
     expect(new Set(acked).size).toBe(600);
   });
 
   it('flush resolves only once the broker has taken every acknowledgement', async () => {
     const { ingest, feed, published, release } = await setup();
-    for (let d = 0; d < 100; d++) feed(`dev-${d}`, 0);
+    for (let d = 0; d < 40; d++) feed(`dev-${d}`, 0);
     let flushed = false;
     const flushing = ingest.flush().then(() => {
       flushed = true;
     });
-    await until(() => published.length === 100, 'the acknowledgements published');
+    await until(() => published.length === 40, 'the acknowledgements published');
     // The witness: everything was stored and sent, and flush still waits for the broker.
-    expect(ingest.counts.stored).toBe(100);
+    expect(ingest.counts.stored).toBe(40);
     expect(flushed).toBe(false);
     release();
     await flushing;

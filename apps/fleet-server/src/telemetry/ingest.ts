@@ -79,9 +79,11 @@ function insertStatement(dialect: DialectKind, rows: number): string {
  * a queue. Storing never waits for them: over an external broker, answers come back on the
  * server's one connection behind every device message already sent to it, so a batch that waited
  * for its predecessor's acknowledgements waited for the whole backlog (measured: a burst was
- * stored in one batch at the end).
+ * stored in one batch at the end). Few: the embedded broker (aedes) delivers 100 messages at once
+ * and queues the rest, devices' messages with them, and it drains that queue recursively; with
+ * 1,024 acknowledgements waiting on slow readers the queue grew until the server's stack overflowed.
  */
-const ACKS_IN_FLIGHT = 1024;
+const ACKS_IN_FLIGHT = 64;
 
 export function createTelemetryIngest(options: {
   db: Kysely<Database>;
