@@ -254,7 +254,17 @@ async function startFleet(replicas: number, env: Record<string, string>, mqttUrl
     mqttPort = r === 0 ? await freePort() : mqttPort;
     // BENCH_PROF=1: each server writes a CPU profile to /tmp/prof-ingest when it stops.
     const nodeArgs = process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof-ingest'] : [];
-    servers.push(await startChildServer({ dataDir, port, mqttPort, adminToken: TOKEN, logLevel: (process.env.BENCH_LOG_LEVEL as 'error') ?? 'error', env, nodeArgs }));
+    servers.push(
+      await startChildServer({
+        dataDir,
+        port,
+        mqttPort,
+        adminToken: TOKEN,
+        logLevel: (process.env.BENCH_LOG_LEVEL as 'error') ?? 'error',
+        env,
+        nodeArgs,
+      }),
+    );
     if (r === 0) url = `http://127.0.0.1:${port}`;
   }
   const api = adminApi(url, TOKEN);
