@@ -62,6 +62,15 @@ const COLUMNS = [
 /** Rows a statement: 11,000 bound parameters, under both databases' limits (PostgreSQL 65,535; SQLite 32,766). */
 const ROWS_PER_STATEMENT = 1000;
 
+type WaitingRow = Omit<TelemetryWindowsTable, 'received_at'>;
+
+/** By (device, boot, seq): the order in which a batch takes its rows' locks. */
+function byKey(a: WaitingRow, b: WaitingRow): number {
+  if (a.device_id !== b.device_id) return a.device_id < b.device_id ? -1 : 1;
+  if (a.boot_id !== b.boot_id) return a.boot_id < b.boot_id ? -1 : 1;
+  return a.seq - b.seq;
+}
+
 /**
  * `insert … on conflict do nothing` of `rows` rows, written out once per size: a batch is one
  * statement of up to 11,000 parameters, and building it through the query builder (a node per
@@ -112,7 +121,7 @@ export function createTelemetryIngest(options: {
   const fullStatement = insertStatement(dialect, ROWS_PER_STATEMENT);
   const now = options.now ?? Date.now;
   // The rows to write, not the decoded windows: a window's objects die young, only its text waits.
-  let waiting: Omit<TelemetryWindowsTable, 'received_at'>[] = [];
+  let waiting: WaitingRow[] = [];
   const decoder = new TextDecoder();
   let timer: ReturnType<typeof setTimeout> | undefined;
   /** Batches being written. */
@@ -177,23 +186,12 @@ export function createTelemetryIngest(options: {
   }
 
   /** Stores one batch in one transaction, then queues its acknowledgements. */
-  async function store(batch: readonly Omit<TelemetryWindowsTable, 'received_at'>[]): Promise<void> {
+  async function store(batch: readonly WaitingRow[]): Promise<void> {
     const receivedAt = new Date(now()).toISOString();
-    // In key order: two batches written at once that share a window (a device's resend) take
-    // their row locks in the same order, so neither waits on the other in a deadlock.
-    const rows: TelemetryWindowsTable[] = batch
-      .map((row) => ({ ...row, received_at: receivedAt }))
-      .sort((a, b) =>
-        a.device_id < b.device_id
-          ? -1
-          : a.device_id > b.device_id
-            ? 1
-            : a.boot_id < b.boot_id
-              ? -1
-              : a.boot_id > b.boot_id
-                ? 1
-                : a.seq - b.seq,
-      );
+    // In key order when batches are written side by side (PostgreSQL): two that share a window (a
+    // device's resend) take their row locks in the same order, so neither waits on the other in a
+    // deadlock. One writer at a time needs no order.
+    const rows = writers > 1 ? [...batch].sort(byKey) : batch;
     let inserted = 0;
     try {
       await db.transaction().execute(async (trx) => {
@@ -201,7 +199,22 @@ export function createTelemetryIngest(options: {
         for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
           const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
           const parameters: unknown[] = [];
-          for (const row of chunk) for (const column of COLUMNS) parameters.push(row[column]);
+          // In COLUMNS order.
+          for (const r of chunk) {
+            parameters.push(
+              r.device_id,
+              r.boot_id,
+              r.seq,
+              r.model,
+              r.version,
+              r.window_start,
+              r.window_end,
+              r.runs,
+              r.dropped,
+              r.body,
+              receivedAt,
+            );
+          }
           const text = chunk.length === ROWS_PER_STATEMENT ? fullStatement : insertStatement(dialect, chunk.length);
           const result = await trx.executeQuery(CompiledQuery.raw(text, parameters));
           inserted += Number(result.numAffectedRows ?? 0);
