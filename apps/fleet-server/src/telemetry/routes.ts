@@ -329,20 +329,9 @@ export async function registerTelemetryRoutes(app: FastifyInstance, context: Ser
       const page = pageRequest('telemetry-windows', query, WINDOW_ORDER.length);
       let select = keysetPage(
         context.db
+          // Every column of the table.
           .selectFrom('telemetry_windows')
-          .select([
-            'device_id',
-            'boot_id',
-            'seq',
-            'model',
-            'version',
-            'window_start',
-            'window_end',
-            'runs',
-            'dropped',
-            'received_at',
-            'body',
-          ]),
+          .selectAll(),
         WINDOW_ORDER,
         page,
       );
