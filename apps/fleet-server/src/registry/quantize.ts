@@ -311,18 +311,27 @@ function rewriteNode(bytes: Uint8Array, n: NodeInfo, inputs: readonly string[], 
   return w.finish();
 }
 
-/** Symmetric int8 per column of W [K, N]: the quantized weights and one scale per column. */
+/**
+ * Weights take 7 bits (-63..63), as onnxruntime's quantizer does with reduce_range: on x86 CPUs
+ * without VNNI (AVX2 and AVX-512F alone: Intel before Cascade Lake, AMD before Zen 4) its
+ * MatMulInteger multiplies uint8 activations by int8 weights in pairs summed into 16 bits, which
+ * saturate at full range (255 × 127 × 2 > 32,767): onnxruntime-node answered 0.45 off on such a
+ * CPU where the int8 arithmetic says 0.01. At 63 a pair stays within 16 bits everywhere.
+ */
+export const WEIGHT_LEVELS = 63;
+
+/** Symmetric int8 per column of W [K, N] (7 bits of it): the quantized weights and one scale per column. */
 export function quantizeWeights(values: Float32Array, k: number, n: number): { q: Int8Array; scales: Float32Array } {
   const scales = new Float32Array(n);
   for (let c = 0; c < n; c++) {
     let max = 0;
     for (let r = 0; r < k; r++) max = Math.max(max, Math.abs(values[r * n + c] as number));
-    scales[c] = max > 0 ? max / 127 : 1;
+    scales[c] = max > 0 ? max / WEIGHT_LEVELS : 1;
   }
   const q = new Int8Array(k * n);
   for (let r = 0; r < k; r++) {
     for (let c = 0; c < n; c++) {
-      q[r * n + c] = Math.max(-127, Math.min(127, Math.round((values[r * n + c] as number) / (scales[c] as number))));
+      q[r * n + c] = Math.max(-WEIGHT_LEVELS, Math.min(WEIGHT_LEVELS, Math.round((values[r * n + c] as number) / (scales[c] as number))));
     }
   }
   return { q, scales };
