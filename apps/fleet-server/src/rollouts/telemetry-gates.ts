@@ -11,7 +11,7 @@
  *   when its inputs look like the reference.
  *
  * Both wait (the stage does not pass) until `needed` devices of the stage have sent telemetry of
- * the new version.
+ * the new version; the output shift also until they have sent MIN_OUTPUT_RUNS answers.
  */
 import { detectDrift, type FeatureProfile } from '@edgefleet/drift';
 import type { ManifestPayload, SignedDocument } from '@edgefleet/protocol';
@@ -21,6 +21,14 @@ import type { Database, RolloutsTable } from '../store/schema.ts';
 
 /** How far before the rollout the replaced version's telemetry is read. */
 const LOOKBACK_MS = 3600_000;
+
+/**
+ * Answers of the new version the output-shift gate needs before it lets a stage pass: on a first
+ * window's few dozen answers no shift is significant, and a version that answers differently
+ * passed its first stage (seen under load in test/drift.test.ts: caught only at the next stage).
+ * A significant shift trips the gate at once, however few answers show it.
+ */
+export const MIN_OUTPUT_RUNS = 100;
 
 export interface TelemetryGateSpec {
   readonly maxDriftScore?: number | undefined;
@@ -181,6 +189,7 @@ export async function checkTelemetryGates(
         },
       };
     }
+    if (current.runs < MIN_OUTPUT_RUNS) return { verdict: 'wait', devicesReporting: current.devices, needed };
     return { verdict: 'pass', readings: { driftScore, outputShift } };
   }
   return { verdict: 'pass', readings: { driftScore } };
