@@ -320,7 +320,7 @@ describe('fleet-wide drift', () => {
       limit: 0.1,
     });
     expect(rolledBack.reason?.devicesReporting).toBeGreaterThanOrEqual(3);
-    expect(completed.state).toBe('completed');
+    expect(completed.state, JSON.stringify(completed.reason)).toBe('completed');
     await until(() => simulation.countActive('churn', '1.1.0') === 4, 'group a on 1.1.0, group c back on 1.0.0');
     expect(simulation.devices.filter((d) => d.id.startsWith('drift-c')).every((d) => d.active.get('churn') === '1.0.0')).toBe(true);
     shiftOn = false;
