@@ -2,6 +2,7 @@
  * A real fleet for end-to-end tests: the fleet server on loopback ports with a fresh data folder,
  * and devices running the real runtime + agent over real MQTT.
  */
+
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { createFleetServer, type FleetServer, type ServerConfig } from '@edgefle
 import { createTrust, type KeySetPayload, type SignedDocument } from '@edgefleet/protocol';
 import { nodeVerify } from '@edgefleet/protocol/node';
 import { createRuntime, createWasmEngine, type Runtime } from '@edgefleet/runtime';
+import { until } from '@edgefleet/test-utils';
 
 export interface Fleet {
   readonly server: FleetServer;
@@ -70,13 +72,7 @@ export interface FleetDevice {
 /** The admin token of test fleets (32 characters or more: the server refuses shorter ones). */
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789abcdefghij';
 
-export async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+export { until };
 
 /** Creates a rollout and waits for it to complete (a setup step: any other end fails the test). */
 export async function rollOutAndWait(fleet: Fleet, spec: Record<string, unknown>, timeoutMs = 30_000): Promise<string> {

@@ -39,3 +39,4 @@ export {
   type OnnxValueInfo,
 } from './onnx/index.ts';
 export { invalidFor, validFor } from './schema/index.ts';
+export { until } from './wait.ts';

@@ -4,7 +4,7 @@
  * link that keeps failing ends the install, with a download error code (never EF_INTERNAL_ERROR).
  */
 import { createHash } from 'node:crypto';
-import { type ArtifactServer, createArtifactServer, seededValues } from '@edgefleet/test-utils';
+import { type ArtifactServer, createArtifactServer, seededValues, until } from '@edgefleet/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDownloader } from './downloads.ts';
 
@@ -13,10 +13,6 @@ afterEach(async () => {
   await server?.close();
   server = undefined;
 });
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
-}
 
 const body = Buffer.from(new Float32Array(seededValues(50_000, 3)).buffer);
 const sha256 = createHash('sha256').update(body).digest('hex');
@@ -50,7 +46,12 @@ describe('simulated downloads', () => {
         return bytes;
       });
     // Started once the first 503 has been answered: the first device is backing off by then.
-    await until(() => server?.requests.some((r) => r.path === '/restarting.onnx') ?? false);
+    await until(
+      () => server?.requests.some((r) => r.path === '/restarting.onnx') ?? false,
+      'the first attempt at the restarting server',
+      30_000,
+      5,
+    );
     await downloader.download({ url: `${server.url}/other.onnx`, sha256, size: body.length }).then(() => order.push('other'));
     const bytes = await restarting;
     downloader.close();

@@ -8,6 +8,7 @@
  */
 import { numericProfile, observe, toWire } from '@edgefleet/drift';
 import { createTopicScheme, type DeviceEvent, encodeMessageText, type TelemetryAck, type TelemetryWindow } from '@edgefleet/protocol';
+import { until } from '@edgefleet/test-utils';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../testing.ts';
@@ -63,14 +64,6 @@ function window(deviceId: string, seq: number, runs: number, dropped: number): T
     features: [],
     dropped,
   };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('counts beyond 32 bits from devices', () => {

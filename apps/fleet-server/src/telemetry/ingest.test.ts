@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { numericProfile, observe, toWire } from '@edgefleet/drift';
 import { createTopicScheme, encodeMessageText, type TelemetryAck, type TelemetryWindow } from '@edgefleet/protocol';
+import { until } from '@edgefleet/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { FleetBroker } from '../broker/index.ts';
 import { createMetrics } from '../metrics/index.ts';
@@ -91,14 +92,6 @@ async function setup(options: { writers?: number; maxBatch?: number } = {}) {
     ingest.observe({ deviceId, kind: 'telemetry' }, message, payload);
   };
   return { db, ingest, feed, ...held };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 describe('telemetry ingest', () => {
